@@ -1,0 +1,151 @@
+"""Batched evaluation of many structures, and the ASE calculator built on the same code path."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+from ase import Atoms
+from ase.calculators.calculator import Calculator, all_changes
+from ase.stress import full_3x3_to_voigt_6_stress
+
+from geodite.checkpoints import load_model
+from geodite.graph import StructureError, build_graph, check_structure
+from geodite.model import Geodite
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def describe(atoms: Atoms, index: int | None = None) -> str:
+    """A short name for error messages: its index, a name from atoms.info if any, and the formula."""
+    label = next((str(atoms.info[k]) for k in ("name", "case", "material_id", "id") if k in atoms.info), "")
+    where = f"structure {index}" if index is not None else "structure"
+    return f"{where} ({', '.join(filter(None, [label, atoms.get_chemical_formula() or 'empty']))})"
+
+
+@dataclass
+class Prediction:
+    """Energy (eV), forces [N, 3] (eV/Å) and stress [3, 3] (eV/Å³, ASE sign) of one structure, or its error."""
+
+    energy: float = float("nan")
+    forces: np.ndarray | None = None
+    stress: np.ndarray | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class Evaluator:
+    """Energy, forces and stress for many structures at once, batched into graphs of ≤ ``max_atoms`` atoms.
+
+    Structures that cannot be evaluated get a Prediction with ``error`` set; the others are unaffected.
+    """
+
+    def __init__(
+        self,
+        model: Geodite | str = "geodite",
+        device: str = "cpu",
+        dtype: str = "float32",
+        compile: bool = False,
+        max_atoms: int = 2048,
+    ):
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(DTYPES)}, not {dtype!r}")
+        self.device = torch.device(device)
+        self.dtype = DTYPES[dtype]
+        if isinstance(model, str):
+            model = load_model(model)
+        elif next(model.parameters()).dtype != self.dtype or next(model.parameters()).device != self.device:
+            model = copy.deepcopy(model)  # never change the caller's model in place
+        self.model = model.to(self.device, self.dtype).eval()
+        self.max_atoms = max_atoms
+        self.supported = self.model.supported_elements()
+        if compile:
+            self.model.layer_features = torch.compile(self.model.layer_features, dynamic=True)
+
+    @property
+    def cutoff(self) -> float:
+        return self.model.cutoff
+
+    def check(self, atoms: Atoms) -> None:
+        check_structure(atoms, self.model.config.max_z, self.supported)
+
+    def evaluate(self, structures: Sequence[Atoms], compute_stress: bool = True) -> list[Prediction]:
+        """One Prediction per structure, in order."""
+        results: list[Prediction | None] = [None] * len(structures)
+        batch: list[int] = []
+        batch_atoms = 0
+        for index, atoms in enumerate(structures):
+            try:
+                self.check(atoms)
+            except StructureError as error:
+                results[index] = Prediction(error=f"{describe(atoms, index)}: {error}")
+                continue
+            if batch and batch_atoms + len(atoms) > self.max_atoms:
+                self._run(structures, batch, results, compute_stress)
+                batch, batch_atoms = [], 0
+            batch.append(index)
+            batch_atoms += len(atoms)
+        if batch:
+            self._run(structures, batch, results, compute_stress)
+        return results  # type: ignore[return-value]
+
+    def _run(self, structures, indices, results, compute_stress) -> None:
+        chosen = [structures[i] for i in indices]
+        try:
+            graph = build_graph(chosen, self.cutoff, self.dtype, self.device)
+        except StructureError as error:  # e.g. overlapping atoms, found while building neighbours
+            bad = indices[error.index]
+            results[bad] = Prediction(error=f"{describe(structures[bad], bad)}: {error}")
+            rest = [i for i in indices if i != bad]
+            if rest:
+                self._run(structures, rest, results, compute_stress)
+            return
+        out = self.model(graph, compute_stress=compute_stress)
+        energy = out["energy"].detach().cpu().double().numpy()
+        forces = out["forces"].detach().cpu().double().numpy()
+        stress = out["stress"].detach().cpu().double().numpy() if compute_stress else None
+        offsets = np.cumsum([0] + [len(a) for a in chosen])
+        for k, i in enumerate(indices):
+            results[i] = Prediction(
+                energy=float(energy[k]),
+                forces=forces[offsets[k] : offsets[k + 1]],
+                stress=stress[k] if stress is not None else None,
+            )
+
+
+class GeoditeCalculator(Calculator):
+    """ASE calculator: energy, free_energy, forces, stress (float32 by default).
+
+    ``model`` is "geodite" (the shipped checkpoint), "geodite-mp" (the published one, downloaded) or a path.
+    """
+
+    implemented_properties = ["energy", "free_energy", "forces", "stress"]
+
+    def __init__(
+        self,
+        model: str | Geodite = "geodite",
+        device: str = "cpu",
+        dtype: str = "float32",
+        compile: bool = False,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.evaluator = Evaluator(model, device=device, dtype=dtype, compile=compile)
+
+    def calculate(self, atoms=None, properties=None, system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        prediction = self.evaluator.evaluate([self.atoms], compute_stress=True)[0]
+        if not prediction.ok:
+            raise StructureError(prediction.error)
+        self.results = {
+            "energy": prediction.energy,
+            "free_energy": prediction.energy,
+            "forces": prediction.forces,
+            "stress": full_3x3_to_voigt_6_stress(prediction.stress),
+        }

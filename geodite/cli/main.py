@@ -1,0 +1,100 @@
+"""The `geodite` command line. Commands only parse arguments and call library functions."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+app = typer.Typer(help="Geodite: an equivariant interatomic potential and its benchmark suite.", no_args_is_help=True)
+stderr = Console(stderr=True)
+
+
+def progress_bar() -> Progress:
+    """The suite's progress bar: on stderr, with count, rate and ETA."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("[cyan]{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        console=stderr,
+    )
+
+
+@app.command("eval")
+def eval_command(
+    data: Path = typer.Option(..., "--data", help="extxyz file or ASE database with reference energies/forces/stresses"),
+    model: str = typer.Option("geodite", "--model", help="'geodite', 'geodite-mp' or a checkpoint path"),
+    device: str = typer.Option("cpu", help="cpu or cuda"),
+    dtype: str = typer.Option("float64", help="float32 or float64"),
+    limit: int = typer.Option(0, help="evaluate only the first N structures (0: all)"),
+    results_dir: Path = typer.Option(Path("results"), help="where the per-structure table is written"),
+    as_json: bool = typer.Option(False, "--json", help="print the summary as one JSON object on stdout"),
+) -> None:
+    """Errors of a model against the reference energies, forces and stresses in a data file."""
+    from geodite.calculator import Evaluator
+    from geodite.checkpoints import CheckpointError
+    from geodite.evaluate import evaluate_structures, public_columns, read_structures, summarise
+
+    try:
+        structures = read_structures(data)
+        evaluator = Evaluator(model, device=device, dtype=dtype)
+    except (FileNotFoundError, CheckpointError, ValueError) as error:
+        stderr.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(2) from None
+    if limit:
+        structures = structures[:limit]
+    start = time.perf_counter()
+    with progress_bar() as bar:
+        task = bar.add_task(f"eval {data.name}", total=len(structures), rate="")
+
+        def advance(n: int) -> None:
+            done = bar.tasks[0].completed + n
+            bar.update(task, advance=n, rate=f"{done / (time.perf_counter() - start):.1f} structures/s")
+
+        table = evaluate_structures(evaluator, structures, progress=advance)
+    summary = summarise(table) | {"model": model, "data": str(data), "wall_s": round(time.perf_counter() - start, 3)}
+    out_dir = results_dir / "eval" / Path(model).stem
+    out_dir.mkdir(parents=True, exist_ok=True)
+    public_columns(table).to_csv(out_dir / f"{data.stem}.csv", index=False)
+    (out_dir / f"{data.stem}.summary.json").write_text(json.dumps(summary, indent=2))
+    for error in table["error"].dropna():
+        stderr.print(f"[yellow]skipped[/yellow] {error}")
+    if as_json:
+        sys.stdout.write(json.dumps(summary) + "\n")
+        return
+    shown = Table(title=f"{model} on {data.name} ({summary['n_structures']} structures)")
+    shown.add_column("quantity")
+    shown.add_column("MAE")
+    shown.add_column("RMSE")
+    for name, unit in (("energy_per_atom", "eV/atom"), ("forces", "eV/Å"), ("stress", "eV/Å³")):
+        mae, rmse = summary[f"{name}_mae"], summary[f"{name}_rmse"]
+        shown.add_row(f"{name} ({unit})", "—" if mae is None else f"{mae:.3e}", "—" if rmse is None else f"{rmse:.3e}")
+    Console().print(shown)
+    stderr.print(f"per-structure table: {out_dir / (data.stem + '.csv')}")
+
+
+@app.command("convert")
+def convert_command(
+    source: Path = typer.Argument(..., help="an upstream state dict or Lightning checkpoint (e.g. Geodite-MP.ckpt)"),
+    destination: Path = typer.Argument(..., help="where to write the Geodite checkpoint"),
+    num_heads: int = typer.Option(0, help="attention heads, if the source does not record them (0: infer)"),
+) -> None:
+    """Convert upstream Geodite weights into this package's checkpoint format (no code is run)."""
+    from geodite.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+
+    try:
+        model = load_checkpoint(source, num_heads=num_heads or None)
+    except CheckpointError as error:
+        stderr.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(2) from None
+    save_checkpoint(model, destination, metadata={"converted_from": source.name})
+    stderr.print(f"wrote {destination} ({model.config})")
+

@@ -1,0 +1,11 @@
+"""Benchmark metrics as small pure functions (numpy/pandas in, numbers/DataFrames out).
+
+Modules:
+    discovery  -- stability classification, F1/DAF/precision/... (Matbench Discovery)
+    cps        -- combined performance score
+    phonons    -- thermal-conductivity SRD/SRE/SRME
+    diatomics  -- homonuclear dimer curve self-consistency and PBE-relative metrics
+    rdf        -- radial distribution functions, RDF overlap/error, MSD and diffusion
+
+No function here does I/O; definitions follow docs/benchmarks.md.
+"""

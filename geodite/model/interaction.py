@@ -1,0 +1,133 @@
+"""Interaction block: attention and spatial-filter messages, density normalisation, edge update.
+
+Conventions: edge e = (j → i) with sender j = edge_index[0] and receiver i = edge_index[1];
+messages are summed on the receiver. h [N, F] scalars, X [N, 8, F] steerable features (l = 1, 2),
+t [E, F] edge scalars, Y [E, 8] spherical harmonics of the edge direction, φ [E, n_rbf].
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from geodite.model.embedding import SoftDensity, scatter_sum
+from geodite.model.harmonics import DEGREE_SLICES
+from geodite.model.norm import JointRMSNorm
+
+
+class TwoLayerMLP(nn.Module):
+    """Linear(d_in→d_hidden), SiLU, Linear(d_hidden→d_out), optionally SiLU; no biases."""
+
+    def __init__(self, d_in: int, d_hidden: int, d_out: int, final_silu: bool = False):
+        super().__init__()
+        self.linear_in = nn.Linear(d_in, d_hidden, bias=False)
+        self.linear_out = nn.Linear(d_hidden, d_out, bias=False)
+        self.final_silu = final_silu
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.linear_out(F.silu(self.linear_in(x)))
+        return F.silu(y) if self.final_silu else y
+
+
+def reject_along(features: Tensor, direction: Tensor) -> Tensor:
+    """Remove from each channel its component along a unit direction: x − (x·ŷ) ŷ.
+
+    features [E, M, C], direction [E, M] (unit norm over M) -> [E, M, C].
+    """
+    y = direction.unsqueeze(-1)
+    return features - (features * y).sum(dim=1, keepdim=True) * y
+
+
+class EdgeUpdate(nn.Module):
+    """t_ij += γ_t(t_ij) ⊙ W_e LayerNorm(w_ij), w_ij = Σ_{l=1,2} ⟨EQˡ_i ⊥ Yˡ, EKˡ_j ⊥ Yˡ⟩ (per channel).
+
+    EQ = W_q' X (one matrix shared by l = 1, 2), EKˡ = W_kˡ Xˡ; ⊥ removes the component along Yˡ(r̂_ij).
+    """
+
+    def __init__(self, num_channels: int, edge_vec_dim: int, edge_mlp_dim: int):
+        super().__init__()
+        self.query = nn.Linear(num_channels, edge_vec_dim, bias=False)
+        self.keys = nn.ModuleList([nn.Linear(num_channels, edge_vec_dim, bias=False) for _ in range(2)])
+        self.norm = nn.LayerNorm(edge_vec_dim)
+        self.out = nn.Linear(edge_vec_dim, num_channels, bias=False)
+        self.gate = TwoLayerMLP(num_channels, edge_mlp_dim, num_channels, final_silu=True)
+
+    def forward(self, X: Tensor, t: Tensor, Y: Tensor, edge_index: Tensor) -> Tensor:
+        sender, receiver = edge_index[0], edge_index[1]
+        eq = self.query(X)  # [N, 8, Fe]
+        w = None
+        for degree, key in zip(DEGREE_SLICES, self.keys):
+            q_l = reject_along(eq[:, degree][receiver], Y[:, degree])  # [E, 2l+1, Fe]
+            k_l = reject_along(key(X[:, degree])[sender], Y[:, degree])
+            inner = (q_l * k_l).sum(dim=1)  # [E, Fe]
+            w = inner if w is None else w + inner
+        return t + self.gate(t) * self.out(self.norm(w))
+
+
+class InteractionBlock(nn.Module):
+    """One message-passing layer (joint RMS norm → messages → density-normalised residual → edge update).
+
+    Attention (no softmax): α_ij,head = SiLU(Σ_head-channels (W_q h_i)(W_k h_j) SiLU(W_r t_ij)) / √F.
+    Messages o_ij = α_ij · γ_v(h_j) + (W_s t_ij) ⊙ γ_s(h_j) ∈ R^{3F} = [o^s, o^d, o^t];
+    Δh_i = Σ_j o^s_ij, ΔXˡ_i = Σ_j (o^d_ij Yˡ(r̂_ij) + o^t_ij Xˡ_j); h ← h + Δh/(1+ρ_i), X ← X + ΔX/(1+ρ_i).
+    """
+
+    def __init__(
+        self,
+        num_channels: int,
+        num_heads: int,
+        num_rbf: int,
+        update_edges: bool,
+        edge_vec_dim: int,
+        edge_mlp_dim: int,
+        epsilon: float = 1e-6,
+        attn_dropout: float = 0.0,
+    ):
+        super().__init__()
+        if num_channels % num_heads:
+            raise ValueError(f"num_channels ({num_channels}) must be divisible by num_heads ({num_heads})")
+        self.num_channels = num_channels
+        self.num_heads = num_heads
+        self.attn_dropout = attn_dropout
+        self.norm = JointRMSNorm(num_channels, eps=epsilon)
+        self.query = nn.Linear(num_channels, num_channels, bias=False)
+        self.key = nn.Linear(num_channels, num_channels, bias=False)
+        self.edge_attention = nn.Linear(num_channels, num_channels, bias=False)
+        self.edge_filter = nn.Linear(num_channels, 3 * num_channels, bias=False)
+        self.value_mlp = TwoLayerMLP(num_channels, num_channels, 3 * num_channels)
+        self.filter_mlp = TwoLayerMLP(num_channels, num_channels, 3 * num_channels)
+        self.density = SoftDensity(num_rbf, scale=float(num_rbf))
+        self.edge_update = EdgeUpdate(num_channels, edge_vec_dim, edge_mlp_dim) if update_edges else None
+
+    def forward(
+        self, h: Tensor, X: Tensor, t: Tensor, Y: Tensor, phi: Tensor, edge_index: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        sender, receiver = edge_index[0], edge_index[1]
+        num_nodes, num_edges = h.shape[0], t.shape[0]
+        H, F_, C = self.num_heads, self.num_channels, self.num_channels // self.num_heads
+        h, X = self.norm(h, X)
+
+        q = self.query(h).view(num_nodes, H, C)
+        k = self.key(h).view(num_nodes, H, C)
+        t_attn = F.silu(self.edge_attention(t)).view(num_edges, H, C)
+        logits = (q[receiver] * k[sender] * t_attn).sum(dim=-1, keepdim=True)  # [E, H, 1]
+        alpha = F.silu(logits) / math.sqrt(F_)
+        alpha = F.dropout(alpha, p=self.attn_dropout, training=self.training)
+
+        values = self.value_mlp(h)[sender].view(num_edges, H, 3 * C)  # heads own contiguous 3F/H slices
+        messages = (alpha * values).view(num_edges, 3 * F_) + self.edge_filter(t) * self.filter_mlp(h)[sender]
+        o_s, o_d, o_t = messages.split(F_, dim=-1)  # [E, F] each
+
+        dX_edges = o_d.unsqueeze(1) * Y.unsqueeze(-1) + o_t.unsqueeze(1) * X[sender]  # [E, 8, F]
+        dh = scatter_sum(o_s, receiver, num_nodes)
+        dX = scatter_sum(dX_edges, receiver, num_nodes)
+        norm = scatter_sum(self.density(phi), receiver, num_nodes) + 1  # [N, 1]
+        h = h + dh / norm
+        X = X + dX / norm.unsqueeze(1)
+
+        if self.edge_update is not None:
+            t = self.edge_update(X, t, Y, edge_index)
+        return h, X, t

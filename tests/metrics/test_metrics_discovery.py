@@ -1,0 +1,125 @@
+"""Tests for geodite.metrics.discovery."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from geodite.metrics.discovery import (
+    METRIC_KEYS,
+    classify_stable,
+    metrics_from_counts,
+    most_stable_k,
+    predicted_hull_distance,
+    stable_metrics,
+)
+
+# CHGNet 0.3.0, unique prototypes, published in Matbench Discovery
+# (models/chgnet/chgnet-0.3.0.yml): TP 25313, FP 23955, TN 158159, FN 8061
+CHGNET_COUNTS = dict(tp=25313, fp=23955, tn=158159, fn=8061)
+UNIQUE_PROTO_PREVALENCE = 32_942 / 215_488
+
+
+def test_chgnet_published_unique_prototype_metrics():
+    m = metrics_from_counts(**CHGNET_COUNTS, prevalence=UNIQUE_PROTO_PREVALENCE)
+    assert round(m["F1"], 3) == 0.613
+    assert round(m["Precision"], 3) == 0.514
+    assert round(m["Accuracy"], 3) == 0.851
+    assert round(m["DAF"], 3) == 3.361
+    # further published values in the same YAML
+    assert round(m["Recall"], 3) == 0.758
+    assert round(m["TPR"], 3) == 0.758
+    assert round(m["FPR"], 3) == 0.132
+    assert round(m["TNR"], 3) == 0.868
+    assert round(m["FNR"], 3) == 0.242
+    assert m["TP"] + m["FP"] + m["TN"] + m["FN"] == 215_488
+
+
+def test_metrics_from_counts_default_prevalence():
+    m = metrics_from_counts(tp=2, fp=1, tn=6, fn=1)
+    assert m["Precision"] == pytest.approx(2 / 3)
+    assert m["Recall"] == pytest.approx(2 / 3)
+    assert m["F1"] == pytest.approx(2 / 3)
+    assert m["Accuracy"] == pytest.approx(0.8)
+    assert m["DAF"] == pytest.approx((2 / 3) / 0.3)
+    assert np.isnan(metrics_from_counts(0, 0, 5, 0)["Precision"])
+    with pytest.raises(ValueError):
+        metrics_from_counts(-1, 0, 0, 0)
+
+
+@pytest.fixture
+def small_df() -> pd.DataFrame:
+    # stable ⇔ hull distance <= 0; NaN prediction = predicted unstable
+    return pd.DataFrame(
+        {
+            "true": [-0.10, -0.02, 0.00, 0.05, 0.20, 0.30, -0.05, 0.10],
+            "pred": [-0.05, 0.03, -0.01, -0.02, 0.25, np.nan, np.nan, 0.12],
+        }
+    )
+
+
+def test_classify_stable_with_nan(small_df):
+    cls = classify_stable(small_df["true"], small_df["pred"])
+    assert cls.tp.tolist() == [True, False, True, False, False, False, False, False]
+    assert cls.fn.tolist() == [False, True, False, False, False, False, True, False]
+    assert cls.fp.tolist() == [False, False, False, True, False, False, False, False]
+    assert cls.tn.tolist() == [False, False, False, False, True, True, False, True]
+    total = cls.tp.astype(int) + cls.fp + cls.tn + cls.fn
+    assert (total == 1).all()
+
+
+def test_stable_metrics_hand_computed(small_df):
+    m = stable_metrics(small_df["true"], small_df["pred"])
+    assert list(m) == list(METRIC_KEYS)
+    # TP 2, FN 2, FP 1, TN 3, N = 8 (the two NaN rows count)
+    assert (m["TP"], m["FN"], m["FP"], m["TN"]) == (2, 2, 1, 3)
+    assert m["Precision"] == pytest.approx(2 / 3)
+    assert m["Recall"] == pytest.approx(0.5)
+    assert m["F1"] == pytest.approx(2 * (2 / 3) * 0.5 / (2 / 3 + 0.5))
+    assert m["Accuracy"] == pytest.approx(5 / 8)
+    assert m["DAF"] == pytest.approx((2 / 3) / (4 / 8))
+    assert m["FPR"] == pytest.approx(0.25)
+    # regression on the 6 non-missing pairs only
+    err = np.array([0.05, 0.05, -0.01, -0.07, 0.05, 0.02])
+    true = np.array([-0.10, -0.02, 0.00, 0.05, 0.20, 0.10])
+    assert m["MAE"] == pytest.approx(np.abs(err).mean())
+    assert m["RMSE"] == pytest.approx(np.sqrt((err**2).mean()))
+    assert m["R2"] == pytest.approx(1 - (err**2).sum() / ((true - true.mean()) ** 2).sum())
+
+
+def test_stable_metrics_threshold_and_prevalence(small_df):
+    m = stable_metrics(small_df["true"], small_df["pred"], stability_threshold=0.1, prevalence=0.25)
+    # actual stable (<= 0.1): rows 0,1,2,3,6,7 ; predicted (<= 0.1): rows 0,1,2,3
+    assert (m["TP"], m["FN"], m["FP"], m["TN"]) == (4, 2, 0, 2)
+    assert m["DAF"] == pytest.approx(1.0 / 0.25)
+
+
+def test_classify_stable_rejects_nan_truth():
+    with pytest.raises(ValueError, match="NaN"):
+        classify_stable([np.nan, 0.1], [0.0, 0.1])
+
+
+def test_predicted_hull_distance():
+    e_form_pred = pd.Series([-1.00, -0.50, 5.0, np.nan], index=list("abcd"))
+    e_form_dft = np.array([-1.10, -0.40, -0.5, -1.0])
+    e_hull_dft = np.array([0.05, 0.00, 0.10, 0.2])
+    out = predicted_hull_distance(e_form_pred, e_form_dft, e_hull_dft)
+    assert list(out.index) == list("abcd")
+    assert out["a"] == pytest.approx(0.15)
+    assert out["b"] == pytest.approx(-0.10)
+    assert np.isnan(out["c"])  # 5.5 eV/atom off -> missing
+    assert np.isnan(out["d"])
+    plain = predicted_hull_distance([0.0], [-4.9], [0.0])  # exactly 4.9 off: kept
+    assert plain[0] == pytest.approx(4.9)
+
+
+def test_most_stable_k():
+    df = pd.DataFrame(
+        {
+            "e_above_hull_pred": [0.3, -0.2, np.nan, -0.5, 0.0],
+            "unique_prototype": [True, False, True, True, True],
+        },
+        index=list("abcde"),
+    )
+    assert list(most_stable_k(df, k=2).index) == ["d", "b"]
+    assert list(most_stable_k(df, k=2, unique_prototype_col="unique_prototype").index) == ["d", "e"]
+    assert list(most_stable_k(df, k=10).index) == ["d", "b", "e", "a"]
