@@ -13,7 +13,7 @@ from ase.calculators.calculator import Calculator, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from geodite.checkpoints import load_model
-from geodite.graph import StructureError, build_graph, check_structure
+from geodite.graph import NeighbourCache, StructureError, build_graph, check_structure
 from geodite.model import Geodite
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -75,8 +75,12 @@ class Evaluator:
     def check(self, atoms: Atoms) -> None:
         check_structure(atoms, self.model.config.max_z, self.supported)
 
-    def evaluate(self, structures: Sequence[Atoms], compute_stress: bool = True) -> list[Prediction]:
-        """One Prediction per structure, in order."""
+    def evaluate(
+        self, structures: Sequence[Atoms], compute_stress: bool = True, neighbours: NeighbourCache | None = None
+    ) -> list[Prediction]:
+        """One Prediction per structure, in order. ``neighbours`` caches the list of a single structure."""
+        if neighbours is not None and len(structures) != 1:
+            raise ValueError("a neighbour cache serves exactly one structure")
         results: list[Prediction | None] = [None] * len(structures)
         batch: list[int] = []
         batch_atoms = 0
@@ -87,18 +91,18 @@ class Evaluator:
                 results[index] = Prediction(error=f"{describe(atoms, index)}: {error}")
                 continue
             if batch and batch_atoms + len(atoms) > self.max_atoms:
-                self._run(structures, batch, results, compute_stress)
+                self._run(structures, batch, results, compute_stress, neighbours)
                 batch, batch_atoms = [], 0
             batch.append(index)
             batch_atoms += len(atoms)
         if batch:
-            self._run(structures, batch, results, compute_stress)
+            self._run(structures, batch, results, compute_stress, neighbours)
         return results  # type: ignore[return-value]
 
-    def _run(self, structures, indices, results, compute_stress) -> None:
+    def _run(self, structures, indices, results, compute_stress, neighbours=None) -> None:
         chosen = [structures[i] for i in indices]
         try:
-            graph = build_graph(chosen, self.cutoff, self.dtype, self.device)
+            graph = build_graph(chosen, self.cutoff, self.dtype, self.device, neighbours)
         except StructureError as error:  # e.g. overlapping atoms, found while building neighbours
             bad = indices[error.index]
             results[bad] = Prediction(error=f"{describe(structures[bad], bad)}: {error}")
@@ -123,6 +127,8 @@ class GeoditeCalculator(Calculator):
     """ASE calculator: energy, free_energy, forces, stress (float32 by default).
 
     ``model`` is "geodite" (the shipped checkpoint), "geodite-mp" (the published one, downloaded) or a path.
+    ``skin`` > 0 (Å) reuses the neighbour list between calls until an atom has moved skin/2 (MD,
+    relaxations); results are identical to a fresh list.
     """
 
     implemented_properties = ["energy", "free_energy", "forces", "stress"]
@@ -133,14 +139,16 @@ class GeoditeCalculator(Calculator):
         device: str = "cpu",
         dtype: str = "float32",
         compile: bool = False,
+        skin: float = 0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.evaluator = Evaluator(model, device=device, dtype=dtype, compile=compile)
+        self.neighbours = NeighbourCache(self.evaluator.cutoff, skin) if skin > 0 else None
 
     def calculate(self, atoms=None, properties=None, system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
-        prediction = self.evaluator.evaluate([self.atoms], compute_stress=True)[0]
+        prediction = self.evaluator.evaluate([self.atoms], compute_stress=True, neighbours=self.neighbours)[0]
         if not prediction.ok:
             raise StructureError(prediction.error)
         self.results = {

@@ -121,13 +121,18 @@ def build_graph(
     cutoff: float,
     dtype: torch.dtype = torch.float64,
     device: torch.device | str = "cpu",
+    neighbours: "NeighbourCache | None" = None,
 ) -> AtomGraph:
-    """Batch structures into one AtomGraph. Call ``check_structure`` first for clear errors."""
+    """Batch structures into one AtomGraph. Call ``check_structure`` first for clear errors.
+
+    ``neighbours`` (a NeighbourCache, for a single structure evaluated repeatedly) replaces the fresh
+    neighbour list.
+    """
     z, positions, cells, pbcs, batch, senders, receivers, shifts = [], [], [], [], [], [], [], []
     offset = 0
     for index, atoms in enumerate(structures):
         try:
-            i, j, s = neighbour_list(atoms, cutoff)
+            i, j, s = neighbours(atoms) if neighbours is not None else neighbour_list(atoms, cutoff)
         except StructureError as error:
             raise StructureError(str(error), index=index) from None
         receivers.append(i + offset)
@@ -149,3 +154,42 @@ def build_graph(
         edge_index=torch.as_tensor(edge_index, dtype=torch.long, device=device),
         shifts=torch.as_tensor(np.concatenate(shifts), dtype=dtype, device=device),
     )
+
+
+class NeighbourCache:
+    """Verlet-skin reuse of a neighbour list between calls (MD, relaxations).
+
+    The list is built for cutoff + skin and rebuilt only when an atom has moved more than skin/2 since
+    the last build, or the cell, periodicity or atoms changed; in between, the cached pairs are filtered
+    to |r_ij| < cutoff, so the edges (and so the energy) are exactly those of a fresh list.
+    """
+
+    def __init__(self, cutoff: float, skin: float):
+        self.cutoff = cutoff
+        self.skin = skin
+        self._key: tuple | None = None
+        self._positions: np.ndarray | None = None
+        self._pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self.builds = 0
+
+    def _needs_rebuild(self, atoms: Atoms) -> bool:
+        key = (tuple(atoms.numbers), atoms.cell.array.tobytes(), tuple(atoms.pbc))
+        if key != self._key or self._positions is None:
+            self._key = key
+            return True
+        moved = np.linalg.norm(atoms.positions - self._positions, axis=1).max(initial=0.0)
+        return moved > self.skin / 2
+
+    def __call__(self, atoms: Atoms) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if self._needs_rebuild(atoms):
+            self._pairs = neighbour_list(atoms, self.cutoff + self.skin)
+            self._positions = atoms.positions.copy()
+            self.builds += 1
+        i, j, shifts = self._pairs
+        vectors = atoms.positions[j] - atoms.positions[i] + shifts @ atoms.cell.array
+        distances = np.linalg.norm(vectors, axis=1)
+        if len(distances) and distances.min() < MIN_DISTANCE:
+            k = int(np.argmin(distances))
+            raise StructureError(f"atoms {i[k]} and {j[k]} overlap (distance {distances[k]:.2e} Å)")
+        keep = distances < self.cutoff
+        return i[keep], j[keep], shifts[keep]

@@ -48,7 +48,7 @@ class NodeEmbedding(nn.Module):
     def forward(self, z: Tensor, edge_index: Tensor, phi: Tensor) -> Tensor:
         sender, receiver = edge_index[0], edge_index[1]
         num_nodes = z.shape[0]
-        messages = self.neighbour_embedding(z)[sender] * self.radial_to_channels(phi)  # [E, F]
+        messages = self.neighbour_embedding(z).index_select(0, sender) * self.radial_to_channels(phi)  # [E, F]
         m = scatter_sum(messages, receiver, num_nodes)  # [N, F]
         rho = scatter_sum(self.density(phi), receiver, num_nodes)  # [N, 1]
         x = torch.cat([self.self_embedding(z), m / (rho + 1)], dim=-1)
@@ -63,4 +63,4 @@ class EdgeEmbedding(nn.Module):
         self.radial_to_channels = nn.Linear(num_rbf, num_channels, bias=False)
 
     def forward(self, h: Tensor, edge_index: Tensor, phi: Tensor) -> Tensor:
-        return (h[edge_index[1]] + h[edge_index[0]]) * self.radial_to_channels(phi)
+        return (h.index_select(0, edge_index[1]) + h.index_select(0, edge_index[0])) * self.radial_to_channels(phi)

@@ -134,7 +134,11 @@ class Geodite(nn.Module):
             cell = cell + torch.matmul(cell, symmetric)
         sender, receiver = graph.edge_index
         edge_cell = cell[graph.batch[receiver]]
-        vectors = positions[sender] - positions[receiver] + torch.einsum("ei,eij->ej", graph.shifts, edge_cell)
+        vectors = (
+            positions.index_select(0, sender)
+            - positions.index_select(0, receiver)
+            + torch.einsum("ei,eij->ej", graph.shifts, edge_cell)
+        )
         atomic = self.atomic_energies(graph.z, graph.edge_index, vectors)
         energy = scatter_sum(atomic, graph.batch, graph.num_graphs)
         inputs = [positions, strain] if compute_stress else [positions]

@@ -32,13 +32,14 @@ class TwoLayerMLP(nn.Module):
         return F.silu(y) if self.final_silu else y
 
 
-def reject_along(features: Tensor, direction: Tensor) -> Tensor:
-    """Remove from each channel its component along a unit direction: x − (x·ŷ) ŷ.
+def rejected_inner_product(a: Tensor, b: Tensor, direction: Tensor) -> Tensor:
+    """⟨a ⊥ ŷ, b ⊥ ŷ⟩ over m, per channel, where x ⊥ ŷ = x − (x·ŷ) ŷ removes the component along ŷ.
 
-    features [E, M, C], direction [E, M] (unit norm over M) -> [E, M, C].
+    Since P = 1 − ŷŷᵀ is a projector, ⟨Pa, Pb⟩ = a·b − (a·ŷ)(b·ŷ): no rejected copies are formed.
+    a, b [E, M, C], direction [E, M] (unit norm over M) -> [E, C].
     """
     y = direction.unsqueeze(-1)
-    return features - (features * y).sum(dim=1, keepdim=True) * y
+    return (a * b).sum(dim=1) - (a * y).sum(dim=1) * (b * y).sum(dim=1)
 
 
 class EdgeUpdate(nn.Module):
@@ -60,9 +61,9 @@ class EdgeUpdate(nn.Module):
         eq = self.query(X)  # [N, 8, Fe]
         w = None
         for degree, key in zip(DEGREE_SLICES, self.keys):
-            q_l = reject_along(eq[:, degree][receiver], Y[:, degree])  # [E, 2l+1, Fe]
-            k_l = reject_along(key(X[:, degree])[sender], Y[:, degree])
-            inner = (q_l * k_l).sum(dim=1)  # [E, Fe]
+            q_l = eq[:, degree].index_select(0, receiver)  # [E, 2l+1, Fe]
+            k_l = key(X[:, degree]).index_select(0, sender)
+            inner = rejected_inner_product(q_l, k_l, Y[:, degree])  # [E, Fe]
             w = inner if w is None else w + inner
         return t + self.gate(t) * self.out(self.norm(w))
 
@@ -113,15 +114,18 @@ class InteractionBlock(nn.Module):
         q = self.query(h).view(num_nodes, H, C)
         k = self.key(h).view(num_nodes, H, C)
         t_attn = F.silu(self.edge_attention(t)).view(num_edges, H, C)
-        logits = (q[receiver] * k[sender] * t_attn).sum(dim=-1, keepdim=True)  # [E, H, 1]
+        logits = (q.index_select(0, receiver) * k.index_select(0, sender) * t_attn).sum(dim=-1, keepdim=True)
         alpha = F.silu(logits) / math.sqrt(F_)
         alpha = F.dropout(alpha, p=self.attn_dropout, training=self.training)
 
-        values = self.value_mlp(h)[sender].view(num_edges, H, 3 * C)  # heads own contiguous 3F/H slices
-        messages = (alpha * values).view(num_edges, 3 * F_) + self.edge_filter(t) * self.filter_mlp(h)[sender]
+        # [E, H, 1] attention; each head owns a contiguous 3F/H slice of the values
+        values = self.value_mlp(h).index_select(0, sender).view(num_edges, H, 3 * C)
+        messages = (alpha * values).view(num_edges, 3 * F_) + self.edge_filter(t) * self.filter_mlp(h).index_select(
+            0, sender
+        )
         o_s, o_d, o_t = messages.split(F_, dim=-1)  # [E, F] each
 
-        dX_edges = o_d.unsqueeze(1) * Y.unsqueeze(-1) + o_t.unsqueeze(1) * X[sender]  # [E, 8, F]
+        dX_edges = o_d.unsqueeze(1) * Y.unsqueeze(-1) + o_t.unsqueeze(1) * X.index_select(0, sender)  # [E, 8, F]
         dh = scatter_sum(o_s, receiver, num_nodes)
         dX = scatter_sum(dX_edges, receiver, num_nodes)
         norm = scatter_sum(self.density(phi), receiver, num_nodes) + 1  # [N, 1]

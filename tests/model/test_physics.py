@@ -179,3 +179,18 @@ def test_nve_conserves_energy(small_model):
     kinetic_scale = 1.5 * len(atoms) * units.kB * 300
     assert np.ptp(total) < 0.02 * kinetic_scale
     assert abs(total[-1] - total[0]) < 0.01 * kinetic_scale
+
+
+def test_neighbour_skin_reuse_gives_fresh_list_results(small_model):
+    atoms = nacl()
+    cached = GeoditeCalculator(small_model, dtype="float64", skin=1.0)
+    fresh = Evaluator(small_model, dtype="float64")
+    rng = np.random.default_rng(1)
+    for _ in range(12):
+        atoms.positions += rng.normal(scale=0.1, size=atoms.positions.shape)
+        atoms.calc = cached
+        energy = atoms.get_potential_energy()
+        reference = fresh.evaluate([atoms])[0]
+        assert energy == pytest.approx(reference.energy, abs=1e-10)
+        np.testing.assert_allclose(atoms.get_forces(), reference.forces, atol=1e-9)
+    assert 1 < cached.neighbours.builds < 12
