@@ -98,3 +98,16 @@ def convert_command(
     save_checkpoint(model, destination, metadata={"converted_from": source.name})
     stderr.print(f"wrote {destination} ({model.config})")
 
+
+def _register_commands() -> None:
+    """Sub-commands that live in their own modules (imported lazily inside each command)."""
+    from geodite.cli.bench import bench_app, models_command
+    from geodite.cli.bench_tasks import diatomics_command, md_command
+
+    bench_app.command("diatomics")(diatomics_command)
+    bench_app.command("md")(md_command)
+    app.add_typer(bench_app, name="bench")
+    app.command("models")(models_command)
+
+
+_register_commands()

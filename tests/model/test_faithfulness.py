@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from ase.io import read
 
 from geodite.calculator import Evaluator

@@ -1,0 +1,65 @@
+"""`geodite bench diatomics` and `geodite bench md`."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from geodite.cli import common as o
+
+
+def diatomics_command(
+    protocol: Annotated[str, typer.Option(help="mbd (Matbench Discovery) or arena (MLIP Arena)")] = "mbd",
+    elements: Annotated[Optional[str], typer.Option(help="comma-separated symbols (default: H…U)")] = None,
+    model: o.Model = "geodite", limit: o.Limit = None, workers: o.Workers = 1, threads: o.Threads = None,
+    scheduler: o.Scheduler = None,
+    slurm_config: o.SlurmConfig = None, device: o.Device = "cpu", dtype: o.Dtype = "float32",
+    results_dir: o.ResultsDir = Path("results"), retry_failed: o.RetryFailed = False, fresh: o.Fresh = False,
+    progress: o.Progress = True, plots: o.Plots = True, as_json: o.Json = False,
+) -> None:
+    """Homonuclear dimer curves: smoothness and PBE-relative accuracy, one item per element."""
+    from geodite.tasks.diatomics import DiatomicsTask
+
+    symbols = [s.strip() for s in elements.split(",") if s.strip()] if elements else []
+    o.run_bench(
+        lambda: DiatomicsTask(protocol=protocol, elements=symbols),
+        model=model, limit=limit, workers=workers, threads=threads, scheduler=scheduler, slurm_config=slurm_config, device=device,
+        dtype=dtype, results_dir=results_dir, retry_failed=retry_failed, fresh=fresh, progress=progress,
+        plots=plots, as_json=as_json,
+    )
+
+
+def md_command(
+    time: Annotated[str, typer.Option(help="simulated time per system, e.g. 2ps, 1ns")] = "1ns",
+    timestep: Annotated[float, typer.Option(help="time step (fs)")] = 2.0,
+    frame_interval: Annotated[int, typer.Option(help="steps between saved frames")] = 50,
+    thermostat: Annotated[str, typer.Option(help="nose-hoover-chain or langevin")] = "nose-hoover-chain",
+    seed: Annotated[int, typer.Option(help="seed of the Maxwell–Boltzmann start")] = 0,
+    reference: Annotated[Optional[Path], typer.Option(help="reference-set folder (default: shipped argyrodites)")] = None,
+    systems: Annotated[Optional[str], typer.Option(help="comma-separated system names (default: all)")] = None,
+    model: o.Model = "geodite", limit: o.Limit = None, workers: o.Workers = 1, threads: o.Threads = None,
+    scheduler: o.Scheduler = None,
+    slurm_config: o.SlurmConfig = None, device: o.Device = "cpu", dtype: o.Dtype = "float32",
+    results_dir: o.ResultsDir = Path("results"), retry_failed: o.RetryFailed = False, fresh: o.Fresh = False,
+    progress: o.Progress = True, plots: o.Plots = True, as_json: o.Json = False,
+) -> None:
+    """NVT MD on solid electrolytes: stability and RDF overlap with AIMD, one item per system."""
+    from geodite.registry import model_label
+    from geodite.tasks.md import MDTask, parse_time_fs
+    from geodite.tasks.results import task_dir
+
+    trajectories = task_dir(results_dir, "md", model_label(model)) / "trajectories"
+    if fresh:
+        shutil.rmtree(trajectories, ignore_errors=True)
+    names = [s.strip() for s in systems.split(",") if s.strip()] if systems else []
+    o.run_bench(
+        lambda: MDTask(time_fs=parse_time_fs(time), timestep_fs=timestep, frame_interval=frame_interval,
+                       thermostat=thermostat, seed=seed, reference=str(reference) if reference else None,
+                       systems=names, trajectory_dir=str(trajectories)),
+        model=model, limit=limit, workers=workers, threads=threads, scheduler=scheduler, slurm_config=slurm_config, device=device,
+        dtype=dtype, results_dir=results_dir, retry_failed=retry_failed, fresh=fresh, progress=progress,
+        plots=plots, as_json=as_json,
+    )

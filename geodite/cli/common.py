@@ -1,0 +1,96 @@
+"""Options every `geodite bench` command shares, declared once, and the one way a command runs a task."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Callable, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+stderr = Console(stderr=True)
+
+
+def fail(message: str, as_json: bool, code: int = 2) -> None:
+    """Report an error (and, with --json, an {"error": ...} object on stdout), then exit with ``code``."""
+    stderr.print(f"[red]error:[/red] {message}")
+    if as_json:
+        sys.stdout.write(json.dumps({"error": message}) + "\n")
+    raise typer.Exit(code)
+
+
+def print_summary(summary: dict, as_json: bool, title: str) -> None:
+    """The summary as a table (on stderr when --json puts the JSON object on stdout)."""
+    from geodite.tasks.store import jsonable
+
+    if as_json:
+        sys.stdout.write(json.dumps(jsonable(summary)) + "\n")
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, val in summary.items():
+        if isinstance(val, dict | list) or key in {"task", "model", "results_dir"}:
+            continue
+        if isinstance(val, float):
+            val = f"{val:.4g}"
+        table.add_row(key, "—" if val is None else str(val))
+    (stderr if as_json else Console()).print(table)
+
+
+Model = Annotated[str, typer.Option("--model", "-m", help="registry name (see `geodite models`) or checkpoint path")]
+Limit = Annotated[Optional[int], typer.Option(help="only the first N items")]
+Workers = Annotated[int, typer.Option(help="local worker processes (one model each)")]
+Threads = Annotated[Optional[int], typer.Option(help="torch threads per worker (default: max(1, cores // workers))")]
+Scheduler = Annotated[Optional[str], typer.Option(help="address of an existing Dask scheduler")]
+SlurmConfig = Annotated[Optional[Path], typer.Option(help="YAML of dask_jobqueue.SLURMCluster kwargs (+ jobs: N)")]
+Device = Annotated[str, typer.Option(help="cpu or cuda")]
+Dtype = Annotated[str, typer.Option(help="float32 or float64")]
+ResultsDir = Annotated[Path, typer.Option(help="results root: <root>/<task>/<model>/")]
+RetryFailed = Annotated[bool, typer.Option(help="recompute items that failed in an earlier run")]
+Fresh = Annotated[bool, typer.Option(help="discard stored results of this task and model")]
+Progress = Annotated[bool, typer.Option(help="show a progress bar on stderr")]
+Plots = Annotated[bool, typer.Option(help="write PNG plots")]
+Json = Annotated[bool, typer.Option("--json", help="print the summary as one JSON object on stdout")]
+
+
+def run_bench(
+    make_task: Callable[[], object],
+    *,
+    model: str,
+    limit: int | None,
+    workers: int,
+    threads: int | None,
+    scheduler: str | None,
+    slurm_config: Path | None,
+    device: str,
+    dtype: str,
+    results_dir: Path,
+    retry_failed: bool,
+    fresh: bool,
+    progress: bool,
+    plots: bool,
+    as_json: bool,
+) -> dict:
+    """Build the task, run it on the shared runner, print the summary (JSON on stdout with --json)."""
+    from geodite.data.downloads import DataUnavailableError
+    from geodite.registry import ModelNotAvailableError
+    from geodite.tasks.runner import RunOptions, run_task
+    from geodite.tasks.store import ConfigMismatchError
+
+    try:
+        task = make_task()
+        options = RunOptions(
+            model=model, workers=workers, threads=threads, scheduler=scheduler, slurm_config=str(slurm_config) if slurm_config else None,
+            device=device, dtype=dtype, results_dir=results_dir, limit=limit, retry_failed=retry_failed, fresh=fresh,
+            progress=progress, plots=plots,
+        )
+        summary = run_task(task, options, log=lambda message: stderr.print(message))
+    except (DataUnavailableError, ModelNotAvailableError, ConfigMismatchError, FileNotFoundError, KeyError,
+            ValueError, RuntimeError) as error:
+        fail(str(error).strip("'\""), as_json)
+    print_summary(summary, as_json, f"{summary['task']} — {model} ({summary['n_items']} items)")
+    stderr.print(f"results: {summary['results_dir']}")
+    return summary

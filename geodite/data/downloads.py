@@ -1,0 +1,175 @@
+"""Benchmark data files: a URL table, a local cache, checksums and a clear offline error.
+
+The full Matbench Discovery (MBD) data live on figshare. The table below copies the
+figshare file ids and md5 checksums from MBD's own registry
+(``janosh/matbench-discovery``, ``matbench_discovery/data-files.yml``). We do not import
+``matbench_discovery``: its 1.3.1 release reads (and so downloads) the WBM summary table
+at import time (``matbench_discovery/data.py``: ``df_wbm = pd.read_csv(DataFiles.wbm_summary.path)``)
+and asks on a TTY whether to download.
+
+Lookup order for a file ``key``:
+1. ``data_dir`` given by the caller (``--data-dir``): ``data_dir/<relative path>`` or
+   ``data_dir/<file name>``;
+2. the cache: ``$GEODITE_CACHE_DIR`` or ``~/.cache/geodite``, same two layouts;
+3. download to the cache (only when ``download=True``), verify md5, move into place.
+If none works, :class:`DataUnavailableError` says which file, where it looked, and how
+to provide it by hand.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+FIGSHARE = "https://figshare.com/ndownloader/files/{}"
+
+
+@dataclass(frozen=True)
+class DataFile:
+    key: str
+    path: str  # relative path inside the cache / data dir (MBD's layout)
+    url: str
+    md5: str | None
+    description: str
+
+    @property
+    def filename(self) -> str:
+        return self.path.rsplit("/", 1)[-1]
+
+
+def _fs(file_id: int) -> str:
+    return FIGSHARE.format(file_id)
+
+
+DATA_FILES: dict[str, DataFile] = {
+    f.key: f
+    for f in [
+        DataFile(
+            "wbm_summary",
+            "wbm/2023-12-13-wbm-summary.csv.gz",
+            _fs(64706751),
+            "1555268d3aa59d20262cb9d01ce0994b",
+            "WBM summary: DFT formation energies, hull distances (MP2020-corrected, vs MP PPD), "
+            "unique_prototype flag for 256,963 materials",
+        ),
+        DataFile(
+            "wbm_initial_structures",
+            "wbm/2022-10-19-wbm-init-structs.jsonl.gz",
+            _fs(53161835),
+            "b809f101dd42a745ec2baabe7eb16f11",
+            "Unrelaxed WBM structures (pymatgen Structure, JSON lines)",
+        ),
+        DataFile(
+            "wbm_computed_structure_entries",
+            "wbm/2022-10-19-wbm-computed-structure-entries.jsonl.gz",
+            _fs(53161832),
+            "655b7a9c368e136dd8747f1ef8002e7a",
+            "WBM DFT-relaxed ComputedStructureEntries (energies, run parameters for MP2020)",
+        ),
+        DataFile(
+            "wbm_initial_atoms",
+            "wbm/2024-08-04-wbm-initial-atoms.extxyz.zip",
+            _fs(48169597),
+            "2a292211ca6acb30ed8416178d644098",
+            "Unrelaxed WBM structures as ASE extxyz (zip)",
+        ),
+        DataFile(
+            "wbm_relaxed_atoms",
+            "wbm/2024-08-04-wbm-relaxed-atoms.extxyz.zip",
+            _fs(48169600),
+            "4726643ac0dfbab69a4284454c891e68",
+            "WBM DFT-relaxed structures as ASE extxyz (zip)",
+        ),
+        DataFile(
+            "mp_elemental_ref_entries",
+            "mp/2023-02-07-mp-elemental-reference-entries.json.gz",
+            _fs(40387775),
+            "6e93b6f38d6e27d6c811d3cafb23a070",
+            "Lowest-energy MP ComputedEntry per element (formation-energy references)",
+        ),
+        DataFile(
+            "mp_patched_phase_diagram",
+            "mp/2023-02-07-ppd-mp.pkl.gz",
+            _fs(48241624),
+            "60d19d691fa1d338aa496a40a9641bef",
+            "PatchedPhaseDiagram of all MP entries",
+        ),
+    ]
+}
+
+
+class DataUnavailableError(RuntimeError):
+    """A benchmark data file is neither local nor downloadable (e.g. offline)."""
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("GEODITE_CACHE_DIR", Path.home() / ".cache" / "geodite"))
+
+
+def md5sum(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _candidates(f: DataFile, data_dir: str | Path | None) -> list[Path]:
+    roots = ([Path(data_dir)] if data_dir else []) + [cache_dir()]
+    return [p for root in roots for p in (root / f.path, root / f.filename)]
+
+
+def local_path(key: str, data_dir: str | Path | None = None) -> Path | None:
+    """The local copy of ``key`` if one exists (no download, no checksum)."""
+    f = DATA_FILES[key]
+    return next((p for p in _candidates(f, data_dir) if p.is_file()), None)
+
+
+def fetch(
+    key: str,
+    data_dir: str | Path | None = None,
+    *,
+    download: bool = True,
+    timeout: float = 30.0,
+    verify: bool = True,
+) -> Path:
+    """Path to data file ``key``: local copy, else cached, else downloaded (md5-checked)."""
+    if key not in DATA_FILES:
+        raise KeyError(f"unknown data file {key!r}; known: {sorted(DATA_FILES)}")
+    f = DATA_FILES[key]
+    if (found := local_path(key, data_dir)) is not None:
+        return found
+    where = ", ".join(str(p) for p in _candidates(f, data_dir))
+    manual = (
+        f"Download it by hand from {f.url} (md5 {f.md5}) and put it at one of: {where}; "
+        f"or pass --data-dir DIR containing {f.path} or {f.filename}."
+    )
+    if not download:
+        raise DataUnavailableError(f"Data file {key!r} ({f.filename}) not found locally. {manual}")
+    dest = cache_dir() / f.path
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tempfile.NamedTemporaryFile(dir=dest.parent, prefix=f".{f.filename}.", delete=False)
+    try:
+        with tmp, urllib.request.urlopen(f.url, timeout=timeout) as resp:  # noqa: S310
+            shutil.copyfileobj(resp, tmp)
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        Path(tmp.name).unlink(missing_ok=True)
+        raise DataUnavailableError(
+            f"Could not download data file {key!r} from {f.url}: {exc}. "
+            f"Are you offline? {manual}"
+        ) from exc
+    if verify and f.md5 and (got := md5sum(tmp.name)) != f.md5:
+        Path(tmp.name).unlink(missing_ok=True)
+        raise DataUnavailableError(f"Checksum mismatch for {key!r}: md5 {got} != expected {f.md5}. {manual}")
+    os.replace(tmp.name, dest)
+    return dest
+
+
+def have_all(keys: list[str], data_dir: str | Path | None = None) -> bool:
+    return all(local_path(k, data_dir) is not None for k in keys)

@@ -1,0 +1,216 @@
+"""Model registry: one ``--model`` name → an ASE calculator, for every benchmark task.
+
+Names: ``geodite`` (shipped checkpoint, the default), ``geodite-mp`` (published
+checkpoint, downloaded to a cache), a checkpoint path, the peers ``sevennet-0``,
+``chgnet``, ``mace-mp-0`` (optional extras) and ``emt`` (ASE's EMT, for tests).
+
+Every entry records the *energy convention* of the model's total energy:
+``"uncorrected"`` (raw PBE/PBE+U, MPtrj ``uncorrected_total_energy``) or
+``"mp2020_corrected"`` (CHGNet is trained on MP2020-corrected energies). Tasks that
+compare with DFT use it to put prediction and reference on the same footing.
+
+Heavy imports (torch models, peers) happen only inside factories.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+UNCORRECTED = "uncorrected"
+MP2020_CORRECTED = "mp2020_corrected"
+
+
+class ModelNotAvailableError(RuntimeError):
+    """The model's optional dependency is not installed (message says how to install it)."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    description: str
+    factory: Callable[..., Any]  # (device, dtype, **kwargs) -> ASE calculator
+    extra: str | None = None  # pip extra of the geodite package, e.g. "chgnet"
+    requires: tuple[str, ...] = ()  # importable modules the factory needs
+    energy_convention: str = UNCORRECTED
+    install_hint: str | None = None
+    path: str | None = None  # for checkpoint-path entries
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    def available(self) -> bool:
+        try:
+            return all(importlib.util.find_spec(m) is not None for m in self.requires)
+        except (ImportError, ValueError):
+            return False
+
+    def missing_message(self) -> str:
+        hint = self.install_hint or (f"pip install 'geodite[{self.extra}]'" if self.extra else "")
+        return (
+            f"Model {self.name!r} needs {', '.join(self.requires)} which is not installed. "
+            f"Install it with: {hint}"
+        )
+
+    def make_calculator(self, device: str = "cpu", dtype: str = "float32", **kwargs: Any):
+        if not self.available():
+            raise ModelNotAvailableError(self.missing_message())
+        return self.factory(device=device, dtype=dtype, **kwargs)
+
+
+# --------------------------------------------------------------------------- factories
+
+
+def _geodite_factory(model: str) -> Callable[..., Any]:
+    def make(device: str = "cpu", dtype: str = "float32", **kwargs: Any):
+        from geodite.calculator import GeoditeCalculator
+
+        return GeoditeCalculator(model=model, device=device, dtype=dtype, **kwargs)
+
+    return make
+
+
+def _emt(device: str = "cpu", dtype: str = "float32", **kwargs: Any):
+    from ase.calculators.emt import EMT
+
+    return EMT(**kwargs)
+
+
+def _ase_compat_for_chgnet() -> None:
+    """chgnet 0.3.0 imports ``ExpCellFilter`` from ``ase.constraints``, which ASE ≥ 3.23
+    moved to ``ase.filters`` (and 3.29 no longer re-exports): put the alias back."""
+    import ase.constraints
+    import ase.filters
+
+    if not hasattr(ase.constraints, "ExpCellFilter") and hasattr(ase.filters, "ExpCellFilter"):
+        ase.constraints.ExpCellFilter = ase.filters.ExpCellFilter
+
+
+def _chgnet(device: str = "cpu", dtype: str = "float32", **kwargs: Any):
+    _ase_compat_for_chgnet()
+    from chgnet.model.dynamics import CHGNetCalculator
+
+    try:
+        return CHGNetCalculator(use_device=device, **kwargs)
+    except FileNotFoundError as exc:
+        raise ModelNotAvailableError(
+            f"CHGNet's pretrained weights are missing from the installed package ({exc.filename}). "
+            "Some chgnet 0.3.0 wheels ship without them; copy chgnet/pretrained/0.3.0/ from a wheel "
+            "that has them (e.g. chgnet 0.3.8, same 0.3.0 model file) into the installed package."
+        ) from exc
+
+
+def _sevennet0(device: str = "cpu", dtype: str = "float32", **kwargs: Any):
+    from sevenn.calculator import SevenNetCalculator
+
+    return SevenNetCalculator("7net-0", device=device, **kwargs)
+
+
+def _mace_mp0(device: str = "cpu", dtype: str = "float32", **kwargs: Any):
+    from mace.calculators import mace_mp
+
+    return mace_mp(model=kwargs.pop("size", "medium"), device=device, default_dtype=dtype, **kwargs)
+
+
+GEODITE_REQUIRES = ("torch", "geodite.calculator")
+
+REGISTRY: dict[str, ModelSpec] = {
+    s.name: s
+    for s in [
+        ModelSpec(
+            "geodite",
+            "Geodite, the checkpoint shipped with the package (default)",
+            _geodite_factory("geodite"),
+            requires=GEODITE_REQUIRES,
+        ),
+        ModelSpec(
+            "geodite-mp",
+            "Geodite-MP, the published MPtrj checkpoint (downloaded to a cache on first use)",
+            _geodite_factory("geodite-mp"),
+            requires=GEODITE_REQUIRES,
+        ),
+        ModelSpec(
+            "sevennet-0",
+            "SevenNet-0 (7net-0), MPtrj",
+            _sevennet0,
+            extra="sevenn",
+            requires=("sevenn",),
+            install_hint="pip install 'geodite[sevenn]'  (or: pip install sevenn torch==2.13.0)",
+        ),
+        ModelSpec(
+            "chgnet",
+            "CHGNet 0.3.0, MPtrj; predicts MP2020-corrected energies",
+            _chgnet,
+            extra="chgnet",
+            requires=("chgnet",),
+            energy_convention=MP2020_CORRECTED,
+            install_hint="pip install 'geodite[chgnet]'  (or: pip install chgnet==0.3.0 torch==2.13.0)",
+        ),
+        ModelSpec(
+            "mace-mp-0",
+            "MACE-MP-0 (medium), MPtrj",
+            _mace_mp0,
+            extra="mace",
+            requires=("mace",),
+            install_hint="pip install 'geodite[mace]'  (or: pip install mace-torch torch==2.13.0)",
+        ),
+        ModelSpec(
+            "emt",
+            "ASE's effective-medium theory (Al, Cu, Ag, Au, Ni, Pd, Pt, H, C, N, O); for tests",
+            _emt,
+            requires=("ase",),
+        ),
+    ]
+}
+
+DEFAULT_MODEL = "geodite"
+
+
+def _looks_like_path(name: str) -> bool:
+    return name not in REGISTRY and (
+        Path(name).suffix in {".pt", ".pth", ".ckpt"} or "/" in name or Path(name).exists()
+    )
+
+
+def get_spec(name: str) -> ModelSpec:
+    """The registry entry for ``name``; a checkpoint path gets a Geodite entry."""
+    if name in REGISTRY:
+        return REGISTRY[name]
+    if _looks_like_path(name):
+        path = str(Path(name).expanduser())
+        return ModelSpec(
+            model_label(name),
+            f"Geodite checkpoint {path}",
+            _geodite_factory(path),
+            requires=GEODITE_REQUIRES,
+            path=path,
+        )
+    raise KeyError(f"unknown model {name!r}; known: {', '.join(REGISTRY)} or a checkpoint path")
+
+
+def get_calculator(name: str = DEFAULT_MODEL, device: str = "cpu", dtype: str = "float32", **kwargs: Any):
+    """An ASE calculator for model ``name`` (raises ModelNotAvailableError with an install hint)."""
+    return get_spec(name).make_calculator(device=device, dtype=dtype, **kwargs)
+
+
+def model_label(name: str) -> str:
+    """A filesystem-safe label for results directories (checkpoint path → file stem)."""
+    if name in REGISTRY:
+        return name
+    stem = Path(name).stem if _looks_like_path(name) else name
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in stem)
+
+
+def list_models() -> list[dict[str, Any]]:
+    """One dict per registered model: name, description, extra, energy_convention, available."""
+    return [
+        {
+            "name": s.name,
+            "description": s.description,
+            "extra": s.extra or "",
+            "energy_convention": s.energy_convention,
+            "available": s.available(),
+        }
+        for s in REGISTRY.values()
+    ]

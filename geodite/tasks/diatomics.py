@@ -1,0 +1,221 @@
+"""Homonuclear dimer curves: smoothness (self-consistency) and accuracy against PBE (benchmarks.md §3).
+
+Protocols:
+* ``mbd`` (Matbench Discovery): Z = 1…92, r = geomspace(0.1, 6.0, 119) Å, two atoms in a 50 Å periodic
+  cube; metrics on the window [0.9 r_cov, min(3.1 r_vdW, r_max)] with ≥ 5 points; scores average over
+  87 elements (Po, At, Rn, Fr, Ra skipped).
+* ``arena`` (MLIP Arena): r from 0.9 r_cov to 3.1 r_vdW (6 Å where r_vdW is unknown) every 0.01 Å,
+  non-periodic.
+One item per element; a whole curve is evaluated in one batched forward pass when the model offers
+batched evaluation (Geodite), else point by point through its ASE calculator.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from ase import Atoms
+from ase.data import atomic_numbers, chemical_symbols, covalent_radii, vdw_alvarez
+
+from geodite.metrics import diatomics as m
+
+MBD_SKIPPED = ("Po", "At", "Rn", "Fr", "Ra")
+MBD_BOX = 50.0  # Å
+SELF_CONSISTENCY = {
+    "force_flips": m.force_flips,
+    "force_total_variation": m.force_total_variation,
+    "force_jump": m.force_jump,
+    "max_abs_force": m.max_abs_force,
+}
+ENERGY_ONLY = {
+    "energy_diff_flips": m.energy_diff_flips,
+    "energy_jump": m.energy_jump,
+    "tortuosity": m.tortuosity,
+    "spearman_repulsive_energy": m.spearman_repulsive_energy,
+    "max_abs_energy_gradient": m.max_abs_energy_gradient,
+}
+
+
+@lru_cache(maxsize=1)
+def pbe_reference() -> dict:
+    """MBD's VASP PBE dimer curves, H…U: {"X-X": {distances Å, energies eV, forces [pt][atom][xyz] eV/Å}}."""
+    path = resources.files("geodite") / "data" / "files" / "diatomics-dft.json.gz"
+    with gzip.open(str(path), "rt") as handle:
+        return json.load(handle)["PBE"]
+
+
+def distances_for(symbol: str, protocol: str) -> np.ndarray:
+    """Sampled separations (Å) of a protocol."""
+    if protocol == "mbd":
+        return np.geomspace(0.1, 6.0, 119)
+    z = atomic_numbers[symbol]
+    r_vdw = vdw_alvarez.vdw_radii[z]
+    r_max = 3.1 * r_vdw if np.isfinite(r_vdw) else 6.0
+    return np.arange(0.9 * covalent_radii[z], r_max + 1e-9, 0.01)
+
+
+def dimer(symbol: str, r: float, protocol: str) -> Atoms:
+    """Atom 0 at the box centre, atom 1 at +x·r (the reference file's layout)."""
+    if protocol == "mbd":
+        centre = np.full(3, MBD_BOX / 2)
+        return Atoms(f"{symbol}2", positions=[centre, centre + [r, 0, 0]], cell=[MBD_BOX] * 3, pbc=True)
+    return Atoms(f"{symbol}2", positions=[[0, 0, 0], [r, 0, 0]], pbc=False)
+
+
+def predict_curve(structures: list[Atoms], calculator) -> tuple[np.ndarray, np.ndarray]:
+    """Energies (eV) and Cartesian forces [n, 2, 3] (eV/Å), batched when the calculator allows it."""
+    evaluator = getattr(calculator, "evaluator", None)
+    if evaluator is not None:
+        predictions = evaluator.evaluate(structures, compute_stress=False)
+        failed = [p.error for p in predictions if not p.ok]
+        if failed:
+            raise ValueError(failed[0])
+        return np.array([p.energy for p in predictions]), np.stack([p.forces for p in predictions])
+    energies, forces = [], []
+    for atoms in structures:
+        atoms.calc = calculator
+        energies.append(atoms.get_potential_energy())
+        forces.append(atoms.get_forces())
+    return np.array(energies), np.stack(forces)
+
+
+def curve_metrics(symbol: str, r: np.ndarray, e: np.ndarray, f: np.ndarray) -> dict:
+    """Self-consistency metrics of a model curve and its PBE-relative errors (NaN where not defined).
+
+    r Å, e eV, f bond-projected force eV/Å (F = −dE/dr), all restricted to the evaluation window.
+    """
+    row: dict = {name: fn(r, f) for name, fn in SELF_CONSISTENCY.items()}
+    row |= {name: fn(r, e) for name, fn in ENERGY_ONLY.items()}
+    row["conservation_deviation"] = m.conservation_deviation(r, e, f)
+    row["spearman_repulsive_force"] = m.spearman_repulsive_force(r, e, f)
+    reference = pbe_reference().get(f"{symbol}-{symbol}")
+    row["pbe_reference_excluded"] = True
+    if reference is None:
+        return row
+    r_ref = np.asarray(reference["distances"])
+    e_ref = np.asarray(reference["energies"])
+    f_ref = m.bond_force_from_cartesian(reference["forces"])
+    lo, hi = m.evaluation_window(symbol, r_ref.max())
+    keep = (r_ref >= lo) & (r_ref <= hi)
+    r_ref, e_ref, f_ref = r_ref[keep], e_ref[keep], f_ref[keep]
+    if len(r_ref) < 5 or m.is_bad_reference_curve(r_ref, e_ref):
+        return row
+    row["pbe_reference_excluded"] = False
+    row["pbe_energy_mae"] = m.pbe_energy_mae(r_ref, e_ref, r, e)
+    row["pbe_force_mae"] = m.pbe_force_mae(r_ref, f_ref, r, f)
+    row["pbe_bond_length_error"] = m.bond_length_error(r_ref, e_ref, r, e)
+    row["pbe_well_depth_error"] = m.well_depth_error(r_ref, e_ref, r, e)
+    row["pbe_frequency_error"] = m.vibrational_frequency_error(r_ref, e_ref, r, e, symbol)
+    row["pbe_repulsive_wall_error"] = m.repulsive_wall_distance_error(r_ref, e_ref, r, e)
+    return row
+
+
+@dataclass
+class DiatomicsTask:
+    """One item per element: a dimer curve and its metrics."""
+
+    protocol: str = "mbd"
+    elements: list[str] = field(default_factory=list)
+    name: str = "diatomics"
+
+    def __post_init__(self) -> None:
+        if self.protocol not in ("mbd", "arena"):
+            raise ValueError(f"unknown protocol {self.protocol!r}: choose 'mbd' or 'arena'")
+        unknown = [s for s in self.elements if s not in atomic_numbers]
+        if unknown:
+            raise ValueError(f"unknown element(s): {', '.join(unknown)}")
+
+    def config(self) -> dict:
+        return {"protocol": self.protocol}
+
+    def items(self) -> list[dict]:
+        symbols = self.elements or [chemical_symbols[z] for z in range(1, 93)]
+        return [{"key": s, "symbol": s} for s in symbols]
+
+    def run_item(self, item: dict, ctx) -> dict:
+        symbol = item["symbol"]
+        r = distances_for(symbol, self.protocol)
+        energies, forces = predict_curve([dimer(symbol, x, self.protocol) for x in r], ctx.calculator)
+        bond_force = m.bond_force_from_cartesian(forces)
+        lo, hi = m.evaluation_window(symbol, r.max())
+        window = (r >= lo) & (r <= hi)
+        if window.sum() < 5:
+            raise ValueError(f"fewer than 5 points in the evaluation window [{lo:.2f}, {hi:.2f}] Å")
+        row = {"element": symbol, "Z": atomic_numbers[symbol], "n_points": int(window.sum())}
+        row |= curve_metrics(symbol, r[window], energies[window], bond_force[window])
+        row |= {"distances": r.tolist(), "energies": energies.tolist(), "bond_forces": bond_force.tolist()}
+        return row
+
+    def metrics(self, df: pd.DataFrame, model: str) -> dict:
+        return diatomics_summary(df, self.protocol)
+
+    def plots(self, df: pd.DataFrame, out_dir: Path, model: str) -> list[Path]:
+        return plot_curves(df, out_dir, model)
+
+
+def diatomics_summary(df: pd.DataFrame, protocol: str) -> dict:
+    """Means over elements: self-consistency over the scored elements (MBD skips Po, At, Rn, Fr, Ra),
+    PBE-relative errors over elements whose reference curve is usable."""
+    ok = df[df["status"] == "ok"] if "status" in df else df
+    if protocol == "mbd" and "element" in ok:
+        ok = ok[~ok["element"].isin(MBD_SKIPPED)]
+    summary: dict = {"n_scored": int(len(ok))}
+    names = [*SELF_CONSISTENCY, *ENERGY_ONLY, "conservation_deviation", "spearman_repulsive_force"]
+    pbe = [c for c in ok.columns if c.startswith("pbe_") and c != "pbe_reference_excluded"]
+    for name in names + pbe:
+        if name in ok:
+            values = pd.to_numeric(ok[name], errors="coerce").dropna()
+            summary[name] = float(values.mean()) if len(values) else None
+    return summary
+
+
+def plot_curves(df: pd.DataFrame, out_dir: Path, model: str) -> list[Path]:
+    """A grid of model curves against PBE (energies zeroed at their far end), and a zoom on the wall."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = df[(df["status"] == "ok")] if "status" in df else df
+    ok = ok.sort_values("Z")
+    reference = pbe_reference()
+    paths = []
+    for zoom in (False, True):
+        n = len(ok)
+        cols = min(10, max(1, n))
+        rows = max(1, -(-n // cols))
+        fig, axes = plt.subplots(rows, cols, figsize=(2.0 * cols, 1.7 * rows), squeeze=False)
+        for ax in axes.flat[n:]:
+            ax.axis("off")
+        for ax, (_, row) in zip(axes.flat, ok.iterrows()):
+            r, e = np.asarray(row["distances"]), np.asarray(row["energies"])
+            ax.plot(r, e - e[-1], lw=1, label=model)
+            ref = reference.get(f"{row['element']}-{row['element']}")
+            if ref is not None:
+                r_ref, e_ref = np.asarray(ref["distances"]), np.asarray(ref["energies"])
+                ax.plot(r_ref, e_ref - e_ref[-1], "k--", lw=0.8, label="PBE")
+            r_cov = covalent_radii[int(row["Z"])]
+            if zoom:
+                ax.set_xlim(0.1, 1.2 * r_cov)
+                ax.set_yscale("symlog", linthresh=1.0)
+            else:
+                ax.set_xlim(0.5 * r_cov, 6.0)
+                ax.set_ylim(-6, 8)
+            ax.set_title(row["element"], fontsize=8, pad=2)
+            ax.tick_params(labelsize=5)
+        axes.flat[0].legend(fontsize=5)
+        fig.suptitle(f"Homonuclear dimers: {model} (solid) vs PBE (dashed), E − E(r_max) in eV vs r in Å"
+                     + (" — repulsive wall" if zoom else ""), fontsize=9)
+        fig.tight_layout()
+        path = out_dir / ("diatomics-wall.png" if zoom else "diatomics-curves.png")
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+    return paths

@@ -1,0 +1,353 @@
+"""Discovery (thermodynamic stability) benchmark — Matbench Discovery, docs/benchmarks.md §1.
+
+Protocol per item (one WBM material):
+
+1. Relax the start structure with the model: ASE FIRE + FrechetCellFilter, fmax 0.05 eV/Å,
+   at most 500 steps (all configurable).
+2. Energy → formation energy per atom with MP's elemental reference energies (rounded to
+   4 decimals, as MBD).
+3. Geometry: RMSD between the ML-relaxed and the DFT-relaxed structure,
+   ``StructureMatcher(stol=1.0, scale=False).get_rms_dist`` (pymatgen normalises by
+   (V/n)^(1/3)); unmatched (or a failed relaxation) counts as 1.0.
+
+Two data modes:
+
+* ``full`` — the MBD files (:mod:`geodite.data.downloads`): WBM *initial* structures;
+  an uncorrected model energy goes through the WBM ComputedStructureEntry and
+  ``MaterialsProject2020Compatibility`` (a model with ``energy_convention ==
+  "mp2020_corrected"``, e.g. CHGNet, is used as is, as MBD does); predicted hull distance
+  = DFT hull distance + (predicted − DFT) corrected formation energy (missing when the
+  error exceeds 5 eV/atom); metrics (``geodite.metrics.discovery``) on the unique-prototype
+  subset (headline keys ``F1``, ``DAF``, ...), on all items (``full_*``) and on the 10k
+  lowest predicted hull distances among unique prototypes (``most_stable_10k_*``).
+* ``offline`` — the shipped 1000-material WBM subset (DFT-relaxed structures and
+  energies, no initial structures, no hull distances). Start = the DFT structure with a
+  seeded random strain (components in ±``strain``) and Gaussian rattle (σ = ``rattle`` Å);
+  the per-material seed depends only on the material id and ``seed``. Reported:
+  formation-energy MAE/RMSE/R² in the uncorrected convention against the file's
+  ``formation_energy_per_atom`` (``MAE``, ``RMSE``, ``R2``), the same in the MP2020
+  convention against ``corrected_formation_energy_per_atom`` (``*_mp2020_corrected``),
+  ``RMSD`` (and ``RMSD_start`` for the perturbed starts), relaxation success rate.
+  The file's MP2020 correction of each material, ``corrected_energy − energy``, converts
+  a model's energy between the two conventions (the correction depends on composition,
+  oxidation-state/anion assignment and U settings, not on the energy).
+
+  Elemental references: the file's own ``formation_energy_per_atom`` is reproduced by
+  (energy − Σ n μ_MBD)/N to < 1e-3 eV/atom for 902 of the 1000 materials; the other 98
+  all contain Bi, Br, I, Yb or O, for which the file's references differ from MBD's by a
+  constant per element (fitted, residual 3e-9 eV/atom): Bi −0.0495, Br −0.0839,
+  I −0.0506, O −0.0013, Yb +1.5396 eV/atom (Bi, Br and I match lower-energy MP
+  polymorphs in matcalc's MP-PBE-Element-Refs; Yb reflects the PBE54 Yb_3 PAW).
+  Rows carry ``refs_consistent``; ``MAE_refs_consistent`` is the MAE on those rows.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from geodite.data import downloads
+from geodite.data import wbm as wbm_data
+
+FULL_FILES = ["wbm_summary", "wbm_initial_structures", "wbm_computed_structure_entries", "mp_elemental_ref_entries"]
+MAX_E_FORM_ERROR = 5.0  # eV/atom; larger errors count as missing predictions (MBD)
+REFS_CONSISTENT_TOL = 1e-3  # eV/atom
+REGRESSION_KEYS = ("MAE", "RMSE", "R2")
+STABILITY_KEYS = ("F1", "DAF", "Precision", "Recall", "Accuracy", "TPR", "FPR", "TNR", "FNR", "TP", "FP", "TN", "FN")
+
+
+def structure_rmsd(relaxed, reference, stol: float = 1.0) -> float:
+    """pymatgen StructureMatcher(stol, scale=False) rms distance; 1.0 when unmatched."""
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+
+    res = StructureMatcher(stol=stol, scale=False).get_rms_dist(relaxed, reference)
+    return 1.0 if res is None else float(res[0])
+
+
+@dataclass
+class DiscoveryTask:
+    mode: str = "auto"  # "auto" | "offline" | "full"
+    data_dir: str | None = None
+    offline_path: str | None = None
+    refs_path: str | None = None
+    download: bool = False
+    fmax: float = 0.05
+    steps: int = 500
+    optimizer: str = "FIRE"
+    cell_filter: str = "FrechetCellFilter"
+    rattle: float = 0.05
+    strain: float = 0.03
+    seed: int = 0
+    name: str = "discovery"
+
+    def __post_init__(self) -> None:
+        if self.mode not in {"auto", "offline", "full"}:
+            raise ValueError(f"mode must be auto, offline or full, not {self.mode!r}")
+        if self.mode == "auto":
+            self.mode = "full" if downloads.have_all(FULL_FILES, self.data_dir) else "offline"
+        if self.mode == "offline":
+            self.offline_path = str(self.offline_path or wbm_data.default_offline_wbm_path())
+            self.refs_path = str(self.refs_path or wbm_data.default_mp_refs_path())
+
+    # ------------------------------------------------------------------ protocol
+    def config(self) -> dict:
+        cfg = {
+            k: v for k, v in asdict(self).items() if k not in {"data_dir", "offline_path", "refs_path", "download"}
+        }
+        if self.mode == "offline":
+            cfg["offline_data_md5"] = downloads.md5sum(self.offline_path)
+            cfg.update(rattle=self.rattle, strain=self.strain, seed=self.seed)
+        else:
+            for key in ("rattle", "strain", "seed"):
+                cfg.pop(key)
+        return cfg
+
+    def items(self) -> list[dict]:
+        return self._offline_items() if self.mode == "offline" else self._full_items()
+
+    def _offline_items(self) -> list[dict]:
+        return [{"key": rec["material_id"], **rec} for rec in wbm_data.load_offline_wbm(self.offline_path)]
+
+    def _full_items(self) -> list[dict]:
+        paths = {k: downloads.fetch(k, self.data_dir, download=self.download) for k in FULL_FILES}
+        self.refs_path = str(paths["mp_elemental_ref_entries"])
+        summary = wbm_data.load_wbm_summary(paths["wbm_summary"])
+        init = wbm_data.load_wbm_initial_structures(paths["wbm_initial_structures"])
+        cses = wbm_data.load_wbm_computed_structure_entries(paths["wbm_computed_structure_entries"])
+        items = []
+        for mid, row in summary.iterrows():
+            if mid not in init or mid not in cses:
+                continue
+            items.append(
+                {
+                    "key": mid,
+                    "material_id": mid,
+                    "formula": row.get("formula"),
+                    "initial_structure": init[mid],
+                    "cse": cses[mid],
+                    "e_form_dft": float(row["e_form_per_atom_mp2020_corrected"]),
+                    "e_above_hull_dft": float(row["e_above_hull_mp2020_corrected_ppd_mp"]),
+                    "unique_prototype": bool(row.get("unique_prototype", True)),
+                }
+            )
+        return items
+
+    def _relax(self, atoms, calc):
+        from geodite.relax import relax_atoms
+
+        return relax_atoms(atoms, calc, self.fmax, self.steps, self.optimizer, self.cell_filter)
+
+    def run_item(self, item: dict, ctx) -> dict:
+        return self._run_offline(item, ctx) if self.mode == "offline" else self._run_full(item, ctx)
+
+    def _run_offline(self, item: dict, ctx) -> dict:
+        from pymatgen.core import Structure
+        from pymatgen.io.ase import AseAtomsAdaptor
+
+        from geodite.registry import MP2020_CORRECTED
+
+        s_dft = Structure.from_dict(item["structure"])
+        comp = s_dft.composition
+        start = wbm_data.perturb_atoms(
+            AseAtomsAdaptor.get_atoms(s_dft), wbm_data.item_seed(item["material_id"], self.seed), self.rattle, self.strain
+        )
+        res = self._relax(start, ctx.calculator)
+        s_ml = AseAtomsAdaptor.get_structure(res.atoms)
+        refs = wbm_data.mp_elemental_ref_energies(self.refs_path)
+        correction = float(item["corrected_energy"]) - float(item["energy"])  # eV, MP2020, from the DFT entry
+        if ctx.spec.energy_convention == MP2020_CORRECTED:
+            e_unc, e_cor = res.energy - correction, res.energy
+        else:
+            e_unc, e_cor = res.energy, res.energy + correction
+        e_form_dft_mbd = wbm_data.formation_energy_per_atom(float(item["energy"]), comp, refs)
+        return {
+            "material_id": item["material_id"],
+            "formula": comp.reduced_formula,
+            "n_atoms": len(s_dft),
+            "energy_pred": res.energy,
+            "e_form_pred": wbm_data.formation_energy_per_atom(e_unc, comp, refs),
+            "e_form_pred_mp2020": wbm_data.formation_energy_per_atom(e_cor, comp, refs),
+            "e_form_dft": float(item["formation_energy_per_atom"]),
+            "e_form_dft_mp2020": float(item["corrected_formation_energy_per_atom"]),
+            "e_form_dft_mbd_refs": e_form_dft_mbd,
+            "refs_consistent": abs(e_form_dft_mbd - float(item["formation_energy_per_atom"])) < REFS_CONSISTENT_TOL,
+            "rmsd": structure_rmsd(s_ml, s_dft),
+            "rmsd_start": structure_rmsd(AseAtomsAdaptor.get_structure(start), s_dft),
+            "volume_ratio": s_ml.volume / s_dft.volume,
+            "n_steps": res.n_steps,
+            "converged": res.converged,
+            "fmax_final": res.fmax_final,
+            "relax_s": res.wall_s,
+        }
+
+    def _run_full(self, item: dict, ctx) -> dict:
+        from pymatgen.core import Structure
+        from pymatgen.entries.compatibility import MaterialsProject2020Compatibility
+        from pymatgen.entries.computed_entries import ComputedStructureEntry
+        from pymatgen.io.ase import AseAtomsAdaptor
+
+        from geodite.registry import MP2020_CORRECTED
+
+        s_init = Structure.from_dict(item["initial_structure"])
+        res = self._relax(AseAtomsAdaptor.get_atoms(s_init), ctx.calculator)
+        s_ml = AseAtomsAdaptor.get_structure(res.atoms)
+        cse = ComputedStructureEntry.from_dict(item["cse"])
+        s_dft = cse.structure
+        refs = wbm_data.mp_elemental_ref_energies(self.refs_path)
+        if ctx.spec.energy_convention == MP2020_CORRECTED:
+            e_cor = res.energy
+        else:
+            # as MBD: put the ML energy and structure into the WBM entry, then MP2020
+            # (check_potcar off and no anion check: the 2023.5-era behaviour of the released table)
+            cse._energy = res.energy  # noqa: SLF001 - the uncorrected energy
+            cse._structure = s_ml  # noqa: SLF001
+            compat = MaterialsProject2020Compatibility(check_potcar=False, strict_anions="no_check")
+            processed = compat.process_entry(cse, clean=True)
+            e_cor = float("nan") if processed is None else processed.energy
+        e_form = wbm_data.formation_energy_per_atom(e_cor, s_init.composition, refs)
+        return {
+            "material_id": item["material_id"],
+            "formula": s_init.composition.reduced_formula,
+            "n_atoms": len(s_init),
+            "energy_pred": res.energy,
+            "e_form_pred": e_form,
+            "e_form_dft": item["e_form_dft"],
+            "e_above_hull_dft": item["e_above_hull_dft"],
+            "unique_prototype": item["unique_prototype"],
+            "rmsd": structure_rmsd(s_ml, s_dft),
+            "n_steps": res.n_steps,
+            "converged": res.converged,
+            "fmax_final": res.fmax_final,
+            "relax_s": res.wall_s,
+        }
+
+    # ------------------------------------------------------------------ metrics
+    def metrics(self, df: pd.DataFrame, model: str) -> dict:
+        return offline_metrics(df) if self.mode == "offline" else full_metrics(df)
+
+    def plots(self, df: pd.DataFrame, out_dir: Path, model: str) -> list[Path]:
+        cols = ("e_form_dft", "e_form_pred")
+        if not set(cols) <= set(df.columns):
+            return []
+        ok = df[np.isfinite(df["e_form_pred"].astype(float))]
+        label = "uncorrected" if self.mode == "offline" else "MP2020-corrected"
+        return parity_and_hist(ok["e_form_dft"], ok["e_form_pred"], out_dir, model, label)
+
+
+OFFLINE_NUMERIC = ("e_form_pred", "e_form_pred_mp2020", "e_form_dft", "e_form_dft_mp2020", "rmsd", "rmsd_start",
+                   "n_steps", "relax_s")  # fmt: skip
+
+
+def _ok(df: pd.DataFrame) -> pd.Series:
+    return df["status"] == "ok" if "status" in df else pd.Series(True, index=df.index)
+
+
+def _masked_pred(df: pd.DataFrame, pred: str, true: str) -> pd.Series:
+    """Predictions, NaN where failed or more than 5 eV/atom off (MBD's missing rule)."""
+    if pred not in df:
+        return pd.Series(np.nan, index=df.index)
+    p = df[pred].astype(float).where(_ok(df))
+    return p.where((p - df[true].astype(float)).abs() <= MAX_E_FORM_ERROR)
+
+
+def _rmsd(df: pd.DataFrame, col: str = "rmsd") -> float:
+    """Mean RMSD with failed/unmatched items counted as 1.0 (MBD)."""
+    if not len(df):
+        return float("nan")
+    vals = df[col].astype(float).where(_ok(df)) if col in df else pd.Series(np.nan, index=df.index)
+    return float(vals.fillna(1.0).mean())
+
+
+def offline_metrics(df: pd.DataFrame) -> dict:
+    from geodite.metrics.discovery import regression_metrics
+
+    out: dict = {"subset": "offline-wbm-1k (perturbed DFT structures)"}
+    df = df.copy()
+    for col in OFFLINE_NUMERIC:  # all items failed: columns absent
+        if col not in df:
+            df[col] = np.nan
+    for col in ("refs_consistent", "converged"):
+        if col not in df:
+            df[col] = False
+    ok = _ok(df)
+    pred = _masked_pred(df, "e_form_pred", "e_form_dft")
+    out |= regression_metrics(df["e_form_dft"], pred)
+    cor = regression_metrics(df["e_form_dft_mp2020"], _masked_pred(df, "e_form_pred_mp2020", "e_form_dft_mp2020"))
+    out |= {f"{k}_mp2020_corrected": v for k, v in cor.items()}
+    cons = df["refs_consistent"].fillna(False).astype(bool)
+    out["MAE_refs_consistent"] = regression_metrics(df["e_form_dft"][cons], pred[cons])["MAE"]
+    out["n_missing"] = int(pred.isna().sum())
+    out["RMSD"] = _rmsd(df)
+    out["RMSD_start"] = _rmsd(df, "rmsd_start")
+    converged = df["converged"].fillna(False).astype(bool) & ok
+    out["success_rate"] = float(converged.mean())
+    out["n_converged"] = int(converged.sum())
+    out["mean_steps"] = float(df.loc[ok, "n_steps"].mean()) if ok.any() else float("nan")
+    out["mean_relax_s"] = float(df.loc[ok, "relax_s"].mean()) if ok.any() else float("nan")
+    return out
+
+
+def full_metrics(df: pd.DataFrame, k: int = 10_000) -> dict:
+    from geodite.metrics.discovery import most_stable_k, predicted_hull_distance, stable_metrics
+
+    out: dict = {"subset": "unique_prototypes (headline); full_*; most_stable_10k_*"}
+    if not len(df) or "e_above_hull_dft" not in df:
+        return out | {"RMSD": _rmsd(df)}
+    df = df.copy()
+    e_form_pred = df["e_form_pred"].astype(float).where(_ok(df))
+    df["e_above_hull_pred"] = np.round(
+        predicted_hull_distance(e_form_pred, df["e_form_dft"], df["e_above_hull_dft"], MAX_E_FORM_ERROR), 3
+    )
+    true = df["e_above_hull_dft"].astype(float).round(3)
+    keys = STABILITY_KEYS + REGRESSION_KEYS
+    full = stable_metrics(true, df["e_above_hull_pred"])
+    uniq = df["unique_prototype"].astype(bool)
+    uniq_true = true[uniq]
+    prevalence = float((uniq_true <= 0).mean()) if len(uniq_true) else None
+    headline = stable_metrics(uniq_true, df.loc[uniq, "e_above_hull_pred"])
+    top = most_stable_k(df, k, "e_above_hull_pred", "unique_prototype")
+    top_m = stable_metrics(true[top.index], top["e_above_hull_pred"], prevalence=prevalence) if len(top) else {}
+    out |= {key: headline[key] for key in keys}
+    out |= {f"full_{key}": full[key] for key in keys}
+    out |= {f"most_stable_10k_{key}": top_m.get(key, float("nan")) for key in keys}
+    out["RMSD"] = _rmsd(df)
+    out["n_unique_prototypes"] = int(uniq.sum())
+    out["success_rate"] = float((df["converged"].fillna(False).astype(bool) & _ok(df)).mean())
+    return out
+
+
+def parity_and_hist(true, pred, out_dir: Path, model: str, label: str) -> list[Path]:
+    """Parity plot of predicted vs DFT formation energy and a histogram of the errors."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    true, pred = np.asarray(true, float), np.asarray(pred, float)
+    err = pred - true
+    mae = float(np.mean(np.abs(err))) if len(err) else math.nan
+    paths = []
+    fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=120)
+    ax.scatter(true, pred, s=8, alpha=0.6)
+    lo = float(np.nanmin(np.r_[true, pred])) if len(true) else -1
+    hi = float(np.nanmax(np.r_[true, pred])) if len(true) else 1
+    ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+    ax.set(xlabel=f"DFT E_form ({label}) [eV/atom]", ylabel=f"{model} E_form [eV/atom]")
+    ax.set_title(f"{model}: n={len(true)}, MAE={mae:.3f} eV/atom", fontsize=9)
+    fig.tight_layout()
+    paths.append(out_dir / "parity_e_form.png")
+    fig.savefig(paths[-1])
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
+    ax.hist(err, bins=min(50, max(5, len(err) // 3)))
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set(xlabel=f"{model} − DFT E_form [eV/atom]", ylabel="count")
+    fig.tight_layout()
+    paths.append(out_dir / "hist_e_form_error.png")
+    fig.savefig(paths[-1])
+    plt.close(fig)
+    return paths

@@ -1,0 +1,306 @@
+"""NVT molecular dynamics on solid electrolytes, scored by RDF overlap with AIMD (benchmarks.md §4).
+
+Protocol per system: seeded Maxwell–Boltzmann velocities at the reference temperature, ASE
+Nosé–Hoover-chain NVT (or Langevin), 2 fs steps, a frame every ``frame_interval`` steps appended to a
+trajectory file as the run goes (a killed run resumes from its last frame), neighbour lists reused with
+a skin. The run stops early, and the system scores 0 overlap, when it becomes unstable:
+* collapse: any pair closer than 0.5 Å;
+* flying apart: an atom with no neighbour within 5 Å;
+* temperature runaway: instantaneous T above 2 × the target;
+* energy drift: potential energy per atom more than 1 eV above its starting value.
+After discarding the first ``equilibration`` fraction of frames, g(r) per element pair and pooled
+(r up to half the shortest perpendicular cell width) are compared with the AIMD reference:
+overlap = 1 − ½∫|g_ref − g_pred| dr / ½∫(g_ref + g_pred) dr (1 = identical), and MBD's
+rdf_error = 100·min(1, ∫|g_ref − g_pred| dr / ∫|g_ref − 1| dr). Li tracer diffusion coefficients
+(Einstein relation, cm²/s) of model and AIMD are reported when both trajectories allow.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import vesin
+from ase import Atoms, units
+from ase.io import Trajectory
+
+from geodite.data.md_reference import ReferenceSystem, load_reference_set
+from geodite.metrics import rdf as rdf_metrics
+
+COLLAPSE_DISTANCE = 0.5  # Å
+ISOLATION_DISTANCE = 5.0  # Å
+MAX_TEMPERATURE_RATIO = 2.0
+MAX_ENERGY_RISE_PER_ATOM = 1.0  # eV
+RDF_BINS = 200
+
+
+def parse_time_fs(text: str) -> float:
+    """'2ps', '1 ns', '500fs', '1000' (fs) -> femtoseconds."""
+    match = re.fullmatch(r"\s*([0-9.eE+-]+)\s*(fs|ps|ns)?\s*", str(text))
+    if not match:
+        raise ValueError(f"cannot read a time from {text!r}: use e.g. 2ps, 1ns, 500fs")
+    return float(match.group(1)) * {"fs": 1.0, "ps": 1e3, "ns": 1e6, None: 1.0}[match.group(2)]
+
+
+def instability(atoms: Atoms, start_energy_per_atom: float, temperature_K: float) -> str | None:
+    """Why a frame is unstable (see the module docstring), or None."""
+    periodic = bool(atoms.pbc.any())
+    box = atoms.cell.array if periodic else np.zeros((3, 3))
+    (receivers,) = vesin.NeighborList(cutoff=ISOLATION_DISTANCE, full_list=True).compute(
+        atoms.positions, box, periodic, quantities="i"
+    )
+    if len(np.unique(receivers)) < len(atoms):
+        return f"an atom has no neighbour within {ISOLATION_DISTANCE} Å (flying apart)"
+    (distances,) = vesin.NeighborList(cutoff=COLLAPSE_DISTANCE, full_list=False).compute(
+        atoms.positions, box, periodic, quantities="d"
+    )
+    if len(distances):
+        return f"atoms collapsed (pair at {distances.min():.2f} Å < {COLLAPSE_DISTANCE} Å)"
+    temperature = atoms.get_temperature()
+    if temperature > MAX_TEMPERATURE_RATIO * temperature_K:
+        return f"temperature ran away ({temperature:.0f} K > {MAX_TEMPERATURE_RATIO} × {temperature_K:.0f} K)"
+    rise = atoms.get_potential_energy() / len(atoms) - start_energy_per_atom
+    if rise > MAX_ENERGY_RISE_PER_ATOM:
+        return f"potential energy rose {rise:.2f} eV/atom (drift)"
+    return None
+
+
+def element_pairs(symbols: list[str]) -> list[tuple[str, str]]:
+    return list(itertools.combinations_with_replacement(sorted(set(symbols)), 2))
+
+
+def rdf_table(frames: list[Atoms], r_max: float) -> pd.DataFrame:
+    """g(r) of a list of frames: column r (Å), one column per element pair ("Li-S") and "pooled"."""
+    positions = np.stack([f.positions for f in frames])
+    cells = np.stack([f.cell.array for f in frames])
+    symbols = frames[0].get_chemical_symbols()
+    r, pooled = rdf_metrics.radial_distribution(positions, cells, symbols, None, r_max, RDF_BINS)
+    table = {"r": r, "pooled": pooled}
+    for a, b in element_pairs(symbols):
+        table[f"{a}-{b}"] = rdf_metrics.radial_distribution(positions, cells, symbols, (a, b), r_max, RDF_BINS)[1]
+    return pd.DataFrame(table)
+
+
+def li_diffusion(frames: list[Atoms], frame_interval_fs: float) -> float | None:
+    """Li tracer diffusion coefficient (cm²/s) from unwrapped frames; None without Li or frames."""
+    symbols = np.array(frames[0].get_chemical_symbols())
+    if "Li" not in symbols or len(frames) < 4:
+        return None
+    positions = rdf_metrics.unwrap_positions(np.stack([f.positions for f in frames]), frames[0].cell.array)
+    msd = rdf_metrics.mean_squared_displacement(positions, symbols == "Li", max_lag=len(frames) // 2)
+    return rdf_metrics.diffusion_coefficient(msd, frame_interval_fs).d_cm2_per_s
+
+
+def make_dynamics(atoms: Atoms, thermostat: str, timestep_fs: float, temperature_K: float, seed: int):
+    if thermostat == "nose-hoover-chain":
+        from ase.md.nose_hoover_chain import NoseHooverChainNVT
+
+        return NoseHooverChainNVT(atoms, timestep_fs * units.fs, temperature_K=temperature_K,
+                                  tdamp=100 * timestep_fs * units.fs)
+    if thermostat == "langevin":
+        from ase.md.langevin import Langevin
+
+        return Langevin(atoms, timestep_fs * units.fs, temperature_K=temperature_K, friction=0.01 / units.fs,
+                        rng=np.random.default_rng(seed))
+    raise ValueError(f"unknown thermostat {thermostat!r}: nose-hoover-chain or langevin")
+
+
+@dataclass
+class MDTask:
+    """One item per reference system: an NVT run, its stability and its RDF overlap with AIMD."""
+
+    time_fs: float = 1e6  # 1 ns, as in the paper
+    timestep_fs: float = 2.0
+    frame_interval: int = 50  # steps between saved frames
+    thermostat: str = "nose-hoover-chain"
+    seed: int = 0
+    skin: float = 1.0  # Å, neighbour-list reuse
+    equilibration: float = 0.2  # fraction of model frames discarded before the RDF
+    reference: str | None = None  # reference-set folder (default: shipped argyrodites)
+    systems: list[str] = field(default_factory=list)
+    trajectory_dir: str = "results/md/trajectories"
+    name: str = "md"
+
+    def __post_init__(self) -> None:
+        self._manifest, all_systems = load_reference_set(self.reference)
+        unknown = set(self.systems) - {s.name for s in all_systems}
+        if unknown:
+            raise ValueError(f"unknown system(s) {sorted(unknown)}; the set has {[s.name for s in all_systems]}")
+        self._systems = {s.name: s for s in all_systems if not self.systems or s.name in self.systems}
+
+    def config(self) -> dict:
+        return {"time_fs": self.time_fs, "timestep_fs": self.timestep_fs, "frame_interval": self.frame_interval,
+                "thermostat": self.thermostat, "seed": self.seed, "equilibration": self.equilibration,
+                "reference": self._manifest.get("name")}
+
+    def items(self) -> list[dict]:
+        return [{"key": name, "system": name} for name in self._systems]
+
+    def trajectory_path(self, system: str) -> Path:
+        """Frames of a run; the protocol's hash in the name keeps runs of other settings apart."""
+        from geodite.tasks.store import config_hash
+
+        return Path(self.trajectory_dir) / f"{system}-{config_hash(self.config())[:8]}.traj"
+
+    def run_item(self, item: dict, ctx) -> dict:
+        system = self._systems[item["system"]]
+        path = self.trajectory_path(system.name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        calculator = _with_skin(ctx.calculator, self.skin)
+        run = simulate(system, calculator, self, path)
+        row = run | score(system, run.pop("frames"), self)
+        if not row["stable"]:  # an unstable run scores 0 overlap; the measured value is kept aside
+            row["rdf_overlap_measured"], row["rdf_overlap"] = row["rdf_overlap"], 0.0
+        return row
+
+    def metrics(self, df: pd.DataFrame, model: str) -> dict:
+        ok = df[df["status"] == "ok"] if "status" in df else df
+        summary = {"mean_rdf_overlap": _mean(ok, "rdf_overlap"), "mean_rdf_error": _mean(ok, "rdf_error"),
+                   "n_stable": int(ok["stable"].sum()) if "stable" in ok else 0,
+                   "mean_ns_per_day": _mean(ok, "ns_per_day")}
+        return summary
+
+    def plots(self, df: pd.DataFrame, out_dir: Path, model: str) -> list[Path]:
+        return [plot_rdfs(row, out_dir, model) for _, row in df.iterrows() if row.get("status") == "ok"]
+
+
+def _mean(df: pd.DataFrame, column: str) -> float | None:
+    values = pd.to_numeric(df[column], errors="coerce").dropna() if column in df else pd.Series(dtype=float)
+    return float(values.mean()) if len(values) else None
+
+
+def _with_skin(calculator, skin: float):
+    """Geodite calculators reuse neighbour lists with a skin in MD; other calculators are used as they are."""
+    evaluator = getattr(calculator, "evaluator", None)
+    if evaluator is None or skin <= 0:
+        return calculator
+    from geodite.calculator import GeoditeCalculator
+
+    return GeoditeCalculator(evaluator.model, device=str(evaluator.device),
+                             dtype=str(evaluator.dtype).removeprefix("torch."), skin=skin)
+
+
+def simulate(system: ReferenceSystem, calculator, task: MDTask, path: Path) -> dict:
+    """Run (or resume) the NVT trajectory of one system; frames are appended to ``path`` as they come."""
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+
+    total_steps = int(round(task.time_fs / task.timestep_fs))
+    frames = _read_trajectory(path)
+    if frames:
+        atoms = frames[-1].copy()
+        steps_done = (len(frames) - 1) * task.frame_interval
+    else:
+        atoms = system.start_structure()
+        MaxwellBoltzmannDistribution(atoms, temperature_K=system.temperature_K, rng=np.random.default_rng(task.seed))
+        Stationary(atoms)
+        steps_done = 0
+    atoms.calc = calculator
+    start_energy = (frames[0].get_potential_energy() if frames else atoms.get_potential_energy()) / len(atoms)
+    if not frames:
+        _append(path, atoms)
+        frames.append(atoms.copy())
+    dynamics = make_dynamics(atoms, task.thermostat, task.timestep_fs, system.temperature_K, task.seed + steps_done)
+    reason = None
+    wall = 0.0
+    steps_run = 0
+    while steps_done < total_steps and reason is None:
+        chunk = min(task.frame_interval, total_steps - steps_done)
+        begin = time.perf_counter()
+        dynamics.run(chunk)
+        wall += time.perf_counter() - begin
+        steps_done += chunk
+        steps_run += chunk
+        _append(path, atoms)
+        frames.append(_snapshot(atoms))
+        reason = instability(atoms, start_energy, system.temperature_K)
+    steps_per_s = steps_run / wall if wall > 0 else None
+    return {
+        "frames": frames,
+        "stable": reason is None,
+        "instability": reason,
+        "time_ps": steps_done * task.timestep_fs / 1e3,
+        "stable_time_ps": steps_done * task.timestep_fs / 1e3 if reason is None else
+        (steps_done - task.frame_interval) * task.timestep_fs / 1e3,
+        "n_atoms": len(atoms),
+        "steps_per_s": steps_per_s,
+        "ns_per_day": steps_per_s * task.timestep_fs * 86400 / 1e6 if steps_per_s else None,
+    }
+
+
+def _snapshot(atoms: Atoms) -> Atoms:
+    copy = atoms.copy()
+    copy.calc = None
+    return copy
+
+
+def _append(path: Path, atoms: Atoms) -> None:
+    with Trajectory(str(path), "a") as trajectory:
+        trajectory.write(atoms)
+
+
+def _read_trajectory(path: Path) -> list[Atoms]:
+    if not path.exists():
+        return []
+    try:
+        with Trajectory(str(path)) as trajectory:
+            return [atoms for atoms in trajectory]
+    except Exception:  # a frame cut short by a kill: keep what is readable
+        frames = []
+        with Trajectory(str(path)) as trajectory:
+            for index in range(len(trajectory)):
+                try:
+                    frames.append(trajectory[index])
+                except Exception:
+                    break
+        return frames
+
+
+def score(system: ReferenceSystem, frames: list[Atoms], task: MDTask) -> dict:
+    """RDF overlap and error against the reference (0 overlap when the run was unstable), Li diffusion."""
+    r_max = rdf_metrics.max_rdf_radius(frames[0].cell.array)
+    reference = system.precomputed_rdf()
+    if reference is None:
+        reference = rdf_table(system.frames(), r_max)
+    first = int(task.equilibration * len(frames))
+    model = rdf_table(frames[first:] if len(frames) - first >= 2 else frames, float(reference["r"].max()) + 1e-9)
+    r = reference["r"].to_numpy()
+    g_model = np.interp(r, model["r"], model["pooled"])
+    row = {
+        "rdf_overlap": rdf_metrics.rdf_overlap(reference["pooled"], g_model, r),
+        "rdf_error": rdf_metrics.rdf_error(reference["pooled"], g_model, r),
+        "rdf_r": r.tolist(),
+        "rdf_reference": reference["pooled"].tolist(),
+        "rdf_model": g_model.tolist(),
+    }
+    for pair in [c for c in reference.columns if "-" in c and c in model]:
+        row[f"overlap_{pair}"] = rdf_metrics.rdf_overlap(reference[pair], np.interp(r, model["r"], model[pair]), r)
+    frame_fs = task.frame_interval * task.timestep_fs
+    row["li_diffusion_cm2_s"] = li_diffusion(frames[first:], frame_fs)
+    if system.frames() and system.frame_interval_fs:
+        row["li_diffusion_reference_cm2_s"] = li_diffusion(system.frames(), system.frame_interval_fs)
+    return row
+
+
+def plot_rdfs(row: pd.Series, out_dir: Path, model: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.plot(row["rdf_r"], row["rdf_reference"], "k--", lw=1, label="AIMD")
+    ax.plot(row["rdf_r"], row["rdf_model"], lw=1.2, label=model)
+    ax.set_xlabel("r (Å)")
+    ax.set_ylabel("g(r), all pairs")
+    ax.set_title(f"{row['key']}: overlap {row['rdf_overlap']:.3f}, {row['time_ps']:.1f} ps")
+    ax.legend()
+    fig.tight_layout()
+    path = out_dir / f"rdf-{row['key']}.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

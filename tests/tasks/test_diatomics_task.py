@@ -1,0 +1,71 @@
+"""The diatomics task: protocols, batched vs point-by-point evaluation, metrics and outputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ase.calculators.calculator import Calculator, all_changes
+
+from geodite.calculator import GeoditeCalculator
+from geodite.tasks.diatomics import DiatomicsTask, diatomics_summary, distances_for, predict_curve, dimer
+from geodite.tasks.runner import RunOptions, run_task
+from tests.conftest import DATA
+
+
+class PointByPoint(Calculator):
+    """Wraps a calculator and hides its batched evaluator, to force the plain ASE path."""
+
+    implemented_properties = ["energy", "forces"]
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def calculate(self, atoms=None, properties=None, system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        atoms = self.atoms.copy()
+        atoms.calc = self.inner
+        self.results = {"energy": atoms.get_potential_energy(), "forces": atoms.get_forces()}
+
+
+def test_protocol_grids():
+    assert len(distances_for("O", "mbd")) == 119 and distances_for("O", "mbd")[0] == pytest.approx(0.1)
+    arena = distances_for("O", "arena")
+    assert np.allclose(np.diff(arena), 0.01) and arena[0] == pytest.approx(0.9 * 0.66)
+    assert dimer("O", 1.2, "mbd").pbc.all() and not dimer("O", 1.2, "arena").pbc.any()
+
+
+def test_batched_curve_equals_point_by_point(small_model):
+    calc = GeoditeCalculator(small_model, dtype="float64")
+    structures = [dimer("N", r, "mbd") for r in distances_for("N", "mbd")[::10]]
+    e_batched, f_batched = predict_curve(structures, calc)
+    e_single, f_single = predict_curve(structures, PointByPoint(calc))
+    np.testing.assert_allclose(e_batched, e_single, atol=1e-9)
+    np.testing.assert_allclose(f_batched, f_single, atol=1e-9)
+
+
+def test_run_writes_rows_metrics_and_figures(tmp_path):
+    task = DiatomicsTask(elements=["H", "O", "Po"])
+    summary = run_task(task, RunOptions(model=str(DATA / "geodite_small_checkpoint.pt"), results_dir=tmp_path,
+                                        progress=False))
+    assert summary["n_items"] == 3 and summary["n_failed"] == 1  # Po: no isolated-atom energy in the model
+    assert summary["n_scored"] == 2
+    for key in ("force_flips", "tortuosity", "pbe_energy_mae", "pbe_bond_length_error"):
+        assert summary[key] is not None
+    out = tmp_path / "diatomics" / "geodite_small_checkpoint"
+    assert (out / "diatomics-curves.png").exists() and (out / "diatomics-wall.png").exists()
+
+
+def test_summary_skips_mbd_excluded_elements():
+    import pandas as pd
+
+    df = pd.DataFrame({"element": ["H", "Rn"], "status": ["ok", "ok"], "tortuosity": [1.0, 9.0]})
+    assert diatomics_summary(df, "mbd")["tortuosity"] == 1.0
+    assert diatomics_summary(df, "arena")["tortuosity"] == 5.0
+
+
+def test_unknown_protocol_or_element():
+    with pytest.raises(ValueError, match="protocol"):
+        DiatomicsTask(protocol="nope")
+    with pytest.raises(ValueError, match="Xx"):
+        DiatomicsTask(elements=["Xx"])

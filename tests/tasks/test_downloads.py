@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import gzip
+import urllib.error
+import urllib.request
+
+import pytest
+from typer.testing import CliRunner
+
+from geodite.data import downloads
+from geodite.data.downloads import DATA_FILES, DataUnavailableError, fetch
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """No network and an empty cache."""
+    monkeypatch.setenv("GEODITE_CACHE_DIR", str(tmp_path / "cache"))
+
+    def no_network(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    return tmp_path
+
+
+def test_url_table_has_checksums():
+    for f in DATA_FILES.values():
+        assert f.url.startswith("https://figshare.com/ndownloader/files/")
+        assert f.md5 and len(f.md5) == 32
+    assert {"wbm_summary", "wbm_initial_structures", "wbm_computed_structure_entries", "mp_elemental_ref_entries"} <= set(
+        DATA_FILES
+    )
+
+
+def test_offline_error_is_clear(offline):
+    with pytest.raises(DataUnavailableError) as err:
+        fetch("wbm_summary")
+    msg = str(err.value)
+    assert "https://figshare.com/ndownloader/files/64706751" in msg
+    assert "offline" in msg and "--data-dir" in msg and "2023-12-13-wbm-summary.csv.gz" in msg
+    assert not list((offline / "cache").rglob("*.csv.gz"))  # nothing half-written
+
+
+def test_no_download_error(offline):
+    with pytest.raises(DataUnavailableError, match="not found locally"):
+        fetch("wbm_summary", download=False)
+
+
+def test_local_data_dir_and_checksum(offline, monkeypatch):
+    refs = downloads.Path(__file__).resolve().parents[2] / "geodite" / "data" / "files"
+    # the shipped MP reference file is the figshare file: its md5 matches the table
+    assert downloads.md5sum(refs / "2023-02-07-mp-elemental-reference-entries.json.gz") == DATA_FILES[
+        "mp_elemental_ref_entries"
+    ].md5
+    assert fetch("mp_elemental_ref_entries", data_dir=refs).name.endswith("reference-entries.json.gz")
+
+    class FakeResponse:
+        def __init__(self, payload):
+            self.payload = payload
+
+        def read(self, n=-1):
+            out, self.payload = self.payload, b""
+            return out
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: FakeResponse(gzip.compress(b"not it")))
+    with pytest.raises(DataUnavailableError, match="Checksum mismatch"):
+        fetch("wbm_summary")
+
+
+def test_cli_full_mode_offline(offline):
+    from geodite.cli.bench import bench_app
+
+    res = CliRunner().invoke(
+        bench_app, ["discovery", "--model", "emt", "--mode", "full", "--json", "--results-dir", str(offline / "r")]
+    )
+    assert res.exit_code == 2
+    assert "figshare" in res.output and "offline" in res.output
