@@ -1,0 +1,1 @@
+"""Training, fine-tuning and distillation of Geodite models."""

@@ -1,0 +1,279 @@
+"""Distillation: label structures with a teacher potential, then train a Geodite on the labels.
+
+Structure pool (deterministic for a given seed, interleaved so a partial labelling run is balanced):
+
+* WBM DFT-relaxed structures (``wbm/wbm-random-pbe54-equilibrium-2025.1.json.gz``): as relaxed, rattled and
+  strained copies, isotropically compressed copies, small rattled supercells of tiny cells;
+* WBM initial (unrelaxed) structures (``wbm/wbm-initial-1k.db``), lightly rattled;
+* MP elemental ground states (``mp/MP-PBE-Element-Refs.json.gz``): as given, rattled/strained, compressed;
+* the 10 MPtrj frames of ``mptrj/mptrj-10-systems.db``, rattled;
+* homonuclear dimers of each of the 89 MPtrj elements at short to medium separations (short-range repulsion),
+  placed in a periodic 12 Å box (wider than twice any teacher cutoff used here, so no self-interaction).
+
+``mptrj-random-1k.xyz`` is the held-out test set and is never read here.
+
+Labels go to an ASE database (SQLite; each row written in its own transaction, keyed by ``uid``), so a
+killed labelling run resumes where it stopped: rows already present are skipped.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+from ase import Atoms
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.data import atomic_numbers, covalent_radii
+
+#: the 89 elements present in MPtrj (H–Bi without noble-gas gaps filled by Kr/Xe…, plus Ac–Pu)
+MPTRJ_ELEMENTS = (
+    "H He Li Be B C N O F Ne Na Mg Al Si P S Cl Ar K Ca Sc Ti V Cr Mn Fe Co Ni Cu Zn Ga Ge As Se Br Kr Rb Sr "
+    "Y Zr Nb Mo Tc Ru Rh Pd Ag Cd In Sn Sb Te I Xe Cs Ba La Ce Pr Nd Pm Sm Eu Gd Tb Dy Ho Er Tm Yb Lu Hf Ta W "
+    "Re Os Ir Pt Au Hg Tl Pb Bi Ac Th Pa U Np Pu"
+).split()
+
+DIMER_BOX = 12.0  # Å
+MAX_ATOMS = 64
+
+
+def default_data_root() -> Path:
+    """The shared real-data folder (``../shared/data`` relative to the repository, or /work/shared/data)."""
+    here = Path(__file__).resolve().parents[2]
+    for candidate in (here.parent / "shared" / "data", Path("/work/shared/data")):
+        if candidate.exists():
+            return candidate
+    return here.parent / "shared" / "data"
+
+
+def _structure_to_atoms(structure_dict: dict) -> Atoms:
+    from pymatgen.core import Structure
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    atoms = AseAtomsAdaptor.get_atoms(Structure.from_dict(structure_dict))
+    return Atoms(atoms.numbers, positions=atoms.positions, cell=atoms.cell.array, pbc=True)
+
+
+def _rattle_strain(atoms: Atoms, rng: np.random.Generator, sigma: float, strain: float) -> Atoms:
+    out = atoms.copy()
+    if strain > 0:
+        eps = rng.uniform(-strain, strain, size=(3, 3))
+        eps = 0.5 * (eps + eps.T)
+        out.set_cell(out.cell.array @ (np.eye(3) + eps), scale_atoms=True)
+    if sigma > 0:
+        out.positions = out.positions + rng.normal(0.0, sigma, size=out.positions.shape)
+    return out
+
+
+def _scale(atoms: Atoms, factor: float) -> Atoms:
+    out = atoms.copy()
+    out.set_cell(out.cell.array * factor, scale_atoms=True)
+    return out
+
+
+def _small_supercell(atoms: Atoms, min_atoms: int = 8) -> Atoms:
+    reps = [1, 1, 1]
+    lengths = atoms.cell.lengths()
+    while len(atoms) * np.prod(reps) < min_atoms:
+        k = int(np.argmin([lengths[i] * reps[i] for i in range(3)]))
+        reps[k] += 1
+    return atoms.repeat(reps)
+
+
+def _min_distance_ok(atoms: Atoms, min_factor: float = 0.5) -> bool:
+    """No pair closer than ``min_factor`` × the sum of covalent radii (rattling can create overlaps)."""
+    from ase.neighborlist import neighbor_list
+
+    i, j, d = neighbor_list("ijd", atoms, 3.0)
+    if len(d) == 0:
+        return True
+    limit = min_factor * (covalent_radii[atoms.numbers[i]] + covalent_radii[atoms.numbers[j]])
+    return bool((d > np.minimum(limit, 0.9)).all())
+
+
+def generate_structures(data_root: str | Path | None = None, seed: int = 0) -> list[tuple[str, Atoms]]:
+    """The distillation pool as (uid, atoms), deterministic for ``seed``, interleaved across sources."""
+    root = Path(data_root) if data_root else default_data_root()
+    rng = np.random.default_rng(seed)
+    groups: dict[str, list[tuple[str, Atoms]]] = {}
+
+    def add(group: str, uid: str, atoms: Atoms) -> None:
+        if 0 < len(atoms) <= MAX_ATOMS and _min_distance_ok(atoms):
+            groups.setdefault(group, []).append((uid, atoms))
+
+    wbm_path = root / "wbm" / "wbm-random-pbe54-equilibrium-2025.1.json.gz"
+    if wbm_path.exists():
+        with gzip.open(wbm_path, "rt") as handle:
+            rows = json.load(handle)
+        for row in rows:
+            atoms = _structure_to_atoms(row["structure"])
+            mid = row["material_id"]
+            add("wbm-relaxed", f"{mid}/relaxed", atoms)
+            add("wbm-perturbed", f"{mid}/rattle-strain",
+                _rattle_strain(atoms, rng, rng.uniform(0.02, 0.15), rng.uniform(0.0, 0.05)))
+            if rng.random() < 0.35:
+                add("wbm-compressed", f"{mid}/scale", _rattle_strain(_scale(atoms, rng.uniform(0.86, 1.06)),
+                                                                      rng, 0.03, 0.0))
+            if len(atoms) < 6:
+                add("wbm-supercell", f"{mid}/supercell", _rattle_strain(_small_supercell(atoms), rng, 0.08, 0.02))
+
+    initial_path = root / "wbm" / "wbm-initial-1k.db"
+    if initial_path.exists():
+        from ase.db import connect
+
+        for row in connect(str(initial_path)).select():
+            atoms = row.toatoms()
+            atoms = Atoms(atoms.numbers, positions=atoms.positions, cell=atoms.cell.array, pbc=True)
+            add("wbm-initial", f"{row.get('wbm_id', row.id)}/initial-rattle", _rattle_strain(atoms, rng, 0.03, 0.01))
+
+    refs_path = root / "mp" / "MP-PBE-Element-Refs.json.gz"
+    if refs_path.exists():
+        with gzip.open(refs_path, "rt") as handle:
+            refs = json.load(handle)
+        for symbol, entry in sorted(refs.items()):
+            structures = entry["structure"] if isinstance(entry["structure"], list) else [entry["structure"]]
+            atoms = _structure_to_atoms(structures[0])
+            if len(atoms) > MAX_ATOMS:
+                continue
+            base = _small_supercell(atoms, 4)
+            add("elements", f"element-{symbol}/relaxed", atoms)
+            for k in range(3):
+                add("elements", f"element-{symbol}/rattle-strain-{k}",
+                    _rattle_strain(base, rng, rng.uniform(0.03, 0.15), rng.uniform(0.0, 0.06)))
+            add("elements", f"element-{symbol}/compressed", _rattle_strain(_scale(base, rng.uniform(0.85, 0.93)),
+                                                                            rng, 0.03, 0.0))
+            add("elements", f"element-{symbol}/expanded", _rattle_strain(_scale(base, rng.uniform(1.04, 1.10)),
+                                                                          rng, 0.03, 0.0))
+
+    mptrj10 = root / "mptrj" / "mptrj-10-systems.db"
+    if mptrj10.exists():
+        from ase.db import connect
+
+        for row in connect(str(mptrj10)).select():
+            atoms = row.toatoms()
+            atoms = Atoms(atoms.numbers, positions=atoms.positions, cell=atoms.cell.array, pbc=True)
+            for k in range(3):
+                add("mptrj10", f"mptrj10-{row.id}/rattle-{k}", _rattle_strain(atoms, rng, 0.02 + 0.04 * k, 0.02))
+
+    for symbol in MPTRJ_ELEMENTS:
+        z = atomic_numbers[symbol]
+        r0 = 2 * covalent_radii[z]
+        for factor in (0.6, 0.75, 0.9, 1.1, 1.4):
+            d = max(factor * r0, 0.5)
+            atoms = Atoms([z, z], positions=[[0, 0, 0], [d, 0, 0]], cell=np.eye(3) * DIMER_BOX, pbc=True)
+            atoms.positions += DIMER_BOX / 2 - d / 2
+            groups.setdefault("dimers", []).append((f"dimer-{symbol}{symbol}/{factor:.2f}", atoms))
+
+    # interleave: shuffle within each group, then round-robin in proportion to group size
+    pool: list[tuple[str, Atoms]] = []
+    order = []
+    for name in sorted(groups):
+        items = groups[name]
+        perm = rng.permutation(len(items))
+        groups[name] = [items[i] for i in perm]
+        order.extend((k / len(items), name, k) for k in range(len(items)))
+    for _, name, k in sorted(order):
+        pool.append(groups[name][k])
+    return pool
+
+
+# ------------------------------------------------------------------------------------------- teachers
+
+
+def _patch_ase_for_chgnet() -> None:
+    """chgnet 0.3.0 imports ExpCellFilter from ase.constraints, which ASE ≥ 3.24 moved to ase.filters."""
+    import ase.constraints
+
+    if not hasattr(ase.constraints, "ExpCellFilter"):
+        from ase.filters import ExpCellFilter
+
+        ase.constraints.ExpCellFilter = ExpCellFilter
+
+
+def make_teacher(name: str, device: str = "cpu"):
+    """An ASE calculator for the teacher: 'sevennet-0', 'sevennet-l3i5' (sevenn wheel) or 'chgnet'.
+
+    CHGNet predicts MP2020-*corrected* energies; Geodite's convention is MPtrj's *uncorrected* energies, so
+    CHGNet is not a suitable energy teacher without a correction model (forces/stress are fine).
+    """
+    import warnings
+
+    name = name.lower()
+    if name.startswith("sevennet"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from sevenn.calculator import SevenNetCalculator
+
+            return SevenNetCalculator(model=name, device=device)
+    if name == "chgnet":
+        _patch_ase_for_chgnet()
+        from chgnet.model.dynamics import CHGNetCalculator
+
+        return CHGNetCalculator(use_device=device)
+    raise ValueError(f"unknown teacher {name!r} (sevennet-0, sevennet-l3i5, chgnet)")
+
+
+def label_structures(
+    structures: list[tuple[str, Atoms]],
+    db_path: str | Path,
+    calculator,
+    teacher: str,
+    limit: int | None = None,
+    log: Callable[[str], None] = print,
+    time_budget_s: float | None = None,
+) -> int:
+    """Label each (uid, atoms) with the teacher's energy (eV), forces (eV/Å), stress (eV/Å³, ASE sign) and
+    append to the ASE database at ``db_path``; uids already there are skipped (resumable). Returns the
+    number of rows in the database at the end."""
+    from ase.db import connect
+
+    db = connect(str(db_path))
+    done = {row.uid for row in db.select(columns=["key_value_pairs"]) if "uid" in row.key_value_pairs} if Path(
+        db_path).exists() else set()
+    todo = [(uid, atoms) for uid, atoms in structures if uid not in done]
+    if limit is not None:
+        todo = todo[: max(0, limit - len(done))]
+    start, atoms_done, frames_done = time.perf_counter(), 0, 0
+    for uid, atoms in todo:
+        if time_budget_s is not None and time.perf_counter() - start > time_budget_s:
+            log(f"time budget reached after {frames_done} new frames")
+            break
+        work = atoms.copy()
+        work.calc = calculator
+        try:
+            energy = float(work.get_potential_energy())
+            forces = np.asarray(work.get_forces(), dtype=np.float64)
+            stress = np.asarray(work.get_stress(voigt=False), dtype=np.float64)
+        except Exception as error:  # a teacher that cannot evaluate a structure: skip it, say so
+            log(f"skip {uid}: {error}")
+            continue
+        if not (np.isfinite(energy) and np.isfinite(forces).all() and np.isfinite(stress).all()):
+            log(f"skip {uid}: non-finite teacher output")
+            continue
+        labelled = Atoms(atoms.numbers, positions=atoms.positions, cell=atoms.cell.array, pbc=atoms.pbc)
+        from ase.stress import full_3x3_to_voigt_6_stress
+
+        labelled.calc = SinglePointCalculator(labelled, energy=energy, forces=forces,
+                                              stress=full_3x3_to_voigt_6_stress(stress))
+        db.write(labelled, uid=uid, group=uid.split("/")[0].split("-")[0], teacher=teacher)
+        frames_done += 1
+        atoms_done += len(atoms)
+        if frames_done % 100 == 0:
+            elapsed = time.perf_counter() - start
+            log(f"labelled {frames_done}/{len(todo)} new frames, {atoms_done} atoms, "
+                f"{frames_done / elapsed:.2f} frames/s, {atoms_done / elapsed:.1f} atoms/s")
+    elapsed = time.perf_counter() - start
+    if frames_done:
+        log(f"labelled {frames_done} frames ({atoms_done} atoms) in {elapsed:.0f} s: "
+            f"{frames_done / elapsed:.2f} frames/s, {atoms_done / elapsed:.1f} atoms/s")
+    return db.count()
+
+
+def iter_labelled(db_path: str | Path) -> Iterator[tuple[str, Atoms]]:
+    from ase.db import connect
+
+    for row in connect(str(db_path)).select():
+        yield row.get("uid", str(row.id)), row.toatoms()

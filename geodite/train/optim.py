@@ -1,0 +1,130 @@
+"""Training pieces as published: Huber loss on normalised targets, EMA of weights, ZClip, LR schedules."""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass
+class Normalisation:
+    """Loss normalisation constants. Energies eV/atom, forces eV/Å, stress eV/Å³ (published values: σ_F
+    0.8298, stress mean 0.000606, std 0.02360; μ_E/σ_E are the model's energy_shift/energy_scale)."""
+
+    energy_mean: float = 0.0
+    energy_std: float = 0.6859245200012877
+    force_std: float = 0.8298
+    stress_mean: float = 0.000606
+    stress_std: float = 0.02360
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def huber(pred: Tensor, target: Tensor, delta: float) -> Tensor:
+    """Elementwise Huber loss (no reduction)."""
+    return torch.nn.functional.huber_loss(pred, target, reduction="none", delta=delta)
+
+
+class EMA:
+    """Exponential moving average of a model's parameters and buffers (decay per optimiser step)."""
+
+    def __init__(self, model: nn.Module, decay: float = 0.995):
+        self.decay = decay
+        self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        for key, value in model.state_dict().items():
+            shadow = self.shadow[key]
+            if value.is_floating_point():
+                shadow.mul_(self.decay).add_(value.detach(), alpha=1.0 - self.decay)
+            else:
+                shadow.copy_(value)
+
+    def copy_to(self, model: nn.Module) -> nn.Module:
+        model.load_state_dict(self.shadow)
+        return model
+
+    def model_copy(self, model: nn.Module) -> nn.Module:
+        return self.copy_to(copy.deepcopy(model))
+
+    def state_dict(self) -> dict:
+        return {"decay": self.decay, "shadow": self.shadow}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.decay = state["decay"]
+        for key, value in state["shadow"].items():
+            self.shadow[key].copy_(value)
+
+
+class ZClip:
+    """ZClip adaptive gradient clipping (Kumar et al. 2025), z-score mode.
+
+    Keeps an EMA (factor ``alpha``) of the gradient norm's mean μ and variance σ². After ``warmup_steps``
+    plain steps (whose norms initialise μ, σ), a step whose norm g has z = (g − μ)/σ > ``z_threshold`` is
+    rescaled to μ + z_threshold·σ. The statistics are then updated with the (clipped) norm. Returns the norm
+    before clipping. Gradients must be already reduced across ranks, so every rank clips identically.
+    """
+
+    def __init__(self, alpha: float = 0.97, z_threshold: float = 2.5, warmup_steps: int = 25, eps: float = 1e-6):
+        self.alpha, self.z_threshold, self.warmup_steps, self.eps = alpha, z_threshold, warmup_steps, eps
+        self.mean: float | None = None
+        self.var: float | None = None
+        self.warmup_norms: list[float] = []
+        self.num_clipped = 0
+
+    @torch.no_grad()
+    def __call__(self, parameters) -> float:
+        grads = [p.grad for p in parameters if p.grad is not None]
+        if not grads:
+            return 0.0
+        norm = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])))
+        if not math.isfinite(norm):
+            return norm
+        if self.mean is None:
+            self.warmup_norms.append(norm)
+            if len(self.warmup_norms) >= self.warmup_steps:
+                values = torch.tensor(self.warmup_norms, dtype=torch.float64)
+                self.mean = float(values.mean())
+                self.var = float(values.var(unbiased=False))
+                self.warmup_norms = []
+            return norm
+        std = math.sqrt(max(self.var, 0.0))
+        z = (norm - self.mean) / (std + self.eps)
+        clipped = norm
+        if z > self.z_threshold:
+            clipped = self.mean + self.z_threshold * std
+            scale = clipped / (norm + self.eps)
+            for g in grads:
+                g.mul_(scale)
+            self.num_clipped += 1
+        self.mean = self.alpha * self.mean + (1 - self.alpha) * clipped
+        self.var = self.alpha * self.var + (1 - self.alpha) * (clipped - self.mean) ** 2
+        return norm
+
+    def state_dict(self) -> dict:
+        return {k: getattr(self, k) for k in ("alpha", "z_threshold", "warmup_steps", "eps", "mean", "var",
+                                                "warmup_norms", "num_clipped")}
+
+    def load_state_dict(self, state: dict) -> None:
+        for key, value in state.items():
+            setattr(self, key, list(value) if key == "warmup_norms" else value)
+
+
+def warmup_linear_decay(optimizer, start_factor: float, warmup_steps: int, total_steps: int,
+                        end_factor: float = 0.0) -> torch.optim.lr_scheduler.LambdaLR:
+    """LR = peak·f(step): linear start_factor → 1 over warmup, then linear 1 → end_factor at total_steps."""
+
+    def factor(step: int) -> float:
+        if warmup_steps > 0 and step < warmup_steps:
+            return start_factor + (1.0 - start_factor) * step / warmup_steps
+        span = max(1, total_steps - warmup_steps)
+        progress = min(1.0, (step - warmup_steps) / span)
+        return 1.0 + (end_factor - 1.0) * progress
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

@@ -1,0 +1,688 @@
+"""The Geodite trainer: MPtrj-scale data from a memory-mapped store, the published loss and optimiser,
+exact resume from checkpoints, DistributedDataParallel (torchrun; NCCL on GPU, gloo on CPU), fine-tuning.
+
+Determinism and resume: the order of training frames in epoch e is a permutation drawn from (seed, e);
+a checkpoint records the epoch, the position inside it (in global batches), the model, optimiser, EMA,
+scheduler, ZClip and RNG states. A run killed at any time and restarted with the same config continues
+from the last checkpoint and ends with the same weights as an uninterrupted run.
+
+Distributed: each global batch of ``batch_size × world_size`` frames is split into equal rank shards; each
+rank's loss is normalised by the *global* counts (frames, force components, stress components) and
+multiplied by the world size, so that DDP's gradient averaging yields exactly the gradient of the loss
+of the whole global batch — the same as single-process training on that batch.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+from geodite.data.dataset import Batch, FrameDataset, FrameStore, GraphCollate, split_by_material
+from geodite.train.optim import EMA, Normalisation, ZClip, huber, warmup_linear_decay
+
+STATE_FILE = "checkpoint.pt"
+MODEL_FILE = "model.pt"
+METRICS_FILE = "metrics.csv"
+
+
+# --------------------------------------------------------------------------------------------- config
+
+
+@dataclass
+class ModelSection:
+    num_channels: int = 192
+    num_layers: int = 4
+    num_heads: int = 8
+    cutoff: float = 6.0
+    num_rbf: int = 12
+    attn_dropout: float = 0.2
+    init_from: str | None = None  # checkpoint path or "geodite"/"geodite-mp": fine-tuning
+
+
+@dataclass
+class DataSection:
+    train: list[str] = field(default_factory=list)  # store dirs, MPtrj JSON(.gz), MBD extxyz zip, extxyz, ASE db
+    store_dir: str | None = None  # where converted stores go (default: <out_dir>/store)
+    data_dir: str | None = None  # local copies of downloadable sets (e.g. MPtrj JSON)
+    valid: list[str] = field(default_factory=list)  # explicit validation sources (else split by material)
+    valid_fraction: float = 0.1
+    split_seed: int = 0
+    batch_size: int = 6  # frames per rank per micro-batch
+    num_workers: int = 0
+    max_frames: int | None = None
+
+
+@dataclass
+class LossSection:
+    weights: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])  # E:F:S
+    huber_delta: float = 0.01
+    normalisation: str = "data"  # "data": computed from the training frames; "published"; "model" (fine-tune)
+    e0: str = "model"  # "model": the model's isolated-atom e0 (MPtrj PBE); "fit": least squares on the data
+    energy_mean: float | None = None
+    energy_std: float | None = None
+    force_std: float | None = None
+    stress_mean: float | None = None
+    stress_std: float | None = None
+
+
+@dataclass
+class OptimSection:
+    lr: float = 4.5e-4  # peak
+    lr_start: float = 1e-4
+    warmup_steps: int = 2000
+    total_steps: int | None = None  # default: epochs × steps per epoch
+    lr_end: float = 0.0
+    scheduler: str = "warmup-linear"  # or "plateau" (fine-tuning), "constant"
+    plateau_factor: float = 0.5
+    plateau_patience: int = 2
+    weight_decay: float = 0.01
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    ema_decay: float = 0.995
+    zclip_alpha: float = 0.97
+    zclip_z: float = 2.5
+    zclip_warmup: int = 25
+    grad_accum: int = 1
+
+
+@dataclass
+class RunSection:
+    out_dir: str = "runs/geodite"
+    epochs: int = 1
+    seed: int = 0
+    dtype: str = "float32"
+    device: str = "auto"  # auto: cuda:<local_rank> if available, else cpu
+    checkpoint_every: int = 500  # optimiser steps (also at every epoch end)
+    log_every: int = 50
+    tensorboard: bool = False
+    num_threads: int | None = None
+    max_steps: int | None = None  # stop after this many optimiser steps (time-boxed runs)
+    max_minutes: float | None = None  # stop (with a checkpoint) after this wall time
+
+
+@dataclass
+class TrainConfig:
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    loss: LossSection = field(default_factory=LossSection)
+    optim: OptimSection = field(default_factory=OptimSection)
+    run: RunSection = field(default_factory=RunSection)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        sections = {f.name: f.type for f in fields(cls)}
+        unknown = set(values) - set(sections)
+        if unknown:
+            raise ValueError(f"unknown config sections: {sorted(unknown)}")
+        kwargs = {}
+        for name, section_cls in (("model", ModelSection), ("data", DataSection), ("loss", LossSection),
+                                  ("optim", OptimSection), ("run", RunSection)):
+            given = dict(values.get(name) or {})
+            known = {f.name for f in fields(section_cls)}
+            bad = set(given) - known
+            if bad:
+                raise ValueError(f"unknown keys in [{name}]: {sorted(bad)}")
+            kwargs[name] = section_cls(**given)
+        return cls(**kwargs)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "TrainConfig":
+        import yaml
+
+        return cls.from_dict(yaml.safe_load(Path(path).read_text()) or {})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+FINETUNE_DEFAULTS = {
+    "loss": {"weights": [1.0, 5.0, 1.0], "normalisation": "model"},
+    "optim": {"lr": 3e-5, "scheduler": "plateau", "warmup_steps": 0, "lr_start": 1.0},
+}
+
+
+# --------------------------------------------------------------------------------------------- helpers
+
+
+def _is_dist() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def _rank() -> int:
+    return dist.get_rank() if _is_dist() else 0
+
+
+def _world() -> int:
+    return dist.get_world_size() if _is_dist() else 1
+
+
+def setup_distributed(device_pref: str = "auto") -> torch.device:
+    """Initialise the process group from torchrun's environment (WORLD_SIZE > 1); choose the device."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = torch.cuda.is_available() and device_pref in ("auto", "cuda")
+    if world > 1 and not _is_dist():
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    if device_pref not in ("auto", "cuda"):
+        return torch.device(device_pref)
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+def epoch_batches(num_frames: int, batch: int, epoch: int, seed: int) -> list[np.ndarray]:
+    """Global batches of an epoch: a permutation drawn from (seed, epoch); the last partial batch dropped
+    when there is more than one batch (every rank must get equal shards)."""
+    order = np.random.default_rng([seed, epoch]).permutation(num_frames)
+    n_full = num_frames // batch
+    if n_full == 0:
+        return [order]
+    return [order[i * batch:(i + 1) * batch] for i in range(n_full)]
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def compute_normalisation(store: FrameStore, indices: np.ndarray, e0: np.ndarray, max_frames: int = 200_000,
+                          seed: int = 0) -> Normalisation:
+    """μ_E, σ_E of (E − Σe0)/N (3σ-clipped); σ_F = RMS force component; stress mean/std over components (on at most
+    ``max_frames`` training frames)."""
+    rng = np.random.default_rng(seed)
+    idx = indices if len(indices) <= max_frames else rng.choice(indices, max_frames, replace=False)
+    per_atom, force_sq, force_n, stresses = [], 0.0, 0, []
+    for i in np.sort(idx):
+        frame = store[int(i)]
+        per_atom.append((frame.energy - e0[frame.numbers].sum()) / len(frame.numbers))
+        if frame.forces is not None and np.isfinite(frame.forces).all():
+            force_sq += float((frame.forces ** 2).sum())
+            force_n += frame.forces.size
+        if frame.stress is not None and np.isfinite(frame.stress).all() and frame.pbc.all():
+            stresses.append(frame.stress.reshape(-1))
+    per_atom = np.array(per_atom)
+    # 3σ clipping (two passes): a few compressed dimers must not set the scale of every structure
+    keep = np.ones(len(per_atom), dtype=bool)
+    for _ in range(2):
+        keep = np.abs(per_atom - per_atom[keep].mean()) <= 3 * per_atom[keep].std() + 1e-12
+    per_atom = per_atom[keep]
+    stress = np.concatenate(stresses) if stresses else np.zeros(1)
+    return Normalisation(
+        energy_mean=float(per_atom.mean()),
+        energy_std=float(per_atom.std()) if len(per_atom) > 1 and per_atom.std() > 1e-8 else 1.0,
+        force_std=math.sqrt(force_sq / force_n) if force_n and force_sq > 0 else 1.0,
+        stress_mean=float(stress.mean()),
+        stress_std=float(stress.std()) if stress.std() > 1e-12 else 1.0,
+    )
+
+
+def fit_e0(store: FrameStore, indices: np.ndarray, e0: np.ndarray, max_frames: int = 200_000,
+           seed: int = 0) -> np.ndarray:
+    """Per-element reference energies by least squares of E on composition over training frames (two
+    passes; frames with |residual| > 3σ per atom dropped from the second). Elements absent from the data
+    keep their value in ``e0``."""
+    rng = np.random.default_rng(seed)
+    idx = indices if len(indices) <= max_frames else rng.choice(indices, max_frames, replace=False)
+    X = np.zeros((len(idx), len(e0)))
+    y = np.zeros(len(idx))
+    n = np.zeros(len(idx))
+    for row, i in enumerate(np.sort(idx)):
+        frame = store[int(i)]
+        np.add.at(X[row], frame.numbers, 1.0)
+        y[row], n[row] = frame.energy, len(frame.numbers)
+    cols = X.sum(0) > 0
+    keep = np.ones(len(idx), dtype=bool)
+    for _ in range(2):
+        coef, *_ = np.linalg.lstsq(X[keep][:, cols], y[keep], rcond=None)
+        resid = (y - X[:, cols] @ coef) / n
+        keep = np.abs(resid - resid[keep].mean()) < 3 * resid[keep].std() + 1e-12
+    fitted = e0.copy()
+    fitted[np.flatnonzero(cols)] = coef
+    return fitted
+
+
+# --------------------------------------------------------------------------------------------- trainer
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, console=None):
+        self.config = config
+        self.console = console
+        run = config.run
+        if run.num_threads:
+            torch.set_num_threads(run.num_threads)
+        self.device = setup_distributed(run.device)
+        self.rank, self.world = _rank(), _world()
+        self.dtype = {"float32": torch.float32, "float64": torch.float64}[run.dtype]
+        self.out_dir = Path(run.out_dir)
+        if self.rank == 0:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(run.seed)
+        np.random.seed(run.seed)
+        random.seed(run.seed)
+
+        self._build_data()
+        self._build_model()
+        self._build_optim()
+        self.step = 0
+        self.epoch = 0
+        self.batch_in_epoch = 0
+        self.history: list[dict] = []
+        self.best_valid = math.inf
+        self._resume()
+
+    # ---------------------------------------------------------------- set-up
+    def log(self, message: str) -> None:
+        if self.rank != 0:
+            return
+        if self.console is not None:
+            self.console.print(message)
+        else:
+            print(message, flush=True)
+
+    def _open_sources(self, sources: list[str], name: str) -> FrameStore:
+        from geodite.data.mptrj import open_store
+
+        store_root = Path(self.config.data.store_dir or (self.out_dir / "store"))
+        return open_store(sources, store_root / name, data_dir=self.config.data.data_dir,
+                          convert=self.rank == 0, barrier=dist.barrier if _is_dist() else None)
+
+    def _build_data(self) -> None:
+        data = self.config.data
+        if not data.train:
+            raise ValueError("config data.train lists no training data")
+        self.store = self._open_sources(data.train, "train")
+        if data.valid:
+            self.valid_store = self._open_sources(data.valid, "valid")
+            self.train_idx = np.arange(len(self.store))
+            self.valid_idx = np.arange(len(self.valid_store))
+        else:
+            self.valid_store = self.store
+            self.train_idx, self.valid_idx = split_by_material(self.store, data.valid_fraction, data.split_seed)
+        if data.max_frames is not None:
+            self.train_idx = self.train_idx[: data.max_frames]
+        if self.rank == 0:
+            self.log(f"data: {len(self.train_idx)} training frames, {len(self.valid_idx)} validation frames "
+                     f"({len(np.unique(self.store.material_of(self.train_idx)))} training materials)")
+        self.collate = GraphCollate(self.config.model.cutoff if not self.config.model.init_from else 0.0,
+                                    self.dtype)
+
+    def _build_model(self) -> None:
+        from geodite.model import Geodite, GeoditeConfig
+
+        m, loss = self.config.model, self.config.loss
+        if m.init_from:
+            from geodite.checkpoints import load_model
+
+            model = load_model(m.init_from)
+            values = model.config.to_dict() | {"attn_dropout": m.attn_dropout}
+            fresh = Geodite(GeoditeConfig.from_dict(values)).double()
+            fresh.load_state_dict(model.state_dict())
+            model = fresh
+            self.collate.cutoff = model.cutoff
+            self.log(f"fine-tuning from {m.init_from} ({sum(p.numel() for p in model.parameters())} parameters)")
+        else:
+            model = Geodite(GeoditeConfig(num_channels=m.num_channels, num_layers=m.num_layers,
+                                          num_heads=m.num_heads, cutoff=m.cutoff, num_rbf=m.num_rbf,
+                                          attn_dropout=m.attn_dropout))
+        e0 = model.e0.detach().cpu().numpy().astype(np.float64)
+        if loss.e0 == "fit" and not m.init_from:
+            e0 = fit_e0(self.store, self.train_idx, e0)
+            model.e0.copy_(torch.as_tensor(e0))
+            self.log("e0 fitted to the training energies (least squares on composition)")
+        elif loss.e0 not in ("model", "fit"):
+            raise ValueError(f"unknown e0 {loss.e0!r} (model, fit)")
+        if loss.normalisation == "data":
+            norm = compute_normalisation(self.store, self.train_idx, e0, seed=self.config.data.split_seed)
+        elif loss.normalisation == "model":
+            norm = Normalisation(energy_mean=float(model.energy_shift), energy_std=float(model.energy_scale))
+        elif loss.normalisation == "published":
+            norm = Normalisation(energy_mean=float(model.energy_shift), energy_std=float(model.energy_scale))
+        else:
+            raise ValueError(f"unknown normalisation {loss.normalisation!r} (data, model, published)")
+        for key in ("energy_mean", "energy_std", "force_std", "stress_mean", "stress_std"):
+            if getattr(loss, key) is not None:
+                setattr(norm, key, float(getattr(loss, key)))
+        self.norm = norm
+        if not m.init_from:
+            model.energy_shift.fill_(norm.energy_mean)
+            model.energy_scale.fill_(norm.energy_std)
+        self.e0 = torch.as_tensor(e0)
+        self.model = model.to(device=self.device, dtype=self.dtype)
+        self.log(f"normalisation: {norm.to_dict()}")
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            # broadcasts rank 0's initial weights so every rank starts identical
+            self.ddp = DistributedDataParallel(self.model, device_ids=[self.device.index]
+                                               if self.device.type == "cuda" else None,
+                                               broadcast_buffers=True)
+        else:
+            self.ddp = self.model
+
+    def _build_optim(self) -> None:
+        o = self.config.optim
+        decay, no_decay = [], []
+        for name, param in self.model.named_parameters():
+            (no_decay if param.ndim <= 1 else decay).append(param)
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=o.lr, betas=tuple(o.betas))
+        self.steps_per_epoch = max(1, len(epoch_batches(len(self.train_idx), self._global_batch(), 0, 0))
+                                   // o.grad_accum)
+        total = o.total_steps or self.steps_per_epoch * self.config.run.epochs
+        self.total_steps = total
+        if o.scheduler == "warmup-linear":
+            self.scheduler = warmup_linear_decay(self.optimizer, o.lr_start / o.lr, o.warmup_steps, total,
+                                                 o.lr_end / o.lr)
+        elif o.scheduler == "plateau":
+            self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                self.optimizer, factor=o.plateau_factor, patience=o.plateau_patience)
+        elif o.scheduler == "constant":
+            self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: 1.0)
+        else:
+            raise ValueError(f"unknown scheduler {o.scheduler!r}")
+        self.ema = EMA(self.model, o.ema_decay)
+        self.zclip = ZClip(o.zclip_alpha, o.zclip_z, o.zclip_warmup)
+
+    def _global_batch(self) -> int:
+        return self.config.data.batch_size * self.world
+
+    # ---------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict:
+        return {
+            "format": "geodite-train-state-v1",
+            "config": self.config.to_dict(),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "ema": self.ema.state_dict(),
+            "zclip": self.zclip.state_dict(),
+            "rng": _rng_state(),
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "history": self.history,
+            "best_valid": self.best_valid,
+            "normalisation": self.norm.to_dict(),
+            "world_size": self.world,
+        }
+
+    def save_state(self) -> None:
+        if self.rank == 0:
+            path = self.out_dir / STATE_FILE
+            tmp = path.with_suffix(".tmp")
+            torch.save(self.state_dict(), tmp)
+            os.replace(tmp, path)
+        if _is_dist():
+            dist.barrier()
+
+    def _resume(self) -> None:
+        path = self.out_dir / STATE_FILE
+        if not path.exists():
+            return
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.ema.load_state_dict(state["ema"])
+        self.zclip.load_state_dict(state["zclip"])
+        _set_rng_state(state["rng"])
+        self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+        self.history = state["history"]
+        self.best_valid = state["best_valid"]
+        self.norm = Normalisation(**state["normalisation"])
+        self.log(f"resumed from {path}: step {self.step}, epoch {self.epoch}, batch {self.batch_in_epoch}")
+
+    def export_model(self, path: str | Path | None = None, metadata: dict | None = None) -> Path:
+        """Write the EMA weights in the package's checkpoint format (float64, loadable by load_model)."""
+        from geodite.checkpoints import save_checkpoint
+
+        model = self.ema.model_copy(self.model).double().cpu()
+        meta = {"trained_steps": self.step, "epochs": self.epoch, "normalisation": self.norm.to_dict(),
+                "history": self.history[-1:] if self.history else []} | dict(metadata or {})
+        return save_checkpoint(model, path or (self.out_dir / MODEL_FILE), metadata=meta)
+
+    # ---------------------------------------------------------------- loss
+    def _targets_per_atom(self, batch: Batch, energy: Tensor) -> Tensor:
+        graph = batch.graph
+        n = graph.num_atoms.to(torch.float64)
+        e0 = self.e0.to(graph.z.device)[graph.z]
+        e0_sum = torch.zeros(graph.num_graphs, dtype=torch.float64, device=graph.z.device).index_add_(
+            0, graph.batch, e0)
+        return ((energy.to(torch.float64) - e0_sum) / n - self.norm.energy_mean) / self.norm.energy_std
+
+    def loss(self, batch: Batch, out: dict[str, Tensor], counts: Tensor) -> tuple[Tensor, dict]:
+        """Σ over the local shard of the Huber terms, divided by the global counts [frames, force components,
+        stress components], times the world size (DDP averages gradients)."""
+        delta = self.config.loss.huber_delta
+        w_e, w_f, w_s = self.config.loss.weights
+        pred_e = self._targets_per_atom(batch, out["energy"]).to(self.dtype)
+        true_e = self._targets_per_atom(batch, batch.energy).to(self.dtype)
+        loss_e = huber(pred_e, true_e, delta).sum() / counts[0]
+        atom_mask = batch.has_forces[batch.graph.batch]
+        loss_f = (huber(out["forces"] / self.norm.force_std, batch.forces / self.norm.force_std, delta)
+                  * atom_mask[:, None]).sum() / counts[1].clamp(min=1)
+        total = w_e * loss_e + w_f * loss_f
+        loss_s = torch.zeros((), dtype=self.dtype, device=total.device)
+        if w_s > 0 and "stress" in out:
+            pred_s = (out["stress"] - self.norm.stress_mean) / self.norm.stress_std
+            true_s = (batch.stress - self.norm.stress_mean) / self.norm.stress_std
+            loss_s = (huber(pred_s, true_s, delta) * batch.has_stress[:, None, None]).sum() / counts[2].clamp(min=1)
+            total = total + w_s * loss_s
+        parts = {"energy": float(loss_e.detach()) * self.world, "forces": float(loss_f.detach()) * self.world,
+                 "stress": float(loss_s.detach()) * self.world}
+        return total * self.world, parts
+
+    def _counts(self, batch: Batch) -> Tensor:
+        atoms_with_forces = batch.has_forces[batch.graph.batch].sum()
+        counts = torch.tensor([batch.graph.num_graphs, 3 * int(atoms_with_forces), 9 * int(batch.has_stress.sum())],
+                              dtype=torch.float64)
+        if _is_dist():
+            reduce_device = self.device if self.device.type == "cuda" else torch.device("cpu")
+            counts = counts.to(reduce_device)
+            dist.all_reduce(counts)
+            counts = counts.cpu()
+        return counts.to(self.device)
+
+    # ---------------------------------------------------------------- loop
+    def _loader(self, store: FrameStore, batches: list[np.ndarray], shard: bool = True):
+        """Rank shard of each global batch (``shard``; else the batches are this rank's already); graphs
+        built in DataLoader workers."""
+        shards = []
+        for global_batch in batches:
+            parts = np.array_split(global_batch, self.world) if shard else [global_batch] * self.world
+            shards.append([int(i) for i in parts[self.rank]])
+        dataset = FrameDataset(store)
+        workers = self.config.data.num_workers
+        return torch.utils.data.DataLoader(dataset, batch_sampler=shards, collate_fn=self.collate,
+                                           num_workers=workers, persistent_workers=False,
+                                           prefetch_factor=4 if workers > 0 else None)
+
+    def train(self) -> dict:
+        run, o = self.config.run, self.config.optim
+        global_batch = self._global_batch()
+        start_time = time.perf_counter()
+        writer = None
+        if run.tensorboard and self.rank == 0:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                writer = SummaryWriter(str(self.out_dir / "tensorboard"))
+            except ImportError:
+                self.log("tensorboard not installed; logging to CSV only")
+        stop = False
+        while self.epoch < run.epochs and not stop:
+            batches = [self.train_idx[b] for b in
+                       epoch_batches(len(self.train_idx), global_batch, self.epoch, run.seed)]
+            n_batches = (len(batches) // o.grad_accum) * o.grad_accum
+            remaining = batches[self.batch_in_epoch:n_batches]
+            self.ddp.train()
+            epoch_losses = []
+            tic = time.perf_counter()
+            self.optimizer.zero_grad(set_to_none=True)
+            for offset, batch in enumerate(self._loader(self.store, remaining)):
+                b = self.batch_in_epoch
+                batch = batch.to(self.device)
+                last_micro = (b + 1) % o.grad_accum == 0
+                counts = self._counts(batch)
+                context = self.ddp.no_sync() if (self.world > 1 and not last_micro) else _nullcontext()
+                with context:
+                    out = self.ddp(batch.graph, compute_stress=self.config.loss.weights[2] > 0)
+                    loss, parts = self.loss(batch, out, counts)
+                    (loss / o.grad_accum).backward()
+                epoch_losses.append(float(loss.detach()) / self.world)
+                self.batch_in_epoch = b + 1
+                if not last_micro:
+                    continue
+                grad_norm = self.zclip(self.model.parameters())
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                self.ema.update(self.model)
+                if o.scheduler != "plateau":
+                    self.scheduler.step()
+                self.step += 1
+                if run.log_every and self.step % run.log_every == 0:
+                    rate = self.batch_in_epoch / max(1e-9, time.perf_counter() - tic)
+                    self.log(f"epoch {self.epoch} step {self.step} loss {np.mean(epoch_losses[-run.log_every:]):.4f} "
+                             f"(E {parts['energy']:.4f} F {parts['forces']:.4f} S {parts['stress']:.4f}) "
+                             f"|g| {grad_norm:.3g} lr {self.optimizer.param_groups[0]['lr']:.3g}")
+                    if writer:
+                        writer.add_scalar("train/loss", float(loss) / self.world, self.step)
+                        writer.add_scalar("train/lr", self.optimizer.param_groups[0]["lr"], self.step)
+                out_of_time = run.max_minutes is not None and (time.perf_counter() - start_time) / 60 > run.max_minutes
+                out_of_steps = run.max_steps is not None and self.step >= run.max_steps
+                if _is_dist():
+                    flag = torch.tensor([int(out_of_time)], device=self.device if self.device.type == "cuda" else "cpu")
+                    dist.all_reduce(flag)
+                    out_of_time = bool(flag.item())
+                if run.checkpoint_every and self.step % run.checkpoint_every == 0 or out_of_time or out_of_steps:
+                    self.save_state()
+                if out_of_time or out_of_steps:
+                    stop = True
+                    break
+            if stop and self.batch_in_epoch < n_batches:
+                break
+            metrics = self.validate()
+            metrics |= {"epoch": self.epoch, "step": self.step, "train_loss": float(np.mean(epoch_losses))
+                        if epoch_losses else float("nan"), "lr": self.optimizer.param_groups[0]["lr"],
+                        "epoch_seconds": time.perf_counter() - tic}
+            if o.scheduler == "plateau":
+                self.scheduler.step(metrics["valid_loss"])
+            self.history.append(metrics)
+            self._write_metrics(metrics, writer)
+            self.epoch += 1
+            self.batch_in_epoch = 0
+            self.save_state()
+        if self.rank == 0:
+            self.export_model()
+        if writer:
+            writer.close()
+        return self.history[-1] if self.history else {}
+
+    @torch.no_grad()
+    def _zero(self):
+        return torch.zeros(7, dtype=torch.float64)
+
+    def validate(self) -> dict:
+        """EMA weights on the validation frames (sharded across ranks, sums all-reduced): energy/atom
+        (meV/atom), force (meV/Å), stress (meV/Å³) MAE and the loss."""
+        if len(self.valid_idx) == 0:
+            return {"valid_loss": float("nan")}
+        model = self.ema.model_copy(self.model)
+        model.eval()
+        batch_size = self.config.data.batch_size
+        shard = np.array_split(self.valid_idx, self.world)[self.rank]
+        batches = [shard[i:i + batch_size] for i in range(0, len(shard), batch_size)]
+        sums = torch.zeros(8, dtype=torch.float64)
+        for batch in self._loader(self.valid_store, [np.asarray(b) for b in batches if len(b)], shard=False) if len(shard) else []:
+            batch = batch.to(self.device)
+            with torch.enable_grad():
+                out = model(batch.graph, compute_stress=True)
+            n = batch.graph.num_atoms.to(torch.float64)
+            e_err = ((out["energy"].double() - batch.energy) / n).abs()
+            f_err = (out["forces"] - batch.forces).abs().double()[batch.has_forces[batch.graph.batch]]
+            s_err = (out["stress"] - batch.stress).abs().double()[batch.has_stress]
+            counts = torch.tensor([batch.graph.num_graphs, f_err.numel(), s_err.numel()], dtype=torch.float64)
+            loss, _ = self.loss(batch, {k: v.detach() for k, v in out.items()}, counts.to(self.device))
+            sums += torch.tensor([e_err.sum().item(), f_err.sum().item(), s_err.sum().item(),
+                                  counts[0], counts[1], counts[2], float(loss) / self.world * counts[0], 0.0])
+        if _is_dist():
+            sums_device = sums.to(self.device) if self.device.type == "cuda" else sums
+            dist.all_reduce(sums_device)
+            sums = sums_device.cpu()
+        e, f, s, ne, nf, ns, loss_sum, _ = sums.tolist()
+        return {"valid_energy_mae_mev_atom": 1000 * e / max(ne, 1), "valid_force_mae_mev_a": 1000 * f / max(nf, 1),
+                "valid_stress_mae_mev_a3": 1000 * s / max(ns, 1), "valid_loss": loss_sum / max(ne, 1)}
+
+    def _write_metrics(self, metrics: dict, writer) -> None:
+        if self.rank != 0:
+            return
+        path = self.out_dir / METRICS_FILE
+        keys = ["epoch", "step", "train_loss", "valid_loss", "valid_energy_mae_mev_atom", "valid_force_mae_mev_a",
+                "valid_stress_mae_mev_a3", "lr", "epoch_seconds"]
+        new = not path.exists()
+        with open(path, "a", newline="") as handle:
+            w = csv.DictWriter(handle, fieldnames=keys, extrasaction="ignore")
+            if new:
+                w.writeheader()
+            w.writerow(metrics)
+        if writer:
+            for key in keys[2:]:
+                if key in metrics:
+                    writer.add_scalar(f"epoch/{key}", metrics[key], self.step)
+        try:
+            from rich.table import Table
+
+            table = Table(title=f"epoch {metrics['epoch']}", show_header=True)
+            for key in keys:
+                table.add_column(key.replace("valid_", "").replace("_", " "))
+            table.add_row(*[f"{metrics.get(k, float('nan')):.4g}" if isinstance(metrics.get(k), float)
+                            else str(metrics.get(k)) for k in keys])
+            if self.console is None:
+                from rich.console import Console
+
+                self.console = Console()
+            self.console.print(table)
+        except ImportError:
+            self.log(str(metrics))
+
+
+class _nullcontext:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def train(config: TrainConfig | dict | str | Path, console=None) -> dict:
+    """Run (or resume) training described by a config object, dict or YAML path. Returns the last epoch's
+    metrics (rank 0)."""
+    if isinstance(config, (str, Path)):
+        config = TrainConfig.from_yaml(config)
+    elif isinstance(config, dict):
+        config = TrainConfig.from_dict(config)
+    trainer = Trainer(config, console=console)
+    return trainer.train()
