@@ -6,7 +6,7 @@ MODEL  ?= geodite
 LIMIT  ?=
 JOBS   ?= 2
 
-.PHONY: install test test-slow bench eval clean
+.PHONY: install peers test test-slow bench bench-speed clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,11 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 install: $(VENV)/.installed
 
+## peers: the comparison models (SevenNet-0, CHGNet with bundled weights; MACE built in-process)
+peers: install
+	$(BIN)/pip install --quiet -e '.[test,sevenn,chgnet,mace]' 'torch==2.13.0'
+	$(BIN)/pip install --quiet --no-deps 'mace-torch==0.3.16'
+
 ## test: the fast suite (physics, faithfulness on the small fixture, metrics, CLI)
 test: install
 	$(BIN)/python -m pytest -n $(JOBS) -q
@@ -26,9 +31,16 @@ test: install
 test-slow: install
 	$(BIN)/python -m pytest -q -m slow
 
-## bench: the main job on the embedded model and the shipped real data
+## bench: the main job on the embedded model and the shipped real data: the golden-fixture check, then
+## Matbench Discovery's offline WBM subset (relaxations from perturbed DFT structures) and the dimer curves
 bench: install
 	$(BIN)/geodite eval --model tests/data/geodite_small_checkpoint.pt --data tests/data/geodite_small_cases.extxyz
+	$(BIN)/geodite bench discovery --model $(MODEL) --limit $(or $(LIMIT),50)
+	$(BIN)/geodite bench diatomics --model $(MODEL)
+
+## bench-speed: Geodite and its peers side by side (CPU, 2 threads)
+bench-speed: peers
+	$(BIN)/geodite bench speed --sizes 64,216,1000 --threads $(JOBS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -63,3 +63,29 @@ def md_command(
         dtype=dtype, results_dir=results_dir, retry_failed=retry_failed, fresh=fresh, progress=progress,
         plots=plots, as_json=as_json,
     )
+
+
+def speed_command(
+    models: Annotated[str, typer.Option(help="comma-separated registry names or architectures")] = ",".join(
+        ("geodite-published", "geodite", "sevennet-0", "chgnet", "mace-mp-0-medium")),
+    sizes: Annotated[str, typer.Option(help="comma-separated atom counts (up to 10000)")] = "64,216,1000",
+    structure: Annotated[str, typer.Option(help="si (diamond) or oxide (SrTiO3 perovskite)")] = "si",
+    repeats: Annotated[int, typer.Option(help="interleaved repetitions (min and median reported)")] = 5,
+    threads: Annotated[int, typer.Option(help="torch threads (fixed for all models)")] = 2,
+    memory: Annotated[bool, typer.Option(help="measure peak memory in child processes")] = True,
+    device: o.Device = "cpu", dtype: o.Dtype = "float32", results_dir: o.ResultsDir = Path("results"),
+    as_json: o.Json = False,
+) -> None:
+    """Time energy+forces+stress per call for Geodite and its peers, side by side, interleaved."""
+    from geodite.tasks.speed import SpeedOptions, run_speed
+
+    options = SpeedOptions(
+        models=tuple(m.strip() for m in models.split(",") if m.strip()),
+        sizes=tuple(int(n) for n in sizes.split(",") if n.strip()), structure=structure, repeats=repeats,
+        threads=threads, device=device, dtype=dtype, memory=memory,
+    )
+    try:
+        summary = run_speed(options, results_dir / "speed" / f"{structure}-{device}", log=o.stderr.print)
+    except ValueError as error:
+        o.fail(str(error), as_json)
+    o.print_speed(summary, as_json)

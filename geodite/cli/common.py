@@ -94,3 +94,24 @@ def run_bench(
     print_summary(summary, as_json, f"{summary['task']} — {model} ({summary['n_items']} items)")
     stderr.print(f"results: {summary['results_dir']}")
     return summary
+
+
+def print_speed(summary: dict, as_json: bool) -> None:
+    """The speed table (model × size); with --json, the summary {"rows": [...], ...} on stdout."""
+    from geodite.tasks.store import jsonable
+
+    if as_json:
+        sys.stdout.write(json.dumps(jsonable(summary)) + "\n")
+    table = Table(title=f"speed — {summary['machine']}, {summary['threads']} threads, {summary['dtype']}")
+    for column in ("model", "atoms", "μs/atom-step (median)", "min", "atom-steps/s", "peak MB", "Geodite ×"):
+        table.add_column(column, justify="right" if column != "model" else "left")
+    for row in summary["rows"]:
+        def fmt(key, spec):
+            value = row.get(key)
+            return "—" if value is None else format(value, spec)
+
+        table.add_row(row["model"], str(row["n_atoms"]), fmt("us_per_atom_step", ".0f"),
+                      fmt("us_per_atom_step_min", ".0f"), fmt("atom_steps_per_s", ".0f"), fmt("peak_mem_mb", ".0f"),
+                      fmt("geodite-published_speedup", ".2f") if not row.get("error") else row["error"][:40])
+    (stderr if as_json else Console()).print(table)
+    stderr.print(f"results: {summary['results_dir']}")

@@ -102,11 +102,12 @@ def convert_command(
 def _register_commands() -> None:
     """Sub-commands that live in their own modules (imported lazily inside each command)."""
     from geodite.cli.bench import bench_app, models_command
-    from geodite.cli.bench_tasks import diatomics_command, md_command
+    from geodite.cli.bench_tasks import diatomics_command, md_command, speed_command
     from geodite.cli.train import distill_command, train_command
 
     bench_app.command("diatomics")(diatomics_command)
     bench_app.command("md")(md_command)
+    bench_app.command("speed")(speed_command)
     app.add_typer(bench_app, name="bench")
     app.command("models")(models_command)
     app.command("train")(train_command)
