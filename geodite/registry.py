@@ -78,7 +78,7 @@ def _emt(device: str = "cpu", dtype: str = "float32", **kwargs: Any):
 
 
 def _ase_compat_for_chgnet() -> None:
-    """chgnet 0.3.0 imports ``ExpCellFilter`` from ``ase.constraints``, which ASE ≥ 3.23
+    """chgnet 0.3.x imports ``ExpCellFilter`` from ``ase.constraints``, which ASE ≥ 3.23
     moved to ``ase.filters`` (and 3.29 no longer re-exports): put the alias back."""
     import ase.constraints
     import ase.filters
@@ -96,8 +96,8 @@ def _chgnet(device: str = "cpu", dtype: str = "float32", **kwargs: Any):
     except FileNotFoundError as exc:
         raise ModelNotAvailableError(
             f"CHGNet's pretrained weights are missing from the installed package ({exc.filename}). "
-            "Some chgnet 0.3.0 wheels ship without them; copy chgnet/pretrained/0.3.0/ from a wheel "
-            "that has them (e.g. chgnet 0.3.8, same 0.3.0 model file) into the installed package."
+            "The chgnet 0.3.0 wheel ships without them; install chgnet==0.3.8, whose wheel carries the "
+            "same CHGNet 0.3.0 model: pip install 'geodite[chgnet]'."
         ) from exc
 
 
@@ -145,7 +145,7 @@ REGISTRY: dict[str, ModelSpec] = {
             extra="chgnet",
             requires=("chgnet",),
             energy_convention=MP2020_CORRECTED,
-            install_hint="pip install 'geodite[chgnet]'  (or: pip install chgnet==0.3.0 torch==2.13.0)",
+            install_hint="pip install 'geodite[chgnet]'  (or: pip install chgnet==0.3.8 torch==2.13.0)",
         ),
         ModelSpec(
             "mace-mp-0",
@@ -153,7 +153,8 @@ REGISTRY: dict[str, ModelSpec] = {
             _mace_mp0,
             extra="mace",
             requires=("mace",),
-            install_hint="pip install 'geodite[mace]'  (or: pip install mace-torch torch==2.13.0)",
+            install_hint="make peers (mace-torch pins e3nn 0.4.4; installed with --no-deps beside e3nn >= 0.5 it "
+            "builds models, but the downloaded MACE-MP-0 file needs e3nn 0.4.4: use a separate environment)",
         ),
         ModelSpec(
             "emt",

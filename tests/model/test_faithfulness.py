@@ -79,3 +79,12 @@ def test_full_size_fixture():
     ).eval()
     assert sum(p.numel() for p in model.parameters()) == 3623112
     check_cases(Evaluator(model, dtype="float64"), read(folder / "geodite_ref_cases.extxyz", index=":"))
+
+
+@pytest.mark.slow
+def test_compiled_model_matches_eager(small_model, small_cases):
+    eager = Evaluator(small_model, dtype="float32").evaluate(small_cases[:2])
+    compiled = Evaluator(small_model, dtype="float32", compile=True).evaluate(small_cases[:2])
+    for a, b in zip(eager, compiled):
+        assert abs(a.energy - b.energy) < 1e-4 * max(1.0, abs(a.energy))
+        np.testing.assert_allclose(a.forces, b.forces, atol=1e-3 * max(1.0, np.abs(a.forces).max()))
