@@ -26,9 +26,7 @@ def diatomics_command(
     symbols = [s.strip() for s in elements.split(",") if s.strip()] if elements else []
     o.run_bench(
         lambda: DiatomicsTask(protocol=protocol, elements=symbols),
-        model=model, limit=limit, workers=workers, threads=threads, scheduler=scheduler, slurm_config=slurm_config, device=device,
-        dtype=dtype, results_dir=results_dir, retry_failed=retry_failed, fresh=fresh, progress=progress,
-        plots=plots, as_json=as_json,
+        **o.shared(locals()),
     )
 
 
@@ -59,9 +57,7 @@ def md_command(
         lambda: MDTask(time_fs=parse_time_fs(time), timestep_fs=timestep, frame_interval=frame_interval,
                        thermostat=thermostat, seed=seed, reference=str(reference) if reference else None,
                        systems=names, trajectory_dir=str(trajectories)),
-        model=model, limit=limit, workers=workers, threads=threads, scheduler=scheduler, slurm_config=slurm_config, device=device,
-        dtype=dtype, results_dir=results_dir, retry_failed=retry_failed, fresh=fresh, progress=progress,
-        plots=plots, as_json=as_json,
+        **o.shared(locals()),
     )
 
 

@@ -56,6 +56,15 @@ Plots = Annotated[bool, typer.Option(help="write PNG plots")]
 Json = Annotated[bool, typer.Option("--json", help="print the summary as one JSON object on stdout")]
 
 
+SHARED = ("model", "limit", "workers", "threads", "scheduler", "slurm_config", "device", "dtype", "results_dir",
+          "retry_failed", "fresh", "progress", "plots", "as_json")
+
+
+def shared(arguments: dict) -> dict:
+    """The shared options out of a command's ``locals()``, for ``run_bench(make_task, **shared(locals()))``."""
+    return {name: arguments[name] for name in SHARED}
+
+
 def run_bench(
     make_task: Callable[[], object],
     *,
