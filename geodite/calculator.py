@@ -152,12 +152,10 @@ class GeoditeCalculator(Calculator):
 
     def calculate(self, atoms=None, properties=None, system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
-        prediction = self.evaluator.evaluate([self.atoms], compute_stress=True, neighbours=self.neighbours)[0]
+        compute_stress = properties is None or "stress" in properties  # MD and most relaxations skip it
+        prediction = self.evaluator.evaluate([self.atoms], compute_stress, neighbours=self.neighbours)[0]
         if not prediction.ok:
             raise StructureError(prediction.error)
-        self.results = {
-            "energy": prediction.energy,
-            "free_energy": prediction.energy,
-            "forces": prediction.forces,
-            "stress": full_3x3_to_voigt_6_stress(prediction.stress),
-        }
+        self.results = {"energy": prediction.energy, "free_energy": prediction.energy, "forces": prediction.forces}
+        if compute_stress:
+            self.results["stress"] = full_3x3_to_voigt_6_stress(prediction.stress)
