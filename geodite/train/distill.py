@@ -180,6 +180,91 @@ def generate_structures(data_root: str | Path | None = None, seed: int = 0) -> l
     return pool
 
 
+def _supercell_to(atoms: Atoms, min_atoms: int) -> Atoms:
+    """Repeat along the shortest (repeated) cell vector until at least ``min_atoms`` (≤ MAX_ATOMS if possible)."""
+    out = _small_supercell(atoms, min_atoms)
+    return out if len(out) <= MAX_ATOMS else atoms
+
+
+def generate_structures_v2(data_root: str | Path | None = None, seed: int = 0) -> list[tuple[str, Atoms]]:
+    """The "MPtrj-like" pool (v2): the v1 pool of :func:`generate_structures` (seed 0, whose labels can be
+    reused) minus most dimers, plus near-equilibrium structures resembling MP relaxation-trajectory frames:
+
+    * per WBM DFT-relaxed structure: 2 mild copies (rattle σ U(0.02, 0.1) Å, symmetric strain ≤ 3 %), in a
+      supercell of ≥ 16 atoms where the cell is tiny;
+    * per WBM initial structure: the structure as given (first frame of a relaxation) and 2 mild copies
+      (σ U(0.02, 0.1) Å, strain ≤ 3 %, supercell ≥ 12 atoms);
+    * per MP elemental reference: 4 mild copies (supercell ≥ 16 atoms).
+
+    Of the v1 dimers only the 0.9 and 1.1 × 2 r_cov ones are kept (short-range coverage for the ZBL
+    part); frames with any |F| > ``MAX_FORCE_V2`` are dropped at labelling time (``max_force``).
+    """
+    root = Path(data_root) if data_root else default_data_root()
+    v1 = [(uid, atoms) for uid, atoms in generate_structures(root, seed=0)
+          if not uid.startswith("dimer-") or uid.endswith(("/0.90", "/1.10"))]
+    rng = np.random.default_rng(1000 + seed)
+    groups: dict[str, list[tuple[str, Atoms]]] = {}
+
+    def add(group: str, uid: str, atoms: Atoms) -> None:
+        if 0 < len(atoms) <= MAX_ATOMS and _min_distance_ok(atoms):
+            groups.setdefault(group, []).append((uid, atoms))
+
+    def mild(atoms: Atoms) -> Atoms:
+        return _rattle_strain(atoms, rng, rng.uniform(0.02, 0.1), rng.uniform(0.0, 0.03))
+
+    wbm_path = root / "wbm" / "wbm-random-pbe54-equilibrium-2025.1.json.gz"
+    if wbm_path.exists():
+        with gzip.open(wbm_path, "rt") as handle:
+            rows = json.load(handle)
+        for row in rows:
+            atoms = _structure_to_atoms(row["structure"])
+            big = _supercell_to(atoms, 16)
+            for k in range(2):
+                add("v2-wbm-mild", f"{row['material_id']}/mild-{k}", mild(big))
+    initial_path = root / "wbm" / "wbm-initial-1k.db"
+    if initial_path.exists():
+        from ase.db import connect
+
+        for row in connect(str(initial_path)).select():
+            atoms = row.toatoms()
+            atoms = Atoms(atoms.numbers, positions=atoms.positions, cell=atoms.cell.array, pbc=True)
+            wid = row.get("wbm_id", row.id)
+            add("v2-initial", f"{wid}/initial", atoms)
+            big = _supercell_to(atoms, 12)
+            for k in range(2):
+                add("v2-initial-mild", f"{wid}/initial-mild-{k}", mild(big))
+    refs_path = root / "mp" / "MP-PBE-Element-Refs.json.gz"
+    if refs_path.exists():
+        with gzip.open(refs_path, "rt") as handle:
+            refs = json.load(handle)
+        for symbol, entry in sorted(refs.items()):
+            structures = entry["structure"] if isinstance(entry["structure"], list) else [entry["structure"]]
+            atoms = _structure_to_atoms(structures[0])
+            if len(atoms) > MAX_ATOMS:
+                continue
+            big = _supercell_to(atoms, 16)
+            for k in range(4):
+                add("v2-elements", f"element-{symbol}/mild-{k}", mild(big))
+
+    # new structures interleaved (as in v1), after the v1 pool (whose labels usually exist already)
+    new: list[tuple[str, Atoms]] = []
+    order = []
+    for name in sorted(groups):
+        items = groups[name]
+        perm = rng.permutation(len(items))
+        groups[name] = [items[i] for i in perm]
+        order.extend((k / len(items), name, k) for k in range(len(items)))
+    for _, name, k in sorted(order):
+        new.append(groups[name][k])
+    return v1 + new
+
+
+#: v2 labelling drops frames whose largest teacher force exceeds this (eV/Å)
+MAX_FORCE_V2 = 50.0
+
+POOLS = {"v1": generate_structures, "v2": generate_structures_v2}
+
+
 # ------------------------------------------------------------------------------------------- teachers
 
 
@@ -224,10 +309,12 @@ def label_structures(
     limit: int | None = None,
     log: Callable[[str], None] = print,
     time_budget_s: float | None = None,
+    max_force: float | None = None,
 ) -> int:
     """Label each (uid, atoms) with the teacher's energy (eV), forces (eV/Å), stress (eV/Å³, ASE sign) and
     append to the ASE database at ``db_path``; uids already there are skipped (resumable). Returns the
-    number of rows in the database at the end."""
+    number of rows in the database at the end. With ``max_force``, frames whose largest teacher force norm
+    exceeds it (eV/Å) are not written (and are evaluated again by a rerun)."""
     from ase.db import connect
 
     db = connect(str(db_path))
@@ -253,6 +340,8 @@ def label_structures(
         if not (np.isfinite(energy) and np.isfinite(forces).all() and np.isfinite(stress).all()):
             log(f"skip {uid}: non-finite teacher output")
             continue
+        if max_force is not None and np.linalg.norm(forces, axis=1).max() > max_force:
+            continue
         labelled = Atoms(atoms.numbers, positions=atoms.positions, cell=atoms.cell.array, pbc=atoms.pbc)
         from ase.stress import full_3x3_to_voigt_6_stress
 
@@ -277,3 +366,57 @@ def iter_labelled(db_path: str | Path) -> Iterator[tuple[str, Atoms]]:
 
     for row in connect(str(db_path)).select():
         yield row.get("uid", str(row.id)), row.toatoms()
+
+
+def copy_labels(source_db: str | Path, target_db: str | Path, uids: set[str], max_force: float | None = None,
+                log: Callable[[str], None] = print) -> int:
+    """Copy rows of ``source_db`` whose uid is in ``uids`` (and largest force ≤ ``max_force``) into
+    ``target_db`` when absent there: reuse of earlier teacher labels. Returns the number copied."""
+    from ase.db import connect
+
+    target = connect(str(target_db))
+    have = {row.uid for row in target.select(columns=["key_value_pairs"]) if "uid" in row.key_value_pairs} \
+        if Path(target_db).exists() else set()
+    copied = 0
+    with target:
+        for row in connect(str(source_db)).select():
+            uid = row.get("uid")
+            if uid not in uids or uid in have:
+                continue
+            if max_force is not None and np.linalg.norm(row.forces, axis=1).max() > max_force:
+                continue
+            target.write(row.toatoms(), uid=uid, group=row.get("group"), teacher=row.get("teacher"))
+            copied += 1
+    log(f"copied {copied} labelled rows from {source_db}")
+    return copied
+
+
+def main(argv=None) -> None:
+    """python -m geodite.train.distill --pool v2 --labels LABELS.db [--reuse OLD.db] [--teacher sevennet-0]
+    [--threads 1]: build the pool, copy reusable labels, label the rest (resumable)."""
+    import argparse
+
+    import torch
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--pool", default="v2", choices=sorted(POOLS))
+    parser.add_argument("--labels", required=True)
+    parser.add_argument("--reuse", default=None)
+    parser.add_argument("--teacher", default="sevennet-0")
+    parser.add_argument("--data-root", default=None)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--limit", type=int, default=None)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    pool = POOLS[args.pool](args.data_root, seed=0)
+    max_force = MAX_FORCE_V2 if args.pool == "v2" else None
+    print(f"pool {args.pool}: {len(pool)} structures, {sum(len(a) for _, a in pool)} atoms", flush=True)
+    if args.reuse:
+        copy_labels(args.reuse, args.labels, {uid for uid, _ in pool}, max_force)
+    count = label_structures(pool, args.labels, make_teacher(args.teacher), args.teacher, limit=args.limit,
+                             log=lambda s: print(s, flush=True), max_force=max_force)
+    print(f"rows {count}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -32,6 +32,7 @@ from geodite.data.dataset import Batch, FrameDataset, FrameStore, GraphCollate, 
 from geodite.train.optim import EMA, Normalisation, ZClip, huber, warmup_linear_decay
 
 STATE_FILE = "checkpoint.pt"
+BEST_FILE = "best_ema.pt"
 MODEL_FILE = "model.pt"
 METRICS_FILE = "metrics.csv"
 
@@ -108,6 +109,8 @@ class RunSection:
     num_threads: int | None = None
     max_steps: int | None = None  # stop after this many optimiser steps (time-boxed runs)
     max_minutes: float | None = None  # stop (with a checkpoint) after this wall time
+    valid_every: int | None = None  # also validate every this many optimiser steps (besides epoch ends)
+    keep_best: bool = False  # export the EMA weights of the best validation force MAE, not the last ones
 
 
 @dataclass
@@ -461,7 +464,15 @@ class Trainer:
 
         model = self.ema.model_copy(self.model).double().cpu()
         meta = {"trained_steps": self.step, "epochs": self.epoch, "normalisation": self.norm.to_dict(),
-                "history": self.history[-1:] if self.history else []} | dict(metadata or {})
+                "history": self.history[-1:] if self.history else []}
+        best = self.out_dir / BEST_FILE
+        if self.config.run.keep_best and best.exists():
+            saved = torch.load(best, map_location="cpu", weights_only=False)
+            model.load_state_dict({k: v.to(torch.float64) if v.is_floating_point() else v
+                                   for k, v in saved["model"].items()})
+            meta |= {"trained_steps": saved["step"], "total_steps_run": self.step, "selected": "best validation "
+                     "force MAE (EMA)", "history": [saved["metrics"]]}
+        meta |= dict(metadata or {})
         return save_checkpoint(model, path or (self.out_dir / MODEL_FILE), metadata=meta)
 
     # ---------------------------------------------------------------- loss
@@ -577,6 +588,8 @@ class Trainer:
                     flag = torch.tensor([int(out_of_time)], device=self.device if self.device.type == "cuda" else "cpu")
                     dist.all_reduce(flag)
                     out_of_time = bool(flag.item())
+                if run.valid_every and self.step % run.valid_every == 0 and not (out_of_time or out_of_steps):
+                    self._validate_and_record(tic, epoch_losses, writer)
                 if run.checkpoint_every and self.step % run.checkpoint_every == 0 or out_of_time or out_of_steps:
                     self.save_state()
                 if out_of_time or out_of_steps:
@@ -584,22 +597,41 @@ class Trainer:
                     break
             if stop and self.batch_in_epoch < n_batches:
                 break
-            metrics = self.validate()
-            metrics |= {"epoch": self.epoch, "step": self.step, "train_loss": float(np.mean(epoch_losses))
-                        if epoch_losses else float("nan"), "lr": self.optimizer.param_groups[0]["lr"],
-                        "epoch_seconds": time.perf_counter() - tic}
+            metrics = self._validate_and_record(tic, epoch_losses, writer)
             if o.scheduler == "plateau":
                 self.scheduler.step(metrics["valid_loss"])
-            self.history.append(metrics)
-            self._write_metrics(metrics, writer)
             self.epoch += 1
             self.batch_in_epoch = 0
             self.save_state()
+        if run.valid_every and self.history and self.history[-1]["step"] != self.step:
+            # stopped mid-epoch (max_steps / max_minutes): validate the final weights too (keep_best sees them)
+            self._validate_and_record(time.perf_counter(), [], writer)
         if self.rank == 0:
             self.export_model()
         if writer:
             writer.close()
         return self.history[-1] if self.history else {}
+
+    def _validate_and_record(self, tic: float, epoch_losses: list, writer) -> dict:
+        """Validate (EMA weights), append to the history and metrics.csv; with ``run.keep_best``, save the EMA
+        weights when the validation force MAE is the best so far."""
+        metrics = self.validate()
+        metrics |= {"epoch": self.epoch, "step": self.step, "train_loss": float(np.mean(epoch_losses[-200:]))
+                    if epoch_losses else float("nan"), "lr": self.optimizer.param_groups[0]["lr"],
+                    "epoch_seconds": time.perf_counter() - tic}
+        self.history.append(metrics)
+        self._write_metrics(metrics, writer)
+        force = metrics.get("valid_force_mae_mev_a", math.inf)
+        if self.config.run.keep_best and force < self.best_valid:
+            self.best_valid = force
+            if self.rank == 0:
+                model = self.ema.model_copy(self.model)
+                path = self.out_dir / BEST_FILE
+                torch.save({"model": model.state_dict(), "step": self.step, "metrics": metrics},
+                           path.with_suffix(".tmp"))
+                os.replace(path.with_suffix(".tmp"), path)
+                self.log(f"best validation force MAE so far: {force:.1f} meV/Å at step {self.step}")
+        return metrics
 
     @torch.no_grad()
     def _zero(self):
