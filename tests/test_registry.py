@@ -51,11 +51,11 @@ def test_checkpoint_path_entry(tmp_path):
 
 
 def test_missing_extra_message(monkeypatch):
-    fake = dataclasses.replace(registry.REGISTRY["mace-mp-0"], requires=("surely_not_installed_pkg",))
-    monkeypatch.setitem(registry.REGISTRY, "mace-mp-0", fake)
+    fake = dataclasses.replace(registry.REGISTRY["chgnet"], requires=("surely_not_installed_pkg",))
+    monkeypatch.setitem(registry.REGISTRY, "chgnet", fake)
     assert not fake.available()
-    with pytest.raises(ModelNotAvailableError, match=r"pip install 'geodite\[mace\]'"):
-        get_calculator("mace-mp-0")
+    with pytest.raises(ModelNotAvailableError, match=r"pip install 'geodite\[chgnet\]'"):
+        get_calculator("chgnet")
 
 
 def test_geodite_goes_through_calculator(monkeypatch):
