@@ -42,5 +42,13 @@ bench: install
 bench-speed: peers
 	$(BIN)/geodite bench speed --sizes 64,216,1000 --threads $(JOBS)
 
+## all-benchmarks: discovery, kappa, diatomics, MD and speed for MODEL (full data where present, else the shipped
+## real subsets), resuming what is done, then CPS and results/$(MODEL)/report.md + report.html.
+## LIMIT=N: quick mode (first N items, short MD, small speed sizes); MD_TIME=2ps sets the MD length
+.PHONY: all-benchmarks
+all-benchmarks: install
+	$(BIN)/python -c 'import phono3py' 2>/dev/null || $(BIN)/pip install --quiet -e '.[test,phonons]' 'torch==2.13.0'
+	$(BIN)/geodite bench all --model $(MODEL) $(if $(LIMIT),--limit $(LIMIT)) $(if $(MD_TIME),--md-time $(MD_TIME))
+
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -33,6 +33,9 @@ def discovery_command(
     fmax: Annotated[float, typer.Option(help="force convergence (eV/Å)")] = 0.05,
     steps: Annotated[int, typer.Option(help="max optimizer steps")] = 500,
     optimizer: Annotated[str, typer.Option(help="ASE optimizer")] = "FIRE",
+    relax_backend: Annotated[str, typer.Option(
+        help="ase, or torch-sim (FIRE + Frechet cell filter in torch-sim; Geodite models only, others use ase)")]
+    = "ase",
     rattle: Annotated[float, typer.Option(help="offline mode: rattle σ (Å) of the start structure")] = 0.05,
     strain: Annotated[float, typer.Option(help="offline mode: max strain component of the start structure")] = 0.03,
     seed: Annotated[int, typer.Option(help="offline mode: perturbation seed")] = 0,
@@ -48,7 +51,7 @@ def discovery_command(
         task = DiscoveryTask(
             mode=mode, data_dir=str(data_dir) if data_dir else None,
             offline_path=str(offline_data) if offline_data else None, download=download, fmax=fmax, steps=steps,
-            optimizer=optimizer, rattle=rattle, strain=strain, seed=seed,
+            optimizer=optimizer, rattle=rattle, strain=strain, seed=seed, relax_backend=relax_backend,
         )
         if task.mode == "offline" and mode == "auto":
             stderr.print(
@@ -58,9 +61,7 @@ def discovery_command(
         return task
 
     o.run_bench(
-        make_task, model=model, limit=limit, workers=workers, threads=threads, scheduler=scheduler,
-        slurm_config=slurm_config, device=device, dtype=dtype, results_dir=results_dir, retry_failed=retry_failed,
-        fresh=fresh, progress=progress, plots=plots, as_json=as_json,
+        make_task, **o.shared(locals()),
     )
 
 

@@ -100,16 +100,21 @@ def convert_command(
 
 
 def _register_commands() -> None:
-    """Sub-commands that live in their own modules (imported lazily inside each command)."""
+    """Sub-commands that live in their own modules (each imports its heavy libraries lazily)."""
     from geodite.cli.bench import bench_app, models_command
     from geodite.cli.bench_tasks import diatomics_command, md_command, speed_command
+    from geodite.cli.kappa import kappa_command
+    from geodite.cli.report import all_command, report_command
     from geodite.cli.train import distill_command, train_command
 
+    bench_app.command("kappa")(kappa_command)
     bench_app.command("diatomics")(diatomics_command)
     bench_app.command("md")(md_command)
     bench_app.command("speed")(speed_command)
+    bench_app.command("all")(all_command)
     app.add_typer(bench_app, name="bench")
     app.command("models")(models_command)
+    app.command("report")(report_command)
     app.command("train")(train_command)
     app.command("distill")(distill_command)
 

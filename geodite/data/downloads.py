@@ -100,6 +100,20 @@ DATA_FILES: dict[str, DataFile] = {
             "60d19d691fa1d338aa496a40a9641bef",
             "PatchedPhaseDiagram of all MP entries",
         ),
+        DataFile(
+            "phonondb_pbe_103_structures",
+            "phonons/2024-11-09-phononDB-PBE-103-structures.extxyz",
+            _fs(52179965),
+            "0b149802835e260aa3ab0c7e3c88625b",
+            "103 phononDB PBE unit cells (A. Togo) with fc2_supercell, fc3_supercell and q-point mesh in atoms.info",
+        ),
+        DataFile(
+            "phonondb_pbe_103_kappa_no_nac",
+            "phonons/2024-11-09-kappas-phononDB-PBE-noNAC.json.gz",
+            _fs(59988539),
+            "70c7a8b0df4cbb4d98f12aea5f61aeee",
+            "phono3py PBE thermal conductivities (no NAC) of the 103 phononDB materials, mode-resolved",
+        ),
     ]
 }
 

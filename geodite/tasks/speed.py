@@ -251,21 +251,14 @@ def run_speed(options: SpeedOptions, out_dir: Path, log=print) -> dict:
 
 
 def machine_description(device: str) -> str:
-    import os
-    import platform
-
+    """One line for the table: CPU model, cores, torch version (and the GPU on CUDA)."""
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as handle:
-            cpu = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    text = f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}"
-    if device.startswith("cuda") and torch.cuda.is_available():
-        text += f", {torch.cuda.get_device_name()}"
-    return text
+    from geodite.report import hardware
+
+    machine = hardware()
+    text = f"{machine['cpu']}, {machine['cores']} cores, torch {torch.__version__}"
+    return text + (f", {machine['gpu']}" if device.startswith("cuda") and machine["gpu"] else "")
 
 
 def plot_scaling(table: pd.DataFrame, path: Path, options: SpeedOptions) -> None:
