@@ -13,6 +13,7 @@ architectures at their published sizes, which time the same as trained ones:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -228,7 +229,8 @@ def run_speed(options: SpeedOptions, out_dir: Path, log=print) -> dict:
     from geodite.tasks.store import jsonable
 
     start = time.perf_counter()
-    table = time_models(options, log)
+    with contextlib.redirect_stdout(sys.stderr):  # peers print while loading; stdout is for --json
+        table = time_models(options, log)
     if options.memory:
         table["peak_mem_mb"] = [
             peak_memory_mb(row.model, row.n_atoms, options) if pd.isna(row.error) else None
