@@ -6,5 +6,5 @@ from train_helpers import MPTRJ_10_DB
 @pytest.fixture
 def mptrj10():
     if not MPTRJ_10_DB.exists():
-        pytest.skip(f"shared data missing: {MPTRJ_10_DB}")
+        pytest.skip(f"test data missing: {MPTRJ_10_DB}")
     return MPTRJ_10_DB

@@ -3,8 +3,8 @@
 from pathlib import Path
 
 HERE = Path(__file__).parent
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
-MPTRJ_10_DB = SHARED / "mptrj" / "mptrj-10-systems.db"
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"  # ../shared beside the checkout
+MPTRJ_10_DB = HERE.parent / "data" / "mptrj-10-systems.db"  # the copy in the repo (tests/data/README.md)
 MPTRJ_FORMAT_JSON = HERE / "data" / "mptrj-format-10.json.gz"
 
 
