@@ -41,12 +41,8 @@ MAX_ATOMS = 64
 
 
 def default_data_root() -> Path:
-    """The shared real-data folder (``../shared/data`` relative to the repository, or /work/shared/data)."""
-    here = Path(__file__).resolve().parents[2]
-    for candidate in (here.parent / "shared" / "data", Path("/work/shared/data")):
-        if candidate.exists():
-            return candidate
-    return here.parent / "shared" / "data"
+    """The real-data folder ``../shared/data`` beside the repository (pass ``--data-dir`` elsewhere)."""
+    return Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
 def _structure_to_atoms(structure_dict: dict) -> Atoms:
@@ -94,6 +90,20 @@ def _min_distance_ok(atoms: Atoms, min_factor: float = 0.5) -> bool:
     return bool((d > np.minimum(limit, 0.9)).all())
 
 
+def _elemental_references(root: Path):
+    """(symbol, Atoms) of MP's elemental ground states in ``root/mp/MP-PBE-Element-Refs.json.gz`` (≤ MAX_ATOMS)."""
+    refs_path = root / "mp" / "MP-PBE-Element-Refs.json.gz"
+    if not refs_path.exists():
+        return
+    with gzip.open(refs_path, "rt") as handle:
+        refs = json.load(handle)
+    for symbol, entry in sorted(refs.items()):
+        structures = entry["structure"] if isinstance(entry["structure"], list) else [entry["structure"]]
+        atoms = _structure_to_atoms(structures[0])
+        if len(atoms) <= MAX_ATOMS:
+            yield symbol, atoms
+
+
 def generate_structures(data_root: str | Path | None = None, seed: int = 0) -> list[tuple[str, Atoms]]:
     """The distillation pool as (uid, atoms), deterministic for ``seed``, interleaved across sources."""
     root = Path(data_root) if data_root else default_data_root()
@@ -129,24 +139,16 @@ def generate_structures(data_root: str | Path | None = None, seed: int = 0) -> l
             atoms = Atoms(atoms.numbers, positions=atoms.positions, cell=atoms.cell.array, pbc=True)
             add("wbm-initial", f"{row.get('wbm_id', row.id)}/initial-rattle", _rattle_strain(atoms, rng, 0.03, 0.01))
 
-    refs_path = root / "mp" / "MP-PBE-Element-Refs.json.gz"
-    if refs_path.exists():
-        with gzip.open(refs_path, "rt") as handle:
-            refs = json.load(handle)
-        for symbol, entry in sorted(refs.items()):
-            structures = entry["structure"] if isinstance(entry["structure"], list) else [entry["structure"]]
-            atoms = _structure_to_atoms(structures[0])
-            if len(atoms) > MAX_ATOMS:
-                continue
-            base = _small_supercell(atoms, 4)
-            add("elements", f"element-{symbol}/relaxed", atoms)
-            for k in range(3):
-                add("elements", f"element-{symbol}/rattle-strain-{k}",
-                    _rattle_strain(base, rng, rng.uniform(0.03, 0.15), rng.uniform(0.0, 0.06)))
-            add("elements", f"element-{symbol}/compressed", _rattle_strain(_scale(base, rng.uniform(0.85, 0.93)),
-                                                                            rng, 0.03, 0.0))
-            add("elements", f"element-{symbol}/expanded", _rattle_strain(_scale(base, rng.uniform(1.04, 1.10)),
-                                                                          rng, 0.03, 0.0))
+    for symbol, atoms in _elemental_references(root):
+        base = _small_supercell(atoms, 4)
+        add("elements", f"element-{symbol}/relaxed", atoms)
+        for k in range(3):
+            add("elements", f"element-{symbol}/rattle-strain-{k}",
+                _rattle_strain(base, rng, rng.uniform(0.03, 0.15), rng.uniform(0.0, 0.06)))
+        add("elements", f"element-{symbol}/compressed", _rattle_strain(_scale(base, rng.uniform(0.85, 0.93)),
+                                                                        rng, 0.03, 0.0))
+        add("elements", f"element-{symbol}/expanded", _rattle_strain(_scale(base, rng.uniform(1.04, 1.10)),
+                                                                      rng, 0.03, 0.0))
 
     mptrj10 = root / "mptrj" / "mptrj-10-systems.db"
     if mptrj10.exists():
@@ -233,18 +235,10 @@ def generate_structures_v2(data_root: str | Path | None = None, seed: int = 0) -
             big = _supercell_to(atoms, 12)
             for k in range(2):
                 add("v2-initial-mild", f"{wid}/initial-mild-{k}", mild(big))
-    refs_path = root / "mp" / "MP-PBE-Element-Refs.json.gz"
-    if refs_path.exists():
-        with gzip.open(refs_path, "rt") as handle:
-            refs = json.load(handle)
-        for symbol, entry in sorted(refs.items()):
-            structures = entry["structure"] if isinstance(entry["structure"], list) else [entry["structure"]]
-            atoms = _structure_to_atoms(structures[0])
-            if len(atoms) > MAX_ATOMS:
-                continue
-            big = _supercell_to(atoms, 16)
-            for k in range(4):
-                add("v2-elements", f"element-{symbol}/mild-{k}", mild(big))
+    for symbol, atoms in _elemental_references(root):
+        big = _supercell_to(atoms, 16)
+        for k in range(4):
+            add("v2-elements", f"element-{symbol}/mild-{k}", mild(big))
 
     # new structures interleaved (as in v1), after the v1 pool (whose labels usually exist already)
     new: list[tuple[str, Atoms]] = []
