@@ -169,17 +169,19 @@ def generate_structures(data_root: str | Path | None = None, seed: int = 0) -> l
             atoms.positions += DIMER_BOX / 2 - d / 2
             groups.setdefault("dimers", []).append((f"dimer-{symbol}{symbol}/{factor:.2f}", atoms))
 
-    # interleave: shuffle within each group, then round-robin in proportion to group size
-    pool: list[tuple[str, Atoms]] = []
+    return _interleave(groups, rng)
+
+
+def _interleave(groups: dict[str, list], rng) -> list:
+    """Shuffle within each group, then round-robin in proportion to group size (a labelling stopped early
+    still covers every kind of structure)."""
     order = []
+    shuffled = {}
     for name in sorted(groups):
         items = groups[name]
-        perm = rng.permutation(len(items))
-        groups[name] = [items[i] for i in perm]
+        shuffled[name] = [items[i] for i in rng.permutation(len(items))]
         order.extend((k / len(items), name, k) for k in range(len(items)))
-    for _, name, k in sorted(order):
-        pool.append(groups[name][k])
-    return pool
+    return [shuffled[name][k] for _, name, k in sorted(order)]
 
 
 def _supercell_to(atoms: Atoms, min_atoms: int) -> Atoms:
@@ -241,16 +243,7 @@ def generate_structures_v2(data_root: str | Path | None = None, seed: int = 0) -
             add("v2-elements", f"element-{symbol}/mild-{k}", mild(big))
 
     # new structures interleaved (as in v1), after the v1 pool (whose labels usually exist already)
-    new: list[tuple[str, Atoms]] = []
-    order = []
-    for name in sorted(groups):
-        items = groups[name]
-        perm = rng.permutation(len(items))
-        groups[name] = [items[i] for i in perm]
-        order.extend((k / len(items), name, k) for k in range(len(items)))
-    for _, name, k in sorted(order):
-        new.append(groups[name][k])
-    return v1 + new
+    return v1 + _interleave(groups, rng)
 
 
 #: v2 labelling drops frames whose largest teacher force exceeds this (eV/Å)
