@@ -79,6 +79,16 @@ class Geodite(nn.Module):
         self.register_buffer("e0", torch.tensor(MPTRJ_E0, dtype=torch.float64))
         self.register_buffer("energy_scale", torch.tensor(config.energy_scale, dtype=torch.float64))
         self.register_buffer("energy_shift", torch.tensor(config.energy_shift, dtype=torch.float64))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Upstream's initialisation: Xavier-uniform weights for every linear map of the encoder (including
+        the density weights); PyTorch defaults for the element embeddings, LayerNorms and the per-layer
+        readouts. (PyTorch's default linear init is √3 smaller, and trains markedly slower.)"""
+        readouts = {id(readout) for readout in self.readouts}
+        for module in self.modules():
+            if isinstance(module, nn.Linear) and id(module) not in readouts:
+                nn.init.xavier_uniform_(module.weight)
 
     @property
     def cutoff(self) -> float:

@@ -49,7 +49,7 @@ def geodite_predictor(model_path: str | Path = "geodite", dtype: str = "float64"
     def predict(atoms):
         graph = build_graph([atoms], cutoff=model.cutoff, dtype=torch_dtype)
         out = model(graph, compute_stress=True)
-        return (float(out["energy"][0]), out["forces"].detach().numpy().astype(np.float64),
+        return (float(out["energy"][0].detach()), out["forces"].detach().numpy().astype(np.float64),
                 out["stress"][0].detach().numpy().astype(np.float64))
 
     return predict
