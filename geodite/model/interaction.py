@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from geodite.model.embedding import SoftDensity, scatter_sum
+from geodite.model.fused import rejected_inner_product_edges, steerable_messages
 from geodite.model.harmonics import DEGREE_SLICES
 from geodite.model.norm import JointRMSNorm
 
@@ -60,9 +61,13 @@ class EdgeUpdate(nn.Module):
         eq = self.query(X)  # [N, 8, Fe]
         w = None
         for degree, key in zip(DEGREE_SLICES, self.keys):
-            q_l = eq[:, degree].index_select(0, receiver)  # [E, 2l+1, Fe]
-            k_l = key(X[:, degree]).index_select(0, sender)
-            inner = rejected_inner_product(q_l, k_l, Y[:, degree])  # [E, Fe]
+            k_l = key(X[:, degree])  # [N, 2l+1, Fe]
+            if self.training:
+                inner = rejected_inner_product(
+                    eq[:, degree].index_select(0, receiver), k_l.index_select(0, sender), Y[:, degree]
+                )  # [E, Fe]
+            else:
+                inner = rejected_inner_product_edges(eq[:, degree], k_l, Y[:, degree], sender, receiver)
             w = inner if w is None else w + inner
         return t + self.gate(t) * self.out(self.norm(w))
 
@@ -124,9 +129,12 @@ class InteractionBlock(nn.Module):
         )
         o_s, o_d, o_t = messages.split(F_, dim=-1)  # [E, F] each
 
-        dX_edges = o_d.unsqueeze(1) * Y.unsqueeze(-1) + o_t.unsqueeze(1) * X.index_select(0, sender)  # [E, 8, F]
         dh = scatter_sum(o_s, receiver, num_nodes)
-        dX = scatter_sum(dX_edges, receiver, num_nodes)
+        if self.training:  # plain autograd: differentiable twice (losses on forces)
+            dX_edges = o_d.unsqueeze(1) * Y.unsqueeze(-1) + o_t.unsqueeze(1) * X.index_select(0, sender)  # [E, 8, F]
+            dX = scatter_sum(dX_edges, receiver, num_nodes)
+        else:  # edge-chunked, no [E, 8, F] tensor kept
+            dX = steerable_messages(o_d, o_t, Y, X, sender, receiver)
         norm = scatter_sum(self.density(phi), receiver, num_nodes) + 1  # [N, 1]
         h = h + dh / norm
         X = X + dX / norm.unsqueeze(1)
