@@ -12,6 +12,8 @@ the plain path (``Geodite.train()`` switches it). Both paths give the same numbe
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
@@ -27,39 +29,88 @@ def edge_blocks(num_edges: int, row_bytes: int, device: torch.device) -> list[sl
     return [slice(start, min(start + size, num_edges)) for start in range(0, num_edges, size)]
 
 
-class SteerableMessages(torch.autograd.Function):
-    """ΔX_i = Σ_{e=(j→i)} (o^d_e ⊗ Y_e + o^t_e ⊙ X_j): o_d, o_t [E, F], Y [E, M], X [N, M, F] -> [N, M, F]."""
+def attention_messages(attention_in: Tensor, filter_in: Tensor, q_i: Tensor, k_j: Tensor, values_j: Tensor,
+                       filters_j: Tensor, dropout=None) -> tuple[Tensor, Tensor]:
+    """Attention logits [E, H, 1] and messages o_ij = α_ij·γ_v(h_j) + (W_s t_ij) ⊙ γ_s(h_j) [E, 3F].
+
+    ℓ = Σ_head-channels q_i k_j SiLU(W_r t), α = SiLU(ℓ)/√F (no softmax); attention_in = W_r t [E, F],
+    filter_in = W_s t [E, 3F], q_i, k_j [E, H, C], values_j, filters_j [E, 3F]. Each head owns a contiguous
+    3F/H slice of the values. ``dropout`` (training only) acts on α.
+    """
+    num_edges, H, C = q_i.shape
+    logits = (q_i * k_j * torch.nn.functional.silu(attention_in).view(num_edges, H, C)).sum(dim=-1, keepdim=True)
+    alpha = torch.nn.functional.silu(logits) / math.sqrt(H * C)
+    if dropout is not None:
+        alpha = dropout(alpha)
+    messages = (alpha * values_j.view(num_edges, H, 3 * C)).view(num_edges, 3 * H * C) + filter_in * filters_j
+    return logits, messages
+
+
+def _silu_grad(x: Tensor) -> Tensor:
+    """d SiLU(x)/dx = σ(x)(1 + x(1 − σ(x)))."""
+    sigmoid = torch.sigmoid(x)
+    return sigmoid * (1 + x * (1 - sigmoid))
+
+
+class InteractionMessages(torch.autograd.Function):
+    """(Δh_i, ΔX_i) = Σ_{e=(j→i)} (o^s_e, o^d_e ⊗ Y_e + o^t_e ⊙ X_j), [o^s, o^d, o^t] = attention_messages(e).
+
+    Inputs: attention_in [E, F], filter_in [E, 3F], Y [E, 8], and node tensors q, k [N, H, C], values,
+    filters [N, 3F], X [N, 8, F], gathered per edge block (q at the receiver, the others at the sender).
+    The backward pass recomputes each block's messages and applies the chain rule by hand.
+    """
 
     @staticmethod
-    def forward(ctx, o_d: Tensor, o_t: Tensor, Y: Tensor, X: Tensor, sender: Tensor, receiver: Tensor) -> Tensor:
-        ctx.save_for_backward(o_d, o_t, Y, X, sender, receiver)
-        out = torch.zeros_like(X)
-        for block in edge_blocks(o_d.shape[0], X[0].numel() * X.element_size(), X.device):
-            messages = Y[block].unsqueeze(-1) * o_d[block].unsqueeze(1)  # [b, M, F]
-            messages.addcmul_(X.index_select(0, sender[block]), o_t[block].unsqueeze(1))
-            out.index_add_(0, receiver[block], messages)
-        return out
+    def forward(ctx, attention_in, filter_in, Y, q, k, values, filters, X, sender, receiver):
+        ctx.save_for_backward(attention_in, filter_in, Y, q, k, values, filters, X, sender, receiver)
+        F_ = X.shape[-1]
+        dh = X.new_zeros((X.shape[0], F_))
+        dX = torch.zeros_like(X)
+        for block in edge_blocks(Y.shape[0], X[0].numel() * X.element_size(), X.device):
+            s, r = sender[block], receiver[block]
+            _, messages = attention_messages(attention_in[block], filter_in[block], q.index_select(0, r),
+                                             k.index_select(0, s), values.index_select(0, s), filters.index_select(0, s))
+            o_s, o_d, o_t = messages.split(F_, dim=-1)
+            steerable = Y[block].unsqueeze(-1) * o_d.unsqueeze(1)  # [b, 8, F]
+            steerable.addcmul_(X.index_select(0, s), o_t.unsqueeze(1))
+            dh.index_add_(0, r, o_s)
+            dX.index_add_(0, r, steerable)
+        return dh, dX
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad: Tensor):
-        o_d, o_t, Y, X, sender, receiver = ctx.saved_tensors
-        need_d, need_t, need_y, need_x = ctx.needs_input_grad[:4]
-        grad_d = torch.empty_like(o_d) if need_d else None
-        grad_t = torch.empty_like(o_t) if need_t else None
-        grad_y = torch.empty_like(Y) if need_y else None
-        grad_x = torch.zeros_like(X) if need_x else None
-        for block in edge_blocks(o_d.shape[0], X[0].numel() * X.element_size(), X.device):
-            g = grad.index_select(0, receiver[block])  # [b, M, F]
-            if need_d:
-                grad_d[block] = torch.bmm(Y[block].unsqueeze(1), g).squeeze(1)
-            if need_y:
-                grad_y[block] = (g * o_d[block].unsqueeze(1)).sum(dim=-1)  # (bmm is slow for [b,M,F]·[b,F,1] on CPU)
-            if need_t:
-                grad_t[block] = (g * X.index_select(0, sender[block])).sum(dim=1)
-            if need_x:
-                grad_x.index_add_(0, sender[block], g.mul_(o_t[block].unsqueeze(1)))
-        return grad_d, grad_t, grad_y, grad_x, None, None
+    def backward(ctx, grad_h: Tensor, grad_X: Tensor):
+        attention_in, filter_in, Y, q, k, values, filters, X, sender, receiver = ctx.saved_tensors
+        H, C = q.shape[1:]
+        F_ = X.shape[-1]
+        grad_q, grad_k = torch.zeros_like(q), torch.zeros_like(k)
+        grad_values, grad_filters, grad_x = torch.zeros_like(values), torch.zeros_like(filters), torch.zeros_like(X)
+        grad_attention, grad_filter_in, grad_y = (torch.empty_like(x) for x in (attention_in, filter_in, Y))
+        for block in edge_blocks(Y.shape[0], X[0].numel() * X.element_size(), X.device):
+            s, r = sender[block], receiver[block]
+            a, y, filter_in_b = attention_in[block], Y[block], filter_in[block]
+            q_i, k_j = q.index_select(0, r), k.index_select(0, s)
+            v_j, f_j, X_j = values.index_select(0, s), filters.index_select(0, s), X.index_select(0, s)
+            logits, messages = attention_messages(a, filter_in_b, q_i, k_j, v_j, f_j)
+            _, o_d, o_t = messages.split(F_, dim=-1)
+            g_X = grad_X.index_select(0, r)  # [b, 8, F]
+            grad_y[block] = (g_X * o_d.unsqueeze(1)).sum(dim=-1)
+            g_messages = torch.cat(
+                [grad_h.index_select(0, r), torch.bmm(y.unsqueeze(1), g_X).squeeze(1), (g_X * X_j).sum(dim=1)], dim=-1
+            )  # [b, 3F]
+            grad_x.index_add_(0, s, g_X.mul_(o_t.unsqueeze(1)))
+            grad_filter_in[block] = g_messages * f_j
+            grad_filters.index_add_(0, s, g_messages * filter_in_b)
+            num = y.shape[0]
+            g_heads = g_messages.view(num, H, 3 * C)
+            alpha = torch.nn.functional.silu(logits) / math.sqrt(F_)
+            grad_values.index_add_(0, s, (alpha * g_heads).view(num, 3 * F_))
+            g_logits = (g_heads * v_j.view(num, H, 3 * C)).sum(dim=-1, keepdim=True) * _silu_grad(logits) / math.sqrt(F_)
+            silu_a = torch.nn.functional.silu(a).view(num, H, C)
+            grad_q.index_add_(0, r, g_logits * k_j * silu_a)
+            grad_k.index_add_(0, s, g_logits * q_i * silu_a)
+            grad_attention[block] = (g_logits * q_i * k_j).view(num, F_) * _silu_grad(a)
+        return (grad_attention, grad_filter_in, grad_y, grad_q, grad_k, grad_values, grad_filters, grad_x, None, None)
 
 
 class RejectedInnerProduct(torch.autograd.Function):
@@ -106,9 +157,10 @@ class RejectedInnerProduct(torch.autograd.Function):
         return grad_q, grad_k, grad_y, None, None
 
 
-def steerable_messages(o_d: Tensor, o_t: Tensor, Y: Tensor, X: Tensor, sender: Tensor, receiver: Tensor) -> Tensor:
-    """Σ over incoming edges of o^d ⊗ Y + o^t ⊙ X_sender, edge-chunked: [N, M, F]."""
-    return SteerableMessages.apply(o_d, o_t, Y, X, sender, receiver)
+def interaction_messages(attention_in: Tensor, filter_in: Tensor, Y: Tensor, q: Tensor, k: Tensor, values: Tensor,
+                         filters: Tensor, X: Tensor, sender: Tensor, receiver: Tensor) -> tuple[Tensor, Tensor]:
+    """Edge-chunked (Δh [N, F], ΔX [N, 8, F]) of an interaction block (see InteractionMessages)."""
+    return InteractionMessages.apply(attention_in, filter_in, Y, q, k, values, filters, X, sender, receiver)
 
 
 def rejected_inner_product_edges(Q: Tensor, K: Tensor, Y: Tensor, sender: Tensor, receiver: Tensor) -> Tensor:

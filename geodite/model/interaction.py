@@ -7,13 +7,12 @@ t [E, F] edge scalars, Y [E, 8] spherical harmonics of the edge direction, φ [E
 
 from __future__ import annotations
 
-import math
 
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from geodite.model.embedding import SoftDensity, scatter_sum
-from geodite.model.fused import rejected_inner_product_edges, steerable_messages
+from geodite.model.fused import attention_messages, interaction_messages, rejected_inner_product_edges
 from geodite.model.harmonics import DEGREE_SLICES
 from geodite.model.norm import JointRMSNorm
 
@@ -111,30 +110,28 @@ class InteractionBlock(nn.Module):
         self, h: Tensor, X: Tensor, t: Tensor, Y: Tensor, phi: Tensor, edge_index: Tensor
     ) -> tuple[Tensor, Tensor, Tensor]:
         sender, receiver = edge_index[0], edge_index[1]
-        num_nodes, num_edges = h.shape[0], t.shape[0]
-        H, F_, C = self.num_heads, self.num_channels, self.num_channels // self.num_heads
+        num_nodes = h.shape[0]
+        H, C = self.num_heads, self.num_channels // self.num_heads
         h, X = self.norm(h, X)
 
         q = self.query(h).view(num_nodes, H, C)
         k = self.key(h).view(num_nodes, H, C)
-        t_attn = F.silu(self.edge_attention(t)).view(num_edges, H, C)
-        logits = (q.index_select(0, receiver) * k.index_select(0, sender) * t_attn).sum(dim=-1, keepdim=True)
-        alpha = F.silu(logits) / math.sqrt(F_)
-        alpha = F.dropout(alpha, p=self.attn_dropout, training=self.training)
-
-        # [E, H, 1] attention; each head owns a contiguous 3F/H slice of the values
-        values = self.value_mlp(h).index_select(0, sender).view(num_edges, H, 3 * C)
-        messages = (alpha * values).view(num_edges, 3 * F_) + self.edge_filter(t) * self.filter_mlp(h).index_select(
-            0, sender
-        )
-        o_s, o_d, o_t = messages.split(F_, dim=-1)  # [E, F] each
-
-        dh = scatter_sum(o_s, receiver, num_nodes)
+        values = self.value_mlp(h)  # [N, 3F]
+        filters = self.filter_mlp(h)  # [N, 3F]
+        attention_in = self.edge_attention(t)  # [E, F]
+        filter_in = self.edge_filter(t)  # [E, 3F]
         if self.training:  # plain autograd: differentiable twice (losses on forces)
+            _, messages = attention_messages(
+                attention_in, filter_in, q.index_select(0, receiver), k.index_select(0, sender),
+                values.index_select(0, sender), filters.index_select(0, sender),
+                dropout=lambda alpha: F.dropout(alpha, p=self.attn_dropout, training=True),
+            )
+            o_s, o_d, o_t = messages.split(self.num_channels, dim=-1)  # [E, F] each
             dX_edges = o_d.unsqueeze(1) * Y.unsqueeze(-1) + o_t.unsqueeze(1) * X.index_select(0, sender)  # [E, 8, F]
+            dh = scatter_sum(o_s, receiver, num_nodes)
             dX = scatter_sum(dX_edges, receiver, num_nodes)
-        else:  # edge-chunked, no [E, 8, F] tensor kept
-            dX = steerable_messages(o_d, o_t, Y, X, sender, receiver)
+        else:  # edge-chunked: no [E, 3F] or [E, 8, F] tensor kept for the force backward pass
+            dh, dX = interaction_messages(attention_in, filter_in, Y, q, k, values, filters, X, sender, receiver)
         norm = scatter_sum(self.density(phi), receiver, num_nodes) + 1  # [N, 1]
         h = h + dh / norm
         X = X + dX / norm.unsqueeze(1)

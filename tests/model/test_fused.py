@@ -20,10 +20,12 @@ def _edges(num_nodes: int, num_edges: int) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.randint(0, num_nodes, (num_edges,)), torch.randint(0, num_nodes, (num_edges,))
 
 
-def test_steerable_messages_gradients(tiny_blocks):
+def test_interaction_messages_gradients(tiny_blocks):
     sender, receiver = _edges(7, 150)
-    inputs = [torch.randn(shape, dtype=torch.float64, requires_grad=True) for shape in [(150, 3), (150, 3), (150, 5), (7, 5, 3)]]
-    assert torch.autograd.gradcheck(lambda *x: fused.steerable_messages(*x, sender, receiver), inputs)
+    H, C = 2, 3
+    shapes = [(150, H * C), (150, 3 * H * C), (150, 8), (7, H, C), (7, H, C), (7, 3 * H * C), (7, 3 * H * C), (7, 8, H * C)]
+    inputs = [torch.randn(shape, dtype=torch.float64, requires_grad=True) for shape in shapes]
+    assert torch.autograd.gradcheck(lambda *x: fused.interaction_messages(*x, sender, receiver), inputs)
 
 
 def test_rejected_inner_product_gradients(tiny_blocks):
