@@ -90,6 +90,29 @@ def _min_distance_ok(atoms: Atoms, min_factor: float = 0.5) -> bool:
     return bool((d > np.minimum(limit, 0.9)).all())
 
 
+def _wbm_relaxed(root: Path):
+    """(material id, Atoms) of the DFT-relaxed WBM structures in ``root/wbm``, in file order."""
+    wbm_path = root / "wbm" / "wbm-random-pbe54-equilibrium-2025.1.json.gz"
+    if not wbm_path.exists():
+        return
+    with gzip.open(wbm_path, "rt") as handle:
+        rows = json.load(handle)
+    for row in rows:
+        yield row["material_id"], _structure_to_atoms(row["structure"])
+
+
+def _wbm_initial(root: Path):
+    """(WBM id, periodic Atoms) of the WBM initial structures in ``root/wbm/wbm-initial-1k.db``, in db order."""
+    initial_path = root / "wbm" / "wbm-initial-1k.db"
+    if not initial_path.exists():
+        return
+    from ase.db import connect
+
+    for row in connect(str(initial_path)).select():
+        atoms = row.toatoms()
+        yield row.get("wbm_id", row.id), Atoms(atoms.numbers, positions=atoms.positions, cell=atoms.cell.array, pbc=True)
+
+
 def _elemental_references(root: Path):
     """(symbol, Atoms) of MP's elemental ground states in ``root/mp/MP-PBE-Element-Refs.json.gz`` (≤ MAX_ATOMS)."""
     refs_path = root / "mp" / "MP-PBE-Element-Refs.json.gz"
@@ -114,30 +137,18 @@ def generate_structures(data_root: str | Path | None = None, seed: int = 0) -> l
         if 0 < len(atoms) <= MAX_ATOMS and _min_distance_ok(atoms):
             groups.setdefault(group, []).append((uid, atoms))
 
-    wbm_path = root / "wbm" / "wbm-random-pbe54-equilibrium-2025.1.json.gz"
-    if wbm_path.exists():
-        with gzip.open(wbm_path, "rt") as handle:
-            rows = json.load(handle)
-        for row in rows:
-            atoms = _structure_to_atoms(row["structure"])
-            mid = row["material_id"]
-            add("wbm-relaxed", f"{mid}/relaxed", atoms)
-            add("wbm-perturbed", f"{mid}/rattle-strain",
-                _rattle_strain(atoms, rng, rng.uniform(0.02, 0.15), rng.uniform(0.0, 0.05)))
-            if rng.random() < 0.35:
-                add("wbm-compressed", f"{mid}/scale", _rattle_strain(_scale(atoms, rng.uniform(0.86, 1.06)),
-                                                                      rng, 0.03, 0.0))
-            if len(atoms) < 6:
-                add("wbm-supercell", f"{mid}/supercell", _rattle_strain(_small_supercell(atoms), rng, 0.08, 0.02))
+    for mid, atoms in _wbm_relaxed(root):
+        add("wbm-relaxed", f"{mid}/relaxed", atoms)
+        add("wbm-perturbed", f"{mid}/rattle-strain",
+            _rattle_strain(atoms, rng, rng.uniform(0.02, 0.15), rng.uniform(0.0, 0.05)))
+        if rng.random() < 0.35:
+            add("wbm-compressed", f"{mid}/scale", _rattle_strain(_scale(atoms, rng.uniform(0.86, 1.06)),
+                                                                  rng, 0.03, 0.0))
+        if len(atoms) < 6:
+            add("wbm-supercell", f"{mid}/supercell", _rattle_strain(_small_supercell(atoms), rng, 0.08, 0.02))
 
-    initial_path = root / "wbm" / "wbm-initial-1k.db"
-    if initial_path.exists():
-        from ase.db import connect
-
-        for row in connect(str(initial_path)).select():
-            atoms = row.toatoms()
-            atoms = Atoms(atoms.numbers, positions=atoms.positions, cell=atoms.cell.array, pbc=True)
-            add("wbm-initial", f"{row.get('wbm_id', row.id)}/initial-rattle", _rattle_strain(atoms, rng, 0.03, 0.01))
+    for wid, atoms in _wbm_initial(root):
+        add("wbm-initial", f"{wid}/initial-rattle", _rattle_strain(atoms, rng, 0.03, 0.01))
 
     for symbol, atoms in _elemental_references(root):
         base = _small_supercell(atoms, 4)
@@ -216,27 +227,15 @@ def generate_structures_v2(data_root: str | Path | None = None, seed: int = 0) -
     def mild(atoms: Atoms) -> Atoms:
         return _rattle_strain(atoms, rng, rng.uniform(0.02, 0.1), rng.uniform(0.0, 0.03))
 
-    wbm_path = root / "wbm" / "wbm-random-pbe54-equilibrium-2025.1.json.gz"
-    if wbm_path.exists():
-        with gzip.open(wbm_path, "rt") as handle:
-            rows = json.load(handle)
-        for row in rows:
-            atoms = _structure_to_atoms(row["structure"])
-            big = _supercell_to(atoms, 16)
-            for k in range(2):
-                add("v2-wbm-mild", f"{row['material_id']}/mild-{k}", mild(big))
-    initial_path = root / "wbm" / "wbm-initial-1k.db"
-    if initial_path.exists():
-        from ase.db import connect
-
-        for row in connect(str(initial_path)).select():
-            atoms = row.toatoms()
-            atoms = Atoms(atoms.numbers, positions=atoms.positions, cell=atoms.cell.array, pbc=True)
-            wid = row.get("wbm_id", row.id)
-            add("v2-initial", f"{wid}/initial", atoms)
-            big = _supercell_to(atoms, 12)
-            for k in range(2):
-                add("v2-initial-mild", f"{wid}/initial-mild-{k}", mild(big))
+    for mid, atoms in _wbm_relaxed(root):
+        big = _supercell_to(atoms, 16)
+        for k in range(2):
+            add("v2-wbm-mild", f"{mid}/mild-{k}", mild(big))
+    for wid, atoms in _wbm_initial(root):
+        add("v2-initial", f"{wid}/initial", atoms)
+        big = _supercell_to(atoms, 12)
+        for k in range(2):
+            add("v2-initial-mild", f"{wid}/initial-mild-{k}", mild(big))
     for symbol, atoms in _elemental_references(root):
         big = _supercell_to(atoms, 16)
         for k in range(4):
