@@ -1,8 +1,8 @@
 """Edge-chunked kernels for inference (energy, forces, stress): the interaction's messages (attention,
 filters, steerable aggregation) and the edge update's rejected inner products.
 
-Written with plain autograd, these form [E, 3F] and [E, 2l+1, F] tensors (gathered node features, per-edge products) that autograd keeps for the backward
-pass: at 1000 atoms and the published size each is ~280 MB, so time per atom grows with N (memory
+Written with plain autograd, these form [E, 3F] and [E, 2l+1, F] tensors (gathered node features,
+per-edge products) that autograd keeps for the backward pass: at 1000 atoms and the published size each is ~280 MB, so time per atom grows with N (memory
 bandwidth) and memory reaches GBs. These functions compute the same sums in blocks of edges that stay in
 cache, in the forward and the backward pass, and keep only their [N, ·] and [E, ·] inputs for backward.
 
