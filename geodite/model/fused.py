@@ -46,6 +46,21 @@ def attention_messages(attention_in: Tensor, filter_in: Tensor, q_i: Tensor, k_j
     return logits, messages
 
 
+def steerable_messages(o_d: Tensor, o_t: Tensor, Y: Tensor, X_j: Tensor) -> Tensor:
+    """Per-edge steerable message o^d ⊗ Y + o^t ⊙ X_j: o_d, o_t [E, F], Y [E, 8], X_j [E, 8, F] -> [E, 8, F]."""
+    return torch.addcmul(Y.unsqueeze(-1) * o_d.unsqueeze(1), X_j, o_t.unsqueeze(1))
+
+
+def rejected_inner_product(a: Tensor, b: Tensor, direction: Tensor) -> Tensor:
+    """⟨a ⊥ ŷ, b ⊥ ŷ⟩ over m, per channel, where x ⊥ ŷ = x − (x·ŷ) ŷ removes the component along ŷ.
+
+    Since P = 1 − ŷŷᵀ is a projector, ⟨Pa, Pb⟩ = a·b − (a·ŷ)(b·ŷ): no rejected copies are formed.
+    a, b [E, M, C], direction [E, M] (unit norm over M) -> [E, C].
+    """
+    y = direction.unsqueeze(1)  # [E, 1, M]
+    return (a * b).sum(dim=1) - torch.bmm(y, a).squeeze(1) * torch.bmm(y, b).squeeze(1)
+
+
 def _silu_grad(x: Tensor) -> Tensor:
     """d SiLU(x)/dx = σ(x)(1 + x(1 − σ(x)))."""
     sigmoid = torch.sigmoid(x)
@@ -71,10 +86,8 @@ class InteractionMessages(torch.autograd.Function):
             _, messages = attention_messages(attention_in[block], filter_in[block], q.index_select(0, r),
                                              k.index_select(0, s), values.index_select(0, s), filters.index_select(0, s))
             o_s, o_d, o_t = messages.split(F_, dim=-1)
-            steerable = Y[block].unsqueeze(-1) * o_d.unsqueeze(1)  # [b, 8, F]
-            steerable.addcmul_(X.index_select(0, s), o_t.unsqueeze(1))
             dh.index_add_(0, r, o_s)
-            dX.index_add_(0, r, steerable)
+            dX.index_add_(0, r, steerable_messages(o_d, o_t, Y[block], X.index_select(0, s)))
         return dh, dX
 
     @staticmethod
@@ -124,10 +137,8 @@ class RejectedInnerProduct(torch.autograd.Function):
         ctx.save_for_backward(Q, K, Y, sender, receiver)
         out = Q.new_empty((Y.shape[0], Q.shape[-1]))
         for block in edge_blocks(Y.shape[0], Q[0].numel() * Q.element_size(), Q.device):
-            q = Q.index_select(0, receiver[block])  # [b, M, C]
-            k = K.index_select(0, sender[block])
-            y = Y[block].unsqueeze(1)  # [b, 1, M]
-            out[block] = (q * k).sum(dim=1) - torch.bmm(y, q).squeeze(1) * torch.bmm(y, k).squeeze(1)
+            out[block] = rejected_inner_product(Q.index_select(0, receiver[block]), K.index_select(0, sender[block]),
+                                                Y[block])
         return out
 
     @staticmethod

@@ -7,12 +7,17 @@ t [E, F] edge scalars, Y [E, 8] spherical harmonics of the edge direction, φ [E
 
 from __future__ import annotations
 
-
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from geodite.model.embedding import SoftDensity, scatter_sum
-from geodite.model.fused import attention_messages, interaction_messages, rejected_inner_product_edges
+from geodite.model.fused import (
+    attention_messages,
+    interaction_messages,
+    rejected_inner_product,
+    rejected_inner_product_edges,
+    steerable_messages,
+)
 from geodite.model.harmonics import DEGREE_SLICES
 from geodite.model.norm import JointRMSNorm
 
@@ -29,16 +34,6 @@ class TwoLayerMLP(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         y = self.linear_out(F.silu(self.linear_in(x)))
         return F.silu(y) if self.final_silu else y
-
-
-def rejected_inner_product(a: Tensor, b: Tensor, direction: Tensor) -> Tensor:
-    """⟨a ⊥ ŷ, b ⊥ ŷ⟩ over m, per channel, where x ⊥ ŷ = x − (x·ŷ) ŷ removes the component along ŷ.
-
-    Since P = 1 − ŷŷᵀ is a projector, ⟨Pa, Pb⟩ = a·b − (a·ŷ)(b·ŷ): no rejected copies are formed.
-    a, b [E, M, C], direction [E, M] (unit norm over M) -> [E, C].
-    """
-    y = direction.unsqueeze(-1)
-    return (a * b).sum(dim=1) - (a * y).sum(dim=1) * (b * y).sum(dim=1)
 
 
 class EdgeUpdate(nn.Module):
@@ -127,7 +122,7 @@ class InteractionBlock(nn.Module):
                 dropout=lambda alpha: F.dropout(alpha, p=self.attn_dropout, training=True),
             )
             o_s, o_d, o_t = messages.split(self.num_channels, dim=-1)  # [E, F] each
-            dX_edges = o_d.unsqueeze(1) * Y.unsqueeze(-1) + o_t.unsqueeze(1) * X.index_select(0, sender)  # [E, 8, F]
+            dX_edges = steerable_messages(o_d, o_t, Y, X.index_select(0, sender))  # [E, 8, F]
             dh = scatter_sum(o_s, receiver, num_nodes)
             dX = scatter_sum(dX_edges, receiver, num_nodes)
         else:  # edge-chunked: no [E, 3F] or [E, 8, F] tensor kept for the force backward pass
