@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -12,6 +13,7 @@ from ase.io import read
 from ase.stress import voigt_6_to_full_3x3_stress
 
 from geodite.calculator import Evaluator, Prediction, describe
+from geodite.registry import get_spec, model_label
 
 #: where reference values may sit on an Atoms object, first match wins
 _ENERGY_INFO_KEYS = ("ref_energy", "energy", "REF_energy", "dft_energy")
@@ -80,6 +82,7 @@ def error_row(index: int, atoms: Atoms, prediction: Prediction) -> dict:
     if energy_ref is not None:
         row["energy_per_atom_error"] = (prediction.energy - energy_ref) / n
     if forces_ref is not None:
+        row["_force_ref_abs_sum"] = float(np.abs(forces_ref).sum())
         diff = np.abs(prediction.forces - forces_ref)
         row["forces_mae"] = float(diff.mean())
         row["forces_max_error"] = float(diff.max())
@@ -95,7 +98,9 @@ def error_row(index: int, atoms: Atoms, prediction: Prediction) -> dict:
 def summarise(table: pd.DataFrame) -> dict:
     """MAE/RMSE of energy per atom (eV/atom), of force components (eV/Å) and of stress components (eV/Å³).
 
-    ``max_abs_energy_error`` is per atom (eV/atom); ``max_abs_force_error`` per component (eV/Å).
+    ``max_abs_energy_error`` is per atom (eV/atom); ``max_abs_force_error`` per component (eV/Å);
+    ``energy_per_atom_mean_error`` = mean(E_pred − E_ref)/N (eV/atom, signed: shows convention offsets);
+    ``zero_forces_mae`` = mean |F_ref| over the same components, the force MAE of predicting zero forces.
 
     Force errors are pooled over all components of all atoms; stress over the 9 components of each periodic
     structure with a reference.
@@ -107,6 +112,7 @@ def summarise(table: pd.DataFrame) -> dict:
         "n_failed": int(table["error"].notna().sum()),
         "energy_per_atom_mae": float(e.abs().mean()) if len(e) else None,
         "energy_per_atom_rmse": float(np.sqrt((e**2).mean())) if len(e) else None,
+        "energy_per_atom_mean_error": float(e.mean()) if len(e) else None,
         "max_abs_energy_error": float(e.abs().max()) if len(e) else None,
     }
     if "_force_count" in ok and ok["_force_count"].notna().any():
@@ -115,8 +121,9 @@ def summarise(table: pd.DataFrame) -> dict:
         summary["forces_mae"] = float((f["forces_mae"] * f["_force_count"]).sum() / count)
         summary["forces_rmse"] = float(np.sqrt(f["_force_sq"].sum() / count))
         summary["max_abs_force_error"] = float(f["forces_max_error"].max())
+        summary["zero_forces_mae"] = float(f["_force_ref_abs_sum"].sum() / count)
     else:
-        summary |= {"forces_mae": None, "forces_rmse": None, "max_abs_force_error": None}
+        summary |= {"forces_mae": None, "forces_rmse": None, "max_abs_force_error": None, "zero_forces_mae": None}
     if "_stress_sq" in ok and ok["_stress_sq"].notna().any():
         s = ok.dropna(subset=["_stress_sq"])
         summary["stress_mae"] = float(s["stress_mae"].mean())
@@ -147,3 +154,76 @@ def public_columns(table: pd.DataFrame) -> pd.DataFrame:
     """The table without the bookkeeping columns used for pooled RMSEs."""
     return table[[c for c in table.columns if not c.startswith("_")]]
 
+
+
+class CalculatorEvaluator:
+    """The Evaluator interface over any ASE calculator (the peers): one structure at a time."""
+
+    def __init__(self, calculator):
+        self.calculator = calculator
+
+    def evaluate(self, structures: Sequence[Atoms]) -> list[Prediction]:
+        """One Prediction per structure; a structure the calculator fails on gets its error, the rest go on."""
+        predictions = []
+        for index, atoms in enumerate(structures):
+            work = atoms.copy()
+            work.calc = self.calculator
+            try:
+                energy, forces = work.get_potential_energy(), work.get_forces()
+                stress = work.get_stress(voigt=False) if atoms.pbc.all() else None
+            except Exception as error:  # peers raise arbitrary types; one bad structure must not end the run
+                predictions.append(Prediction(error=f"{describe(atoms, index)}: {type(error).__name__}: {error}"))
+                continue
+            predictions.append(Prediction(energy=float(energy), forces=np.asarray(forces, dtype=float),
+                                          stress=None if stress is None else np.asarray(stress, dtype=float)))
+        return predictions
+
+
+def make_evaluator(model: str, device: str = "cpu", dtype: str = "float64") -> Evaluator | CalculatorEvaluator:
+    """Batched Evaluator for a Geodite (registry name or checkpoint path), else the model's ASE calculator."""
+    spec = get_spec(model)
+    if spec.checkpoint is not None:
+        return Evaluator(spec.checkpoint, device=device, dtype=dtype)
+    return CalculatorEvaluator(spec.make_calculator(device=device, dtype=dtype))
+
+
+def summary_row(model: str, summary: dict) -> dict:
+    """``summary`` as one row of the comparison table, in meV units."""
+    def milli(key: str) -> float:
+        return np.nan if summary.get(key) is None else 1000 * summary[key]
+
+    return {
+        "model": model_label(model),
+        "energy convention": summary.get("energy_convention", ""),
+        "structures": summary["n_structures"],
+        "failed": summary["n_failed"],
+        "energy MAE (meV/atom)": milli("energy_per_atom_mae"),
+        "mean energy error (meV/atom)": milli("energy_per_atom_mean_error"),
+        "force MAE (meV/Å)": milli("forces_mae"),
+        "stress MAE (meV/Å³)": milli("stress_mae"),
+        "zero-force MAE (meV/Å)": milli("zero_forces_mae"),
+        "s/structure": summary["wall_s"] / max(1, summary["n_structures"]),
+    }
+
+
+def comparison_table(results_dir: str | Path, data_stem: str) -> pd.DataFrame:
+    """Every model evaluated on one data file (``results_dir/eval/*/<data_stem>.summary.json``), one row each,
+    sorted by force MAE. Rows may cover different numbers of structures (see the ``structures`` column)."""
+    rows = []
+    for path in sorted(Path(results_dir, "eval").glob(f"*/{data_stem}.summary.json")):
+        summary = json.loads(path.read_text())
+        rows.append(summary_row(summary["model"], summary))
+    table = pd.DataFrame(rows)
+    return table.sort_values("force MAE (meV/Å)", ignore_index=True) if len(table) else table
+
+
+def write_comparison(results_dir: str | Path, data_stem: str) -> tuple[Path, int]:
+    """Write ``results_dir/eval/<data_stem>.md`` and ``.csv`` (the comparison table); returns (md path, rows)."""
+    from geodite.tasks.results import table_markdown
+
+    table = comparison_table(results_dir, data_stem)
+    out = Path(results_dir, "eval", data_stem)
+    table.to_csv(out.with_suffix(".csv"), index=False)
+    title = f"# Errors vs the references in {data_stem} (`geodite eval`)\n\n"
+    out.with_suffix(".md").write_text(title + table_markdown(table))
+    return out.with_suffix(".md"), len(table)

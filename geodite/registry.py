@@ -2,7 +2,7 @@
 
 Names: ``geodite`` (shipped checkpoint, the default), ``geodite-mp`` (published
 checkpoint, downloaded to a cache), a checkpoint path, the peers ``sevennet-0``,
-``chgnet``, ``mace-mp-0`` (optional extras) and ``emt`` (ASE's EMT, for tests).
+``sevennet-l3i5``, ``chgnet``, ``mace-mp-0`` (optional extras) and ``emt`` (ASE's EMT, for tests).
 
 Every entry records the *energy convention* of the model's total energy:
 ``"uncorrected"`` (raw PBE/PBE+U, MPtrj ``uncorrected_total_energy``) or
@@ -38,6 +38,7 @@ class ModelSpec:
     energy_convention: str = UNCORRECTED
     install_hint: str | None = None
     path: str | None = None  # for checkpoint-path entries
+    checkpoint: str | None = None  # Geodite entries: the name or path load_model takes
     notes: dict[str, Any] = field(default_factory=dict)
 
     def available(self) -> bool:
@@ -101,10 +102,17 @@ def _chgnet(device: str = "cpu", dtype: str = "float32", **kwargs: Any):
         ) from exc
 
 
-def _sevennet0(device: str = "cpu", dtype: str = "float32", **kwargs: Any):
-    from sevenn.calculator import SevenNetCalculator
+def _sevennet(model: str) -> Callable[..., Any]:
+    def make(device: str = "cpu", dtype: str = "float32", **kwargs: Any):
+        import warnings
 
-    return SevenNetCalculator("7net-0", device=device, **kwargs)
+        with warnings.catch_warnings():  # sevenn warns about its own optional dependencies on import
+            warnings.simplefilter("ignore")
+            from sevenn.calculator import SevenNetCalculator
+
+        return SevenNetCalculator(model, device=device, **kwargs)
+
+    return make
 
 
 def _mace_mp0(device: str = "cpu", dtype: str = "float32", **kwargs: Any):
@@ -123,17 +131,27 @@ REGISTRY: dict[str, ModelSpec] = {
             "Geodite, the checkpoint shipped with the package (default)",
             _geodite_factory("geodite"),
             requires=GEODITE_REQUIRES,
+            checkpoint="geodite",
         ),
         ModelSpec(
             "geodite-mp",
             "Geodite-MP, the published MPtrj checkpoint (downloaded to a cache on first use)",
             _geodite_factory("geodite-mp"),
             requires=GEODITE_REQUIRES,
+            checkpoint="geodite-mp",
         ),
         ModelSpec(
             "sevennet-0",
             "SevenNet-0 (7net-0), MPtrj",
-            _sevennet0,
+            _sevennet("7net-0"),
+            extra="sevenn",
+            requires=("sevenn",),
+            install_hint="pip install 'geodite[sevenn]'  (or: pip install sevenn torch==2.13.0)",
+        ),
+        ModelSpec(
+            "sevennet-l3i5",
+            "SevenNet-l3i5 (lmax 3, 5 layers), MPtrj; more accurate and ~3x slower than SevenNet-0",
+            _sevennet("7net-l3i5"),
             extra="sevenn",
             requires=("sevenn",),
             install_hint="pip install 'geodite[sevenn]'  (or: pip install sevenn torch==2.13.0)",
@@ -186,6 +204,7 @@ def get_spec(name: str) -> ModelSpec:
             _geodite_factory(path),
             requires=GEODITE_REQUIRES,
             path=path,
+            checkpoint=path,
         )
     raise KeyError(f"unknown model {name!r}; known: {', '.join(REGISTRY)} or a checkpoint path")
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+import pandas as pd
+
 from typer.testing import CliRunner
 
 from geodite.cli.main import app
@@ -41,3 +44,36 @@ def test_eval_missing_file_is_a_clear_error(tmp_path):
     result = runner.invoke(app, ["eval", "--data", str(tmp_path / "nope.xyz"), "--model", "x.pt"])
     assert result.exit_code == 2
     assert "no such data file" in result.output
+
+
+def test_eval_compares_geodite_with_an_ase_calculator(tmp_path):
+    """Several --model at once: a Geodite checkpoint and a non-Geodite calculator (EMT) side by side."""
+    from ase.build import bulk
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.io import write
+
+    frames = []
+    for i, strain in enumerate((0.98, 1.0, 1.03)):
+        atoms = bulk("Cu", "fcc", a=3.6 * strain, cubic=True)
+        atoms.rattle(0.05, seed=i)
+        atoms.calc = SinglePointCalculator(atoms, energy=-1.0 * len(atoms), forces=np.zeros((len(atoms), 3)),
+                                           stress=np.zeros(6))
+        frames.append(atoms)
+    write(tmp_path / "cu.extxyz", frames)
+    result = runner.invoke(app, ["eval", "--data", str(tmp_path / "cu.extxyz"), "--model", "emt", "--model",
+                                 str(DATA / "geodite_small_checkpoint.pt"), "--results-dir", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    emt = json.loads(result.stdout.strip().splitlines()[0])
+    assert emt["model"] == "emt" and emt["n_failed"] == 0 and emt["energy_convention"] == "uncorrected"
+    # references are zero forces, so the force MAE equals the mean |F| EMT predicts, and zero-force MAE is 0
+    assert emt["zero_forces_mae"] == 0.0 and emt["forces_mae"] > 0.0
+    table = pd.read_csv(tmp_path / "eval" / "cu.csv")
+    assert sorted(table["model"]) == ["emt", "geodite_small_checkpoint"]
+    assert (table["structures"] == 3).all()
+    assert "| emt |" in (tmp_path / "eval" / "cu.md").read_text()
+
+
+def test_eval_unknown_model_is_a_clear_error(tmp_path):
+    result = runner.invoke(app, ["eval", "--data", str(DATA / "mptrj-10-systems.db"), "--model", "no-such-model"])
+    assert result.exit_code == 2
+    assert "unknown model" in result.output

@@ -31,54 +31,70 @@ def progress_bar() -> Progress:
 @app.command("eval")
 def eval_command(
     data: Path = typer.Option(..., "--data", help="extxyz file or ASE database with reference energies/forces/stresses"),
-    model: str = typer.Option("geodite", "--model", help="'geodite', 'geodite-mp' or a checkpoint path"),
+    models: list[str] = typer.Option(["geodite"], "--model", help="registry name (geodite, geodite-mp, sevennet-0, "
+                                     "chgnet, ...) or a checkpoint path; repeat to compare several"),
     device: str = typer.Option("cpu", help="cpu or cuda"),
     dtype: str = typer.Option("float64", help="float32 or float64"),
     limit: int = typer.Option(0, help="evaluate only the first N structures (0: all)"),
-    results_dir: Path = typer.Option(Path("results"), help="where the per-structure table is written"),
-    as_json: bool = typer.Option(False, "--json", help="print the summary as one JSON object on stdout"),
+    results_dir: Path = typer.Option(Path("results"), help="where the per-structure tables and the comparison go"),
+    as_json: bool = typer.Option(False, "--json", help="print each summary as one JSON object on stdout"),
 ) -> None:
-    """Errors of a model against the reference energies, forces and stresses in a data file."""
-    from geodite.calculator import Evaluator
+    """Errors of models against the reference energies, forces and stresses in a data file.
+
+    Writes RESULTS_DIR/eval/MODEL/DATA.csv (per structure) and .summary.json per model, and
+    RESULTS_DIR/eval/DATA.md/.csv: every model evaluated on DATA so far, side by side.
+    """
     from geodite.checkpoints import CheckpointError
-    from geodite.evaluate import evaluate_structures, public_columns, read_structures, summarise
+    from geodite.evaluate import evaluate_structures, make_evaluator, public_columns, read_structures, summarise
+    from geodite.evaluate import write_comparison
+    from geodite.registry import ModelNotAvailableError, get_spec, model_label
 
     try:
         structures = read_structures(data)
-        evaluator = Evaluator(model, device=device, dtype=dtype)
-    except (FileNotFoundError, CheckpointError, ValueError) as error:
+        specs = [get_spec(model) for model in models]
+    except (FileNotFoundError, KeyError, ValueError) as error:
         stderr.print(f"[red]error:[/red] {error}")
         raise typer.Exit(2) from None
     if limit:
         structures = structures[:limit]
-    start = time.perf_counter()
-    with progress_bar() as bar:
-        task = bar.add_task(f"eval {data.name}", total=len(structures), rate="")
+    for model, spec in zip(models, specs):
+        try:
+            evaluator = make_evaluator(model, device=device, dtype=dtype)
+        except (FileNotFoundError, CheckpointError, ValueError, ModelNotAvailableError) as error:
+            stderr.print(f"[red]error:[/red] {error}")
+            raise typer.Exit(2) from None
+        start = time.perf_counter()
+        with progress_bar() as bar:
+            task = bar.add_task(f"eval {model_label(model)} on {data.name}", total=len(structures), rate="")
 
-        def advance(n: int) -> None:
-            done = bar.tasks[0].completed + n
-            bar.update(task, advance=n, rate=f"{done / (time.perf_counter() - start):.1f} structures/s")
+            def advance(n: int) -> None:
+                done = bar.tasks[0].completed + n
+                bar.update(task, advance=n, rate=f"{done / (time.perf_counter() - start):.1f} structures/s")
 
-        table = evaluate_structures(evaluator, structures, progress=advance)
-    summary = summarise(table) | {"model": model, "data": str(data), "wall_s": round(time.perf_counter() - start, 3)}
-    out_dir = results_dir / "eval" / Path(model).stem
-    out_dir.mkdir(parents=True, exist_ok=True)
-    public_columns(table).to_csv(out_dir / f"{data.stem}.csv", index=False)
-    (out_dir / f"{data.stem}.summary.json").write_text(json.dumps(summary, indent=2))
-    for error in table["error"].dropna():
-        stderr.print(f"[yellow]skipped[/yellow] {error}")
-    if as_json:
-        sys.stdout.write(json.dumps(summary) + "\n")
-        return
-    shown = Table(title=f"{model} on {data.name} ({summary['n_structures']} structures)")
-    shown.add_column("quantity")
-    shown.add_column("MAE")
-    shown.add_column("RMSE")
-    for name, unit in (("energy_per_atom", "eV/atom"), ("forces", "eV/Å"), ("stress", "eV/Å³")):
-        mae, rmse = summary[f"{name}_mae"], summary[f"{name}_rmse"]
-        shown.add_row(f"{name} ({unit})", "—" if mae is None else f"{mae:.3e}", "—" if rmse is None else f"{rmse:.3e}")
-    Console().print(shown)
-    stderr.print(f"per-structure table: {out_dir / (data.stem + '.csv')}")
+            table = evaluate_structures(evaluator, structures, progress=advance)
+        summary = summarise(table) | {"model": model, "energy_convention": spec.energy_convention,
+                                      "data": str(data), "wall_s": round(time.perf_counter() - start, 3)}
+        out_dir = results_dir / "eval" / model_label(model)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        public_columns(table).to_csv(out_dir / f"{data.stem}.csv", index=False)
+        (out_dir / f"{data.stem}.summary.json").write_text(json.dumps(summary, indent=2))
+        for error in table["error"].dropna():
+            stderr.print(f"[yellow]skipped[/yellow] {error}")
+        if as_json:
+            sys.stdout.write(json.dumps(summary) + "\n")
+        else:
+            shown = Table(title=f"{model} on {data.name} ({summary['n_structures']} structures)")
+            shown.add_column("quantity")
+            shown.add_column("MAE")
+            shown.add_column("RMSE")
+            for name, unit in (("energy_per_atom", "eV/atom"), ("forces", "eV/Å"), ("stress", "eV/Å³")):
+                mae, rmse = summary[f"{name}_mae"], summary[f"{name}_rmse"]
+                shown.add_row(f"{name} ({unit})", "—" if mae is None else f"{mae:.3e}",
+                              "—" if rmse is None else f"{rmse:.3e}")
+            Console().print(shown)
+        stderr.print(f"per-structure table: {out_dir / (data.stem + '.csv')}")
+    path, rows = write_comparison(results_dir, data.stem)
+    stderr.print(f"comparison of {rows} models: {path}")
 
 
 @app.command("convert")

@@ -47,7 +47,8 @@ def train_command(
 
 
 def distill_command(
-    teacher: str = typer.Option("sevennet-0", "--teacher", help="sevennet-0, sevennet-l3i5 or chgnet"),
+    teacher: str = typer.Option("sevennet-0", "--teacher", help="sevennet-0 or sevennet-l3i5 (a registry model "
+                                "that predicts uncorrected MPtrj energies)"),
     labels: Path = typer.Option(Path("runs/distill/labels.db"), "--labels", help="ASE database of teacher "
                                 "labels (appended to; a rerun resumes)"),
     config: Optional[Path] = typer.Option(None, "--config", help="training config (YAML); its data.train is "

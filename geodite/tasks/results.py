@@ -14,6 +14,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from geodite.tasks.store import jsonable
@@ -56,6 +57,18 @@ def metrics_markdown(summary: dict, title: str | None = None) -> str:
         if isinstance(val, float):
             val = f"{val:.4g}"
         lines.append(f"| {key} | {'' if val is None else val} |")
+    return "\n".join(lines) + "\n"
+
+
+def table_markdown(table: pd.DataFrame, float_format: str = "{:.4g}") -> str:
+    """A DataFrame as a GitHub markdown table (floats with ``float_format``, NaN as an empty cell)."""
+    def cell(value) -> str:
+        if isinstance(value, float):
+            return "" if np.isnan(value) else float_format.format(value)
+        return str(value).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(map(str, table.columns)) + " |", "|" + "---|" * len(table.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
     return "\n".join(lines) + "\n"
 
 

@@ -254,37 +254,19 @@ POOLS = {"v1": generate_structures, "v2": generate_structures_v2}
 # ------------------------------------------------------------------------------------------- teachers
 
 
-def _patch_ase_for_chgnet() -> None:
-    """chgnet 0.3.0 imports ExpCellFilter from ase.constraints, which ASE ≥ 3.24 moved to ase.filters."""
-    import ase.constraints
-
-    if not hasattr(ase.constraints, "ExpCellFilter"):
-        from ase.filters import ExpCellFilter
-
-        ase.constraints.ExpCellFilter = ExpCellFilter
-
-
 def make_teacher(name: str, device: str = "cpu"):
-    """An ASE calculator for the teacher: 'sevennet-0', 'sevennet-l3i5' (sevenn wheel) or 'chgnet'.
+    """An ASE calculator for the teacher, from the model registry ('sevennet-0' or 'sevennet-l3i5').
 
-    CHGNet predicts MP2020-*corrected* energies; Geodite's convention is MPtrj's *uncorrected* energies, so
-    CHGNet is not a suitable energy teacher without a correction model (forces/stress are fine).
+    Labels must be in Geodite's energy convention, MPtrj's *uncorrected* energies; a teacher that predicts
+    another convention (CHGNet: MP2020-corrected) is refused, since its energies would teach the offset.
     """
-    import warnings
+    from geodite.registry import UNCORRECTED, get_spec
 
-    name = name.lower()
-    if name.startswith("sevennet"):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            from sevenn.calculator import SevenNetCalculator
-
-            return SevenNetCalculator(model=name, device=device)
-    if name == "chgnet":
-        _patch_ase_for_chgnet()
-        from chgnet.model.dynamics import CHGNetCalculator
-
-        return CHGNetCalculator(use_device=device)
-    raise ValueError(f"unknown teacher {name!r} (sevennet-0, sevennet-l3i5, chgnet)")
+    spec = get_spec(name.lower())
+    if spec.energy_convention != UNCORRECTED:
+        raise ValueError(f"teacher {name!r} predicts {spec.energy_convention} energies; labels must be "
+                         f"{UNCORRECTED} (MPtrj convention): use sevennet-0 or sevennet-l3i5")
+    return spec.make_calculator(device=device)
 
 
 def label_structures(

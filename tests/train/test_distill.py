@@ -76,3 +76,11 @@ def test_cli_distill_train_only_and_train(tmp_path, mptrj10):
     from geodite.checkpoints import load_model
 
     assert load_model(str(tmp_path / "distilled.pt")).metadata["teacher"] == "sevennet-0"
+
+
+def test_teacher_must_predict_uncorrected_energies():
+    """CHGNet predicts MP2020-corrected energies: as a teacher it would teach the correction offset."""
+    from geodite.train.distill import make_teacher
+
+    with pytest.raises(ValueError, match="mp2020_corrected"):
+        make_teacher("chgnet")
