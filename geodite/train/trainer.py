@@ -111,6 +111,7 @@ class RunSection:
     max_minutes: float | None = None  # stop (with a checkpoint) after this wall time
     valid_every: int | None = None  # also validate every this many optimiser steps (besides epoch ends)
     keep_best: bool = False  # export the EMA weights of the best validation force MAE, not the last ones
+    train_subset: int = 256  # training frames also measured at each validation (train_*_mae columns); 0: off
 
 
 @dataclass
@@ -325,6 +326,9 @@ class Trainer:
             self.train_idx, self.valid_idx = split_by_material(self.store, data.valid_fraction, data.split_seed)
         if data.max_frames is not None:
             self.train_idx = self.train_idx[: data.max_frames]
+        subset = min(self.config.run.train_subset, len(self.train_idx))
+        self.train_subset = np.sort(np.random.default_rng(data.split_seed).choice(self.train_idx, subset,
+                                                                                 replace=False))
         if self.rank == 0:
             self.log(f"data: {len(self.train_idx)} training frames, {len(self.valid_idx)} validation frames "
                      f"({len(np.unique(self.store.material_of(self.train_idx)))} training materials)")
@@ -633,22 +637,28 @@ class Trainer:
                 self.log(f"best validation force MAE so far: {force:.1f} meV/Å at step {self.step}")
         return metrics
 
-    @torch.no_grad()
-    def _zero(self):
-        return torch.zeros(7, dtype=torch.float64)
-
     def validate(self) -> dict:
-        """EMA weights on the validation frames (sharded across ranks, sums all-reduced): energy/atom
-        (meV/atom), force (meV/Å), stress (meV/Å³) MAE and the loss."""
+        """EMA weights on the validation frames and on a fixed subset of the training frames (``run.train_subset``;
+        the pair tells under- from over-fitting): energy/atom (meV/atom), force (meV/Å), stress (meV/Å³) MAE,
+        and the validation loss."""
         if len(self.valid_idx) == 0:
             return {"valid_loss": float("nan")}
         model = self.ema.model_copy(self.model)
         model.eval()
+        metrics = self._errors(model, self.valid_store, self.valid_idx, "valid")
+        if len(self.train_subset):
+            train = self._errors(model, self.store, self.train_subset, "train")
+            train.pop("train_loss")  # "train_loss" in the history is the running mean of the optimised loss
+            metrics |= train
+        return metrics
+
+    def _errors(self, model, store: FrameStore, indices: np.ndarray, prefix: str) -> dict:
+        """MAEs and loss of ``model`` on ``store[indices]`` (sharded across ranks, sums all-reduced)."""
         batch_size = self.config.data.batch_size
-        shard = np.array_split(self.valid_idx, self.world)[self.rank]
-        batches = [shard[i:i + batch_size] for i in range(0, len(shard), batch_size)]
-        sums = torch.zeros(8, dtype=torch.float64)
-        for batch in self._loader(self.valid_store, [np.asarray(b) for b in batches if len(b)], shard=False) if len(shard) else []:
+        shard = np.array_split(indices, self.world)[self.rank]
+        batches = [np.asarray(shard[i:i + batch_size]) for i in range(0, len(shard), batch_size)]
+        sums = torch.zeros(7, dtype=torch.float64)
+        for batch in self._loader(store, batches, shard=False) if len(shard) else []:
             batch = batch.to(self.device)
             with torch.enable_grad():
                 out = model(batch.graph, compute_stress=True)
@@ -659,22 +669,27 @@ class Trainer:
             counts = torch.tensor([batch.graph.num_graphs, f_err.numel(), s_err.numel()], dtype=torch.float64)
             loss, _ = self.loss(batch, {k: v.detach() for k, v in out.items()}, counts.to(self.device))
             sums += torch.tensor([e_err.sum().item(), f_err.sum().item(), s_err.sum().item(),
-                                  counts[0], counts[1], counts[2], float(loss) / self.world * counts[0], 0.0])
+                                  counts[0], counts[1], counts[2], float(loss) / self.world * counts[0]])
         if _is_dist():
             sums_device = sums.to(self.device) if self.device.type == "cuda" else sums
             dist.all_reduce(sums_device)
             sums = sums_device.cpu()
-        e, f, s, ne, nf, ns, loss_sum, _ = sums.tolist()
-        return {"valid_energy_mae_mev_atom": 1000 * e / max(ne, 1), "valid_force_mae_mev_a": 1000 * f / max(nf, 1),
-                "valid_stress_mae_mev_a3": 1000 * s / max(ns, 1), "valid_loss": loss_sum / max(ne, 1)}
+        e, f, s, ne, nf, ns, loss_sum = sums.tolist()
+        return {f"{prefix}_energy_mae_mev_atom": 1000 * e / max(ne, 1),
+                f"{prefix}_force_mae_mev_a": 1000 * f / max(nf, 1),
+                f"{prefix}_stress_mae_mev_a3": 1000 * s / max(ns, 1), f"{prefix}_loss": loss_sum / max(ne, 1)}
 
     def _write_metrics(self, metrics: dict, writer) -> None:
         if self.rank != 0:
             return
         path = self.out_dir / METRICS_FILE
         keys = ["epoch", "step", "train_loss", "valid_loss", "valid_energy_mae_mev_atom", "valid_force_mae_mev_a",
-                "valid_stress_mae_mev_a3", "lr", "epoch_seconds"]
+                "valid_stress_mae_mev_a3", "train_energy_mae_mev_atom", "train_force_mae_mev_a",
+                "train_stress_mae_mev_a3", "lr", "epoch_seconds"]
         new = not path.exists()
+        if not new:  # a run resumed under an older layout keeps its file's columns
+            with open(path, newline="") as handle:
+                keys = next(csv.reader(handle), keys)
         with open(path, "a", newline="") as handle:
             w = csv.DictWriter(handle, fieldnames=keys, extrasaction="ignore")
             if new:

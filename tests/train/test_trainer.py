@@ -67,6 +67,9 @@ def test_training_reduces_loss_and_exports(tmp_path, mptrj10):
     assert np.isfinite(metrics["valid_loss"]) and (tmp_path / "metrics.csv").exists()
     rows = (tmp_path / "metrics.csv").read_text().strip().splitlines()
     assert len(rows) == 4 and rows[0].startswith("epoch,step")
+    # the same EMA weights are also measured on training frames, so under- and over-fitting can be told apart
+    assert "train_force_mae_mev_a" in rows[0].split(",")
+    assert np.isfinite(metrics["train_force_mae_mev_a"]) and metrics["train_force_mae_mev_a"] > 0
     from geodite.checkpoints import load_model
 
     model = load_model(str(tmp_path / "model.pt"))
