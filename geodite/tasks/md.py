@@ -18,6 +18,7 @@ rdf_error = 100·min(1, ∫|g_ref − g_pred| dr / ∫|g_ref − 1| dr). Li trac
 from __future__ import annotations
 
 import itertools
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -205,6 +206,7 @@ def simulate(system: ReferenceSystem, calculator, task: MDTask, path: Path) -> d
         _append(path, atoms)
         frames.append(atoms.copy())
     dynamics = make_dynamics(atoms, task.thermostat, task.timestep_fs, system.temperature_K, task.seed + steps_done)
+    restore_thermostat(dynamics, path, len(frames))
     reason = None
     wall = 0.0
     steps_run = 0
@@ -217,6 +219,7 @@ def simulate(system: ReferenceSystem, calculator, task: MDTask, path: Path) -> d
         steps_run += chunk
         _append(path, atoms)
         frames.append(_snapshot(atoms))
+        save_thermostat(dynamics, path, len(frames))
         reason = instability(atoms, start_energy, system.temperature_K)
     steps_per_s = steps_run / wall if wall > 0 else None
     return {
@@ -230,6 +233,40 @@ def simulate(system: ReferenceSystem, calculator, task: MDTask, path: Path) -> d
         "steps_per_s": steps_per_s,
         "ns_per_day": steps_per_s * task.timestep_fs * 86400 / 1e6 if steps_per_s else None,
     }
+
+
+def _thermostat_file(path: Path) -> Path:
+    return path.with_name(path.stem + ".thermostat.npz")
+
+
+def save_thermostat(dynamics, path: Path, frames: int) -> None:
+    """Keep the Nosé–Hoover chain's variables (η, p_η; ASE keeps them on ``dynamics._thermostat``) as they are
+    after ``frames`` trajectory frames. The frames hold positions and momenta, so with these a resumed run
+    continues the very trajectory an uninterrupted one follows. (Langevin has no such state; its noise is
+    reseeded from the step count.)"""
+    chain = getattr(dynamics, "_thermostat", None)
+    if chain is None:
+        return
+    target = _thermostat_file(path)
+    tmp = target.with_name(f".{target.name}.tmp")
+    with open(tmp, "wb") as handle:
+        np.savez(handle, frames=frames, eta=chain._eta, p_eta=chain._p_eta)
+    os.replace(tmp, target)
+
+
+def restore_thermostat(dynamics, path: Path, frames: int) -> bool:
+    """Put back the chain's variables saved after ``frames`` frames; False (chain starts at rest) when none
+    were saved for exactly that frame, e.g. the run was killed between writing a frame and its state."""
+    chain = getattr(dynamics, "_thermostat", None)
+    target = _thermostat_file(path)
+    if chain is None or not target.exists():
+        return False
+    with np.load(target) as saved:
+        if int(saved["frames"]) != frames:
+            return False
+        chain._eta[:] = saved["eta"]
+        chain._p_eta[:] = saved["p_eta"]
+    return True
 
 
 def _snapshot(atoms: Atoms) -> Atoms:

@@ -106,3 +106,20 @@ def test_killed_run_resumes_from_its_last_frame(tmp_path, emt_reference):
         assert len(trajectory) == 4000 // (2 * 5) + 1  # every frame once: resumed, not restarted
     rows = (tmp_path / "md" / "emt" / "store" / "rows.jsonl").read_text().splitlines()
     assert len(rows) == 1 and json.loads(rows[0])["time_ps"] == pytest.approx(4.0)
+
+
+def test_resumed_nose_hoover_run_continues_the_same_trajectory(tmp_path, emt_reference):
+    """A run stopped after 20 frames and resumed ends where an uninterrupted run ends: the frames carry
+    positions and momenta, the thermostat file the chain's η and p_η."""
+    from geodite.tasks.md import simulate
+
+    _, (system,) = load_reference_set(emt_reference)
+    whole = MDTask(time_fs=400, frame_interval=10)
+    half = MDTask(time_fs=200, frame_interval=10)
+    straight = simulate(system, EMT(), whole, tmp_path / "straight.traj")
+    simulate(system, EMT(), half, tmp_path / "split.traj")
+    resumed = simulate(system, EMT(), whole, tmp_path / "split.traj")
+    assert len(resumed["frames"]) == len(straight["frames"]) == 21
+    np.testing.assert_allclose(resumed["frames"][-1].positions, straight["frames"][-1].positions, atol=1e-10)
+    np.testing.assert_allclose(resumed["frames"][-1].get_momenta(), straight["frames"][-1].get_momenta(),
+                               atol=1e-10)
