@@ -110,6 +110,7 @@ class RunSection:
     max_steps: int | None = None  # stop after this many optimiser steps (time-boxed runs)
     max_minutes: float | None = None  # stop (with a checkpoint) after this wall time
     valid_every: int | None = None  # also validate every this many optimiser steps (besides epoch ends)
+    valid_each_epoch: bool = True  # False: only every valid_every steps and at the end (short epochs)
     keep_best: bool = False  # export the EMA weights of the best validation force MAE, not the last ones
     train_subset: int = 256  # training frames also measured at each validation (train_*_mae columns); 0: off
 
@@ -404,6 +405,9 @@ class Trainer:
             self.scheduler = warmup_linear_decay(self.optimizer, o.lr_start / o.lr, o.warmup_steps, total,
                                                  o.lr_end / o.lr)
         elif o.scheduler == "plateau":
+            if not self.config.run.valid_each_epoch:
+                raise ValueError("the plateau scheduler steps on each epoch's validation loss: keep "
+                                 "run.valid_each_epoch true")
             self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
                 self.optimizer, factor=o.plateau_factor, patience=o.plateau_patience)
         elif o.scheduler == "constant":
@@ -601,14 +605,15 @@ class Trainer:
                     break
             if stop and self.batch_in_epoch < n_batches:
                 break
-            metrics = self._validate_and_record(tic, epoch_losses, writer)
-            if o.scheduler == "plateau":
-                self.scheduler.step(metrics["valid_loss"])
+            if run.valid_each_epoch:
+                metrics = self._validate_and_record(tic, epoch_losses, writer)
+                if o.scheduler == "plateau":
+                    self.scheduler.step(metrics["valid_loss"])
             self.epoch += 1
             self.batch_in_epoch = 0
             self.save_state()
-        if run.valid_every and self.history and self.history[-1]["step"] != self.step:
-            # stopped mid-epoch (max_steps / max_minutes): validate the final weights too (keep_best sees them)
+        if (run.valid_every or not run.valid_each_epoch) and (not self.history or self.history[-1]["step"] != self.step):
+            # stopped mid-epoch or between validations: validate the final weights too (keep_best sees them)
             self._validate_and_record(time.perf_counter(), [], writer)
         if self.rank == 0:
             self.export_model()

@@ -1,6 +1,7 @@
 """v2 distillation recipe: force cap and label reuse, mid-epoch validation, best-validation export."""
 
 import numpy as np
+import pytest
 import torch
 from ase import Atoms
 from ase.calculators.lj import LennardJones
@@ -52,3 +53,16 @@ def test_valid_every_and_keep_best_export(tmp_path, mptrj10):
     assert model.metadata["trained_steps"] == best["step"]
     for key, value in best["model"].items():
         assert torch.allclose(model.state_dict()[key].float(), value.float())
+
+
+def test_validation_only_every_n_steps(tmp_path, mptrj10):
+    """valid_each_epoch false: validations at multiples of valid_every and once at the end, none at epoch ends."""
+    config = tiny_config(tmp_path, [mptrj10], run=dict(epochs=3, valid_every=4, valid_each_epoch=False),
+                         optim=dict(warmup_steps=0, lr=3e-3))
+    trainer = Trainer(TrainConfig.from_dict(config))
+    trainer.train()
+    steps = [h["step"] for h in trainer.history]
+    assert steps == sorted(set(steps)) and steps[-1] == trainer.step
+    assert all(step % 4 == 0 for step in steps[:-1]) and len(steps) == trainer.step // 4 + (trainer.step % 4 > 0)
+    with pytest.raises(ValueError, match="plateau"):
+        Trainer(TrainConfig.from_dict(config | {"optim": dict(scheduler="plateau")}))
