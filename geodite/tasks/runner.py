@@ -285,6 +285,17 @@ def _progress(enabled: bool, total: int, done: int, description: str):
     return progress, tid
 
 
+def _weights_identity(spec) -> dict:
+    """For a Geodite checkpoint file here ('geodite', a path): its sha256, so a store of results made with other
+    weights under the same name (e.g. after the shipped checkpoint changed) is refused, not silently resumed.
+    The published 'geodite-mp' file is fixed by its name; peers' weights come with their packages."""
+    if spec.checkpoint is None or spec.checkpoint == "geodite-mp":
+        return {}
+    from geodite.checkpoints import file_sha256, resolve_model_path
+
+    return {"weights_sha256": file_sha256(resolve_model_path(spec.checkpoint))}
+
+
 def run_task(task: Task, opts: RunOptions, client=None, log=None) -> dict:
     """Run ``task`` for ``opts.model``; returns the summary (what ``--json`` prints)."""
     from geodite.registry import get_spec, model_label
@@ -299,7 +310,7 @@ def run_task(task: Task, opts: RunOptions, client=None, log=None) -> dict:
         raise ModelNotAvailableError(spec.missing_message())
     out_dir = task_dir(opts.results_dir, task.name, label)
     store = ResultStore(out_dir / "store")
-    config = task.config()
+    config = task.config() | _weights_identity(spec)
     store.check_or_write_meta(
         {"task": task.name, "model": opts.model, "energy_convention": spec.energy_convention},
         config,

@@ -69,3 +69,24 @@ def test_unknown_protocol_or_element():
         DiatomicsTask(protocol="nope")
     with pytest.raises(ValueError, match="Xx"):
         DiatomicsTask(elements=["Xx"])
+
+
+def test_results_of_other_weights_under_the_same_name_are_not_resumed(tmp_path):
+    """The store records the checkpoint's sha256: after the weights behind a name change, resuming is refused."""
+    import shutil
+
+    import torch
+
+    from geodite.checkpoints import load_model, save_checkpoint
+    from geodite.tasks.store import ConfigMismatchError
+
+    path = tmp_path / "model.pt"
+    shutil.copy(DATA / "geodite_small_checkpoint.pt", path)
+    opts = RunOptions(model=str(path), results_dir=tmp_path / "results", progress=False)
+    run_task(DiatomicsTask(elements=["H"]), opts)
+    model = load_model(str(path))
+    with torch.no_grad():
+        next(model.parameters()).add_(0.01)
+    save_checkpoint(model, path)
+    with pytest.raises(ConfigMismatchError, match="different configuration"):
+        run_task(DiatomicsTask(elements=["H"]), opts)
