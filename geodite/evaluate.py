@@ -155,7 +155,6 @@ def public_columns(table: pd.DataFrame) -> pd.DataFrame:
     return table[[c for c in table.columns if not c.startswith("_")]]
 
 
-
 class CalculatorEvaluator:
     """The Evaluator interface over any ASE calculator (the peers): one structure at a time."""
 
@@ -187,13 +186,13 @@ def make_evaluator(model: str, device: str = "cpu", dtype: str = "float64") -> E
     return CalculatorEvaluator(spec.make_calculator(device=device, dtype=dtype))
 
 
-def summary_row(model: str, summary: dict) -> dict:
-    """``summary`` as one row of the comparison table, in meV units."""
+def summary_row(summary: dict) -> dict:
+    """One model's ``geodite eval`` summary as a row of the comparison table, in meV units."""
     def milli(key: str) -> float:
         return np.nan if summary.get(key) is None else 1000 * summary[key]
 
     return {
-        "model": model_label(model),
+        "model": model_label(summary["model"]),
         "energy convention": summary.get("energy_convention", ""),
         "structures": summary["n_structures"],
         "failed": summary["n_failed"],
@@ -209,10 +208,8 @@ def summary_row(model: str, summary: dict) -> dict:
 def comparison_table(results_dir: str | Path, data_stem: str) -> pd.DataFrame:
     """Every model evaluated on one data file (``results_dir/eval/*/<data_stem>.summary.json``), one row each,
     sorted by force MAE. Rows may cover different numbers of structures (see the ``structures`` column)."""
-    rows = []
-    for path in sorted(Path(results_dir, "eval").glob(f"*/{data_stem}.summary.json")):
-        summary = json.loads(path.read_text())
-        rows.append(summary_row(summary["model"], summary))
+    paths = sorted(Path(results_dir, "eval").glob(f"*/{data_stem}.summary.json"))
+    rows = [summary_row(json.loads(path.read_text())) for path in paths]
     table = pd.DataFrame(rows)
     return table.sort_values("force MAE (meV/Å)", ignore_index=True) if len(table) else table
 

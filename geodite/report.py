@@ -291,16 +291,16 @@ def model_provenance(model: str) -> dict:
     except KeyError as error:
         return out | {"note": str(error)}
     path = None
-    if model == "geodite-mp":  # never download for a report: use the cached file if there is one
+    if spec.checkpoint == "geodite-mp":  # never download for a report: use the cached file if there is one
         from geodite.checkpoints import cache_dir
 
         candidate = cache_dir() / "Geodite-MP.ckpt"
         path = candidate if candidate.exists() else None
-    elif model == "geodite" or spec.path:
+    elif spec.checkpoint is not None:
         from geodite.checkpoints import CheckpointError, resolve_model_path
 
         try:
-            path = resolve_model_path(model if model == "geodite" else spec.path)
+            path = resolve_model_path(spec.checkpoint)
         except CheckpointError as error:
             out["note"] = str(error)
     if path is None:
@@ -589,11 +589,11 @@ def _read_provenance(results_dir: Path, label: str) -> dict | None:
 # --------------------------------------------------------------------------- rendering
 
 
-def _md_cell(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
 def render_markdown(doc: list[tuple], out_dir: Path) -> str:
+    import pandas as pd
+
+    from geodite.tasks.results import table_markdown
+
     lines: list[str] = []
     for block in doc:
         kind = block[0]
@@ -605,10 +605,7 @@ def render_markdown(doc: list[tuple], out_dir: Path) -> str:
             lines += [f"> {block[1]}", ""]
         elif kind == "table":
             headers, rows = block[1], block[2]
-            lines.append("| " + " | ".join(_md_cell(h) for h in headers) + " |")
-            lines.append("|" + "---|" * len(headers))
-            lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
-            lines.append("")
+            lines.append(table_markdown(pd.DataFrame(rows, columns=headers)))
         elif kind == "fig":
             rel = os.path.relpath(block[1], out_dir)
             lines += [f"![{block[2]}]({Path(rel).as_posix()})", ""]

@@ -65,9 +65,9 @@ def table_markdown(table: pd.DataFrame, float_format: str = "{:.4g}") -> str:
     def cell(value) -> str:
         if isinstance(value, float):
             return "" if np.isnan(value) else float_format.format(value)
-        return str(value).replace("|", "\\|")
+        return str(value).replace("|", "\\|").replace("\n", " ")
 
-    lines = ["| " + " | ".join(map(str, table.columns)) + " |", "|" + "---|" * len(table.columns)]
+    lines = ["| " + " | ".join(map(cell, table.columns)) + " |", "|" + "---|" * len(table.columns)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
     return "\n".join(lines) + "\n"
 
