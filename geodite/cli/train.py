@@ -55,34 +55,42 @@ def distill_command(
                                           "set to the labels"),
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="the shared real-data folder "
                                              "(default ../shared/data)"),
+    pool_name: str = typer.Option("v5", "--pool", help="structure pool: v1, v2 or v5 (see geodite.train.distill)"),
     seed: int = typer.Option(0, "--seed", help="seed of the structure pool (rattles, strains)"),
+    reuse: list[Path] = typer.Option([], "--reuse", help="earlier label databases whose rows for this pool "
+                                     "are copied instead of relabelled (repeatable)"),
     limit: Optional[int] = typer.Option(None, "--limit", help="label at most this many structures"),
     label_only: bool = typer.Option(False, "--label-only", help="label, do not train"),
     train_only: bool = typer.Option(False, "--train-only", help="train on existing labels"),
     export: Optional[Path] = typer.Option(None, "--export", help="also write the trained (EMA) model here"),
     device: str = typer.Option("cpu", "--device", help="teacher device"),
 ) -> None:
-    """Label WBM/MP/MPtrj-derived structures (rattled, strained, supercells, dimers) with a teacher potential,
-    then train a Geodite on the labels. Never touches the mptrj-random-1k test set."""
+    """Label WBM/MP/MPtrj-derived structures (rattled, strained, supercells, dimers; in pool v5 also molecules,
+    molecular salts relaxed by the teacher) with a teacher potential, then train a Geodite on the labels.
+    Never touches the mptrj-random-1k test set."""
     import yaml
     from rich.console import Console
 
-    from geodite.train.distill import generate_structures, label_structures, make_teacher
+    from geodite.train.distill import MAX_FORCE_V2, POOLS, label_pool, make_teacher
 
     console = Console()
     labels.parent.mkdir(parents=True, exist_ok=True)
     if not train_only:
-        pool = generate_structures(data_root, seed=seed)
-        console.print(f"structure pool: {len(pool)} structures")
-        count = label_structures(pool, labels, make_teacher(teacher, device), teacher, limit=limit,
-                                 log=console.print)
+        if pool_name not in POOLS:
+            raise typer.BadParameter(f"unknown pool {pool_name!r}; one of {', '.join(sorted(POOLS))}")
+        pool = POOLS[pool_name](data_root, seed=seed)
+        console.print(f"structure pool {pool_name}: {len(pool)} structures")
+        count = label_pool(pool, labels, teacher, make_teacher(teacher, device), reuse=reuse, limit=limit,
+                           max_force=None if pool_name == "v1" else MAX_FORCE_V2, log=console.print)
         console.print(f"{count} labelled structures in {labels}")
     if label_only:
         return
     from geodite.train.trainer import TrainConfig, Trainer
 
     values = yaml.safe_load(config.read_text()) if config else {}
-    values.setdefault("data", {})["train"] = [str(labels)]
+    data = values.setdefault("data", {})
+    if not data.get("train"):
+        data["train"] = [str(labels)]
     trainer = Trainer(TrainConfig.from_dict(values), console=console)
     trainer.train()
     if export is not None and trainer.rank == 0:

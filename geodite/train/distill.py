@@ -248,7 +248,49 @@ def generate_structures_v2(data_root: str | Path | None = None, seed: int = 0) -
 #: v2 labelling drops frames whose largest teacher force exceeds this (eV/Å)
 MAX_FORCE_V2 = 50.0
 
-POOLS = {"v1": generate_structures, "v2": generate_structures_v2}
+#: uid suffix of pool structures that are relaxed by the teacher (frames along the way are the labels)
+RELAX_SUFFIX = "/packed"
+#: teacher relaxation: FIRE steps, and the steps whose frames are labelled (the last one also on convergence)
+RELAX_STEPS = 16
+RELAX_KEEP = (0, 3, 8, 16)
+#: dimer separations of the v5 pool, in units of 2 r_cov: the v1 ones and a finer, longer grid
+DIMER_FACTORS_V5 = (0.6, 0.75, 0.9, 1.0, 1.1, 1.25, 1.4, 1.7, 2.2)
+
+
+def generate_structures_v5(data_root: str | Path | None = None, seed: int = 0) -> list[tuple[str, Atoms]]:
+    """The v5 pool (first trained for model v5): the v2 pool plus molecular chemistry and the dimers back.
+
+    * homonuclear dimers of the 89 elements at :data:`DIMER_FACTORS_V5` × 2 r_cov (v2 kept only 0.9 and
+      1.1, and the shipped v4 model's dimer curves regressed);
+    * ASE's G2 molecules in a 12 Å box, as given and two rattled copies (σ 0.04, 0.08 Å);
+    * 300 random salts of molecular/monatomic anions (:mod:`geodite.train.molecular`) and 80 random packings
+      of G2 molecules, uids ending in :data:`RELAX_SUFFIX`: the teacher relaxes each for
+      :data:`RELAX_STEPS` FIRE steps (cell included) and the frames at :data:`RELAX_KEEP` are labelled, as
+      an MP relaxation trajectory's frames are.
+    """
+    from geodite.train.molecular import g2_molecules, molecular_packings, molecular_salts
+
+    root = Path(data_root) if data_root else default_data_root()
+    pool = [(uid, atoms) for uid, atoms in generate_structures_v2(root, seed) if not uid.startswith("dimer-")]
+    rng = np.random.default_rng(5000 + seed)
+    groups: dict[str, list[tuple[str, Atoms]]] = {}
+    for symbol in MPTRJ_ELEMENTS:
+        z = atomic_numbers[symbol]
+        for factor in DIMER_FACTORS_V5:
+            d = max(factor * 2 * covalent_radii[z], 0.5)
+            atoms = Atoms([z, z], positions=[[0, 0, 0], [d, 0, 0]], cell=np.eye(3) * DIMER_BOX, pbc=True)
+            atoms.positions += DIMER_BOX / 2 - d / 2
+            groups.setdefault("dimers", []).append((f"dimer-{symbol}{symbol}/{factor:.2f}", atoms))
+    for name, atoms in g2_molecules():
+        groups.setdefault("g2", []).append((f"{name}/as-given", atoms))
+        for k, sigma in enumerate((0.04, 0.08)):
+            groups["g2"].append((f"{name}/rattle-{k}", _rattle_strain(atoms, rng, sigma, 0.0)))
+    groups["salts"] = molecular_salts(list(MPTRJ_ELEMENTS), 300, rng)
+    groups["molpacks"] = molecular_packings(80, rng)
+    return pool + _interleave(groups, rng)
+
+
+POOLS = {"v1": generate_structures, "v2": generate_structures_v2, "v5": generate_structures_v5}
 
 
 # ------------------------------------------------------------------------------------------- teachers
@@ -329,6 +371,64 @@ def label_structures(
     return db.count()
 
 
+def label_relaxations(
+    structures: list[tuple[str, Atoms]],
+    db_path: str | Path,
+    calculator,
+    teacher: str,
+    steps: int = RELAX_STEPS,
+    keep: tuple[int, ...] = RELAX_KEEP,
+    max_force: float | None = MAX_FORCE_V2,
+    log: Callable[[str], None] = print,
+) -> int:
+    """Relax each (uid, atoms) with the teacher (ASE FIRE on a FrechetCellFilter, positions and cell) for at
+    most ``steps`` steps and label the frames at the ``keep`` steps — and the last frame when it converges
+    (fmax 0.05 eV/Å) earlier — as ``<material>/relax-<step>`` (material = the uid before "/"). A structure's
+    frames are written in one transaction, so a killed run resumes at the first structure without frames.
+    Frames with a force above ``max_force`` (eV/Å) or with atoms closer than half their covalent-radius sum
+    are dropped. Returns the number of rows in the database."""
+    from ase.db import connect
+    from ase.filters import FrechetCellFilter
+    from ase.optimize import FIRE
+    from ase.stress import full_3x3_to_voigt_6_stress
+
+    db = connect(str(db_path))
+    done = {row.uid.split("/")[0] for row in db.select(columns=["key_value_pairs"])
+            if "uid" in row.key_value_pairs} if Path(db_path).exists() else set()
+    todo = [(uid.split("/")[0], atoms) for uid, atoms in structures if uid.split("/")[0] not in done]
+    start, evaluations = time.perf_counter(), 0
+    for count, (material, atoms) in enumerate(todo, 1):
+        work = atoms.copy()
+        work.calc = calculator
+        frames = []
+        try:
+            optimiser = FIRE(FrechetCellFilter(work), logfile=None)
+            for step, converged in enumerate(optimiser.irun(fmax=0.05, steps=steps)):
+                evaluations += 1
+                if step in keep or converged:
+                    results = work.calc.results
+                    forces = np.asarray(results["forces"], dtype=np.float64)
+                    stress = np.asarray(results["stress"], dtype=np.float64)
+                    frame = Atoms(work.numbers, positions=work.positions, cell=work.cell.array, pbc=True)
+                    if (np.isfinite(forces).all() and np.isfinite(stress).all()
+                            and (max_force is None or np.linalg.norm(forces, axis=1).max() <= max_force)
+                            and _min_distance_ok(frame)):
+                        stress6 = stress if stress.shape == (6,) else full_3x3_to_voigt_6_stress(stress)
+                        frame.calc = SinglePointCalculator(frame, energy=float(results["energy"]),
+                                                           forces=forces, stress=stress6)
+                        frames.append((f"{material}/relax-{step}", frame))
+        except Exception as error:  # a teacher or optimiser failure on one structure: skip it, say so
+            log(f"skip {material}: {error}")
+            continue
+        with db:
+            for uid, frame in frames:
+                db.write(frame, uid=uid, group=material.split("-")[0], teacher=teacher)
+        if count % 20 == 0:
+            elapsed = time.perf_counter() - start
+            log(f"relaxed {count}/{len(todo)} structures, {evaluations} teacher calls in {elapsed:.0f} s")
+    return db.count()
+
+
 def iter_labelled(db_path: str | Path) -> Iterator[tuple[str, Atoms]]:
     from ase.db import connect
 
@@ -359,30 +459,52 @@ def copy_labels(source_db: str | Path, target_db: str | Path, uids: set[str], ma
     return copied
 
 
+def label_pool(pool: list[tuple[str, Atoms]], db_path: str | Path, teacher: str, calculator=None,
+               reuse: list[str | Path] = (), limit: int | None = None, max_force: float | None = MAX_FORCE_V2,
+               log: Callable[[str], None] = print) -> int:
+    """Label a pool into ``db_path`` (resumable): copy rows of the ``reuse`` databases that belong to the
+    pool, then label the dimers (no force cap: they teach the short range), the single-point structures
+    (frames above ``max_force`` eV/Å dropped; at most ``limit``), and relax the :data:`RELAX_SUFFIX`
+    structures with the teacher (:func:`label_relaxations`). Returns the number of rows."""
+    relax = [(uid, a) for uid, a in pool if uid.endswith(RELAX_SUFFIX)]
+    dimers = [(uid, a) for uid, a in pool if uid.startswith("dimer-")]
+    single = [(uid, a) for uid, a in pool if not uid.endswith(RELAX_SUFFIX) and not uid.startswith("dimer-")]
+    for source in reuse:
+        copy_labels(source, db_path, {uid for uid, _ in single}, max_force, log)
+        copy_labels(source, db_path, {uid for uid, _ in dimers}, None, log)
+    calculator = calculator if calculator is not None else make_teacher(teacher)
+    label_structures(dimers, db_path, calculator, teacher, log=log)
+    count = label_structures(single, db_path, calculator, teacher, limit=limit, log=log, max_force=max_force)
+    if relax:
+        count = label_relaxations(relax, db_path, calculator, teacher, max_force=max_force, log=log)
+    return count
+
+
 def main(argv=None) -> None:
-    """python -m geodite.train.distill --pool v2 --labels LABELS.db [--reuse OLD.db] [--teacher sevennet-0]
-    [--threads 1]: build the pool, copy reusable labels, label the rest (resumable)."""
+    """python -m geodite.train.distill --pool v5 --labels LABELS.db [--reuse OLD.db ...] [--teacher sevennet-0]
+    [--threads 1] [--shard i/n]: build the pool, copy reusable labels, label the rest (resumable)."""
     import argparse
 
     import torch
 
     parser = argparse.ArgumentParser()
-    parser.add_argument("--pool", default="v2", choices=sorted(POOLS))
+    parser.add_argument("--pool", default="v5", choices=sorted(POOLS))
     parser.add_argument("--labels", required=True)
-    parser.add_argument("--reuse", default=None)
+    parser.add_argument("--reuse", action="append", default=[], help="earlier label databases (repeatable)")
     parser.add_argument("--teacher", default="sevennet-0")
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--shard", default="0/1", help="i/n: label only every n-th structure from the i-th "
+                        "(parallel labelling into separate databases)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    pool = POOLS[args.pool](args.data_root, seed=0)
-    max_force = MAX_FORCE_V2 if args.pool == "v2" else None
-    print(f"pool {args.pool}: {len(pool)} structures, {sum(len(a) for _, a in pool)} atoms", flush=True)
-    if args.reuse:
-        copy_labels(args.reuse, args.labels, {uid for uid, _ in pool}, max_force)
-    count = label_structures(pool, args.labels, make_teacher(args.teacher), args.teacher, limit=args.limit,
-                             log=lambda s: print(s, flush=True), max_force=max_force)
+    shard, shards = (int(v) for v in args.shard.split("/"))
+    pool = POOLS[args.pool](args.data_root, seed=0)[shard::shards]
+    print(f"pool {args.pool} (shard {args.shard}): {len(pool)} structures, {sum(len(a) for _, a in pool)} atoms",
+          flush=True)
+    count = label_pool(pool, args.labels, args.teacher, reuse=args.reuse, limit=args.limit,
+                       max_force=None if args.pool == "v1" else MAX_FORCE_V2, log=lambda s: print(s, flush=True))
     print(f"rows {count}", flush=True)
 
 
