@@ -242,18 +242,24 @@ class FrameStore:
         )
 
 
+def valid_materials(num_materials: int, valid_fraction: float, seed: int = 0) -> np.ndarray:
+    """Boolean mask over material indices 0..num_materials-1 (in order of first appearance): the randomly
+    chosen ``valid_fraction`` of them (at least one, never all, when the fraction is positive)."""
+    rng = np.random.default_rng(seed)
+    shuffled = rng.permutation(np.arange(num_materials))
+    n_valid = int(round(valid_fraction * num_materials)) if valid_fraction > 0 else 0
+    if valid_fraction > 0 and num_materials > 1:
+        n_valid = min(max(n_valid, 1), num_materials - 1)
+    mask = np.zeros(num_materials, dtype=bool)
+    mask[shuffled[:n_valid]] = True
+    return mask
+
+
 def split_by_material(store: FrameStore, valid_fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(train, valid) frame indices; all frames of one material (trajectory) land on the same side."""
     material = store.material_of()
-    unique = np.unique(material)
-    rng = np.random.default_rng(seed)
-    shuffled = rng.permutation(unique)
-    n_valid = int(round(valid_fraction * len(unique))) if valid_fraction > 0 else 0
-    if valid_fraction > 0 and len(unique) > 1:
-        n_valid = min(max(n_valid, 1), len(unique) - 1)
-    valid_materials = np.zeros(material.max() + 1 if len(material) else 0, dtype=bool)
-    valid_materials[shuffled[:n_valid]] = True
-    is_valid = valid_materials[material]
+    num_materials = int(material.max()) + 1 if len(material) else 0
+    is_valid = valid_materials(num_materials, valid_fraction, seed)[material]
     return np.flatnonzero(~is_valid), np.flatnonzero(is_valid)
 
 

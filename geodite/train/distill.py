@@ -459,6 +459,55 @@ def copy_labels(source_db: str | Path, target_db: str | Path, uids: set[str], ma
     return copied
 
 
+def _material(uid: str) -> str:
+    return uid.split("/")[0]
+
+
+def split_labels(sources: list[str | Path], train_db: str | Path, valid_db: str | Path, fraction: float = 0.05,
+                 seed: int = 0, previous: str | Path | None = None, previous_fraction: float = 0.05,
+                 previous_seed: int = 0, log: Callable[[str], None] = print) -> tuple[int, int]:
+    """Split labelled rows by material (the uid before "/") into a training and a validation ASE database;
+    a uid present in several sources is written once (first source wins). Returns (train, valid) rows.
+
+    With ``previous`` (the label database an earlier model was trained on with the trainer's own
+    ``valid_fraction=previous_fraction, split_seed=previous_seed`` split), that split is kept: its validation
+    materials stay in validation and its training materials in training, so a model fine-tuned from the
+    earlier one is still validated only on materials it never saw. Of the materials not in ``previous``
+    (sorted by id), ``round(fraction × count)`` drawn with ``numpy.random.default_rng(seed)`` go to
+    validation."""
+    from ase.db import connect
+
+    from geodite.data.dataset import valid_materials
+
+    held_out: set[str] = set()
+    known: set[str] = set()
+    if previous is not None:
+        order = list(dict.fromkeys(_material(row.uid) for row in connect(str(previous)).select()))
+        mask = valid_materials(len(order), previous_fraction, previous_seed)
+        held_out = {m for m, v in zip(order, mask) if v}
+        known = set(order)
+    rows, seen = [], set()
+    for source in sources:
+        for row in connect(str(source)).select():
+            if row.uid not in seen:
+                seen.add(row.uid)
+                rows.append(row)
+    new = sorted({_material(row.uid) for row in rows} - known)
+    if new and fraction > 0:
+        count = min(max(int(round(fraction * len(new))), 1), len(new))
+        held_out |= set(np.random.default_rng(seed).choice(new, count, replace=False))
+    counts = [0, 0]
+    with connect(str(train_db)) as train, connect(str(valid_db)) as valid:
+        for row in rows:
+            is_valid = _material(row.uid) in held_out
+            keys = {key: row.get(key) for key in ("group", "teacher") if row.get(key) is not None}
+            (valid if is_valid else train).write(row.toatoms(), uid=row.uid, **keys)
+            counts[is_valid] += 1
+    log(f"split {len(rows)} labelled frames: {counts[0]} training, {counts[1]} validation "
+        f"({len(held_out & {_material(r.uid) for r in rows})} validation materials, {len(new)} new materials)")
+    return counts[0], counts[1]
+
+
 def label_pool(pool: list[tuple[str, Atoms]], db_path: str | Path, teacher: str, calculator=None,
                reuse: list[str | Path] = (), limit: int | None = None, max_force: float | None = MAX_FORCE_V2,
                log: Callable[[str], None] = print) -> int:
@@ -497,7 +546,17 @@ def main(argv=None) -> None:
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--shard", default="0/1", help="i/n: label only every n-th structure from the i-th "
                         "(parallel labelling into separate databases)")
+    parser.add_argument("--split", nargs=2, metavar=("TRAIN_DB", "VALID_DB"), default=None,
+                        help="instead of labelling: split the --labels databases (comma-separated) by material")
+    parser.add_argument("--split-fraction", type=float, default=0.05)
+    parser.add_argument("--split-seed", type=int, default=0)
+    parser.add_argument("--split-previous", default=None, help="label database of the model fine-tuned from: "
+                        "its validation materials (fraction 0.05, seed 0) stay in validation")
     args = parser.parse_args(argv)
+    if args.split:
+        split_labels(args.labels.split(","), *args.split, fraction=args.split_fraction, seed=args.split_seed,
+                     previous=args.split_previous, log=lambda s: print(s, flush=True))
+        return
     torch.set_num_threads(args.threads)
     shard, shards = (int(v) for v in args.shard.split("/"))
     pool = POOLS[args.pool](args.data_root, seed=0)[shard::shards]

@@ -111,3 +111,36 @@ def test_pool_v5_adds_molecules_salts_and_the_dimer_grid():
     relaxed = [u for u in uids if u.endswith(RELAX_SUFFIX)]
     assert sum(u.startswith("salt-") for u in relaxed) == 300 and sum(u.startswith("molpack-") for u in relaxed) == 80
     assert any(u.startswith("wbm-") for u in uids) and not any("mptrj-random" in u for u in uids)
+
+
+def test_split_labels_keeps_the_previous_split_and_holds_out_new_materials(tmp_path):
+    from ase import Atoms
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.db import connect
+
+    from geodite.data.dataset import valid_materials
+    from geodite.train.distill import split_labels
+
+    def write(path, uids):
+        with connect(str(path)) as db:
+            for uid in uids:
+                atoms = Atoms("H2", positions=[[0, 0, 0], [0.74, 0, 0]], cell=np.eye(3) * 8, pbc=True)
+                atoms.calc = SinglePointCalculator(atoms, energy=-1.0, forces=np.zeros((2, 3)),
+                                                   stress=np.zeros(6))
+                db.write(atoms, uid=uid)
+
+    old = [f"old-{m}/frame-{k}" for m in range(40) for k in range(2)]
+    new = [f"new-{m}/frame-{k}" for m in range(20) for k in range(3)]
+    write(tmp_path / "old.db", old)
+    write(tmp_path / "new.db", new + old[:4])  # a uid in both sources is written once
+    n_train, n_valid = split_labels([tmp_path / "old.db", tmp_path / "new.db"], tmp_path / "t.db",
+                                    tmp_path / "v.db", fraction=0.1, seed=1, previous=tmp_path / "old.db",
+                                    log=lambda s: None)
+    assert n_train + n_valid == len(old) + len(new)
+    valid = {row.uid.split("/")[0] for row in connect(str(tmp_path / "v.db")).select()}
+    train = {row.uid.split("/")[0] for row in connect(str(tmp_path / "t.db")).select()}
+    assert not valid & train
+    old_materials = [f"old-{m}" for m in range(40)]
+    expected_old = {m for m, v in zip(old_materials, valid_materials(40, 0.05, 0)) if v}
+    assert {m for m in valid if m.startswith("old-")} == expected_old and len(expected_old) == 2
+    assert len({m for m in valid if m.startswith("new-")}) == 2
