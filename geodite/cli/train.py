@@ -55,7 +55,8 @@ def distill_command(
                                           "set to the labels"),
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="the shared real-data folder "
                                              "(default ../shared/data)"),
-    pool_name: str = typer.Option("v5", "--pool", help="structure pool: v1, v2 or v5 (see geodite.train.distill)"),
+    pool_name: str = typer.Option("v5", "--pool",
+                                  help="structure pool: v1, v2, v5 or v6 (see geodite.train.distill)"),
     seed: int = typer.Option(0, "--seed", help="seed of the structure pool (rattles, strains)"),
     reuse: list[Path] = typer.Option([], "--reuse", help="earlier label databases whose rows for this pool "
                                      "are copied instead of relabelled (repeatable)"),

@@ -290,7 +290,52 @@ def generate_structures_v5(data_root: str | Path | None = None, seed: int = 0) -
     return pool + _interleave(groups, rng)
 
 
-POOLS = {"v1": generate_structures, "v2": generate_structures_v2, "v5": generate_structures_v5}
+def generate_structures_v6(data_root: str | Path | None = None, seed: int = 0) -> list[tuple[str, Atoms]]:
+    """The v6 pool: the v5 pool plus fresh draws of the same kinds (v5's validation error flattened with
+    training steps, while the v5 data had cut it):
+
+    * per WBM DFT-relaxed and WBM initial structure 2, per MP elemental reference 4 more mild copies
+      (as in :func:`generate_structures_v2`, uids numbered on from v2's);
+    * two more rattled copies of each G2 molecule (σ 0.06, 0.12 Å);
+    * 400 more salts and 120 more molecular packings (uids numbered from 1000), relaxed by the teacher as
+      in v5.
+    """
+    from geodite.train.molecular import g2_molecules, molecular_packings, molecular_salts
+
+    root = Path(data_root) if data_root else default_data_root()
+    pool = generate_structures_v5(root, seed)
+    rng = np.random.default_rng(6000 + seed)
+    groups: dict[str, list[tuple[str, Atoms]]] = {}
+
+    def add(group: str, uid: str, atoms: Atoms) -> None:
+        if 0 < len(atoms) <= MAX_ATOMS and _min_distance_ok(atoms):
+            groups.setdefault(group, []).append((uid, atoms))
+
+    def mild(atoms: Atoms) -> Atoms:
+        return _rattle_strain(atoms, rng, rng.uniform(0.02, 0.1), rng.uniform(0.0, 0.03))
+
+    for mid, atoms in _wbm_relaxed(root):
+        big = _supercell_to(atoms, 16)
+        for k in (2, 3):
+            add("v6-wbm-mild", f"{mid}/mild-{k}", mild(big))
+    for wid, atoms in _wbm_initial(root):
+        big = _supercell_to(atoms, 12)
+        for k in (2, 3):
+            add("v6-initial-mild", f"{wid}/initial-mild-{k}", mild(big))
+    for symbol, atoms in _elemental_references(root):
+        big = _supercell_to(atoms, 16)
+        for k in range(4, 8):
+            add("v6-elements", f"element-{symbol}/mild-{k}", mild(big))
+    for name, atoms in g2_molecules():
+        for k, sigma in ((2, 0.06), (3, 0.12)):
+            add("v6-g2", f"{name}/rattle-{k}", _rattle_strain(atoms, rng, sigma, 0.0))
+    groups["v6-salts"] = molecular_salts(list(MPTRJ_ELEMENTS), 400, rng, first_index=1000)
+    groups["v6-molpacks"] = molecular_packings(120, rng, first_index=1000)
+    return pool + _interleave(groups, rng)
+
+
+POOLS = {"v1": generate_structures, "v2": generate_structures_v2, "v5": generate_structures_v5,
+         "v6": generate_structures_v6}
 
 
 # ------------------------------------------------------------------------------------------- teachers
@@ -465,7 +510,8 @@ def _material(uid: str) -> str:
 
 def split_labels(sources: list[str | Path], train_db: str | Path, valid_db: str | Path, fraction: float = 0.05,
                  seed: int = 0, previous: str | Path | None = None, previous_fraction: float = 0.05,
-                 previous_seed: int = 0, log: Callable[[str], None] = print) -> tuple[int, int]:
+                 previous_seed: int = 0, previous_split: tuple[str | Path, str | Path] | None = None,
+                 log: Callable[[str], None] = print) -> tuple[int, int]:
     """Split labelled rows by material (the uid before "/") into a training and a validation ASE database;
     a uid present in several sources is written once (first source wins). Returns (train, valid) rows.
 
@@ -474,10 +520,14 @@ def split_labels(sources: list[str | Path], train_db: str | Path, valid_db: str 
     materials stay in validation and its training materials in training, so a model fine-tuned from the
     earlier one is still validated only on materials it never saw. Of the materials not in ``previous``
     (sorted by id), ``round(fraction × count)`` drawn with ``numpy.random.default_rng(seed)`` go to
-    validation."""
+    validation. ``previous_split`` (the (training, validation) databases of an earlier ``split_labels``) keeps
+    that split the same way."""
     from ase.db import connect
 
     from geodite.data.dataset import valid_materials
+
+    def materials(db: str | Path) -> set[str]:
+        return {_material(row.uid) for row in connect(str(db)).select()}
 
     held_out: set[str] = set()
     known: set[str] = set()
@@ -486,6 +536,9 @@ def split_labels(sources: list[str | Path], train_db: str | Path, valid_db: str 
         mask = valid_materials(len(order), previous_fraction, previous_seed)
         held_out = {m for m, v in zip(order, mask) if v}
         known = set(order)
+    if previous_split is not None:
+        held_out |= materials(previous_split[1])
+        known |= materials(previous_split[0]) | materials(previous_split[1])
     rows, seen = [], set()
     for source in sources:
         for row in connect(str(source)).select():
@@ -512,15 +565,17 @@ def label_pool(pool: list[tuple[str, Atoms]], db_path: str | Path, teacher: str,
                reuse: list[str | Path] = (), limit: int | None = None, max_force: float | None = MAX_FORCE_V2,
                log: Callable[[str], None] = print) -> int:
     """Label a pool into ``db_path`` (resumable): copy rows of the ``reuse`` databases that belong to the
-    pool, then label the dimers (no force cap: they teach the short range), the single-point structures
-    (frames above ``max_force`` eV/Å dropped; at most ``limit``), and relax the :data:`RELAX_SUFFIX`
-    structures with the teacher (:func:`label_relaxations`). Returns the number of rows."""
+    pool (whole relaxations included), then label the dimers (no force cap: they teach the short range), the
+    single-point structures (frames above ``max_force`` eV/Å dropped; at most ``limit``), and relax the
+    :data:`RELAX_SUFFIX` structures with the teacher (:func:`label_relaxations`). Returns the row count."""
     relax = [(uid, a) for uid, a in pool if uid.endswith(RELAX_SUFFIX)]
     dimers = [(uid, a) for uid, a in pool if uid.startswith("dimer-")]
     single = [(uid, a) for uid, a in pool if not uid.endswith(RELAX_SUFFIX) and not uid.startswith("dimer-")]
+    relaxed_frames = {f"{_material(uid)}/relax-{step}" for uid, _ in relax for step in range(RELAX_STEPS + 1)}
     for source in reuse:
         copy_labels(source, db_path, {uid for uid, _ in single}, max_force, log)
         copy_labels(source, db_path, {uid for uid, _ in dimers}, None, log)
+        copy_labels(source, db_path, relaxed_frames, None, log)  # whole relaxations (one transaction each)
     calculator = calculator if calculator is not None else make_teacher(teacher)
     label_structures(dimers, db_path, calculator, teacher, log=log)
     count = label_structures(single, db_path, calculator, teacher, limit=limit, log=log, max_force=max_force)
@@ -552,10 +607,13 @@ def main(argv=None) -> None:
     parser.add_argument("--split-seed", type=int, default=0)
     parser.add_argument("--split-previous", default=None, help="label database of the model fine-tuned from: "
                         "its validation materials (fraction 0.05, seed 0) stay in validation")
+    parser.add_argument("--split-after", nargs=2, metavar=("TRAIN_DB", "VALID_DB"), default=None,
+                        help="an earlier --split's output: its validation materials stay in validation")
     args = parser.parse_args(argv)
     if args.split:
         split_labels(args.labels.split(","), *args.split, fraction=args.split_fraction, seed=args.split_seed,
-                     previous=args.split_previous, log=lambda s: print(s, flush=True))
+                     previous=args.split_previous, previous_split=args.split_after,
+                     log=lambda s: print(s, flush=True))
         return
     torch.set_num_threads(args.threads)
     shard, shards = (int(v) for v in args.shard.split("/"))

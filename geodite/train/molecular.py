@@ -185,9 +185,9 @@ def salt_units(cation: str, cation_charge: int, anion: Ion, rng: np.random.Gener
 
 
 def molecular_salts(elements: list[str], count: int, rng: np.random.Generator,
-                    max_atoms: int = 40) -> list[tuple[str, Atoms]]:
+                    max_atoms: int = 40, first_index: int = 0) -> list[tuple[str, Atoms]]:
     """``count`` random packed salts (uid, atoms): a cation drawn from ``elements`` (or ammonium, 1 in 8)
-    with an anion of :data:`ANIONS` (molecular ones 3 in 4)."""
+    with an anion of :data:`ANIONS` (molecular ones 3 in 4). Uids are numbered from ``first_index``."""
     charges = cation_charges(elements)
     cations = sorted(charges)
     molecular = [a for a in ANIONS if a.ligand is not None or a.name == "C2O4"]
@@ -209,7 +209,7 @@ def molecular_salts(elements: list[str], count: int, rng: np.random.Generator,
         atoms = pack_units(units, rng, volume_factor=float(rng.uniform(0.55, 0.9)))
         if atoms is None:
             continue
-        out.append((f"salt-{len(out):04d}-{cation}{charge}-{anion.name}/packed", atoms))
+        out.append((f"salt-{first_index + len(out):04d}-{cation}{charge}-{anion.name}/packed", atoms))
     return out
 
 
@@ -229,9 +229,10 @@ def g2_molecules(min_atoms: int = 2, box: float = 12.0) -> list[tuple[str, Atoms
     return out
 
 
-def molecular_packings(count: int, rng: np.random.Generator, max_atoms: int = 40) -> list[tuple[str, Atoms]]:
+def molecular_packings(count: int, rng: np.random.Generator, max_atoms: int = 40,
+                       first_index: int = 0) -> list[tuple[str, Atoms]]:
     """``count`` random packings (uid, atoms) of 2–8 copies of one closed-shell-sized G2 molecule (≥ 3
-    atoms): molecular crystals' intermolecular contacts."""
+    atoms): molecular crystals' intermolecular contacts. Uids are numbered from ``first_index``."""
     from ase.collections import g2
 
     names = [n for n in g2.names if 3 <= len(g2[n]) <= max_atoms // 2]
@@ -243,5 +244,5 @@ def molecular_packings(count: int, rng: np.random.Generator, max_atoms: int = 40
         copies = int(rng.integers(2, max(3, min(8, max_atoms // len(unit)) + 1)))
         atoms = pack_units([unit.copy() for _ in range(copies)], rng, volume_factor=float(rng.uniform(0.7, 1.0)))
         if atoms is not None:
-            out.append((f"molpack-{len(out):04d}-{name}/packed", atoms))
+            out.append((f"molpack-{first_index + len(out):04d}-{name}/packed", atoms))
     return out

@@ -86,6 +86,13 @@ def test_label_relaxations_writes_trajectory_frames_and_resumes(tmp_path):
                              keep=(0, 3, 6), log=lambda s: None) == count
     assert Counting.calls == 0  # every structure already has its frames
 
+    from geodite.train.distill import label_pool
+
+    reused = tmp_path / "reused.db"
+    assert label_pool(structures, reused, "lj", calculator=Counting(sigma=2.5, epsilon=0.01, rc=5.0),
+                      reuse=[db], log=lambda s: None) == count
+    assert Counting.calls == 0  # whole relaxations are copied from the earlier labels, not redone
+
 
 def test_cation_charges_are_positive_and_skip_anions():
     charges = molecular.cation_charges(list(MPTRJ_ELEMENTS))
@@ -111,6 +118,25 @@ def test_pool_v5_adds_molecules_salts_and_the_dimer_grid():
     relaxed = [u for u in uids if u.endswith(RELAX_SUFFIX)]
     assert sum(u.startswith("salt-") for u in relaxed) == 300 and sum(u.startswith("molpack-") for u in relaxed) == 80
     assert any(u.startswith("wbm-") for u in uids) and not any("mptrj-random" in u for u in uids)
+
+
+@pytest.mark.slow
+def test_pool_v6_extends_v5_with_fresh_draws_under_new_uids():
+    from train_helpers import SHARED
+
+    from geodite.train.distill import RELAX_SUFFIX, generate_structures_v5, generate_structures_v6
+
+    if not (SHARED / "wbm").exists():
+        pytest.skip("shared data missing")
+    v5 = generate_structures_v5(SHARED, seed=0)
+    v6 = generate_structures_v6(SHARED, seed=0)
+    assert [u for u, _ in v6[:len(v5)]] == [u for u, _ in v5]  # v5's labels are reused as they are
+    added = [u for u, _ in v6[len(v5):]]
+    assert len(set(added)) == len(added) and not set(added) & {u for u, _ in v5}
+    relaxed = [u for u in added if u.endswith(RELAX_SUFFIX)]
+    assert sum(u.startswith("salt-1") for u in relaxed) == 400
+    assert sum(u.startswith("molpack-1") for u in relaxed) == 120
+    assert sum(u.endswith(("/mild-2", "/mild-3")) for u in added) > 1500
 
 
 def test_split_labels_keeps_the_previous_split_and_holds_out_new_materials(tmp_path):
@@ -144,3 +170,15 @@ def test_split_labels_keeps_the_previous_split_and_holds_out_new_materials(tmp_p
     expected_old = {m for m, v in zip(old_materials, valid_materials(40, 0.05, 0)) if v}
     assert {m for m in valid if m.startswith("old-")} == expected_old and len(expected_old) == 2
     assert len({m for m in valid if m.startswith("new-")}) == 2
+
+    # a later round keeps this split: its validation materials stay, and 10 % of the newer ones join them
+    newer = [f"newer-{m}/frame-0" for m in range(30)]
+    write(tmp_path / "newer.db", newer)
+    split_labels([tmp_path / "t.db", tmp_path / "v.db", tmp_path / "newer.db"], tmp_path / "t2.db",
+                 tmp_path / "v2.db", fraction=0.1, seed=2,
+                 previous_split=(tmp_path / "t.db", tmp_path / "v.db"),
+                 log=lambda s: None)
+    valid2 = {row.uid.split("/")[0] for row in connect(str(tmp_path / "v2.db")).select()}
+    train2 = {row.uid.split("/")[0] for row in connect(str(tmp_path / "t2.db")).select()}
+    assert valid <= valid2 and train <= train2 and not valid2 & train2
+    assert len(valid2 - valid) == 3 and all(m.startswith("newer-") for m in valid2 - valid)
