@@ -561,21 +561,40 @@ def build_document(models: Sequence[str], results_dir: str | Path = "results", t
         doc.append(("table", ["package", "version"], [[k, v or "not installed"] for k, v in versions.items()], None))
         hw = src.get("hardware", {})
         doc.append(("table", ["hardware", "value"], [[k, _fmt(v) if v is not None else "none"] for k, v in hw.items()], None))
-        walls = []
+        walls, other_weights = [], []
         for task in TASKS:
             r = collect(results_dir, task, label)
             m = r.metrics or {}
             status = (prov or {}).get("tasks", {}).get(task, {}).get("status") or ("ok" if r.metrics else "not run")
             workers = m.get("workers")
+            weights = weights_column(m, info.get("sha256"))
+            if weights.endswith("(other weights)"):
+                other_weights.append(task)
             walls.append([task, status, _fmt(m.get("wall_s")), _fmt(m.get("n_items")),
-                          f"{workers} × {m.get('threads_per_worker')} threads" if workers else _fmt(m.get("threads"))])
-        doc.append(("table", ["task", "status", "wall time (s)", "items", "workers × threads"], walls, None))
+                          f"{workers} × {m.get('threads_per_worker')} threads" if workers else _fmt(m.get("threads")),
+                          weights])
+        doc.append(("table", ["task", "status", "wall time (s)", "items", "workers × threads", "weights"], walls,
+                    None))
+        if other_weights:
+            doc.append(("p", f"**Mixed weights:** {', '.join(other_weights)} ran with other weights than the "
+                             f"checkpoint above (it changed since): rerun them with `--fresh` before comparing."))
     doc.append(("h", 3, "Data files shipped in the package (geodite/data/files)", "data"))
     doc.append(("table", ["file", "bytes", "sha256"], [[d["file"], str(d["bytes"]), d["sha256"]] for d in data_files()], None))
     doc.append(("p", "Full-mode data (Matbench Discovery files, phononDB structures) are verified against the md5 of "
                      "`geodite/data/downloads.py` when fetched; each task's `config` above records its mode and the "
                      "md5 of the data it read."))
     return doc
+
+
+def weights_column(metrics: dict, checkpoint_sha256: str | None) -> str:
+    """Which weights a task's results came from (its ``config.weights_sha256``) next to the model's
+    checkpoint now: "this checkpoint", "<sha prefix>… (other weights)", "not recorded" or "—"."""
+    recorded = (metrics.get("config") or {}).get("weights_sha256")
+    if not metrics or checkpoint_sha256 is None:
+        return "—"
+    if recorded is None:
+        return "not recorded"
+    return "this checkpoint" if recorded == checkpoint_sha256 else f"{recorded[:12]}… (other weights)"
 
 
 def _read_provenance(results_dir: Path, label: str) -> dict | None:

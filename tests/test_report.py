@@ -160,6 +160,27 @@ def test_report_provenance_and_published_marking(tiny_run):
     assert shipped and all(sha in text for sha in shipped)
     walls = next(t for t in sections["provenance"]["tables"] if t[0][0][:3] == ["task", "status", "wall time (s)"])
     assert [cells[0] for cells, _ in walls[1:]] == list(rep.TASKS)
+    weights = {cells[0]: cells[-1] for cells, _ in walls[1:]}
+    assert weights["discovery"] == weights["md"] == "this checkpoint"
+    assert "Mixed weights" not in text
+
+
+def test_report_flags_results_of_other_weights(tiny_run, tmp_path):
+    """A task whose stored results came from other weights (the shipped checkpoint changed) is marked."""
+    import shutil
+
+    root = tmp_path / "results"
+    shutil.copytree(tiny_run[0], root)
+    metrics_path = next(root.glob(f"discovery/{LABEL}/metrics.json"))
+    metrics = json.loads(metrics_path.read_text())
+    metrics["config"]["weights_sha256"] = "ab" * 32
+    metrics_path.write_text(json.dumps(metrics))
+    sections = parse(Path(rep.write_report([SMALL], root)["html"]))
+    walls = next(t for t in sections["provenance"]["tables"] if t[0][0][:3] == ["task", "status", "wall time (s)"])
+    weights = {cells[0]: cells[-1] for cells, _ in walls[1:]}
+    assert weights["discovery"] == "abababababab… (other weights)" and weights["md"] == "this checkpoint"
+    text = "".join(sections["provenance"]["text"])
+    assert "Mixed weights:" in text and "discovery ran with other weights than the checkpoint above" in text
 
 
 def test_cli_bench_all_resumes_and_prints_one_json(tiny_run):
