@@ -567,8 +567,8 @@ def build_document(models: Sequence[str], results_dir: str | Path = "results", t
             m = r.metrics or {}
             status = (prov or {}).get("tasks", {}).get(task, {}).get("status") or ("ok" if r.metrics else "not run")
             workers = m.get("workers")
-            weights = weights_column(m, info.get("sha256"))
-            if weights.endswith("(other weights)"):
+            weights = "—" if task == "speed" else weights_column(m, info.get("sha256"))  # speed: many models
+            if weights.endswith("(other weights)") or weights == "not recorded":
                 other_weights.append(task)
             walls.append([task, status, _fmt(m.get("wall_s")), _fmt(m.get("n_items")),
                           f"{workers} × {m.get('threads_per_worker')} threads" if workers else _fmt(m.get("threads")),
@@ -577,7 +577,8 @@ def build_document(models: Sequence[str], results_dir: str | Path = "results", t
                     None))
         if other_weights:
             doc.append(("p", f"**Mixed weights:** {', '.join(other_weights)} ran with other weights than the "
-                             f"checkpoint above (it changed since): rerun them with `--fresh` before comparing."))
+                             f"checkpoint above, or did not record theirs (results older than the record): rerun "
+                             f"with `--fresh` before comparing."))
     doc.append(("h", 3, "Data files shipped in the package (geodite/data/files)", "data"))
     doc.append(("table", ["file", "bytes", "sha256"], [[d["file"], str(d["bytes"]), d["sha256"]] for d in data_files()], None))
     doc.append(("p", "Full-mode data (Matbench Discovery files, phononDB structures) are verified against the md5 of "

@@ -181,6 +181,7 @@ def test_report_flags_results_of_other_weights(tiny_run, tmp_path):
     assert weights["discovery"] == "abababababab… (other weights)" and weights["md"] == "this checkpoint"
     text = "".join(sections["provenance"]["text"])
     assert "Mixed weights:" in text and "discovery ran with other weights than the checkpoint above" in text
+    assert weights["speed"] == "—"
 
 
 def test_cli_bench_all_resumes_and_prints_one_json(tiny_run):
