@@ -219,30 +219,41 @@ def generate_structures_v2(data_root: str | Path | None = None, seed: int = 0) -
           if not uid.startswith("dimer-") or uid.endswith(("/0.90", "/1.10"))]
     rng = np.random.default_rng(1000 + seed)
     groups: dict[str, list[tuple[str, Atoms]]] = {}
+    _add_mild_copies(groups, root, rng, "v2", range(2), range(2), range(4), initial_as_given=True)
+    # new structures interleaved (as in v1), after the v1 pool (whose labels usually exist already)
+    return v1 + _interleave(groups, rng)
 
-    def add(group: str, uid: str, atoms: Atoms) -> None:
-        if 0 < len(atoms) <= MAX_ATOMS and _min_distance_ok(atoms):
-            groups.setdefault(group, []).append((uid, atoms))
 
+def _add_to_group(groups: dict[str, list[tuple[str, Atoms]]], group: str, uid: str, atoms: Atoms) -> None:
+    """Append (uid, atoms) to ``groups[group]`` if it is small enough and has no overlapping atoms."""
+    if 0 < len(atoms) <= MAX_ATOMS and _min_distance_ok(atoms):
+        groups.setdefault(group, []).append((uid, atoms))
+
+
+def _add_mild_copies(groups: dict[str, list[tuple[str, Atoms]]], root: Path, rng: np.random.Generator,
+                     prefix: str, wbm_copies, initial_copies, element_copies,
+                     initial_as_given: bool = False) -> None:
+    """Mild copies (rattle σ U(0.02, 0.1) Å, symmetric strain ≤ 3 %), numbered by ``*_copies``: of
+    each WBM relaxed structure (supercell ≥ 16 atoms), WBM initial structure (≥ 12 atoms; with
+    ``initial_as_given`` also the structure itself) and MP elemental reference (≥ 16 atoms), into groups
+    named ``prefix-…``."""
     def mild(atoms: Atoms) -> Atoms:
         return _rattle_strain(atoms, rng, rng.uniform(0.02, 0.1), rng.uniform(0.0, 0.03))
 
     for mid, atoms in _wbm_relaxed(root):
         big = _supercell_to(atoms, 16)
-        for k in range(2):
-            add("v2-wbm-mild", f"{mid}/mild-{k}", mild(big))
+        for k in wbm_copies:
+            _add_to_group(groups, f"{prefix}-wbm-mild", f"{mid}/mild-{k}", mild(big))
     for wid, atoms in _wbm_initial(root):
-        add("v2-initial", f"{wid}/initial", atoms)
+        if initial_as_given:
+            _add_to_group(groups, f"{prefix}-initial", f"{wid}/initial", atoms)
         big = _supercell_to(atoms, 12)
-        for k in range(2):
-            add("v2-initial-mild", f"{wid}/initial-mild-{k}", mild(big))
+        for k in initial_copies:
+            _add_to_group(groups, f"{prefix}-initial-mild", f"{wid}/initial-mild-{k}", mild(big))
     for symbol, atoms in _elemental_references(root):
         big = _supercell_to(atoms, 16)
-        for k in range(4):
-            add("v2-elements", f"element-{symbol}/mild-{k}", mild(big))
-
-    # new structures interleaved (as in v1), after the v1 pool (whose labels usually exist already)
-    return v1 + _interleave(groups, rng)
+        for k in element_copies:
+            _add_to_group(groups, f"{prefix}-elements", f"element-{symbol}/mild-{k}", mild(big))
 
 
 #: v2 labelling drops frames whose largest teacher force exceeds this (eV/Å)
@@ -306,29 +317,10 @@ def generate_structures_v6(data_root: str | Path | None = None, seed: int = 0) -
     pool = generate_structures_v5(root, seed)
     rng = np.random.default_rng(6000 + seed)
     groups: dict[str, list[tuple[str, Atoms]]] = {}
-
-    def add(group: str, uid: str, atoms: Atoms) -> None:
-        if 0 < len(atoms) <= MAX_ATOMS and _min_distance_ok(atoms):
-            groups.setdefault(group, []).append((uid, atoms))
-
-    def mild(atoms: Atoms) -> Atoms:
-        return _rattle_strain(atoms, rng, rng.uniform(0.02, 0.1), rng.uniform(0.0, 0.03))
-
-    for mid, atoms in _wbm_relaxed(root):
-        big = _supercell_to(atoms, 16)
-        for k in (2, 3):
-            add("v6-wbm-mild", f"{mid}/mild-{k}", mild(big))
-    for wid, atoms in _wbm_initial(root):
-        big = _supercell_to(atoms, 12)
-        for k in (2, 3):
-            add("v6-initial-mild", f"{wid}/initial-mild-{k}", mild(big))
-    for symbol, atoms in _elemental_references(root):
-        big = _supercell_to(atoms, 16)
-        for k in range(4, 8):
-            add("v6-elements", f"element-{symbol}/mild-{k}", mild(big))
+    _add_mild_copies(groups, root, rng, "v6", (2, 3), (2, 3), range(4, 8))
     for name, atoms in g2_molecules():
         for k, sigma in ((2, 0.06), (3, 0.12)):
-            add("v6-g2", f"{name}/rattle-{k}", _rattle_strain(atoms, rng, sigma, 0.0))
+            _add_to_group(groups, "v6-g2", f"{name}/rattle-{k}", _rattle_strain(atoms, rng, sigma, 0.0))
     groups["v6-salts"] = molecular_salts(list(MPTRJ_ELEMENTS), 400, rng, first_index=1000)
     groups["v6-molpacks"] = molecular_packings(120, rng, first_index=1000)
     return pool + _interleave(groups, rng)
