@@ -55,8 +55,9 @@ def distill_command(
                                           "set to the labels"),
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="the shared real-data folder "
                                              "(default ../shared/data)"),
-    pool_name: str = typer.Option("v5", "--pool",
-                                  help="structure pool: v1, v2, v5 or v6 (see geodite.train.distill)"),
+    pool_name: str = typer.Option("v6", "--pool",
+                                  help="structure pool: v1, v2, v5 or v6 (the shipped model's; see "
+                                  "geodite.train.distill)"),
     seed: int = typer.Option(0, "--seed", help="seed of the structure pool (rattles, strains)"),
     reuse: list[Path] = typer.Option([], "--reuse", help="earlier label databases whose rows for this pool "
                                      "are copied instead of relabelled (repeatable)"),
@@ -66,8 +67,9 @@ def distill_command(
     export: Optional[Path] = typer.Option(None, "--export", help="also write the trained (EMA) model here"),
     device: str = typer.Option("cpu", "--device", help="teacher device"),
 ) -> None:
-    """Label WBM/MP/MPtrj-derived structures (rattled, strained, supercells, dimers; in pool v5 also molecules,
-    molecular salts relaxed by the teacher) with a teacher potential, then train a Geodite on the labels.
+    """Label WBM/MP/MPtrj-derived structures (rattled, strained, supercells, dimers; in pools v5 and v6 also
+    molecules, molecular salts relaxed by the teacher) with a teacher potential, then train a Geodite on the
+    labels.
     Never touches the mptrj-random-1k test set."""
     import yaml
     from rich.console import Console

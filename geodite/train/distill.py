@@ -577,14 +577,15 @@ def label_pool(pool: list[tuple[str, Atoms]], db_path: str | Path, teacher: str,
 
 
 def main(argv=None) -> None:
-    """python -m geodite.train.distill --pool v5 --labels LABELS.db [--reuse OLD.db ...] [--teacher sevennet-0]
-    [--threads 1] [--shard i/n]: build the pool, copy reusable labels, label the rest (resumable)."""
+    """python -m geodite.train.distill --pool v6 --labels LABELS.db [--reuse OLD.db ...]
+    [--teacher sevennet-0] [--threads 1] [--shard i/n]: build the pool, copy reusable labels, label the rest
+    (resumable)."""
     import argparse
 
     import torch
 
     parser = argparse.ArgumentParser()
-    parser.add_argument("--pool", default="v5", choices=sorted(POOLS))
+    parser.add_argument("--pool", default="v6", choices=sorted(POOLS))
     parser.add_argument("--labels", required=True)
     parser.add_argument("--reuse", action="append", default=[], help="earlier label databases (repeatable)")
     parser.add_argument("--teacher", default="sevennet-0")
