@@ -553,13 +553,42 @@ def split_labels(sources: list[str | Path], train_db: str | Path, valid_db: str 
     return counts[0], counts[1]
 
 
+def pool_seed_of(db_path: str | Path) -> int | None:
+    """The pool seed recorded in a label database (None for a new or empty one; 0 for databases written
+    before seeds were recorded, which were all seed 0)."""
+    from ase.db import connect
+
+    if not Path(db_path).exists():
+        return None
+    db = connect(str(db_path))
+    return int(db.metadata.get("pool_seed", 0)) if db.count() else None
+
+
+def check_pool_seed(db_path: str | Path, reuse: list[str | Path], seed: int) -> None:
+    """Labels are matched by uid, and a pool's uids do not carry its seed (``mild-0`` of seed 1 is another
+    geometry than ``mild-0`` of seed 0): refuse a label database or a ``reuse`` source of another seed, and
+    record ``seed`` in ``db_path``."""
+    from ase.db import connect
+
+    for path, role in [(db_path, "label database")] + [(r, "--reuse database") for r in reuse]:
+        recorded = pool_seed_of(path)
+        if recorded is not None and recorded != seed:
+            raise ValueError(f"{role} {path} holds labels of pool seed {recorded}, not {seed}: its uids name "
+                             f"other structures; label seed {seed} into a new database without --reuse")
+    if pool_seed_of(db_path) is None:
+        db = connect(str(db_path))
+        db.metadata = {**db.metadata, "pool_seed": int(seed)}
+
+
 def label_pool(pool: list[tuple[str, Atoms]], db_path: str | Path, teacher: str, calculator=None,
                reuse: list[str | Path] = (), limit: int | None = None, max_force: float | None = MAX_FORCE_V2,
-               log: Callable[[str], None] = print) -> int:
-    """Label a pool into ``db_path`` (resumable): copy rows of the ``reuse`` databases that belong to the
-    pool (whole relaxations included), then label the dimers (no force cap: they teach the short range), the
-    single-point structures (frames above ``max_force`` eV/Å dropped; at most ``limit``), and relax the
-    :data:`RELAX_SUFFIX` structures with the teacher (:func:`label_relaxations`). Returns the row count."""
+               log: Callable[[str], None] = print, seed: int = 0) -> int:
+    """Label a pool (built with ``seed``; :func:`check_pool_seed`) into ``db_path`` (resumable): copy rows of
+    the ``reuse`` databases that belong to the pool (whole relaxations included), then label the dimers (no
+    force cap: they teach the short range), the single-point structures (frames above ``max_force`` eV/Å
+    dropped; at most ``limit``), and relax the :data:`RELAX_SUFFIX` structures with the teacher
+    (:func:`label_relaxations`). Returns the row count."""
+    check_pool_seed(db_path, list(reuse), seed)
     relax = [(uid, a) for uid, a in pool if uid.endswith(RELAX_SUFFIX)]
     dimers = [(uid, a) for uid, a in pool if uid.startswith("dimer-")]
     single = [(uid, a) for uid, a in pool if not uid.endswith(RELAX_SUFFIX) and not uid.startswith("dimer-")]

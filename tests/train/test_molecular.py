@@ -93,6 +93,16 @@ def test_label_relaxations_writes_trajectory_frames_and_resumes(tmp_path):
                       reuse=[db], log=lambda s: None) == count
     assert Counting.calls == 0  # whole relaxations are copied from the earlier labels, not redone
 
+    # labels are matched by uid, and uids do not carry the pool seed: another seed must not mix with them
+    from geodite.train.distill import pool_seed_of
+
+    assert pool_seed_of(reused) == 0 and pool_seed_of(db) == 0  # db predates the record: seed 0
+    with pytest.raises(ValueError, match="pool seed 0, not 1"):
+        label_pool(structures, tmp_path / "seed1.db", "lj", calculator=lj, reuse=[db], seed=1,
+                   log=lambda s: None)
+    with pytest.raises(ValueError, match="pool seed 0, not 1"):
+        label_pool(structures, reused, "lj", calculator=lj, seed=1, log=lambda s: None)
+
 
 def test_cation_charges_are_positive_and_skip_anions():
     charges = molecular.cation_charges(list(MPTRJ_ELEMENTS))
