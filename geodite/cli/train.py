@@ -74,7 +74,7 @@ def distill_command(
     import yaml
     from rich.console import Console
 
-    from geodite.train.distill import MAX_FORCE_V2, POOLS, check_pool_seed, label_pool, make_teacher
+    from geodite.train.distill import MAX_FORCE_V2, POOLS, PoolSeedError, label_pool, make_teacher
 
     console = Console()
     labels.parent.mkdir(parents=True, exist_ok=True)
@@ -84,12 +84,11 @@ def distill_command(
         pool = POOLS[pool_name](data_root, seed=seed)
         console.print(f"structure pool {pool_name}: {len(pool)} structures")
         try:
-            check_pool_seed(labels, reuse, seed)
-        except ValueError as error:
+            count = label_pool(pool, labels, teacher, make_teacher(teacher, device), reuse=reuse, limit=limit,
+                               max_force=None if pool_name == "v1" else MAX_FORCE_V2, log=console.print,
+                               seed=seed)
+        except PoolSeedError as error:
             raise typer.BadParameter(str(error)) from None
-        count = label_pool(pool, labels, teacher, make_teacher(teacher, device), reuse=reuse, limit=limit,
-                           max_force=None if pool_name == "v1" else MAX_FORCE_V2, log=console.print,
-                           seed=seed)
         console.print(f"{count} labelled structures in {labels}")
     if label_only:
         return

@@ -564,18 +564,24 @@ def pool_seed_of(db_path: str | Path) -> int | None:
     return int(db.metadata.get("pool_seed", 0)) if db.count() else None
 
 
+class PoolSeedError(ValueError):
+    """A label database holds labels of another pool seed than the pool being labelled."""
+
+
 def check_pool_seed(db_path: str | Path, reuse: list[str | Path], seed: int) -> None:
     """Labels are matched by uid, and a pool's uids do not carry its seed (``mild-0`` of seed 1 is another
-    geometry than ``mild-0`` of seed 0): refuse a label database or a ``reuse`` source of another seed, and
-    record ``seed`` in ``db_path``."""
+    geometry than ``mild-0`` of seed 0): refuse (:class:`PoolSeedError`) a label database or a ``reuse``
+    source of another seed, and record ``seed`` in a new ``db_path``."""
     from ase.db import connect
 
-    for path, role in [(db_path, "label database")] + [(r, "--reuse database") for r in reuse]:
-        recorded = pool_seed_of(path)
+    target = pool_seed_of(db_path)
+    for path, role, recorded in [(db_path, "label database", target)] + [
+            (r, "--reuse database", pool_seed_of(r)) for r in reuse]:
         if recorded is not None and recorded != seed:
-            raise ValueError(f"{role} {path} holds labels of pool seed {recorded}, not {seed}: its uids name "
-                             f"other structures; label seed {seed} into a new database without --reuse")
-    if pool_seed_of(db_path) is None:
+            raise PoolSeedError(f"{role} {path} holds labels of pool seed {recorded}, not {seed}: its uids "
+                                f"name other structures; label seed {seed} into a new database without "
+                                f"--reuse")
+    if target is None:
         db = connect(str(db_path))
         db.metadata = {**db.metadata, "pool_seed": int(seed)}
 
