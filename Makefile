@@ -5,18 +5,37 @@ BIN    := $(VENV)/bin
 MODEL  ?= geodite
 LIMIT  ?=
 JOBS   ?= 2
+## the locked test set (pip-tools, hashed): what `make install` installs, CI included; `make lock` writes it
+LOCK   := requirements/test.txt
 
-.PHONY: install peers test test-slow bench bench-speed clean
+.PHONY: install lock peers test test-slow bench bench-speed clean
 
 $(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || \
+		{ echo "error: Python 3.11 is needed (PYTHON=$(PYTHON) is $$($(PYTHON) --version))"; exit 2; }
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+## install: exactly the locked versions (hash-checked), then the package itself, editable, without resolving
+$(VENV)/.installed: $(LOCK) pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
 install: $(VENV)/.installed
+
+## lock: re-resolve $(LOCK) from pyproject.toml (dependencies + the `test` extra) and requirements/test.in,
+## keeping the current pins where they still fit; UPGRADE=1 moves every package to its newest fitting release.
+## torch resolves to the local CPU wheel (2.13.0+cpu). pip-tools lives in its own venv (.venv-lock)
+LOCK_VENV := .venv-lock
+$(LOCK_VENV)/bin/pip-compile:
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/pip install --quiet 'pip==26.3' 'pip-tools==7.6.2'
+
+lock: $(LOCK_VENV)/bin/pip-compile
+	$(LOCK_VENV)/bin/pip-compile --quiet $(if $(UPGRADE),--upgrade) --generate-hashes --allow-unsafe --strip-extras \
+		--no-emit-index-url --no-emit-find-links --extra test -o $(LOCK) pyproject.toml requirements/test.in
+	@! grep -iE '^(nvidia|triton|cuda)' $(LOCK) || { echo "error: CUDA packages in $(LOCK)"; exit 1; }
+	@grep -q '^torch==2.13.0+cpu ' $(LOCK) || { echo "error: torch is not the local CPU wheel 2.13.0+cpu"; exit 1; }
 
 ## peers: the comparison models (SevenNet-0, CHGNet with bundled weights; MACE built in-process)
 peers: install
@@ -65,4 +84,4 @@ reference-results: peers
 	$(BIN)/geodite report --model geodite --results-dir $(REF)
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(LOCK_VENV) build *.egg-info
