@@ -50,6 +50,18 @@ test: install
 test-slow: install
 	$(BIN)/python -m pytest -q -m slow
 
+## test-slurm: the SLURM path for real, on this machine, as root: installs Debian's slurm-wlm and munge if missing,
+## then the `slurm` test starts munged, slurmctld and slurmd from a minimal slurm.conf (tests/slurm/), runs
+## `geodite bench diatomics --elements H,C,O,Si,Fe --slurm-config FILE` as 2 jobs, compares with a local run and
+## stops the daemons
+.PHONY: test-slurm
+test-slurm: install
+	@command -v slurmctld >/dev/null && command -v slurmd >/dev/null && command -v munged >/dev/null || { \
+		[ "$$(id -u)" = 0 ] || { echo "error: installing slurm-wlm and munge needs root"; exit 2; }; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			slurm-wlm munge >/dev/null; }
+	$(BIN)/python -m pytest -q -p no:xdist -m slurm tests/slurm
+
 ## bench: the main job on the embedded model and the shipped real data: the golden-fixture check, then
 ## Matbench Discovery's offline WBM subset (relaxations from perturbed DFT structures) and the dimer curves.
 ## Writes only under results/ (git-ignored): the tree stays clean
