@@ -1,4 +1,4 @@
-"""NVT molecular dynamics on solid electrolytes, scored by RDF overlap with AIMD (benchmarks.md §4).
+"""NVT molecular dynamics on solid electrolytes, scored by RDF overlap with AIMD (docs/benchmarks.md §4).
 
 Protocol per system: seeded Maxwell–Boltzmann velocities at the reference temperature, ASE
 Nosé–Hoover-chain NVT (or Langevin), 2 fs steps, a frame every ``frame_interval`` steps appended to a
