@@ -311,11 +311,14 @@ def run_task(task: Task, opts: RunOptions, client=None, log=None) -> dict:
     out_dir = task_dir(opts.results_dir, task.name, label)
     store = ResultStore(out_dir / "store")
     config = task.config() | _weights_identity(spec)
+    if opts.fresh:
+        store.discard()
     store.check_or_write_meta(
-        {"task": task.name, "model": opts.model, "energy_convention": spec.energy_convention},
-        config,
-        fresh=opts.fresh,
+        {"task": task.name, "model": opts.model, "energy_convention": spec.energy_convention}, config
     )
+    damaged = store.set_aside_bad_lines()
+    if damaged:
+        log(damaged)
     items = task.items()
     if opts.limit is not None:
         items = items[: opts.limit]
