@@ -12,6 +12,7 @@ metrics over the rows. The runner owns everything else:
   already in the store are skipped (failed ones too, unless ``retry_failed``);
 * one writer per results folder: a run holds its :class:`RunLock` throughout, and ``fresh``
   discards the stored rows (and the task's ``fresh_paths()``, if it has them) only while holding it;
+* worker processes die with the run (:func:`die_with_parent`), even when it is killed;
 * failures: an exception in an item becomes a row with ``status="failed"`` and ``error``;
 * progress (rich, on stderr), the per-item table, metrics files and plots.
 """
@@ -33,6 +34,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import pandas as pd
 
+from geodite.tasks.lifetime import die_with_parent
 from geodite.tasks.lock import RunLock
 from geodite.tasks.results import task_dir, write_metrics, write_rows
 from geodite.tasks.store import ResultStore
@@ -147,7 +149,8 @@ def run_one(task: Task, item: dict, model: str, device: str = "cpu", dtype: str 
     return row
 
 
-def _pool_init(n_threads: int) -> None:
+def _pool_init(n_threads: int, parent_pid: int) -> None:
+    die_with_parent(parent_pid)
     set_threads(n_threads)
 
 
@@ -175,7 +178,8 @@ def _iter_local(task, items, model, device, dtype, workers, n_threads) -> Iterab
     os.environ.update(thread_env(n_threads))
     try:
         with ProcessPoolExecutor(
-            max_workers=workers, mp_context=get_context("spawn"), initializer=_pool_init, initargs=(n_threads,)
+            max_workers=workers, mp_context=get_context("spawn"), initializer=_pool_init,
+            initargs=(n_threads, os.getpid()),
         ) as pool:
             pending = set()
             it = iter(items)
