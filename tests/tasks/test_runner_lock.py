@@ -3,6 +3,7 @@ the live run, and loses nothing of it; a killed run's lock is taken over with a 
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -38,9 +39,10 @@ def test_fresh_under_a_live_run_is_refused_and_loses_nothing(tmp_path):
     first = start_run(results, "--n", "12", "--gate", str(gate))
     try:
         _wait_for_rows(store, first)
-        with pytest.raises(StoreLockedError, match=f"pid {first.pid} ") as refused:  # in this process
-            run_task(SleepTask(n=12), _options(results, fresh=True))
-        assert str(store.dir.parent) in str(refused.value)
+        for fresh in (False, True):  # in this process: neither recomputes beside it nor deletes under it
+            with pytest.raises(StoreLockedError, match=f"pid {first.pid} ") as refused:
+                run_task(SleepTask(n=12), _options(results, fresh=fresh))
+            assert str(store.dir.parent) in str(refused.value)
         second = start_run(results, "--n", "12", "--fresh")  # and as its own process
         out, err = second.communicate(timeout=300)
         assert second.returncode == 2, (out, err)
@@ -82,3 +84,17 @@ def test_bench_command_refuses_a_held_folder_in_one_line(tmp_path):
     assert f"pid {os.getpid()} " in result.output and str(out_dir) in result.output.replace("\n", "")
     assert "Traceback" not in result.output
     assert not (out_dir / "metrics.json").exists()
+
+
+@pytest.mark.parametrize("content", ["", '{"pid": 999999999, "host": "%s"}'])
+def test_a_holder_that_has_not_yet_written_its_name_is_still_a_holder(tmp_path, content):
+    """Between taking the flock and writing its name, the new holder's file is empty or still names the dead
+    run before it; a second run must be refused all the same (the flock decides, not the file)."""
+    import socket
+
+    path = tmp_path / "run.lock"
+    path.write_text(content % socket.gethostname() if content else "")
+    with open(path, "rb+") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        with pytest.raises(StoreLockedError, match="a process that is just starting"):
+            RunLock(path, tmp_path, log=print).acquire()
