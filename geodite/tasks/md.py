@@ -148,6 +148,10 @@ class MDTask:
 
         return Path(self.trajectory_dir) / f"{system}-{config_hash(self.config())[:8]}.traj"
 
+    def fresh_paths(self) -> list[Path]:
+        """Resumable state besides the store: the trajectories (the runner deletes them on ``--fresh``)."""
+        return [Path(self.trajectory_dir)]
+
     def run_item(self, item: dict, ctx) -> dict:
         system = self._systems[item["system"]]
         path = self.trajectory_path(system.name)
