@@ -12,6 +12,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from geodite.cli import common as o
+
 app = typer.Typer(help="Geodite: an equivariant interatomic potential and its benchmark suite.", no_args_is_help=True)
 stderr = Console(stderr=True)
 
@@ -33,9 +35,9 @@ def eval_command(
     data: Path = typer.Option(..., "--data", help="extxyz file or ASE database with reference energies/forces/stresses"),
     models: list[str] = typer.Option(["geodite"], "--model", help="registry name (geodite, geodite-mp, sevennet-0, "
                                      "chgnet, ...) or a checkpoint path; repeat to compare several"),
-    device: str = typer.Option("cpu", help="cpu or cuda"),
-    dtype: str = typer.Option("float64", help="float32 or float64"),
-    limit: int = typer.Option(0, help="evaluate only the first N structures (0: all)"),
+    device: o.Device = "cpu",
+    dtype: o.Dtype = "float64",
+    limit: o.Limit = None,
     results_dir: Path = typer.Option(Path("results"), help="where the per-structure tables and the comparison go"),
     as_json: bool = typer.Option(False, "--json", help="print each summary as one JSON object on stdout"),
 ) -> None:
@@ -55,8 +57,7 @@ def eval_command(
     except (FileNotFoundError, KeyError, ValueError) as error:
         stderr.print(f"[red]error:[/red] {error}")
         raise typer.Exit(2) from None
-    if limit:
-        structures = structures[:limit]
+    structures = structures[:limit]
     for model, spec in zip(models, specs):
         try:
             evaluator = make_evaluator(model, device=device, dtype=dtype)
@@ -101,7 +102,7 @@ def eval_command(
 def convert_command(
     source: Path = typer.Argument(..., help="an upstream state dict or Lightning checkpoint (e.g. Geodite-MP.ckpt)"),
     destination: Path = typer.Argument(..., help="where to write the Geodite checkpoint"),
-    num_heads: int = typer.Option(0, help="attention heads, if the source does not record them (0: infer)"),
+    num_heads: int = typer.Option(0, min=0, help="attention heads, if the source does not record them (0: infer)"),
 ) -> None:
     """Convert upstream Geodite weights into this package's checkpoint format (no code is run)."""
     from geodite.checkpoints import CheckpointError, load_checkpoint, save_checkpoint

@@ -41,11 +41,17 @@ RDF_BINS = 200
 
 
 def parse_time_fs(text: str) -> float:
-    """'2ps', '1 ns', '500fs', '1000' (fs) -> femtoseconds."""
-    match = re.fullmatch(r"\s*([0-9.eE+-]+)\s*(fs|ps|ns)?\s*", str(text))
-    if not match:
-        raise ValueError(f"cannot read a time from {text!r}: use e.g. 2ps, 1ns, 500fs")
-    return float(match.group(1)) * {"fs": 1.0, "ps": 1e3, "ns": 1e6, None: 1.0}[match.group(2)]
+    """'2ps', '1 ns', '500fs' -> femtoseconds (> 0). The unit is required: a bare '0.05' could mean any."""
+    match = re.fullmatch(r"\s*([0-9.eE+-]+)\s*(fs|ps|ns)\s*", str(text))
+    try:
+        value = float(match.group(1)) if match else None
+    except ValueError:
+        value = None
+    if value is None:
+        raise ValueError(f"cannot read a time from {text!r}: give a number and a unit, e.g. 2ps, 1ns, 500fs")
+    if not value > 0:
+        raise ValueError(f"the simulated time must be > 0, got {text!r}")
+    return value * {"fs": 1.0, "ps": 1e3, "ns": 1e6}[match.group(2)]
 
 
 def instability(atoms: Atoms, start_energy_per_atom: float, temperature_K: float) -> str | None:

@@ -44,7 +44,7 @@ def emt_reference(tmp_path_factory) -> Path:
 
 
 def test_time_parsing():
-    assert parse_time_fs("2ps") == 2000 and parse_time_fs("1 ns") == 1e6 and parse_time_fs("500") == 500
+    assert parse_time_fs("2ps") == 2000 and parse_time_fs("1 ns") == 1e6 and parse_time_fs("500fs") == 500
     with pytest.raises(ValueError):
         parse_time_fs("two picoseconds")
 
