@@ -43,27 +43,31 @@ def eval_command(
 ) -> None:
     """Errors of models against the reference energies, forces and stresses in a data file.
 
-    Writes RESULTS_DIR/eval/MODEL/DATA.csv (per structure) and .summary.json per model, and
-    RESULTS_DIR/eval/DATA.md/.csv: every model evaluated on DATA so far, side by side.
+    Results are filed under KEY = the data file's name and the start of its sha256 (files of one name with
+    other contents never mix): RESULTS_DIR/eval/MODEL/KEY.csv (per structure) and .summary.json per model,
+    and RESULTS_DIR/eval/KEY.md/.csv: every model evaluated on this file so far, side by side. A frame that
+    cannot be read is a failed row; the readable ones are evaluated.
     """
     from geodite.checkpoints import CheckpointError
-    from geodite.evaluate import evaluate_structures, make_evaluator, public_columns, read_structures, summarise
-    from geodite.evaluate import write_comparison
+    from geodite.evaluate import DataFileError, MixedDataError, UnreadableFrame, data_key, evaluate_structures
+    from geodite.evaluate import make_evaluator, public_columns, read_structures, summarise, write_comparison
     from geodite.registry import ModelNotAvailableError, get_spec, model_label
 
     try:
-        structures = read_structures(data)
+        structures = read_structures(data)[:limit]
         specs = [get_spec(model) for model in models]
-    except (FileNotFoundError, KeyError, ValueError) as error:
-        stderr.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(2) from None
-    structures = structures[:limit]
+    except (DataFileError, KeyError) as error:
+        o.fail(str(error).strip("'\""), as_json)
+    key, sha256 = data_key(data)
+    unreadable = [frame for frame in structures if isinstance(frame, UnreadableFrame)]
+    if unreadable:
+        stderr.print(f"[yellow]{len(unreadable)} of {len(structures)} frames of {data} could not be read; "
+                     f"they are failed rows, the rest is evaluated[/yellow]")
     for model, spec in zip(models, specs):
         try:
             evaluator = make_evaluator(model, device=device, dtype=dtype)
         except (FileNotFoundError, CheckpointError, ValueError, ModelNotAvailableError) as error:
-            stderr.print(f"[red]error:[/red] {error}")
-            raise typer.Exit(2) from None
+            o.fail(str(error), as_json)
         start = time.perf_counter()
         with progress_bar() as bar:
             task = bar.add_task(f"eval {model_label(model)} on {data.name}", total=len(structures), rate="")
@@ -74,11 +78,12 @@ def eval_command(
 
             table = evaluate_structures(evaluator, structures, progress=advance)
         summary = summarise(table) | {"model": model, "energy_convention": spec.energy_convention,
-                                      "data": str(data), "wall_s": round(time.perf_counter() - start, 3)}
+                                      "data": str(data.resolve()), "data_sha256": sha256,
+                                      "n_unreadable": len(unreadable), "wall_s": round(time.perf_counter() - start, 3)}
         out_dir = results_dir / "eval" / model_label(model)
         out_dir.mkdir(parents=True, exist_ok=True)
-        public_columns(table).to_csv(out_dir / f"{data.stem}.csv", index=False)
-        (out_dir / f"{data.stem}.summary.json").write_text(json.dumps(summary, indent=2))
+        public_columns(table).to_csv(out_dir / f"{key}.csv", index=False)
+        (out_dir / f"{key}.summary.json").write_text(json.dumps(summary, indent=2))
         for error in table["error"].dropna():
             stderr.print(f"[yellow]skipped[/yellow] {error}")
         if as_json:
@@ -93,8 +98,11 @@ def eval_command(
                 shown.add_row(f"{name} ({unit})", "—" if mae is None else f"{mae:.3e}",
                               "—" if rmse is None else f"{rmse:.3e}")
             Console().print(shown)
-        stderr.print(f"per-structure table: {out_dir / (data.stem + '.csv')}")
-    path, rows = write_comparison(results_dir, data.stem)
+        stderr.print(f"per-structure table: {out_dir / (key + '.csv')}")
+    try:
+        path, rows = write_comparison(results_dir, key, data.name)
+    except MixedDataError as error:
+        o.fail(str(error), as_json)
     stderr.print(f"comparison of {rows} models: {path}")
 
 
