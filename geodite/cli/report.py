@@ -105,7 +105,8 @@ def report_command(
         o.fail(str(error), as_json)
     if as_json:
         sys.stdout.write(json.dumps(written) + "\n")
-    missing = [task for task, have in written["tasks"].items() if len(have) < len(written["models"])]
-    if missing:
-        o.stderr.print(f"[yellow]not run for some model:[/yellow] {', '.join(missing)}")
+    for task, by_model in written["status"].items():
+        for label, status in by_model.items():
+            if status != "ok":
+                o.stderr.print(f"[yellow]{task} — {label}:[/yellow] {status}")
     o.stderr.print(f"wrote {written['markdown']} and {written['html']} ({written['figures']} figures)")
