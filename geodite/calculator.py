@@ -150,6 +150,12 @@ class GeoditeCalculator(Calculator):
         self.evaluator = Evaluator(model, device=device, dtype=dtype, compile=compile)
         self.neighbours = NeighbourCache(self.evaluator.cutoff, skin) if skin > 0 else None
 
+    def reset(self) -> None:
+        """Forget the last results and the cached neighbour list (the next call builds a fresh one)."""
+        super().reset()
+        if getattr(self, "neighbours", None) is not None:
+            self.neighbours = NeighbourCache(self.neighbours.cutoff, self.neighbours.skin)
+
     def calculate(self, atoms=None, properties=None, system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
         compute_stress = properties is None or "stress" in properties  # MD and most relaxations skip it

@@ -255,6 +255,7 @@ class TaskResult:
     figures: list[Path] = field(default_factory=list)
     directory: Path | None = None
     reason: str | None = None  # why there is nothing to show
+    stored: int = 0  # items in the task's store (a run that did not finish has these but no metrics)
 
 
 def find_speed_dir(results_dir: str | Path, label: str) -> Path | None:
@@ -281,15 +282,41 @@ def collect(results_dir: str | Path, task: str, label: str, not_run: dict | None
     metrics_path = None
     if directory is not None:
         metrics_path = directory / ("speed.json" if task == "speed" else "metrics.json")
+    stored = stored_items(directory) if task != "speed" and directory is not None else 0
     if metrics_path is None or not metrics_path.is_file():
         reason = (not_run or {}).get(task) or "not run (no results in " + str(
             directory if directory is not None else Path(results_dir) / task / label) + ")"
-        return TaskResult(task, label, reason=reason)
+        if stored:
+            reason = f"partial: {stored} items stored, the run did not finish (run it again to resume)"
+        return TaskResult(task, label, reason=reason, stored=stored)
     metrics = json.loads(metrics_path.read_text())
     listed = [Path(p).name for p in metrics.get("plots", []) or []]
     figures = [directory / name for name in listed if (directory / name).is_file()]
     figures += sorted(p for p in directory.glob("*.png") if p not in figures)
-    return TaskResult(task, label, metrics=metrics, figures=figures, directory=directory)
+    return TaskResult(task, label, metrics=metrics, figures=figures, directory=directory, stored=stored)
+
+
+def stored_items(directory: Path) -> int:
+    """Items in the store of ``results/<task>/<model>/`` (0 without one, or where it cannot be read)."""
+    from geodite.tasks.store import ResultStore
+
+    try:
+        return len(ResultStore(directory / "store").read_rows())
+    except (OSError, ValueError, KeyError, TypeError):  # a damaged store: the runner reports it when rerun
+        return 0
+
+
+def status_label(result: TaskResult) -> str:
+    """"ok", "partial: K of N ok (F failed)" when items failed, the partial/not-run reason of a task without
+    metrics, or "not run"."""
+    if result.metrics is None:
+        return result.reason if result.reason and result.reason.startswith("partial") else "not run"
+    n, failed = result.metrics.get("n_items"), result.metrics.get("n_failed") or 0
+    return f"partial: {n - failed} of {n} ok ({failed} failed)" if n and failed else "ok"
+
+
+class NothingToReport(ValueError):
+    """No results (nor a run in progress) for a model in the results folder."""
 
 
 def _not_run_reasons(results_dir: Path, label: str) -> dict[str, str]:
@@ -414,7 +441,10 @@ def build_document(models: Sequence[str], results_dir: str | Path = "results", t
         results = [collect(results_dir, task, label, _not_run_reasons(results_dir, label)) for label in labels]
         for r in results:
             if r.metrics is None:
-                doc.append(("note", f"**{r.model}**: {task} {r.reason if r.reason.startswith('not run') else 'not run — ' + r.reason}"))
+                reason = r.reason if r.reason.startswith(("not run", "partial")) else "not run — " + r.reason
+                doc.append(("note", f"**{r.model}**: {task} {reason}"))
+            elif status_label(r) != "ok":
+                doc.append(("note", f"**{r.model}**: {task} {status_label(r)}; the metrics cover the items that ran"))
         ran = [r for r in results if r.metrics is not None]
         if not ran:
             continue
@@ -466,7 +496,8 @@ def build_document(models: Sequence[str], results_dir: str | Path = "results", t
         for task in TASKS:
             r = collect(results_dir, task, label)
             m = r.metrics or {}
-            status = (prov or {}).get("tasks", {}).get(task, {}).get("status") or ("ok" if r.metrics else "not run")
+            recorded = (prov or {}).get("tasks", {}).get(task, {}).get("status")
+            status = status_label(r) if r.metrics or r.stored or not recorded else recorded
             workers = m.get("workers")
             weights = "—" if task == "speed" else weights_column(m, info.get("sha256"))  # speed: many models
             if weights.endswith("(other weights)") or weights == "not recorded":
@@ -612,6 +643,15 @@ def write_report(models: Sequence[str] | str, results_dir: str | Path = "results
     models = [m.strip() for m in models.split(",") if m.strip()] if isinstance(models, str) else list(models)
     if not models:
         raise ValueError("no model given")
+    if not Path(results_dir).is_dir():
+        raise NothingToReport(f"nothing to report: no results folder {results_dir}")
+    statuses = {task: {model_label(m): status_label(collect(results_dir, task, model_label(m))) for m in models}
+                for task in TASKS}
+    empty = [m for m in models if all(statuses[task][model_label(m)] == "not run" for task in TASKS)
+             and _read_provenance(Path(results_dir), model_label(m)) is None]  # bench all's record counts
+    if empty:
+        raise NothingToReport(f"nothing to report for {', '.join(empty)}: no task has results in {results_dir} "
+                              f"(run `geodite bench ... --model {empty[0]}` first, or check the name)")
     out = Path(out_dir) if out_dir else default_report_dir(models, results_dir)
     out.mkdir(parents=True, exist_ok=True)
     title = f"Geodite benchmark report — {', '.join(model_label(m) for m in models)}"
@@ -625,5 +665,6 @@ def write_report(models: Sequence[str] | str, results_dir: str | Path = "results
         "html": str(html_path),
         "models": labels,
         "tasks": {task: [lab for lab in labels if collect(results_dir, task, lab).metrics is not None] for task in TASKS},
+        "status": statuses,
         "figures": sum(1 for b in doc if b[0] == "fig"),
     }
