@@ -304,30 +304,25 @@ def offline_metrics(df: pd.DataFrame) -> dict:
 
 
 def full_metrics(df: pd.DataFrame, k: int = 10_000) -> dict:
-    from geodite.metrics.discovery import most_stable_k, predicted_hull_distance, stable_metrics
+    from geodite.metrics.discovery import discovery_metrics_by_subset
 
     out: dict = {"subset": "unique_prototypes (headline); full_*; most_stable_10k_*"}
     if not len(df) or "e_above_hull_dft" not in df:
         return out | {"RMSD": _rmsd(df)}
-    df = df.copy()
-    e_form_pred = df["e_form_pred"].astype(float).where(_ok(df))
-    df["e_above_hull_pred"] = np.round(
-        predicted_hull_distance(e_form_pred, df["e_form_dft"], df["e_above_hull_dft"], MAX_E_FORM_ERROR), 3
+    by_subset = discovery_metrics_by_subset(
+        df["e_form_pred"].astype(float).where(_ok(df)),
+        df["e_form_dft"].astype(float),
+        df["e_above_hull_dft"].astype(float),
+        df["unique_prototype"].astype(bool),
+        k=k,
+        max_error=MAX_E_FORM_ERROR,
     )
-    true = df["e_above_hull_dft"].astype(float).round(3)
     keys = STABILITY_KEYS + REGRESSION_KEYS
-    full = stable_metrics(true, df["e_above_hull_pred"])
-    uniq = df["unique_prototype"].astype(bool)
-    uniq_true = true[uniq]
-    prevalence = float((uniq_true <= 0).mean()) if len(uniq_true) else None
-    headline = stable_metrics(uniq_true, df.loc[uniq, "e_above_hull_pred"])
-    top = most_stable_k(df, k, "e_above_hull_pred", "unique_prototype")
-    top_m = stable_metrics(true[top.index], top["e_above_hull_pred"], prevalence=prevalence) if len(top) else {}
-    out |= {key: headline[key] for key in keys}
-    out |= {f"full_{key}": full[key] for key in keys}
-    out |= {f"most_stable_10k_{key}": top_m.get(key, float("nan")) for key in keys}
+    out |= {key: by_subset["unique_prototypes"][key] for key in keys}
+    out |= {f"full_{key}": by_subset["full_test_set"][key] for key in keys}
+    out |= {f"most_stable_10k_{key}": by_subset["most_stable_10k"][key] for key in keys}
     out["RMSD"] = _rmsd(df)
-    out["n_unique_prototypes"] = int(uniq.sum())
+    out["n_unique_prototypes"] = int(df["unique_prototype"].astype(bool).sum())
     out["success_rate"] = float((df["converged"].fillna(False).astype(bool) & _ok(df)).mean())
     return out
 
