@@ -187,13 +187,15 @@ def predicted_hull_distance(
 ) -> np.ndarray | pd.Series:
     """Predicted hull distance with the DFT convex hull held fixed, as the leaderboard computes it.
 
-    E_hull,pred = round(E_hull,DFT) + round(E_form,pred) − round(E_form,DFT)   [eV/atom]
+    E_hull,pred = (round(E_hull,DFT) + round(E_form,pred)) − round(E_form,DFT)   [eV/atom]
 
     Order of operations follows MBD (``load_df_wbm_with_preds`` then
     ``load_discovery_predictions``): predictions with |E_form,pred − E_form,DFT| >
     ``max_error`` eV/atom (on the unrounded values) and NaN predictions become NaN
-    (= missing); then the three inputs are rounded to ``decimals`` (3) and added; the sum
-    is not rounded again. ``decimals=None`` skips the rounding.
+    (= missing); then the three inputs are rounded to ``decimals`` (3) and added in MBD's
+    floating-point order (a material on the hull gets ±1e-16 in another order, which flips
+    its ≤ 0 classification); the sum is not rounded again. ``decimals=None`` skips the
+    rounding.
 
     Args:
         e_form_pred: predicted formation energies (eV/atom), shape (n,).
@@ -211,7 +213,7 @@ def predicted_hull_distance(
     pred = np.where(np.abs(pred - dft) > max_error, np.nan, pred)  # NaN stays NaN
     if decimals is not None:
         pred, dft, true = (np.round(x, decimals) for x in (pred, dft, true))
-    hull = true + (pred - dft)
+    hull = (true + pred) - dft  # MBD's order: a hull distance of exactly 0 must come out as 0, not ±1e-16
     if isinstance(e_form_pred, pd.Series):
         return pd.Series(hull, index=e_form_pred.index, name="e_above_hull_pred")
     return hull
