@@ -503,6 +503,7 @@ class KappaTask:
         row["kappa_p"] = float(kappa_scalar(res["kappa_p_tensor"]))
         row["kappa_c"] = row["kappa_pred"] - row["kappa_p"]
         row["n_irreducible_q"] = int(len(res["weights"]))
+        row["mode_kappa"], row["q_weights"] = res["mode_kappa"].tolist(), res["weights"].tolist()  # submission file
         row["mode_kappa_sum_check"] = float(res["mode_kappa"].sum() / res["weights"].sum() - row["kappa_pred"])
         if "ref_mode_kappa" in item:
             row["stage"] = "srme"

@@ -30,6 +30,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import pandas as pd
 
+from geodite.submission import write_submission
 from geodite.tasks.results import task_dir, write_metrics, write_rows
 from geodite.tasks.store import ResultStore
 
@@ -382,6 +383,7 @@ def run_task(task: Task, opts: RunOptions, client=None, log=None) -> dict:
         "config": config,
         "results_dir": str(out_dir),
     }
+    summary["submission_files"] = [str(p) for p in write_submission(task.name, df, summary, opts.results_dir, label)]
     write_rows(df, out_dir)
     write_metrics(summary, out_dir, title=f"{task.name} — {label}")
     if opts.plots and len(df):
