@@ -26,6 +26,8 @@ from the k_SRME package of Póta et al., arXiv:2408.00755):
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numpy.typing import ArrayLike
 
@@ -156,24 +158,9 @@ def kappa_srme_censored(
     return float(srme), False
 
 
-def kappa_srme_per_material(
-    mode_kappa_pred: ArrayLike | None,
-    mode_kappa_dft: ArrayLike,
-    q_weights: ArrayLike | None,
-    kappa_pred: float | None,
-    kappa_dft: float,
-    *,
-    failed: bool = False,
-    imaginary_modes: bool = False,
-    broken_symmetry: bool = False,
-    mode_kappa_is_scalar: bool = False,
-) -> float:
-    """SRME of one material in [0, 2], censored to 2 as :func:`kappa_srme_censored`."""
-    return kappa_srme_censored(
-        mode_kappa_pred, mode_kappa_dft, q_weights, kappa_pred, kappa_dft,
-        failed=failed, imaginary_modes=imaginary_modes, broken_symmetry=broken_symmetry,
-        mode_kappa_is_scalar=mode_kappa_is_scalar,
-    )[0]  # fmt: skip
+def kappa_srme_per_material(*args: Any, **kwargs: Any) -> float:
+    """SRME of one material in [0, 2]: :func:`kappa_srme_censored` (same arguments) without the flag."""
+    return kappa_srme_censored(*args, **kwargs)[0]
 
 
 def phonon_spectrum_w1(
