@@ -624,7 +624,7 @@ def kappa_metrics(
     censored = failed | imag | broken | ~(np.isfinite(pred) & (pred >= 0)) | (has_ref & srme.isna())
     srme = srme.where(~censored, SRME_PENALTY)
     out["imaginary_mode_rate"] = float(imag.mean())
-    out["failure_rate"] = float(censored[has_ref].mean()) if has_ref.any() else None
+    out["failure_rate"] = float(censored.mean())  # without mode references: flags and unusable κ only
     out["spectrum_w1"] = None  # rows keep only the lowest frequency, not the spectrum MBD's W1 needs
     out["spectrum_w1_reason"] = "not computable: rows store min_frequency only, not the phonon spectrum"
     if has_ref.all() and srme.notna().all():
