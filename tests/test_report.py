@@ -150,7 +150,8 @@ def test_report_provenance_and_published_marking(tiny_run):
     assert len(published) == len(rep.PUBLISHED_TABLE)
     assert all(c[0].endswith("[published]") and "not ours" in c[1] for c in published)
     geodite_mp = next(c for c in published if c[0].startswith("Geodite-MP"))
-    assert geodite_mp[2:12] == ["3.6", "0.728", "0.925", "0.771", "4.771", "0.729", "0.041", "0.806", "0.499", "0.086"]
+    assert geodite_mp[2] == rep.PUBLISHED_COMPLIANT and ours[0][2] == "unknown: training data not recorded"
+    assert geodite_mp[3:13] == ["3.6", "0.728", "0.925", "0.771", "4.771", "0.729", "0.041", "0.806", "0.499", "0.086"]
     text = " ".join(sections["provenance"]["text"])
     from geodite.checkpoints import file_sha256
 

@@ -34,6 +34,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import pandas as pd
 
+from geodite.submission import write_submission
 from geodite.tasks.lifetime import die_with_parent
 from geodite.tasks.lock import RunLock
 from geodite.tasks.results import task_dir, write_metrics, write_rows
@@ -415,6 +416,7 @@ def _run_locked(task: Task, opts: RunOptions, client, log, spec, store: ResultSt
         "config": config,
         "results_dir": str(out_dir),
     }
+    summary["submission_files"] = [str(p) for p in write_submission(task.name, df, summary, opts.results_dir, label)]
     write_rows(df, out_dir)
     write_metrics(summary, out_dir, title=f"{task.name} — {label}")
     if opts.plots and len(df):
