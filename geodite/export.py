@@ -21,6 +21,8 @@ records the cutoff, layers, dtype, elements and whether stress was exported.
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,6 +122,7 @@ class ExportReport:
     path: Path
     seconds: float  # wall time of tracing, export and compilation
     size_mb: float
+    cached: bool = False  # found in the cache (``seconds`` is then the original compilation's)
 
 
 def export_model(model: Geodite, out: Path, dtype: str = "float64", compute_stress: bool = True) -> ExportReport:
@@ -188,3 +191,31 @@ class ExportedGeodite(nn.Module):
 def load_exported(path: str | Path) -> ExportedGeodite:
     """Load a package written by ``export_model`` (``geodite export``)."""
     return ExportedGeodite(path)
+
+
+def export_key(model: Geodite, dtype: str, compute_stress: bool) -> str:
+    """What decides a package's content: weights, config, dtype, stress, the torch version and the sources of
+    the model and of this exporter."""
+    digest = hashlib.sha256(f"{torch.__version__} {dtype} {compute_stress}".encode())
+    digest.update(json.dumps(model.config.to_dict(), sort_keys=True).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().double().numpy().tobytes())
+    package = Path(__file__).parent
+    for source in [Path(__file__), package / "graph.py", *sorted((package / "model").glob("*.py"))]:
+        digest.update(source.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def cached_export(model: Geodite, directory: Path, name: str, dtype: str = "float64",
+                  compute_stress: bool = True) -> ExportReport:
+    """``export_model`` into ``directory``/NAME-DTYPE-KEY.pt2 unless that package exists already."""
+    path = Path(directory) / f"{name}-{dtype}-{export_key(model, dtype, compute_stress)}.pt2"
+    record = path.with_suffix(".json")
+    if path.exists() and record.exists():
+        return ExportReport(path, json.loads(record.read_text())["seconds"], path.stat().st_size / 1e6, cached=True)
+    partial = path.with_name(path.stem + ".partial.pt2")
+    report = export_model(model, partial, dtype, compute_stress)
+    partial.rename(path)
+    record.write_text(json.dumps({"seconds": report.seconds}))
+    return ExportReport(path, report.seconds, report.size_mb)

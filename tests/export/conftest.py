@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from pathlib import Path
 
 import pytest
-import torch
 
 from geodite.checkpoints import load_checkpoint
-from geodite.export import export_model
+from geodite.export import cached_export
 from tests.conftest import DATA
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -19,23 +17,10 @@ CACHE = ROOT / "build" / "test-cache"
 SMALL_CHECKPOINT = DATA / "geodite_small_checkpoint.pt"
 
 
-def source_key(*paths: Path) -> str:
-    """A hash of the files that decide an export's content, and of the torch version that compiles it."""
-    digest = hashlib.sha256(torch.__version__.encode())
-    for path in paths:
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:12]
-
-
 @pytest.fixture(scope="session")
 def exported_small() -> Path:
     """The small golden model as a float64 package (AOTInductor: minutes to compile, so cached in build/)."""
-    sources = [SMALL_CHECKPOINT, ROOT / "geodite" / "export.py", *sorted((ROOT / "geodite" / "model").glob("*.py"))]
-    path = CACHE / f"geodite_small-float64-{source_key(*sources)}.pt2"
-    if not path.exists():
-        export_model(load_checkpoint(SMALL_CHECKPOINT), path.with_suffix(".tmp.pt2"), dtype="float64")
-        path.with_suffix(".tmp.pt2").rename(path)
-    return path
+    return cached_export(load_checkpoint(SMALL_CHECKPOINT), CACHE, "geodite_small", dtype="float64").path
 
 
 @pytest.fixture(scope="session")
