@@ -80,16 +80,16 @@ def dilute_silicon(n_atoms: int = 32, box: float = 13.0, closest: float = 2.2, s
 
 @pytest.mark.slow
 def test_nve_conserves_energy(lmp_geodite, exported_small, tmp_path):
-    """200 steps of 1 fs NVE at 1000 K on 2 ranks (neighbour lists rebuilt, atoms change ranks): the total
-    energy stays within 1 meV/atom of its start while the potential energy moves by much more."""
+    """200 steps of 1 fs NVE at 1000 K on 2 ranks, neighbour lists rebuilt on the way: the total energy stays
+    within 0.3 meV/atom of its start (measured: 0.07) while the potential energy swings by > 3 meV/atom (8)."""
     atoms = dilute_silicon()
     md = "\n".join(["velocity all create 1000 4928459 mom yes rot no", "fix nve all nve", "timestep 0.001", "run 200"])
     result = run_pair_style(lmp_geodite, exported_small, atoms, ["Si"], tmp_path, ranks=2, md=md, thermo_every=10)
     step, potential, total = result.thermo[:, 0], result.thermo[:, 1], result.thermo[:, 2]
     assert step[-1] == 200
     assert int(re.search(r"Neighbor list builds = (\d+)", result.log).group(1)) > 0
-    assert np.ptp(potential) / len(atoms) > 1e-2, "the atoms hardly moved: the check would be vacuous"
-    assert np.abs(total - total[0]).max() / len(atoms) < 1e-3
+    assert np.ptp(potential) / len(atoms) > 3e-3, "the atoms hardly moved: the check would be vacuous"
+    assert np.abs(total - total[0]).max() / len(atoms) < 3e-4
 
 
 def test_fix_external_driver_equals_ase(small_model, tmp_path):
