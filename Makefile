@@ -97,3 +97,14 @@ reference-results: peers
 
 clean:
 	rm -rf $(VENV) $(LOCK_VENV) build *.egg-info
+
+## lammps: build/lammps/lmp_geodite, Debian's LAMMPS + OpenMPI with pair_style geodite (libtorch of the torch
+## wheel runs `geodite export` packages); apt-get needs root on first use. docs/lammps.md
+.PHONY: lammps test-lammps
+lammps: install
+	lammps/build.sh $(BIN)/python build/lammps
+
+## test-lammps (slow): pair_style geodite serial/MPI/NVE/small cell and the fix external driver against ASE
+test-lammps: lammps
+	$(BIN)/pip install --quiet -e '.[test,lammps]'
+	GEODITE_REQUIRE_LAMMPS=1 $(BIN)/python -m pytest tests/export -q -p no:xdist -m 'slow or not slow'

@@ -128,6 +128,7 @@ def _register_commands() -> None:
     """Sub-commands that live in their own modules (each imports its heavy libraries lazily)."""
     from geodite.cli.bench import bench_app, models_command
     from geodite.cli.bench_tasks import diatomics_command, md_command, speed_command
+    from geodite.cli.export import export_command, lammps_command
     from geodite.cli.kappa import kappa_command
     from geodite.cli.report import all_command, report_command
     from geodite.cli.train import distill_command, train_command
@@ -142,6 +143,8 @@ def _register_commands() -> None:
     app.command("report")(report_command)
     app.command("train")(train_command)
     app.command("distill")(distill_command)
+    app.command("export")(export_command)
+    app.command("lammps")(lammps_command)
 
 
 _register_commands()
