@@ -57,3 +57,23 @@ def test_a_worker_whose_parent_is_already_gone_exits_at_once(parent, code):
     script = f"import os; from geodite.tasks.lifetime import die_with_parent; die_with_parent(os.getppid() + {offset})"
     done = subprocess.run([sys.executable, "-c", script], env=os.environ | {"PYTHONPATH": str(ROOT)}, timeout=120)
     assert done.returncode == code
+
+
+def test_the_watchdog_used_without_prctl_ends_an_orphan():
+    """Off Linux a thread polls the parent's pid: a middle process starts a child that watches it (by pid, so a
+    middle that dies first is noticed too), prints the child's pid, and is killed; the child must end."""
+    child = "import sys; from geodite.tasks.lifetime import _watch_parent; _watch_parent(int(sys.argv[1]), 0.1)"
+    middle = (f"import os, subprocess, sys, time; c = subprocess.Popen([sys.executable, '-c', {child!r}, "
+              "str(os.getpid())]); print(c.pid, flush=True); time.sleep(600)")
+    proc = subprocess.Popen([sys.executable, "-c", middle], env=os.environ | {"PYTHONPATH": str(ROOT)},
+                            stdout=subprocess.PIPE, text=True)
+    watcher = int(proc.stdout.readline())
+    try:
+        assert _alive(watcher)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+        assert _wait(lambda: not _alive(watcher), timeout_s=30)
+    finally:
+        proc.kill()
+        if _alive(watcher):
+            os.kill(watcher, signal.SIGKILL)
