@@ -223,7 +223,7 @@ def run_all(opts: AllOptions, log: Callable[[str], None] | None = None) -> dict:
                              "traceback": traceback.format_exc(limit=6),
                              "wall_s": round(time.perf_counter() - t0, 3)}
             log(f"[red]{name} failed:[/red] {type(error).__name__}: {error}")
-    from geodite.cli.bench import cps_summary
+    from geodite.tasks.cps import cps_summary
 
     provenance = run_provenance(opts, results, started_at, time.perf_counter() - start)
     out = Path(opts.results_dir) / label
@@ -390,7 +390,7 @@ def speed_table(result: TaskResult) -> tuple[list[str], list[list[str]]]:
 
 def headline_rows(labels: Sequence[str], results_dir: Path, params: dict[str, float | None]) -> list[tuple[list[str], str]]:
     """Our rows of the published table's columns (with the subset they were measured on)."""
-    from geodite.cli.bench import cps_summary
+    from geodite.tasks.cps import cps_summary
     from geodite.tasks.results import read_metrics
 
     rows = []
@@ -413,7 +413,7 @@ def headline_rows(labels: Sequence[str], results_dir: Path, params: dict[str, fl
 
 
 def build_document(models: Sequence[str], results_dir: str | Path = "results", title: str | None = None) -> list[tuple]:
-    from geodite.cli.bench import cps_summary
+    from geodite.tasks.cps import cps_summary
     from geodite.registry import model_label
 
     results_dir = Path(results_dir)

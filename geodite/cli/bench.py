@@ -67,9 +67,6 @@ def discovery_command(
     )
 
 
-KAPPA_KEYS = ("kappa_SRME", "κ_SRME", "SRME")
-
-
 @bench_app.command("cps")
 def cps_command(
     model: str = typer.Option("geodite", "--model", "-m"),
@@ -78,38 +75,10 @@ def cps_command(
 ) -> None:
     """Combined performance score from the latest discovery (F1, RMSD) and kappa (κ_SRME) results."""
     from geodite.registry import model_label
+    from geodite.tasks.cps import cps_summary
 
     summary = cps_summary(model_label(model), results_dir)
     print_summary(summary, as_json, f"CPS — {model}")
-
-
-def cps_summary(model: str, results_dir: Path | str = "results") -> dict:
-    """{model, CPS (or None), reason, F1, kappa_SRME, RMSD, sources} from results/<task>/<model>/metrics.json."""
-    from geodite.metrics.cps import cps_or_reason
-    from geodite.tasks.results import read_metrics, task_dir
-
-    disc = read_metrics(results_dir, "discovery", model) or {}
-    kappa = read_metrics(results_dir, "kappa", model) or {}
-    f1, rmsd = disc.get("F1"), disc.get("RMSD")
-    srme = next((kappa[k] for k in KAPPA_KEYS if kappa.get(k) is not None), None)
-    reasons = []
-    if not disc:
-        reasons.append(f"no discovery results in {task_dir(results_dir, 'discovery', model)}")
-    elif f1 is None:
-        reasons.append("discovery results have no F1 (the offline subset has no hull distances; run --mode full)")
-    if not kappa:
-        reasons.append(f"no kappa results in {task_dir(results_dir, 'kappa', model)}")
-    value, reason = cps_or_reason(f1, srme, rmsd)
-    if value is None and not reasons:
-        reasons.append(reason)
-    return {
-        "model": model,
-        "CPS": value,
-        "reason": "; ".join(reasons) if value is None else None,
-        "F1": f1,
-        "kappa_SRME": srme,
-        "RMSD": rmsd,
-    }
 
 
 def models_command(

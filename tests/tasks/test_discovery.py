@@ -236,7 +236,7 @@ def test_relax_structures_hook():
 
 
 def test_cps_summary(tmp_path):
-    from geodite.cli.bench import cps_summary
+    from geodite.tasks.cps import cps_summary
     from geodite.tasks.results import write_metrics
 
     s = cps_summary("m", tmp_path)
