@@ -1,9 +1,9 @@
-"""Every benchmark in one go, and one results report (tables + figures + provenance → Markdown / HTML).
+"""One results report (tables + figures + provenance → Markdown / HTML); it collects and renders, it runs
+nothing (running every task is :func:`geodite.tasks.suite.run_all`).
 
-* :func:`run_all` runs discovery, kappa, diatomics, MD and speed for one model with the same library
-  functions the single commands use (each task object → :func:`geodite.tasks.runner.run_task`; speed →
-  :func:`geodite.tasks.speed.run_speed`), resuming what is already stored, going on with the next task
-  when one fails, and records the run's provenance in ``results/<model>/provenance.json``.
+* :func:`collect` finds one task's metrics and figures for one model; :func:`build_document` turns them
+  into a list of blocks (headings, paragraphs, notes, tables, figures); :func:`render_markdown` and
+  :func:`render_html` write those blocks.
 * :func:`write_report` reads ``results/<task>/<model>/metrics.json`` and the figures next to it and writes
   ``results/<model>/report.md`` (figures linked relatively) and ``report.html`` (self-contained: CSS
   inline, figures embedded as base64). Several models go side by side (one column per model).
@@ -16,21 +16,24 @@ from __future__ import annotations
 
 import base64
 import html
-import importlib.util
 import json
 import math
 import os
-import time
-import traceback
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from geodite.provenance import data_files, hardware, model_provenance, package_versions, utc_now
-from geodite.tasks.store import jsonable
+import pandas as pd
 
-TASKS = ("discovery", "kappa", "diatomics", "md", "speed")
+from geodite.provenance import data_files, hardware, model_provenance, package_versions, utc_now
+from geodite.registry import model_label
+from geodite.tasks.cps import cps_summary
+from geodite.tasks.results import read_metrics, table_markdown, task_dir
+from geodite.tasks.store import ResultStore
+from geodite.tasks.suite import TASKS
+
 TASK_TITLES = {
     "discovery": "Discovery (Matbench Discovery stability and geometry)",
     "kappa": "Thermal conductivity (κ_SRME, phono3py)",
@@ -38,15 +41,6 @@ TASK_TITLES = {
     "md": "Molecular dynamics on solid electrolytes (RDF vs AIMD)",
     "speed": "Speed (energy + forces + stress per call)",
 }
-# Quick mode (a limit given). MD: the shipped model takes 1.5-5 s per step of the 416-atom argyrodites on
-# 2 busy CPU cores, so 2 ps (1000 steps) would be 0.5-1.5 h per system; 40 fs with a frame every 5 steps
-# gives a (rough) RDF in about a minute. Set a longer time with --md-time (make: MD_TIME=2ps).
-QUICK_MD_TIME = "40fs"
-QUICK_MD_FRAME_INTERVAL = 5
-# kappa: the primitive cell, 2x2x2 supercells and a 9x9x9 q-mesh (about 2 min a material instead of 10+)
-QUICK_KAPPA = {"cell": "primitive", "fc2_supercell": [2, 2, 2], "fc3_supercell": [2, 2, 2], "q_mesh": [9, 9, 9]}
-QUICK_SPEED_SIZES = (64,)
-QUICK_SPEED_REPEATS = 2
 
 # --------------------------------------------------------------------------- the seed paper's table
 
@@ -83,180 +77,6 @@ DISCOVERY_KEYS = {"Acc": "Accuracy", "F1": "F1", "DAF": "DAF", "Prec": "Precisio
                   "RMSD": "RMSD"}
 
 
-# --------------------------------------------------------------------------- running everything
-
-
-@dataclass
-class AllOptions:
-    """What ``geodite bench all`` / ``make all-benchmarks`` runs. ``limit`` switches on quick mode: the
-    first N items of discovery, kappa, diatomics and MD, a short MD (``QUICK_MD_TIME``) and small speed
-    sizes. ``task_options`` overrides constructor arguments per task (``{"md": {"timestep_fs": 1.0}}``;
-    for speed, fields of :class:`geodite.tasks.speed.SpeedOptions`)."""
-
-    model: str = "geodite"
-    limit: int | None = None
-    tasks: tuple[str, ...] = TASKS
-    results_dir: str | Path = "results"
-    device: str = "cpu"
-    dtype: str = "float32"
-    workers: int = 1
-    threads: int | None = None
-    retry_failed: bool = False
-    fresh: bool = False
-    progress: bool = True
-    plots: bool = True
-    md_time: str | None = None  # default: 1ns, or QUICK_MD_TIME in quick mode (then also QUICK_KAPPA settings)
-    speed_sizes: tuple[int, ...] | None = None  # default: 64,216,1000, or QUICK_SPEED_SIZES in quick mode
-    speed_models: tuple[str, ...] | None = None  # default: the model (quick) or the model and its peers
-    task_options: dict[str, dict] = field(default_factory=dict)
-
-    @property
-    def quick(self) -> bool:
-        return self.limit is not None
-
-    def __post_init__(self) -> None:
-        unknown = set(self.tasks) - set(TASKS)
-        if unknown:
-            raise ValueError(f"unknown task(s) {sorted(unknown)}; choose from {', '.join(TASKS)}")
-
-
-class TaskNotRun(Exception):
-    """A task that cannot run here for a known, benign reason (an optional package is missing)."""
-
-
-def make_task(name: str, opts: AllOptions):
-    """The task object of a runner task, with the single command's defaults (+ quick-mode and overrides)."""
-    from geodite.registry import model_label
-    from geodite.tasks.results import task_dir
-
-    extra = dict(opts.task_options.get(name, {}))
-    if name == "discovery":
-        from geodite.tasks.discovery import DiscoveryTask
-
-        return DiscoveryTask(**({"mode": "auto"} | extra))
-    if name == "kappa":
-        if importlib.util.find_spec("phono3py") is None:
-            raise TaskNotRun("phono3py is not installed: pip install 'geodite[phonons]'")
-        try:
-            from geodite.tasks.kappa import KappaTask
-        except ImportError as error:
-            raise TaskNotRun(f"the kappa task is not available in this installation ({error})") from None
-        kwargs = {"mode": "auto", "compare_with": KappaTask.published_key_for(opts.model)}
-        return KappaTask(**(kwargs | (QUICK_KAPPA if opts.quick else {}) | extra))
-    if name == "diatomics":
-        from geodite.tasks.diatomics import DiatomicsTask
-
-        return DiatomicsTask(**({"protocol": "mbd"} | extra))
-    if name == "md":
-        from geodite.tasks.md import MDTask, parse_time_fs
-
-        trajectories = task_dir(opts.results_dir, "md", model_label(opts.model)) / "trajectories"
-        kwargs = {"time_fs": parse_time_fs(opts.md_time or (QUICK_MD_TIME if opts.quick else "1ns")),
-                  "trajectory_dir": str(trajectories)}
-        if opts.quick:
-            kwargs["frame_interval"] = QUICK_MD_FRAME_INTERVAL
-        return MDTask(**(kwargs | extra))
-    raise ValueError(f"{name!r} is not a runner task")
-
-
-def speed_options(opts: AllOptions):
-    """SpeedOptions for the model: alone and small in quick mode, else beside the default peers."""
-    from geodite.tasks.speed import DEFAULT_MODELS, DEFAULT_SIZES, SpeedOptions
-    from geodite.tasks.runner import threads_per_worker
-
-    if opts.speed_models:
-        models = tuple(opts.speed_models)
-    elif opts.quick:
-        models = (opts.model,)
-    else:
-        models = DEFAULT_MODELS if opts.model in DEFAULT_MODELS else (DEFAULT_MODELS[0], opts.model, *DEFAULT_MODELS[2:])
-    sizes = tuple(opts.speed_sizes or (QUICK_SPEED_SIZES if opts.quick else DEFAULT_SIZES))
-    kwargs = {"models": models, "sizes": sizes, "threads": opts.threads or threads_per_worker(1),
-              "device": opts.device, "dtype": opts.dtype}
-    if opts.quick:
-        kwargs["repeats"] = QUICK_SPEED_REPEATS
-    return SpeedOptions(**(kwargs | opts.task_options.get("speed", {})))
-
-
-def speed_dir(results_dir: str | Path, label: str) -> Path:
-    """Where ``run_all`` writes the speed results of a model (the layout results/<task>/<model>/)."""
-    return Path(results_dir) / "speed" / label
-
-
-def run_all(opts: AllOptions, log: Callable[[str], None] | None = None) -> dict:
-    """Run every task in ``opts.tasks`` for ``opts.model``; one task failing does not stop the others.
-
-    Returns ``{"model", "quick", "limit", "tasks": {name: summary | {"status": "failed"|"not run", ...}},
-    "cps", "wall_s", "provenance"}``; each successful task's summary is what its own ``--json`` prints,
-    with ``"status": "ok"``.
-    """
-    from geodite.registry import model_label
-    from geodite.tasks.runner import RunOptions, run_task
-
-    log = log or (lambda message: None)
-    label = model_label(opts.model)
-    start = time.perf_counter()
-    started_at = utc_now()
-    results: dict[str, dict] = {}
-    for name in opts.tasks:
-        t0 = time.perf_counter()
-        log(f"[bold]== {name}[/bold] ({opts.model}{', quick mode: --limit ' + str(opts.limit) if opts.quick else ''})")
-        try:
-            if name == "speed":
-                from geodite.tasks.speed import run_speed
-
-                summary = run_speed(speed_options(opts), speed_dir(opts.results_dir, label), log=log)
-            else:
-                task = make_task(name, opts)
-                run_opts = RunOptions(
-                    model=opts.model, workers=opts.workers, threads=opts.threads, device=opts.device,
-                    dtype=opts.dtype, results_dir=opts.results_dir, limit=opts.limit,
-                    retry_failed=opts.retry_failed, fresh=opts.fresh, progress=opts.progress, plots=opts.plots,
-                )
-                summary = run_task(task, run_opts, log=log)
-            results[name] = {"status": "ok", **summary}
-        except TaskNotRun as reason:
-            results[name] = {"status": "not run", "reason": str(reason)}
-            log(f"[yellow]{name} not run:[/yellow] {reason}")
-        except Exception as error:  # noqa: BLE001 - one task failing must not stop the others
-            results[name] = {"status": "failed", "error": f"{type(error).__name__}: {error}",
-                             "traceback": traceback.format_exc(limit=6),
-                             "wall_s": round(time.perf_counter() - t0, 3)}
-            log(f"[red]{name} failed:[/red] {type(error).__name__}: {error}")
-    from geodite.tasks.cps import cps_summary
-
-    provenance = run_provenance(opts, results, started_at, time.perf_counter() - start)
-    out = Path(opts.results_dir) / label
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "provenance.json").write_text(json.dumps(jsonable(provenance), indent=1) + "\n")
-    return {
-        "model": opts.model,
-        "quick": opts.quick,
-        "limit": opts.limit,
-        "tasks": {k: {kk: vv for kk, vv in v.items() if kk != "traceback"} for k, v in results.items()},
-        "cps": cps_summary(label, opts.results_dir),
-        "wall_s": round(time.perf_counter() - start, 3),
-        "provenance": str(out / "provenance.json"),
-    }
-
-
-# --------------------------------------------------------------------------- provenance
-
-
-def run_provenance(opts: AllOptions, results: dict, started_at: str, wall_s: float) -> dict:
-    return {
-        "started_at": started_at,
-        "finished_at": utc_now(),
-        "wall_s": round(wall_s, 3),
-        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()},
-        "versions": package_versions(),
-        "hardware": hardware(),
-        "model": model_provenance(opts.model),
-        "tasks": {name: {"status": r["status"], "wall_s": r.get("wall_s"), "error": r.get("error"),
-                         "reason": r.get("reason")} for name, r in results.items()},
-    }
-
-
 # --------------------------------------------------------------------------- collecting results
 
 
@@ -273,7 +93,7 @@ class TaskResult:
 
 def find_speed_dir(results_dir: str | Path, label: str) -> Path | None:
     """results/speed/<model>/ (``run_all``), else the newest results/speed/*/ whose table has the model."""
-    own = speed_dir(results_dir, label)
+    own = task_dir(results_dir, "speed", label)
     if (own / "speed.json").is_file():
         return own
     found = []
@@ -289,8 +109,6 @@ def find_speed_dir(results_dir: str | Path, label: str) -> Path | None:
 
 def collect(results_dir: str | Path, task: str, label: str, not_run: dict | None = None) -> TaskResult:
     """The metrics and figures of one task for one model (or why there are none)."""
-    from geodite.tasks.results import task_dir
-
     directory = find_speed_dir(results_dir, label) if task == "speed" else task_dir(results_dir, task, label)
     metrics_path = None
     if directory is not None:
@@ -311,8 +129,6 @@ def collect(results_dir: str | Path, task: str, label: str, not_run: dict | None
 
 def stored_items(directory: Path) -> int:
     """Items in the store of ``results/<task>/<model>/`` (0 without one, or where it cannot be read)."""
-    from geodite.tasks.store import ResultStore
-
     try:
         return len(ResultStore(directory / "store").read_rows())
     except (OSError, ValueError, KeyError, TypeError):  # a damaged store: the runner reports it when rerun
@@ -390,9 +206,6 @@ def speed_table(result: TaskResult) -> tuple[list[str], list[list[str]]]:
 
 def headline_rows(labels: Sequence[str], results_dir: Path, params: dict[str, float | None]) -> list[tuple[list[str], str]]:
     """Our rows of the published table's columns (with the subset they were measured on)."""
-    from geodite.tasks.cps import cps_summary
-    from geodite.tasks.results import read_metrics
-
     rows = []
     for label in labels:
         disc = read_metrics(results_dir, "discovery", label) or {}
@@ -413,9 +226,6 @@ def headline_rows(labels: Sequence[str], results_dir: Path, params: dict[str, fl
 
 
 def build_document(models: Sequence[str], results_dir: str | Path = "results", title: str | None = None) -> list[tuple]:
-    from geodite.tasks.cps import cps_summary
-    from geodite.registry import model_label
-
     results_dir = Path(results_dir)
     labels = [model_label(m) for m in models]
     doc: list[tuple] = [("h", 1, title or f"Geodite benchmark report — {', '.join(labels)}", "top")]
@@ -560,10 +370,6 @@ def _read_provenance(results_dir: Path, label: str) -> dict | None:
 
 
 def render_markdown(doc: list[tuple], out_dir: Path) -> str:
-    import pandas as pd
-
-    from geodite.tasks.results import table_markdown
-
     lines: list[str] = []
     for block in doc:
         kind = block[0]
@@ -601,8 +407,6 @@ td{overflow-wrap:break-word;max-width:520px}
 
 def _inline(text: str) -> str:
     """Escape, then the two bits of Markdown the document uses: **bold** and `code`."""
-    import re
-
     out = html.escape(str(text))
     out = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", out)
     return re.sub(r"`(.+?)`", r"<code>\1</code>", out)
@@ -648,16 +452,12 @@ def render_html(doc: list[tuple], title: str, embed: bool = True, out_dir: Path 
 
 def default_report_dir(models: Sequence[str], results_dir: str | Path = "results") -> Path:
     """results/<model>/ for one model, results/<a>_vs_<b>/ for several."""
-    from geodite.registry import model_label
-
     return Path(results_dir) / "_vs_".join(model_label(m) for m in models)
 
 
 def write_report(models: Sequence[str] | str, results_dir: str | Path = "results", out_dir: str | Path | None = None,
                  embed: bool = True) -> dict:
     """Write report.md and report.html; returns {"markdown", "html", "models", "tasks": {task: [models with results]}}."""
-    from geodite.registry import model_label
-
     models = [m.strip() for m in models.split(",") if m.strip()] if isinstance(models, str) else list(models)
     if not models:
         raise ValueError("no model given")

@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from geodite import report as rep
+from geodite.tasks import suite
 from geodite.provenance import data_files
 from geodite.cli.main import app
 
@@ -85,7 +86,7 @@ def check_images(section: dict) -> list[str]:
 def tiny_run(tmp_path_factory):
     """Every task on the small upstream checkpoint, one item each, protocols shrunk to seconds."""
     root = tmp_path_factory.mktemp("results")
-    opts = rep.AllOptions(
+    opts = suite.AllOptions(
         model=SMALL, limit=1, results_dir=root, progress=False, md_time="6fs",
         task_options={
             "discovery": {"steps": 3},
@@ -95,7 +96,7 @@ def tiny_run(tmp_path_factory):
             "speed": {"sizes": (8,), "repeats": 1, "memory": False},
         },
     )
-    summary = rep.run_all(opts)
+    summary = suite.run_all(opts)
     written = rep.write_report([SMALL], root)
     return root, summary, written
 
@@ -208,18 +209,18 @@ def test_cli_bench_all_resumes_and_prints_one_json(tiny_run):
 
 
 def test_failed_task_does_not_stop_the_others(tmp_path, monkeypatch):
-    real = rep.make_task
+    real = suite.make_task
 
-    def broken(name, opts):
+    def broken(name, *args, **settings):
         if name == "discovery":
             raise RuntimeError("boom")
-        return real(name, opts)
+        return real(name, *args, **settings)
 
-    monkeypatch.setattr(rep, "make_task", broken)
-    monkeypatch.setattr(rep.importlib.util, "find_spec", lambda name, *a: None if name == "phono3py" else True)
-    opts = rep.AllOptions(model=SMALL, limit=1, tasks=("discovery", "kappa", "diatomics"), results_dir=tmp_path,
+    monkeypatch.setattr(suite, "make_task", broken)
+    monkeypatch.setattr(suite.importlib.util, "find_spec", lambda name, *a: None if name == "phono3py" else True)
+    opts = suite.AllOptions(model=SMALL, limit=1, tasks=("discovery", "kappa", "diatomics"), results_dir=tmp_path,
                           progress=False, plots=False)
-    summary = rep.run_all(opts)
+    summary = suite.run_all(opts)
     assert summary["tasks"]["discovery"] == {"status": "failed", "error": "RuntimeError: boom",
                                              "wall_s": summary["tasks"]["discovery"]["wall_s"]}
     assert summary["tasks"]["kappa"]["status"] == "not run" and "phono3py" in summary["tasks"]["kappa"]["reason"]

@@ -1,6 +1,6 @@
 """`geodite bench all` (every benchmark for one model) and `geodite report` (tables + figures + provenance).
 
-Parsing only: the work is :func:`geodite.report.run_all` and :func:`geodite.report.write_report`.
+Parsing only: the work is :func:`geodite.tasks.suite.run_all` and :func:`geodite.report.write_report`.
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ def all_command(
 
     A task that fails does not stop the others; the exit status is 1 when any task failed.
     """
-    from geodite.report import AllOptions, run_all, write_report
+    from geodite.report import write_report
+    from geodite.tasks.suite import AllOptions, run_all
 
     sizes = o.parse_ints(speed_sizes, "--speed-sizes", None, high=SPEED_MAX_ATOMS)
     try:
