@@ -47,24 +47,12 @@ def discovery_command(
     fresh: o.Fresh = False, progress: o.Progress = True, plots: o.Plots = True, as_json: o.Json = False,
 ) -> None:
     """Matbench Discovery: relax, formation energy, hull distance, F1/DAF/MAE/RMSD."""
-    from geodite.tasks.discovery import DiscoveryTask
-
-    def make_task() -> DiscoveryTask:
-        task = DiscoveryTask(
-            mode=mode, data_dir=str(data_dir) if data_dir else None,
-            offline_path=str(offline_data) if offline_data else None, download=download, fmax=fmax, steps=steps,
-            optimizer=optimizer, rattle=rattle, strain=strain, seed=seed, relax_backend=relax_backend,
-        )
-        if task.mode == "offline" and mode == "auto":
-            stderr.print(
-                "[yellow]full Matbench Discovery data not found; running the offline WBM subset "
-                "(perturbed DFT structures; no hull distances, so no F1/DAF). Use --mode full to download.[/yellow]"
-            )
-        return task
-
-    o.run_bench(
-        make_task, **o.shared(locals()),
+    settings = dict(
+        mode=mode, data_dir=str(data_dir) if data_dir else None,
+        offline_path=str(offline_data) if offline_data else None, download=download, fmax=fmax, steps=steps,
+        optimizer=optimizer, rattle=rattle, strain=strain, seed=seed, relax_backend=relax_backend,
     )
+    o.run_bench("discovery", settings, **o.shared(locals()))
 
 
 @bench_app.command("cps")

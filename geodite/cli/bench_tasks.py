@@ -22,13 +22,8 @@ def diatomics_command(
     progress: o.Progress = True, plots: o.Plots = True, as_json: o.Json = False,
 ) -> None:
     """Homonuclear dimer curves: smoothness and PBE-relative accuracy, one item per element."""
-    from geodite.tasks.diatomics import DiatomicsTask
-
     symbols = [s.strip() for s in elements.split(",") if s.strip()] if elements else []
-    o.run_bench(
-        lambda: DiatomicsTask(protocol=protocol, elements=symbols),
-        **o.shared(locals()),
-    )
+    o.run_bench("diatomics", {"protocol": protocol, "elements": symbols}, **o.shared(locals()))
 
 
 def md_command(
@@ -48,21 +43,15 @@ def md_command(
     progress: o.Progress = True, plots: o.Plots = True, as_json: o.Json = False,
 ) -> None:
     """NVT MD on solid electrolytes: stability and RDF overlap with AIMD, one item per system."""
-    from geodite.registry import model_label
-    from geodite.tasks.md import MDTask, parse_time_fs
-    from geodite.tasks.results import task_dir
+    from geodite.tasks.md import parse_time_fs
 
     if parse_time_fs(time) < timestep:
         raise typer.BadParameter(f"{time} is shorter than one {timestep} fs step: nothing would be simulated",
                                  param_hint="'--time'")
-    trajectories = task_dir(results_dir, "md", model_label(model)) / "trajectories"
     names = [s.strip() for s in systems.split(",") if s.strip()] if systems else []
-    o.run_bench(
-        lambda: MDTask(time_fs=parse_time_fs(time), timestep_fs=timestep, frame_interval=frame_interval,
-                       thermostat=thermostat, seed=seed, reference=str(reference) if reference else None,
-                       systems=names, trajectory_dir=str(trajectories)),
-        **o.shared(locals()),
-    )
+    settings = dict(time_fs=parse_time_fs(time), timestep_fs=timestep, frame_interval=frame_interval,
+                    thermostat=thermostat, seed=seed, reference=str(reference) if reference else None, systems=names)
+    o.run_bench("md", settings, **o.shared(locals()))
 
 
 def speed_command(

@@ -134,48 +134,42 @@ SHARED = ("model", "limit", "workers", "threads", "scheduler", "slurm_config", "
 
 
 def shared(arguments: dict) -> dict:
-    """The shared options out of a command's ``locals()``, for ``run_bench(make_task, **shared(locals()))``."""
+    """The shared options out of a command's ``locals()``, for ``run_bench(name, settings, **shared(locals()))``."""
     return {name: arguments[name] for name in SHARED}
 
 
-def run_bench(
-    make_task: Callable[[], object],
-    *,
-    model: str,
-    limit: int | None,
-    workers: int,
-    threads: int | None,
-    scheduler: str | None,
-    slurm_config: Path | None,
-    device: str,
-    dtype: str,
-    results_dir: Path,
-    retry_failed: bool,
-    fresh: bool,
-    progress: bool,
-    plots: bool,
-    as_json: bool,
-) -> dict:
-    """Build the task, run it on the shared runner, print the summary (JSON on stdout with --json)."""
+def run_bench(task_name: str, settings: dict, **shared_options) -> dict:
+    """Build the task ``task_name`` with ``settings`` (constructor arguments over the defaults of
+    :func:`geodite.tasks.suite.make_task`), run it on the shared runner with the command's shared options
+    (see :data:`SHARED`), print the summary (JSON on stdout with --json)."""
     from geodite.data.downloads import DataUnavailableError
     from geodite.registry import ModelNotAvailableError
-    from geodite.tasks.runner import RunOptions, run_task
+    from geodite.tasks.runner import run_task
     from geodite.tasks.store import ConfigMismatchError
+    from geodite.tasks.suite import TaskNotRun, make_task, run_options
 
+    model, as_json = shared_options["model"], shared_options["as_json"]
     try:
-        task = make_task()
-        options = RunOptions(
-            model=model, workers=workers, threads=threads, scheduler=scheduler, slurm_config=str(slurm_config) if slurm_config else None,
-            device=device, dtype=dtype, results_dir=results_dir, limit=limit, retry_failed=retry_failed, fresh=fresh,
-            progress=progress, plots=plots,
-        )
-        summary = run_task(task, options, log=lambda message: stderr.print(message))
-    except (DataUnavailableError, ModelNotAvailableError, ConfigMismatchError, FileNotFoundError, KeyError,
-            ValueError, RuntimeError) as error:
+        task = make_task(task_name, model, shared_options["results_dir"], **settings)
+        if getattr(task, "mode", None) == "offline" and settings.get("mode", "auto") == "auto":
+            stderr.print(f"[yellow]{OFFLINE_NOTES[task_name]}[/yellow]")
+        summary = run_task(task, run_options(shared_options), log=lambda message: stderr.print(message))
+    except (DataUnavailableError, ModelNotAvailableError, ConfigMismatchError, TaskNotRun, FileNotFoundError,
+            KeyError, ValueError, RuntimeError) as error:
         fail(str(error).strip("'\""), as_json)
     print_summary(summary, as_json, f"{summary['task']} — {model} ({summary['n_items']} items)")
     stderr.print(f"results: {summary['results_dir']}")
     return summary
+
+
+#: What a command prints when ``--mode auto`` found no full data and fell back to the offline set.
+OFFLINE_NOTES = {
+    "discovery": "full Matbench Discovery data not found; running the offline WBM subset (perturbed DFT "
+                 "structures; no hull distances, so no F1/DAF). Use --mode full to download.",
+    "kappa": "phononDB structure files not found: running the offline set (prototype structures built from the "
+             "shipped table; κ_SRE/κ_SRD against the DFT κ; κ_SRME needs the mode-resolved reference and is "
+             "reported as null). Use --mode full to download.",
+}
 
 
 def print_speed(summary: dict, as_json: bool) -> None:

@@ -1,8 +1,8 @@
 """`geodite bench kappa`: κ_SRME thermal conductivity (phono3py) on the shared runner.
 
 Register with ``bench_app.command("kappa")(kappa_command)``. Parsing only: the protocol is
-:class:`geodite.tasks.kappa.KappaTask`, the run :func:`geodite.cli.common.run_bench`
-(→ :func:`geodite.tasks.runner.run_task`).
+:class:`geodite.tasks.kappa.KappaTask` (built by :func:`geodite.tasks.suite.make_task`), the run
+:func:`geodite.cli.common.run_bench` (→ :func:`geodite.tasks.runner.run_task`).
 """
 
 from __future__ import annotations
@@ -45,36 +45,16 @@ def kappa_command(
     fresh: o.Fresh = False, progress: o.Progress = True, plots: o.Plots = True, as_json: o.Json = False,
 ) -> None:
     """Thermal conductivity (κ_SRME, κ_SRE) of the 103 phononDB materials with phono3py."""
-    from geodite.tasks.kappa import KappaTask
-
-    try:
-        import phono3py  # noqa: F401
-    except ImportError:
-        o.fail("phono3py is not installed: pip install 'geodite[phonons]'", as_json)
     fc2, fc3, mesh = (o.parse_ints(fc2_supercell, "--fc2-supercell"),
                       o.parse_ints(fc3_supercell, "--fc3-supercell"), o.parse_ints(q_mesh, "--q-mesh"))
     groups = o.parse_ints(space_groups, "--space-groups", None, high=230) or []
-
-    def make_task() -> KappaTask:
-        task = KappaTask(
-            mode=mode, data_dir=str(data_dir) if data_dir else None, download=download,
-            materials=[m.strip() for m in materials.split(",") if m.strip()] if materials else [],
-            space_groups=groups, fmax=fmax, steps=steps, displacement=displacement, temperature=temperature,
-            symprec=symprec, relax_symprec=relax_symprec, fc2_supercell=fc2, fc3_supercell=fc3, q_mesh=mesh,
-            cell=cell, start_scan=start_scan, compare_with=compare_with or KappaTask.published_key_for(model),
-        )
-        if task.mode == "offline" and mode == "auto":
-            o.stderr.print(
-                "[yellow]phononDB structure files not found: running the offline set (prototype structures built "
-                "from the shipped table; κ_SRE/κ_SRD against the DFT κ; κ_SRME needs the mode-resolved reference "
-                "and is reported as null). Use --mode full to download.[/yellow]"
-            )
-        return task
-
-    summary = o.run_bench(
-        make_task, model=model, limit=limit, workers=workers, threads=threads, scheduler=scheduler,
-        slurm_config=slurm_config, device=device, dtype=dtype, results_dir=results_dir, retry_failed=retry_failed,
-        fresh=fresh, progress=progress, plots=plots, as_json=as_json,
+    settings = dict(
+        mode=mode, data_dir=str(data_dir) if data_dir else None, download=download,
+        materials=[m.strip() for m in materials.split(",") if m.strip()] if materials else [],
+        space_groups=groups, fmax=fmax, steps=steps, displacement=displacement, temperature=temperature,
+        symprec=symprec, relax_symprec=relax_symprec, fc2_supercell=fc2, fc3_supercell=fc3, q_mesh=mesh,
+        cell=cell, start_scan=start_scan, compare_with=compare_with,
     )
+    summary = o.run_bench("kappa", settings, **o.shared(locals()))
     if summary.get("kappa_SRME") is None and summary.get("kappa_SRME_reason"):
         o.stderr.print(f"κ_SRME unavailable: {summary['kappa_SRME_reason']}")
