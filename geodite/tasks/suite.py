@@ -159,7 +159,7 @@ def speed_options(opts: AllOptions):
     return SpeedOptions(**(kwargs | opts.task_options.get("speed", {})))
 
 
-def run_one(name: str, opts: AllOptions, log: Callable[[str], None]) -> dict:
+def run_benchmark(name: str, opts: AllOptions, log: Callable[[str], None]) -> dict:
     """One task of ``bench all``: its summary (what its own ``--json`` prints)."""
     if name == "speed":
         from geodite.tasks.speed import run_speed
@@ -185,7 +185,7 @@ def run_all(opts: AllOptions, log: Callable[[str], None] | None = None) -> dict:
         t0 = time.perf_counter()
         log(f"[bold]== {name}[/bold] ({opts.model}{', quick mode: --limit ' + str(opts.limit) if opts.quick else ''})")
         try:
-            results[name] = {"status": "ok", **run_one(name, opts, log)}
+            results[name] = {"status": "ok", **run_benchmark(name, opts, log)}
         except TaskNotRun as reason:
             results[name] = {"status": "not run", "reason": str(reason)}
             log(f"[yellow]{name} not run:[/yellow] {reason}")
