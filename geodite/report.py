@@ -160,8 +160,9 @@ def _not_run_reasons(results_dir: Path, label: str) -> dict[str, str]:
 
 # --------------------------------------------------------------------------- the document
 
-# Blocks: ("h", level, text, anchor) ("p", text) ("note", text) ("table", headers, rows, classes-per-row)
-# ("fig", path, caption) ("code", text)
+# A document block: ("h", level, text, anchor) ("p", text) ("note", text) ("table", headers, rows,
+# classes-per-row or None) ("fig", path, caption)
+Block = tuple
 
 
 def _fmt(value: Any) -> str:
@@ -225,19 +226,31 @@ def headline_rows(labels: Sequence[str], results_dir: Path, params: dict[str, fl
     return rows
 
 
-def build_document(models: Sequence[str], results_dir: str | Path = "results", title: str | None = None) -> list[tuple]:
+def build_document(models: Sequence[str], results_dir: str | Path = "results", title: str | None = None) -> list[Block]:
+    """The report as blocks: title, headline table, CPS, one section per task, provenance, data files."""
     results_dir = Path(results_dir)
     labels = [model_label(m) for m in models]
-    doc: list[tuple] = [("h", 1, title or f"Geodite benchmark report — {', '.join(labels)}", "top")]
     provenance = {label: _read_provenance(results_dir, label) for label in labels}
     model_info = {label: (provenance[label] or {}).get("model") or model_provenance(model)
                   for model, label in zip(models, labels, strict=True)}
+    doc: list[Block] = [("h", 1, title or f"Geodite benchmark report — {', '.join(labels)}", "top")]
     doc.append(("p", f"Generated {utc_now()} from `{results_dir}`. Every table below is ours (this suite, this "
                      "run) unless it says **published**. Quick-mode runs (`--limit`) use the first items only "
                      "and are not comparable with the published full-benchmark numbers."))
+    doc += headline_section(labels, results_dir, model_info)
+    doc += cps_section(labels, results_dir)
+    for task in TASKS:
+        doc += task_section(task, labels, results_dir)
+    doc.append(("h", 2, "Provenance", "provenance"))
+    for label in labels:
+        doc += provenance_section(label, results_dir, provenance[label], model_info[label])
+    doc += data_section()
+    return doc
 
-    # headline: ours beside the published table
-    doc.append(("h", 2, "Headline numbers: ours beside the published table", "headline"))
+
+def headline_section(labels: Sequence[str], results_dir: Path, model_info: dict[str, dict]) -> list[Block]:
+    """Our headline numbers beside the seed paper's published table (published rows marked as such)."""
+    doc: list[Block] = [("h", 2, "Headline numbers: ours beside the published table", "headline")]
     doc.append(("note", "Rows marked **published (seed paper) — not ours** are copied from the seed paper's table "
                         f"({PUBLISHED_SOURCE}); they were not computed here. Our rows say on which subset they were "
                         "measured: the offline discovery subset (perturbed DFT structures, no hull distances) has "
@@ -252,9 +265,12 @@ def build_document(models: Sequence[str], results_dir: str | Path = "results", t
                         "a compliant model with compliant peers only."))
     doc.append(("table", ["model", "source", "compliant", *HEADLINE_COLUMNS, "subset"], [r for r, _ in rows],
                 [c for _, c in rows]))
+    return doc
 
-    # CPS
-    doc.append(("h", 2, "CPS (combined performance score)", "cps"))
+
+def cps_section(labels: Sequence[str], results_dir: Path) -> list[Block]:
+    """CPS per model with its inputs, or the reason it is null."""
+    doc: list[Block] = [("h", 2, "CPS (combined performance score)", "cps")]
     doc.append(("p", "CPS = 0.5·F1 + 0.4·(1 − κ_SRME/2) + 0.1·clamp(1 − RMSD/0.15, 0, 1); null when an input is "
                      "missing (reason given). Same function as `geodite bench cps`."))
     cps_rows = []
@@ -262,89 +278,95 @@ def build_document(models: Sequence[str], results_dir: str | Path = "results", t
         c = cps_summary(label, results_dir)
         cps_rows.append([label, _fmt(c["CPS"]), _fmt(c["F1"]), _fmt(c["kappa_SRME"]), _fmt(c["RMSD"]), c["reason"] or ""])
     doc.append(("table", ["model", "CPS", "F1", "κ_SRME", "RMSD", "reason when null"], cps_rows, None))
-
-    # tasks
-    for task in TASKS:
-        doc.append(("h", 2, TASK_TITLES[task], task))
-        results = [collect(results_dir, task, label, _not_run_reasons(results_dir, label)) for label in labels]
-        for r in results:
-            if r.metrics is None:
-                reason = r.reason if r.reason.startswith(("not run", "partial")) else "not run — " + r.reason
-                doc.append(("note", f"**{r.model}**: {task} {reason}"))
-            elif status_label(r) != "ok":
-                doc.append(("note", f"**{r.model}**: {task} {status_label(r)}; the metrics cover the items that ran"))
-        ran = [r for r in results if r.metrics is not None]
-        if not ran:
-            continue
-        for r in ran:
-            doc.append(("p", f"`{r.model}`: results in `{r.directory}`, wall time {_fmt(r.metrics.get('wall_s'))} s."))
-        if task == "speed":
-            for r in ran:
-                doc.append(("p", f"Machine of the timing ({r.model}): {r.metrics.get('machine', '?')}; "
-                                 f"{r.metrics.get('threads')} threads, {r.metrics.get('dtype')}, "
-                                 f"structure {r.metrics.get('structure')}."))
-                headers, body = speed_table(r)
-                doc.append(("table", headers, body, None))
-        else:
-            headers, body = metrics_table(results)
-            doc.append(("table", headers, body, None))
-            cfg_keys: list[str] = []
-            for r in ran:
-                cfg_keys += [k for k in (r.metrics.get("config") or {}) if k not in cfg_keys]
-            if cfg_keys:
-                doc.append(("p", "Protocol (the task's configuration):"))
-                doc.append(("table", ["parameter", *[r.model for r in ran]],
-                            [[k, *[_fmt((r.metrics.get("config") or {}).get(k)) for r in ran]] for k in cfg_keys], None))
-        for r in ran:
-            for fig in r.figures:
-                doc.append(("fig", fig, f"{task} — {r.model}: {fig.name}"))
-
-    # provenance
-    doc.append(("h", 2, "Provenance", "provenance"))
-    here = {"versions": package_versions(), "hardware": hardware()}
-    for label in labels:
-        prov = provenance[label]
-        src = prov or here
-        doc.append(("h", 3, f"{label}", f"provenance-{label}"))
-        if prov:
-            doc.append(("p", f"Recorded by `geodite bench all` ({prov.get('started_at')} → {prov.get('finished_at')}, "
-                             f"{_fmt(prov.get('wall_s'))} s in all; options: `{json.dumps(prov.get('options', {}))}`)."))
-        else:
-            doc.append(("p", "No `geodite bench all` record for this model: versions and hardware are those of the "
-                             "machine that wrote this report."))
-        info = model_info[label]
-        doc.append(("table", ["model", "checkpoint", "sha256", "params (M)", "note"],
-                    [[label, _fmt(info.get("checkpoint")), _fmt(info.get("sha256")), _fmt(info.get("params_M")),
-                      info.get("note") or info.get("description") or ""]], None))
-        versions = src.get("versions", {})
-        doc.append(("table", ["package", "version"], [[k, v or "not installed"] for k, v in versions.items()], None))
-        hw = src.get("hardware", {})
-        doc.append(("table", ["hardware", "value"], [[k, _fmt(v) if v is not None else "none"] for k, v in hw.items()], None))
-        walls, other_weights = [], []
-        for task in TASKS:
-            r = collect(results_dir, task, label)
-            m = r.metrics or {}
-            recorded = (prov or {}).get("tasks", {}).get(task, {}).get("status")
-            status = status_label(r) if r.metrics or r.stored or not recorded else recorded
-            workers = m.get("workers")
-            weights = "—" if task == "speed" else weights_column(m, info.get("sha256"))  # speed: many models
-            if weights.endswith("(other weights)") or weights == "not recorded":
-                other_weights.append(task)
-            walls.append([task, status, _fmt(m.get("wall_s")), _fmt(m.get("n_items")),
-                          f"{workers} × {m.get('threads_per_worker')} threads" if workers else _fmt(m.get("threads")),
-                          weights])
-        doc.append(("table", ["task", "status", "wall time (s)", "items", "workers × threads", "weights"], walls,
-                    None))
-        if other_weights:
-            doc.append(("p", f"**Mixed weights:** {', '.join(other_weights)} ran with other weights than the "
-                             f"checkpoint above, or did not record theirs (results older than the record): rerun "
-                             f"with `--fresh` before comparing."))
-    doc.append(("h", 3, "Data files shipped in the package (geodite/data/files)", "data"))
-    doc.append(("table", ["file", "bytes", "sha256"], [[d["file"], str(d["bytes"]), d["sha256"]] for d in data_files()], None))
-    doc.append(("p", "Full-mode data (Matbench Discovery files, phononDB structures) are verified against the md5 of "
-                     "`geodite/data/downloads.py` when fetched; each task's `config` above records its mode and the "
-                     "md5 of the data it read."))
     return doc
+
+
+def task_section(task: str, labels: Sequence[str], results_dir: Path) -> list[Block]:
+    """One task: status notes, metrics (or the speed table), the protocol and the figures, models side by side."""
+    doc: list[Block] = [("h", 2, TASK_TITLES[task], task)]
+    results = [collect(results_dir, task, label, _not_run_reasons(results_dir, label)) for label in labels]
+    for r in results:
+        if r.metrics is None:
+            reason = r.reason if r.reason.startswith(("not run", "partial")) else "not run — " + r.reason
+            doc.append(("note", f"**{r.model}**: {task} {reason}"))
+        elif status_label(r) != "ok":
+            doc.append(("note", f"**{r.model}**: {task} {status_label(r)}; the metrics cover the items that ran"))
+    ran = [r for r in results if r.metrics is not None]
+    if not ran:
+        return doc
+    for r in ran:
+        doc.append(("p", f"`{r.model}`: results in `{r.directory}`, wall time {_fmt(r.metrics.get('wall_s'))} s."))
+    if task == "speed":
+        for r in ran:
+            doc.append(("p", f"Machine of the timing ({r.model}): {r.metrics.get('machine', '?')}; "
+                             f"{r.metrics.get('threads')} threads, {r.metrics.get('dtype')}, "
+                             f"structure {r.metrics.get('structure')}."))
+            headers, body = speed_table(r)
+            doc.append(("table", headers, body, None))
+    else:
+        headers, body = metrics_table(results)
+        doc.append(("table", headers, body, None))
+        cfg_keys: list[str] = []
+        for r in ran:
+            cfg_keys += [k for k in (r.metrics.get("config") or {}) if k not in cfg_keys]
+        if cfg_keys:
+            doc.append(("p", "Protocol (the task's configuration):"))
+            doc.append(("table", ["parameter", *[r.model for r in ran]],
+                        [[k, *[_fmt((r.metrics.get("config") or {}).get(k)) for r in ran]] for k in cfg_keys], None))
+    for r in ran:
+        for fig in r.figures:
+            doc.append(("fig", fig, f"{task} — {r.model}: {fig.name}"))
+    return doc
+
+
+def provenance_section(label: str, results_dir: Path, prov: dict | None, info: dict) -> list[Block]:
+    """One model's provenance: the ``bench all`` record (or this machine's), checkpoint, versions, hardware,
+    and per task its status, wall time, workers and which weights its results came from."""
+    src = prov or {"versions": package_versions(), "hardware": hardware()}
+    doc: list[Block] = [("h", 3, f"{label}", f"provenance-{label}")]
+    if prov:
+        doc.append(("p", f"Recorded by `geodite bench all` ({prov.get('started_at')} → {prov.get('finished_at')}, "
+                         f"{_fmt(prov.get('wall_s'))} s in all; options: `{json.dumps(prov.get('options', {}))}`)."))
+    else:
+        doc.append(("p", "No `geodite bench all` record for this model: versions and hardware are those of the "
+                         "machine that wrote this report."))
+    doc.append(("table", ["model", "checkpoint", "sha256", "params (M)", "note"],
+                [[label, _fmt(info.get("checkpoint")), _fmt(info.get("sha256")), _fmt(info.get("params_M")),
+                  info.get("note") or info.get("description") or ""]], None))
+    versions = src.get("versions", {})
+    doc.append(("table", ["package", "version"], [[k, v or "not installed"] for k, v in versions.items()], None))
+    hw = src.get("hardware", {})
+    doc.append(("table", ["hardware", "value"], [[k, _fmt(v) if v is not None else "none"] for k, v in hw.items()], None))
+    walls, other_weights = [], []
+    for task in TASKS:
+        r = collect(results_dir, task, label)
+        m = r.metrics or {}
+        recorded = (prov or {}).get("tasks", {}).get(task, {}).get("status")
+        status = status_label(r) if r.metrics or r.stored or not recorded else recorded
+        workers = m.get("workers")
+        weights = "—" if task == "speed" else weights_column(m, info.get("sha256"))  # speed: many models
+        if weights.endswith("(other weights)") or weights == "not recorded":
+            other_weights.append(task)
+        walls.append([task, status, _fmt(m.get("wall_s")), _fmt(m.get("n_items")),
+                      f"{workers} × {m.get('threads_per_worker')} threads" if workers else _fmt(m.get("threads")),
+                      weights])
+    doc.append(("table", ["task", "status", "wall time (s)", "items", "workers × threads", "weights"], walls, None))
+    if other_weights:
+        doc.append(("p", f"**Mixed weights:** {', '.join(other_weights)} ran with other weights than the "
+                         f"checkpoint above, or did not record theirs (results older than the record): rerun "
+                         f"with `--fresh` before comparing."))
+    return doc
+
+
+def data_section() -> list[Block]:
+    """The data files shipped in the package, with checksums."""
+    return [
+        ("h", 3, "Data files shipped in the package (geodite/data/files)", "data"),
+        ("table", ["file", "bytes", "sha256"], [[d["file"], str(d["bytes"]), d["sha256"]] for d in data_files()], None),
+        ("p", "Full-mode data (Matbench Discovery files, phononDB structures) are verified against the md5 of "
+              "`geodite/data/downloads.py` when fetched; each task's `config` above records its mode and the "
+              "md5 of the data it read."),
+    ]
 
 
 def weights_column(metrics: dict, checkpoint_sha256: str | None) -> str:
@@ -369,7 +391,7 @@ def _read_provenance(results_dir: Path, label: str) -> dict | None:
 # --------------------------------------------------------------------------- rendering
 
 
-def render_markdown(doc: list[tuple], out_dir: Path) -> str:
+def render_markdown(doc: list[Block], out_dir: Path) -> str:
     lines: list[str] = []
     for block in doc:
         kind = block[0]
@@ -412,7 +434,7 @@ def _inline(text: str) -> str:
     return re.sub(r"`(.+?)`", r"<code>\1</code>", out)
 
 
-def render_html(doc: list[tuple], title: str, embed: bool = True, out_dir: Path | None = None) -> str:
+def render_html(doc: list[Block], title: str, embed: bool = True, out_dir: Path | None = None) -> str:
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
              f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"]
     section_open = False
