@@ -1,0 +1,55 @@
+"""The one task factory: `geodite bench <task>` and `geodite bench all` build the same task and runner options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from geodite.cli.main import app
+from geodite.tasks import runner, suite
+
+
+def captured_runs(monkeypatch) -> list[tuple]:
+    """Replace the runner by a recorder of (task, options); both entry points reach it."""
+    calls: list[tuple] = []
+
+    def record(task, opts, client=None, log=None):
+        calls.append((task, opts))
+        return {"task": task.name, "model": opts.model, "n_items": 0, "results_dir": str(opts.results_dir)}
+
+    monkeypatch.setattr(runner, "run_task", record)
+    monkeypatch.setattr(suite, "run_task", record)
+    return calls
+
+
+@pytest.mark.parametrize("task", ["md", "diatomics"])
+def test_single_command_and_bench_all_build_the_same_task(task, tmp_path, monkeypatch):
+    calls = captured_runs(monkeypatch)
+    shared = ["--model", "emt", "--results-dir", str(tmp_path), "--limit", "1", "--fresh", "--no-progress"]
+    single = {"md": ["--time", "40fs", "--frame-interval", "5"], "diatomics": []}[task]
+    result = CliRunner().invoke(app, ["bench", task, *shared, *single])
+    assert result.exit_code == 0, result.output
+    suite.run_all(suite.AllOptions(model="emt", limit=1, tasks=(task,), results_dir=tmp_path, fresh=True,
+                                   progress=False))
+    (from_command, command_opts), (from_all, all_opts) = calls
+    assert from_command.config() == from_all.config()  # so each resumes the other's store
+    assert command_opts == all_opts  # --fresh, --limit, the folder: one RunOptions either way
+    if task == "md":  # the trajectories (resumable state, deleted by --fresh) sit in one folder per model
+        assert from_command.trajectory_dir == from_all.trajectory_dir == str(tmp_path / "md" / "emt" / "trajectories")
+
+
+def test_kappa_compares_with_the_model_s_published_entry_unless_told(tmp_path):
+    pytest.importorskip("phono3py")
+    from geodite.tasks.kappa import KappaTask
+
+    assert suite.make_task("kappa", "chgnet", tmp_path).compare_with == KappaTask.published_key_for("chgnet")
+    assert KappaTask.published_key_for("chgnet") is not None
+    other = KappaTask.published_key_for("mace-mp-0")
+    assert suite.make_task("kappa", "chgnet", tmp_path, compare_with=other).compare_with == other
+
+
+def test_run_options_takes_the_runner_fields_and_ignores_the_rest():
+    opts = suite.run_options({"model": "emt", "slurm_config": Path("c.yaml"), "as_json": True, "workers": 3})
+    assert opts == runner.RunOptions(model="emt", slurm_config="c.yaml", workers=3)
