@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from geodite.cli import common as o
+from geodite.tasks import speed  # its defaults are the command's
 
 SPEED_MAX_ATOMS = 10_000  # the largest structure `bench speed` builds
 
@@ -56,8 +57,9 @@ def md_command(
 
 def speed_command(
     models: Annotated[str, typer.Option(help="comma-separated registry names or architectures")] = ",".join(
-        ("geodite-published", "geodite", "sevennet-0", "chgnet", "mace-mp-0-medium")),
-    sizes: Annotated[str, typer.Option(help=f"comma-separated atom counts (up to {SPEED_MAX_ATOMS})")] = "64,216,1000",
+        speed.DEFAULT_MODELS),
+    sizes: Annotated[str, typer.Option(help=f"comma-separated atom counts (up to {SPEED_MAX_ATOMS})")] = ",".join(
+        map(str, speed.DEFAULT_SIZES)),
     structure: Annotated[str, typer.Option(
         callback=o.one_of("si", "oxide"), help="si (diamond) or oxide (SrTiO3 perovskite)")] = "si",
     repeats: Annotated[int, typer.Option(min=1, help="interleaved repetitions (min and median reported)")] = 5,
@@ -67,15 +69,13 @@ def speed_command(
     as_json: o.Json = False,
 ) -> None:
     """Time energy+forces+stress per call for Geodite and its peers, side by side, interleaved."""
-    from geodite.tasks.speed import SpeedOptions, run_speed
-
-    options = SpeedOptions(
+    options = speed.SpeedOptions(
         models=tuple(m.strip() for m in models.split(",") if m.strip()),
         sizes=tuple(o.parse_ints(sizes, "--sizes", None, high=SPEED_MAX_ATOMS) or ()), structure=structure, repeats=repeats,
         threads=threads, device=device, dtype=dtype, memory=memory,
     )
     try:
-        summary = run_speed(options, results_dir / "speed" / f"{structure}-{device}", log=o.stderr.print)
+        summary = speed.run_speed(options, results_dir / "speed" / f"{structure}-{device}", log=o.stderr.print)
     except ValueError as error:
         o.fail(str(error), as_json)
     o.print_speed(summary, as_json)
