@@ -19,7 +19,7 @@ from rich.table import Table
 from geodite.cli import common as o
 
 bench_app = typer.Typer(help="Benchmarks (Matbench Discovery, CPS, ...).", no_args_is_help=True)
-from geodite.cli.common import print_summary, stderr
+from geodite.cli.common import print_summary
 
 
 @bench_app.command("discovery")
