@@ -230,14 +230,14 @@ def write_submission(task: str, df: pd.DataFrame, summary: dict, results_dir: st
         date: ``YYYY-MM-DD`` file prefix, default today (UTC).
 
     Returns:
-        The files written (empty for tasks MBD takes no submission for, or without rows).
+        The files written (empty for tasks MBD takes no submission for, or without a successful row).
     """
     writers = {
         "discovery": lambda folder, day: write_discovery(df, summary, folder, model, day),
         "kappa": lambda folder, day: write_kappa(df, summary, folder, day),
         "diatomics": lambda folder, day: write_diatomics(df, summary, folder, day),
     }
-    if task not in writers or not len(df):
+    if task not in writers or not len(_ok(df)):
         return []
     day = date or datetime.datetime.now(datetime.UTC).date().isoformat()
     folder = submission_dir(results_dir, model)

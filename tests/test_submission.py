@@ -113,3 +113,12 @@ def test_rerun_replaces_older_files(folder):
     assert [p.name for p in folder.glob("*kappa*")] == ["2026-12-01-phonons-kappa-103.json.gz"]
     meta = yaml.safe_load((folder / "mymodel.yml").read_text())
     assert "discovery" in meta["metrics"] and meta["metrics"]["phonons"]["kappa_103"]["pred_file"]["name"].startswith("2026-12-01")
+
+
+@pytest.mark.parametrize("task", ["discovery", "kappa", "diatomics"])
+def test_a_run_whose_items_all_failed_writes_no_submission(tmp_path, task):
+    """Every item failed (e.g. a model without the elements): nothing to submit, and no crash on the
+    absent result columns."""
+    failed = pd.DataFrame({"key": ["a", "b"], "status": ["failed", "failed"], "error": ["no Mg", "no Mg"]})
+    assert write_submission(task, failed, {}, tmp_path, "mymodel", DATE) == []
+    assert not submission_dir(tmp_path, "mymodel").exists()
