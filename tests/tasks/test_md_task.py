@@ -184,6 +184,6 @@ def test_resumed_geodite_run_with_a_neighbour_skin_is_bit_identical(tmp_path):
     checkpoint = Path(__file__).parents[1] / "data" / "geodite_small_checkpoint.pt"
     resumed, straight = resumed_and_straight(
         tmp_path, system, lambda: GeoditeCalculator(str(checkpoint), dtype="float32", skin=1.0),
-        time_fs=40, timestep_fs=1.0, frame_interval=5)
+        time_fs=20, timestep_fs=1.0, frame_interval=5)
     np.testing.assert_array_equal(resumed[-1].positions, straight[-1].positions)
     np.testing.assert_array_equal(resumed[-1].get_momenta(), straight[-1].get_momenta())
