@@ -190,6 +190,7 @@ def run_pair_style(executable: Path, package: Path, atoms: Atoms, elements: list
                md: str = "run 0", thermo_every: int = 1, threads: int = 1) -> LammpsResult:
     """``md`` (LAMMPS commands) on ``atoms`` with pair_style geodite (``executable``: lmp_geodite, make lammps)
     and the exported ``package``, on ``ranks`` MPI processes of ``threads`` torch threads, in ``directory``."""
+    executable, package = Path(executable).resolve(), Path(package).resolve()  # LAMMPS runs in ``directory``
     directory.mkdir(parents=True, exist_ok=True)
     read_back = write_structure(atoms, directory, elements)
     script = "\n".join([

@@ -1,8 +1,9 @@
-"""Time per MD step: LAMMPS (pair_style geodite, exported package) against ASE (GeoditeCalculator, eager).
+"""Time per MD step: LAMMPS (pair_style geodite, exported package) against ASE (GeoditeCalculator, eager
+or the exported package).
 
     PYTHONPATH=. python lammps/bench.py --model geodite --package PKG.pt2 --sizes 1000,10000 --ranks 1,2
 
-Both run NVE from the same Si crystal at 300 K (1 fs); the first step (set-up, neighbour lists, warm-up)
+All run NVE from the same Si crystal at 300 K (1 fs); the first step (set-up, neighbour lists, warm-up)
 is excluded. Prints one markdown row per (engine, atoms, ranks): seconds per step, atom-steps per second.
 """
 
@@ -13,6 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from ase import units
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
@@ -26,9 +28,10 @@ MD = "velocity all create 300 12345 mom yes rot no\nfix nve all nve\ntimestep 0.
 
 
 def ase_seconds_per_step(model: str, dtype: str, n_atoms: int, steps: int) -> float:
+    """NVE with GeoditeCalculator(``model``): a checkpoint or name (eager) or an exported ``.pt2``."""
     atoms = crystal("si", n_atoms)
     atoms.calc = GeoditeCalculator(model, dtype=dtype, skin=1.0)
-    MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=__import__("numpy").random.default_rng(0))
+    MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(0))
     dynamics = VelocityVerlet(atoms, timestep=1.0 * units.fs)
     dynamics.run(1)
     start = time.perf_counter()
@@ -53,18 +56,22 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,10000")
     parser.add_argument("--ranks", default="1,2")
     parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--engines", default="ase,lammps", help="of ase (eager), ase-exported (the package), lammps")
     parser.add_argument("--threads", type=int, default=2, help="cores in all: torch threads = threads / ranks")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print("| engine | atoms | MPI ranks x threads | s/step | atom-steps/s |\n|---|---|---|---|---|", flush=True)
     for n in (int(s) for s in args.sizes.split(",")):
         atoms = len(crystal("si", n))
-        seconds = ase_seconds_per_step(args.model, args.dtype, n, args.steps)
-        print(f"| ASE + GeoditeCalculator (eager) | {atoms} | 1 x {args.threads} | {seconds:.3f} | {atoms / seconds:.0f} |", flush=True)
-        for ranks in (int(r) for r in args.ranks.split(",")):
+        for engine, model in (("ase", args.model), ("ase-exported", str(args.package))):
+            if engine in args.engines.split(","):
+                seconds = ase_seconds_per_step(model, args.dtype, n, args.steps)
+                print(f"| ASE + GeoditeCalculator({model}) | {atoms} | 1 x {args.threads} | {seconds:.3f} "
+                      f"| {atoms / seconds:.0f} |", flush=True)
+        for ranks in (int(r) for r in args.ranks.split(",") if "lammps" in args.engines.split(",")):
             seconds = lammps_seconds_per_step(args.executable, args.package, n, args.steps, ranks, args.threads)
-            print(f"| LAMMPS pair_style geodite | {atoms} | {ranks} x {max(1, args.threads // ranks)} | {seconds:.3f} | {atoms / seconds:.0f} |",
-                  flush=True)
+            print(f"| LAMMPS pair_style geodite | {atoms} | {ranks} x {max(1, args.threads // ranks)} | {seconds:.3f} "
+                  f"| {atoms / seconds:.0f} |", flush=True)
 
 
 if __name__ == "__main__":
