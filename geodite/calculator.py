@@ -13,6 +13,7 @@ from ase.calculators.calculator import Calculator, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from geodite.checkpoints import load_model
+from geodite.export import load_exported
 from geodite.graph import NeighbourCache, StructureError, build_graph, check_structure
 from geodite.model import Geodite
 
@@ -80,7 +81,7 @@ class Evaluator:
         self.device = torch_device(device)
         self.dtype = DTYPES[dtype]
         if isinstance(model, str):
-            model = load_model(model)
+            model = load_exported(model) if model.endswith(".pt2") else load_model(model)  # geodite export
         elif compile or next(model.parameters()).dtype != self.dtype or next(model.parameters()).device != self.device:
             model = copy.deepcopy(model)  # never change the caller's model in place (nor compile its methods)
         self.model = model.to(self.device, self.dtype).eval()
@@ -151,7 +152,8 @@ class Evaluator:
 class GeoditeCalculator(Calculator):
     """ASE calculator: energy, free_energy, forces, stress (float32 by default).
 
-    ``model`` is "geodite" (the shipped checkpoint), "geodite-mp" (the published one, downloaded) or a path.
+    ``model`` is "geodite" (the shipped checkpoint), "geodite-mp" (the published one, downloaded), a path, or
+    an exported package (FILE.pt2, ``geodite export``).
     ``skin`` > 0 (Å) reuses the neighbour list between calls until an atom has moved skin/2 (MD,
     relaxations); results are identical to a fresh list.
     """
@@ -170,6 +172,12 @@ class GeoditeCalculator(Calculator):
         super().__init__(**kwargs)
         self.evaluator = Evaluator(model, device=device, dtype=dtype, compile=compile)
         self.neighbours = NeighbourCache(self.evaluator.cutoff, skin) if skin > 0 else None
+
+    def reset(self) -> None:
+        """Forget the last results and the cached neighbour list (the next call builds a fresh one)."""
+        super().reset()
+        if getattr(self, "neighbours", None) is not None:
+            self.neighbours = NeighbourCache(self.neighbours.cutoff, self.neighbours.skin)
 
     def calculate(self, atoms=None, properties=None, system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)

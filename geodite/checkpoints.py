@@ -20,6 +20,7 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor
 
+from geodite.data.downloads import cache_dir
 from geodite.model import Geodite, GeoditeConfig
 
 CHECKPOINT_FORMAT = "geodite-checkpoint-v1"
@@ -36,11 +37,6 @@ _WRAPPER_PREFIXES = ("model.", "_orig_mod.", "module.")
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be found, downloaded or understood."""
-
-
-def cache_dir() -> Path:
-    """Where downloaded weights live: $GEODITE_CACHE, else ~/.cache/geodite."""
-    return Path(os.environ.get("GEODITE_CACHE", Path.home() / ".cache" / "geodite"))
 
 
 def safe_unpickle(payload: bytes | Tensor) -> Any:

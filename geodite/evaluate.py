@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 from ase import Atoms
-from ase.io import read
+from ase.io import iread
 from ase.stress import voigt_6_to_full_3x3_stress
 
 from geodite.calculator import Evaluator, Prediction, describe
@@ -21,23 +22,81 @@ _FORCE_ARRAY_KEYS = ("ref_forces", "forces", "REF_forces", "dft_forces")
 _STRESS_INFO_KEYS = ("ref_stress", "stress", "REF_stress", "dft_stress")
 
 
-def read_structures(path: str | Path) -> list[Atoms]:
-    """Every structure of an extxyz/xyz file or an ASE database (.db), with whatever references it holds."""
+class DataFileError(ValueError):
+    """A data file with nothing to evaluate: missing, a directory, empty, or not one readable structure."""
+
+
+@dataclass(frozen=True)
+class UnreadableFrame:
+    """A frame of a data file that could not be parsed, in its place among the structures."""
+
+    index: int  # 0-based position in the file
+    error: str  # names the file and the frame
+
+
+def read_structures(path: str | Path) -> list[Atoms | UnreadableFrame]:
+    """Every frame of an extxyz/xyz/... file or row of an ASE database (.db), with whatever references it holds.
+
+    A frame that cannot be parsed becomes an :class:`UnreadableFrame` in its place and reading goes on
+    with the next frame; a file cut short ends with one for its partial last frame. When the frame after
+    a bad one cannot be reached either (a damaged index, as in a cut .traj), reading stops there and the
+    bad frame's error says so. Raises :class:`DataFileError` when there is nothing to evaluate.
+    """
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"no such data file: {path}")
-    if path.suffix == ".db":
-        from ase.db import connect
+        raise DataFileError(f"no such data file: {path}")
+    if path.is_dir():
+        raise DataFileError(f"{path} is a directory, not a data file (extxyz, xyz, traj or ASE .db)")
+    if path.stat().st_size == 0:
+        raise DataFileError(f"data file {path} is empty")
+    frames = _read_database(path) if path.suffix == ".db" else _read_frames(path)
+    if not any(isinstance(frame, Atoms) for frame in frames):
+        reason = frames[0].error if frames else "it holds no structure"
+        raise DataFileError(f"no structure could be read from {path}: {reason}")
+    return frames
 
-        structures = []
+
+def _read_frames(path: Path) -> list[Atoms | UnreadableFrame]:
+    """Frames of a file ASE reads, going past a frame that fails to parse (see :func:`read_structures`)."""
+    frames: list[Atoms | UnreadableFrame] = []
+    while True:
+        start = len(frames)
+        try:
+            for atoms in iread(path, index=slice(start, None)):
+                frames.append(atoms)
+            return frames
+        except Exception as error:  # noqa: BLE001 - ASE's readers raise many types; the frame is named
+            if not frames:
+                raise DataFileError(f"cannot read {path}: {type(error).__name__}: {error}".strip()) from None
+            message = f"{path.name} frame {len(frames)}: {type(error).__name__}: {error}".strip()
+            if frames and isinstance(frames[-1], UnreadableFrame) and start == len(frames):
+                last = frames[-1]  # the bad frame's successor cannot be reached either: stop
+                frames[-1] = UnreadableFrame(last.index, f"{last.error}; reading stopped here (later frames, "
+                                                         f"if any, not read: {type(error).__name__})")
+                return frames
+            frames.append(UnreadableFrame(len(frames), message))
+
+
+def _read_database(path: Path) -> list[Atoms | UnreadableFrame]:
+    """Rows of an ASE database; a row that cannot be turned into Atoms becomes an UnreadableFrame."""
+    from ase.db import connect
+
+    frames: list[Atoms | UnreadableFrame] = []
+    try:
         with connect(path) as db:
-            for row in db.select():
-                atoms = row.toatoms(add_additional_information=True)
+            for index, row in enumerate(db.select()):
+                try:
+                    atoms = row.toatoms(add_additional_information=True)
+                except Exception as error:  # noqa: BLE001 - a damaged row must not hide the others
+                    frames.append(UnreadableFrame(index, f"{path.name} row {row.id}: {type(error).__name__}: {error}"))
+                    continue
                 atoms.info.update(atoms.info.pop("key_value_pairs", {}))
                 atoms.info.setdefault("id", row.id)
-                structures.append(atoms)
-        return structures
-    return read(path, index=":")
+                frames.append(atoms)
+    except Exception as error:  # noqa: BLE001 - sqlite/JSON errors of a damaged database
+        frames.append(UnreadableFrame(len(frames), f"{path.name} row {len(frames) + 1}: {type(error).__name__}: "
+                                                   f"{error}; reading stopped here"))
+    return frames
 
 
 def _as_3x3(stress) -> np.ndarray | None:
@@ -135,19 +194,32 @@ def summarise(table: pd.DataFrame) -> dict:
 
 def evaluate_structures(
     evaluator: Evaluator,
-    structures: Sequence[Atoms],
+    structures: Sequence[Atoms | UnreadableFrame],
     chunk_size: int = 32,
     progress: Callable[[int], None] | None = None,
 ) -> pd.DataFrame:
-    """Per-structure table of predictions and errors; ``progress(n)`` is called after each chunk."""
+    """Per-structure table of predictions and errors, an unreadable frame as a failed row in its place;
+    ``progress(n)`` is called after each chunk."""
     rows = []
     for start in range(0, len(structures), chunk_size):
         chunk = structures[start : start + chunk_size]
-        for offset, prediction in enumerate(evaluator.evaluate(chunk)):
-            rows.append(error_row(start + offset, chunk[offset], prediction))
+        readable = [atoms for atoms in chunk if isinstance(atoms, Atoms)]
+        predictions = iter(evaluator.evaluate(readable) if readable else [])
+        for offset, item in enumerate(chunk):
+            if isinstance(item, UnreadableFrame):
+                rows.append(unreadable_row(start + offset, item))
+            else:
+                rows.append(error_row(start + offset, item, next(predictions)))
         if progress is not None:
             progress(len(chunk))
     return pd.DataFrame(rows)
+
+
+def unreadable_row(index: int, frame: UnreadableFrame) -> dict:
+    """The table row of a frame that could not be read: no reference, no prediction, its read error."""
+    return {"index": index, "structure": f"frame {frame.index} (unreadable)", "formula": "", "n_atoms": 0,
+            "energy_ref": np.nan, "energy_pred": np.nan, "energy_per_atom_error": np.nan, "forces_mae": np.nan,
+            "forces_max_error": np.nan, "stress_mae": np.nan, "error": frame.error}
 
 
 def public_columns(table: pd.DataFrame) -> pd.DataFrame:
@@ -205,22 +277,43 @@ def summary_row(summary: dict) -> dict:
     }
 
 
-def comparison_table(results_dir: str | Path, data_stem: str) -> pd.DataFrame:
-    """Every model evaluated on one data file (``results_dir/eval/*/<data_stem>.summary.json``), one row each,
-    sorted by force MAE. Rows may cover different numbers of structures (see the ``structures`` column)."""
-    paths = sorted(Path(results_dir, "eval").glob(f"*/{data_stem}.summary.json"))
-    rows = [summary_row(json.loads(path.read_text())) for path in paths]
-    table = pd.DataFrame(rows)
+def data_key(path: str | Path) -> tuple[str, str]:
+    """(key, sha256) of a data file. ``geodite eval`` files its results under ``<stem>-<12 hex of sha256>``,
+    so files of one name with other contents (frames.extxyz in two folders) never share a table."""
+    from geodite.checkpoints import file_sha256
+
+    sha256 = file_sha256(path)
+    return f"{Path(path).stem}-{sha256[:12]}", sha256
+
+
+class MixedDataError(ValueError):
+    """Summaries filed under one data key that were scored on different files."""
+
+
+def comparison_table(results_dir: str | Path, key: str) -> pd.DataFrame:
+    """Every model evaluated on one data file (``results_dir/eval/*/<key>.summary.json``, see :func:`data_key`),
+    one row each, sorted by force MAE. Rows may cover different numbers of structures (the ``structures``
+    column). Raises :class:`MixedDataError` when the summaries name different file contents."""
+    paths = sorted(Path(results_dir, "eval").glob(f"*/{key}.summary.json"))
+    summaries = [json.loads(path.read_text()) for path in paths]
+    hashes = {summary.get("data_sha256") for summary in summaries}
+    if len(hashes) > 1:
+        seen = ", ".join(f"{path.parent.name}: {summary.get('data')} (sha256 {summary.get('data_sha256')})"
+                         for path, summary in zip(paths, summaries))
+        raise MixedDataError(f"the results filed as {key} were scored on different files ({seen}); "
+                             f"rerun those models on one file")
+    table = pd.DataFrame([summary_row(summary) for summary in summaries])
     return table.sort_values("force MAE (meV/Å)", ignore_index=True) if len(table) else table
 
 
-def write_comparison(results_dir: str | Path, data_stem: str) -> tuple[Path, int]:
-    """Write ``results_dir/eval/<data_stem>.md`` and ``.csv`` (the comparison table); returns (md path, rows)."""
+def write_comparison(results_dir: str | Path, key: str, data_name: str) -> tuple[Path, int]:
+    """Write ``results_dir/eval/<key>.md`` and ``.csv`` (the comparison table of :func:`comparison_table`);
+    returns (md path, rows)."""
     from geodite.tasks.results import table_markdown
 
-    table = comparison_table(results_dir, data_stem)
-    out = Path(results_dir, "eval", data_stem)
-    table.to_csv(out.with_suffix(".csv"), index=False)
-    title = f"# Errors vs the references in {data_stem} (`geodite eval`)\n\n"
-    out.with_suffix(".md").write_text(title + table_markdown(table))
-    return out.with_suffix(".md"), len(table)
+    table = comparison_table(results_dir, key)
+    markdown = Path(results_dir, "eval", f"{key}.md")
+    table.to_csv(markdown.with_name(f"{key}.csv"), index=False)
+    title = f"# Errors vs the references in {data_name} (`geodite eval`; results key {key})\n\n"
+    markdown.write_text(title + table_markdown(table))
+    return markdown, len(table)

@@ -52,7 +52,7 @@ class AtomGraph:
 
     @property
     def num_graphs(self) -> int:
-        return int(self.cell.shape[0])
+        return self.cell.shape[0]  # no int(): stays symbolic when traced for export
 
     @property
     def num_atoms(self) -> Tensor:

@@ -15,20 +15,20 @@ every published row marked as published: those numbers are the paper's, not resu
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import html
 import importlib.util
 import json
 import math
 import os
-import platform
 import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
+
+from geodite.provenance import data_files, hardware, model_provenance, package_versions, utc_now
+from geodite.tasks.store import jsonable
 
 TASKS = ("discovery", "kappa", "diatomics", "md", "speed")
 TASK_TITLES = {
@@ -47,7 +47,6 @@ QUICK_MD_FRAME_INTERVAL = 5
 QUICK_KAPPA = {"cell": "primitive", "fc2_supercell": [2, 2, 2], "fc3_supercell": [2, 2, 2], "q_mesh": [9, 9, 9]}
 QUICK_SPEED_SIZES = (64,)
 QUICK_SPEED_REPEATS = 2
-PACKAGES = ("geodite", "torch", "ase", "pymatgen", "phono3py", "phonopy", "numpy", "spglib")
 
 # --------------------------------------------------------------------------- the seed paper's table
 
@@ -66,6 +65,19 @@ PUBLISHED_TABLE: tuple[tuple[str, tuple[float, ...]], ...] = (
     ("MACE-MP-0", (4.69, 0.644, 0.878, 0.669, 3.777, 0.577, 0.057, 0.697, 0.647, 0.091)),
     ("Geodite-MP", (3.6, 0.728, 0.925, 0.771, 4.771, 0.729, 0.041, 0.806, 0.499, 0.086)),
 )
+# Matbench Discovery's "compliant" cohort: open source and open data (OSOD) models trained only on
+# MP-anchored data sets (compliant: true in MBD's data/datasets.yml). Every published peer above is OSOD and
+# trained on MPtrj alone (MBD model YAMLs at commit 2c7f9fc; Geodite-MP, absent there, per the seed paper).
+PUBLISHED_COMPLIANT = "yes (OSOD, MPtrj only)"
+OUR_COMPLIANCE = {
+    "geodite": "no: distilled on a pool that contains WBM structures (the discovery test set)",
+    "geodite-mp": "yes (MPtrj only, seed paper)",
+    "sevennet-0": "yes (OSOD, MPtrj only)",
+    "sevennet-l3i5": "yes (OSOD, MPtrj only)",
+    "chgnet": "yes (OSOD, MPtrj only)",
+    "mace-mp-0": "yes (OSOD, MPtrj only)",
+    "emt": "not an ML model",
+}
 # headline column → key in our discovery metrics.json (full mode: unique-prototype subset)
 DISCOVERY_KEYS = {"Acc": "Accuracy", "F1": "F1", "DAF": "DAF", "Prec": "Precision", "MAE": "MAE", "R²": "R2",
                   "RMSD": "RMSD"}
@@ -184,7 +196,7 @@ def run_all(opts: AllOptions, log: Callable[[str], None] | None = None) -> dict:
     log = log or (lambda message: None)
     label = model_label(opts.model)
     start = time.perf_counter()
-    started_at = _now()
+    started_at = utc_now()
     results: dict[str, dict] = {}
     for name in opts.tasks:
         t0 = time.perf_counter()
@@ -216,7 +228,7 @@ def run_all(opts: AllOptions, log: Callable[[str], None] | None = None) -> dict:
     provenance = run_provenance(opts, results, started_at, time.perf_counter() - start)
     out = Path(opts.results_dir) / label
     out.mkdir(parents=True, exist_ok=True)
-    (out / "provenance.json").write_text(json.dumps(_jsonable(provenance), indent=1) + "\n")
+    (out / "provenance.json").write_text(json.dumps(jsonable(provenance), indent=1) + "\n")
     return {
         "model": opts.model,
         "quick": opts.quick,
@@ -231,108 +243,10 @@ def run_all(opts: AllOptions, log: Callable[[str], None] | None = None) -> dict:
 # --------------------------------------------------------------------------- provenance
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def _jsonable(value: Any) -> Any:
-    from geodite.tasks.store import jsonable
-
-    return jsonable(value)
-
-
-def package_versions(names: Sequence[str] = PACKAGES) -> dict[str, str | None]:
-    """Installed versions (None when absent), plus Python's."""
-    out: dict[str, str | None] = {"python": platform.python_version()}
-    for name in names:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
-
-
-def hardware() -> dict:
-    """CPU model, cores (all / usable), memory, GPU (via torch, if any) and the OS."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as handle:
-            cpu = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    memory_gb = None
-    try:
-        with open("/proc/meminfo") as handle:
-            kib = next(int(line.split()[1]) for line in handle if line.startswith("MemTotal"))
-        memory_gb = round(kib / 2**20, 1)
-    except (OSError, StopIteration, ValueError):
-        pass
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    gpu = None
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            gpu = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
-    except Exception:  # noqa: BLE001 - provenance must not fail on a broken CUDA set-up
-        gpu = None
-    return {"cpu": cpu, "cores": os.cpu_count(), "usable_cores": usable, "memory_gb": memory_gb, "gpu": gpu,
-            "os": platform.platform()}
-
-
-def model_provenance(model: str) -> dict:
-    """Checkpoint path, sha256 and parameter count of a Geodite model; the description of a peer."""
-    from geodite.registry import get_spec
-
-    out: dict[str, Any] = {"model": model, "checkpoint": None, "sha256": None, "params_M": None}
-    try:
-        spec = get_spec(model)
-        out["description"] = spec.description
-    except KeyError as error:
-        return out | {"note": str(error)}
-    path = None
-    if spec.checkpoint == "geodite-mp":  # never download for a report: use the cached file if there is one
-        from geodite.checkpoints import cache_dir
-
-        candidate = cache_dir() / "Geodite-MP.ckpt"
-        path = candidate if candidate.exists() else None
-    elif spec.checkpoint is not None:
-        from geodite.checkpoints import CheckpointError, resolve_model_path
-
-        try:
-            path = resolve_model_path(spec.checkpoint)
-        except CheckpointError as error:
-            out["note"] = str(error)
-    if path is None:
-        out.setdefault("note", "weights come with the model's own package (no checkpoint file of ours)")
-        return out
-    from geodite.checkpoints import file_sha256
-
-    out |= {"checkpoint": str(path), "sha256": file_sha256(path)}
-    try:
-        from geodite.checkpoints import load_checkpoint
-
-        out["params_M"] = round(sum(p.numel() for p in load_checkpoint(path).parameters()) / 1e6, 4)
-    except Exception:  # noqa: BLE001 - the count is a nicety
-        pass
-    return out
-
-
-def data_files() -> list[dict]:
-    """sha256 and size of the data shipped in the package (geodite/data/files/**)."""
-    from geodite.checkpoints import file_sha256
-
-    root = Path(str(resources.files("geodite") / "data" / "files"))
-    rows = []
-    for path in sorted(p for p in root.rglob("*") if p.is_file() and p.name != "README.md" and "__pycache__" not in p.parts):
-        rows.append({"file": str(path.relative_to(root)), "bytes": path.stat().st_size, "sha256": file_sha256(path)})
-    return rows
-
-
 def run_provenance(opts: AllOptions, results: dict, started_at: str, wall_s: float) -> dict:
     return {
         "started_at": started_at,
-        "finished_at": _now(),
+        "finished_at": utc_now(),
         "wall_s": round(wall_s, 3),
         "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()},
         "versions": package_versions(),
@@ -354,6 +268,7 @@ class TaskResult:
     figures: list[Path] = field(default_factory=list)
     directory: Path | None = None
     reason: str | None = None  # why there is nothing to show
+    stored: int = 0  # items in the task's store (a run that did not finish has these but no metrics)
 
 
 def find_speed_dir(results_dir: str | Path, label: str) -> Path | None:
@@ -380,15 +295,41 @@ def collect(results_dir: str | Path, task: str, label: str, not_run: dict | None
     metrics_path = None
     if directory is not None:
         metrics_path = directory / ("speed.json" if task == "speed" else "metrics.json")
+    stored = stored_items(directory) if task != "speed" and directory is not None else 0
     if metrics_path is None or not metrics_path.is_file():
         reason = (not_run or {}).get(task) or "not run (no results in " + str(
             directory if directory is not None else Path(results_dir) / task / label) + ")"
-        return TaskResult(task, label, reason=reason)
+        if stored:
+            reason = f"partial: {stored} items stored, the run did not finish (run it again to resume)"
+        return TaskResult(task, label, reason=reason, stored=stored)
     metrics = json.loads(metrics_path.read_text())
     listed = [Path(p).name for p in metrics.get("plots", []) or []]
     figures = [directory / name for name in listed if (directory / name).is_file()]
     figures += sorted(p for p in directory.glob("*.png") if p not in figures)
-    return TaskResult(task, label, metrics=metrics, figures=figures, directory=directory)
+    return TaskResult(task, label, metrics=metrics, figures=figures, directory=directory, stored=stored)
+
+
+def stored_items(directory: Path) -> int:
+    """Items in the store of ``results/<task>/<model>/`` (0 without one, or where it cannot be read)."""
+    from geodite.tasks.store import ResultStore
+
+    try:
+        return len(ResultStore(directory / "store").read_rows())
+    except (OSError, ValueError, KeyError, TypeError):  # a damaged store: the runner reports it when rerun
+        return 0
+
+
+def status_label(result: TaskResult) -> str:
+    """"ok", "partial: K of N ok (F failed)" when items failed, the partial/not-run reason of a task without
+    metrics, or "not run"."""
+    if result.metrics is None:
+        return result.reason if result.reason and result.reason.startswith("partial") else "not run"
+    n, failed = result.metrics.get("n_items"), result.metrics.get("n_failed") or 0
+    return f"partial: {n - failed} of {n} ok ({failed} failed)" if n and failed else "ok"
+
+
+class NothingToReport(ValueError):
+    """No results (nor a run in progress) for a model in the results folder."""
 
 
 def _not_run_reasons(results_dir: Path, label: str) -> dict[str, str]:
@@ -465,7 +406,8 @@ def headline_rows(labels: Sequence[str], results_dir: Path, params: dict[str, fl
                           f"{disc.get('n_items')} items")
         if kappa:
             subset.append(f"kappa: {kappa.get('subset', '?')}")
-        rows.append(([label, "ours (this run)", *[_fmt(values.get(c)) for c in HEADLINE_COLUMNS],
+        rows.append(([label, "ours (this run)", OUR_COMPLIANCE.get(label, "unknown: training data not recorded"),
+                      *[_fmt(values.get(c)) for c in HEADLINE_COLUMNS],
                       "; ".join(subset) or "no discovery/kappa results"], "ours"))
     return rows
 
@@ -480,7 +422,7 @@ def build_document(models: Sequence[str], results_dir: str | Path = "results", t
     provenance = {label: _read_provenance(results_dir, label) for label in labels}
     model_info = {label: (provenance[label] or {}).get("model") or model_provenance(model)
                   for model, label in zip(models, labels, strict=True)}
-    doc.append(("p", f"Generated {_now()} from `{results_dir}`. Every table below is ours (this suite, this "
+    doc.append(("p", f"Generated {utc_now()} from `{results_dir}`. Every table below is ours (this suite, this "
                      "run) unless it says **published**. Quick-mode runs (`--limit`) use the first items only "
                      "and are not comparable with the published full-benchmark numbers."))
 
@@ -492,10 +434,14 @@ def build_document(models: Sequence[str], results_dir: str | Path = "results", t
                         "no F1/DAF/precision/accuracy, and its MAE is a formation-energy MAE."))
     params = {label: info.get("params_M") for label, info in model_info.items()}
     rows = headline_rows(labels, results_dir, params)
-    rows += [([f"{name} [published]", "published (seed paper) — not ours", _fmt(values[0]),
+    rows += [([f"{name} [published]", "published (seed paper) — not ours", PUBLISHED_COMPLIANT, _fmt(values[0]),
                *[f"{v:.3f}" for v in values[1:]], "unique prototypes"],
               "published") for name, values in PUBLISHED_TABLE]
-    doc.append(("table", ["model", "source", *HEADLINE_COLUMNS, "subset"], [r for r, _ in rows], [c for _, c in rows]))
+    doc.append(("note", "**compliant**: Matbench Discovery's compliant cohort — open source, open data, trained only "
+                        "on MP-anchored data sets (MPtrj, MP 2022, ...), so never on the WBM test structures. Compare "
+                        "a compliant model with compliant peers only."))
+    doc.append(("table", ["model", "source", "compliant", *HEADLINE_COLUMNS, "subset"], [r for r, _ in rows],
+                [c for _, c in rows]))
 
     # CPS
     doc.append(("h", 2, "CPS (combined performance score)", "cps"))
@@ -513,7 +459,10 @@ def build_document(models: Sequence[str], results_dir: str | Path = "results", t
         results = [collect(results_dir, task, label, _not_run_reasons(results_dir, label)) for label in labels]
         for r in results:
             if r.metrics is None:
-                doc.append(("note", f"**{r.model}**: {task} {r.reason if r.reason.startswith('not run') else 'not run — ' + r.reason}"))
+                reason = r.reason if r.reason.startswith(("not run", "partial")) else "not run — " + r.reason
+                doc.append(("note", f"**{r.model}**: {task} {reason}"))
+            elif status_label(r) != "ok":
+                doc.append(("note", f"**{r.model}**: {task} {status_label(r)}; the metrics cover the items that ran"))
         ran = [r for r in results if r.metrics is not None]
         if not ran:
             continue
@@ -565,7 +514,8 @@ def build_document(models: Sequence[str], results_dir: str | Path = "results", t
         for task in TASKS:
             r = collect(results_dir, task, label)
             m = r.metrics or {}
-            status = (prov or {}).get("tasks", {}).get(task, {}).get("status") or ("ok" if r.metrics else "not run")
+            recorded = (prov or {}).get("tasks", {}).get(task, {}).get("status")
+            status = status_label(r) if r.metrics or r.stored or not recorded else recorded
             workers = m.get("workers")
             weights = "—" if task == "speed" else weights_column(m, info.get("sha256"))  # speed: many models
             if weights.endswith("(other weights)") or weights == "not recorded":
@@ -711,6 +661,15 @@ def write_report(models: Sequence[str] | str, results_dir: str | Path = "results
     models = [m.strip() for m in models.split(",") if m.strip()] if isinstance(models, str) else list(models)
     if not models:
         raise ValueError("no model given")
+    if not Path(results_dir).is_dir():
+        raise NothingToReport(f"nothing to report: no results folder {results_dir}")
+    statuses = {task: {model_label(m): status_label(collect(results_dir, task, model_label(m))) for m in models}
+                for task in TASKS}
+    empty = [m for m in models if all(statuses[task][model_label(m)] == "not run" for task in TASKS)
+             and _read_provenance(Path(results_dir), model_label(m)) is None]  # bench all's record counts
+    if empty:
+        raise NothingToReport(f"nothing to report for {', '.join(empty)}: no task has results in {results_dir} "
+                              f"(run `geodite bench ... --model {empty[0]}` first, or check the name)")
     out = Path(out_dir) if out_dir else default_report_dir(models, results_dir)
     out.mkdir(parents=True, exist_ok=True)
     title = f"Geodite benchmark report — {', '.join(model_label(m) for m in models)}"
@@ -724,5 +683,6 @@ def write_report(models: Sequence[str] | str, results_dir: str | Path = "results
         "html": str(html_path),
         "models": labels,
         "tasks": {task: [lab for lab in labels if collect(results_dir, task, lab).metrics is not None] for task in TASKS},
+        "status": statuses,
         "figures": sum(1 for b in doc if b[0] == "fig"),
     }

@@ -10,6 +10,7 @@ import pandas as pd
 from typer.testing import CliRunner
 
 from geodite.cli.main import app
+from geodite.evaluate import data_key
 from tests.conftest import DATA
 
 runner = CliRunner()
@@ -30,7 +31,8 @@ def test_eval_golden_fixture_at_round_off(tmp_path):
     assert summary["n_structures"] == 8 and summary["n_failed"] == 0
     assert summary["energy_per_atom_mae"] < 1e-6 and summary["max_abs_energy_error"] < 1e-6
     assert summary["max_abs_force_error"] < 1e-6 and summary["stress_rmse"] < 1e-6
-    table = (tmp_path / "eval" / "geodite_small_checkpoint" / "geodite_small_cases.csv").read_text()
+    key, _ = data_key(DATA / "geodite_small_cases.extxyz")
+    table = (tmp_path / "eval" / "geodite_small_checkpoint" / f"{key}.csv").read_text()
     assert "a_Si_diamond" in table
 
 
@@ -67,10 +69,11 @@ def test_eval_compares_geodite_with_an_ase_calculator(tmp_path):
     assert emt["model"] == "emt" and emt["n_failed"] == 0 and emt["energy_convention"] == "uncorrected"
     # references are zero forces, so the force MAE equals the mean |F| EMT predicts, and zero-force MAE is 0
     assert emt["zero_forces_mae"] == 0.0 and emt["forces_mae"] > 0.0
-    table = pd.read_csv(tmp_path / "eval" / "cu.csv")
+    key, _ = data_key(tmp_path / "cu.extxyz")
+    table = pd.read_csv(tmp_path / "eval" / f"{key}.csv")
     assert sorted(table["model"]) == ["emt", "geodite_small_checkpoint"]
     assert (table["structures"] == 3).all()
-    assert "| emt |" in (tmp_path / "eval" / "cu.md").read_text()
+    assert "| emt |" in (tmp_path / "eval" / f"{key}.md").read_text()
 
 
 def test_eval_unknown_model_is_a_clear_error(tmp_path):

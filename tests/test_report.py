@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from geodite import report as rep
+from geodite.provenance import data_files
 from geodite.cli.main import app
 
 SMALL = str(Path(__file__).parent / "data" / "geodite_small_checkpoint.pt")
@@ -149,14 +150,15 @@ def test_report_provenance_and_published_marking(tiny_run):
     assert len(published) == len(rep.PUBLISHED_TABLE)
     assert all(c[0].endswith("[published]") and "not ours" in c[1] for c in published)
     geodite_mp = next(c for c in published if c[0].startswith("Geodite-MP"))
-    assert geodite_mp[2:12] == ["3.6", "0.728", "0.925", "0.771", "4.771", "0.729", "0.041", "0.806", "0.499", "0.086"]
+    assert geodite_mp[2] == rep.PUBLISHED_COMPLIANT and ours[0][2] == "unknown: training data not recorded"
+    assert geodite_mp[3:13] == ["3.6", "0.728", "0.925", "0.771", "4.771", "0.729", "0.041", "0.806", "0.499", "0.086"]
     text = " ".join(sections["provenance"]["text"])
     from geodite.checkpoints import file_sha256
 
     assert file_sha256(SMALL) in text
     for package in ("geodite", "torch", "ase", "pymatgen"):
         assert package in text
-    shipped = [d["sha256"] for d in rep.data_files()]
+    shipped = [d["sha256"] for d in data_files()]
     assert shipped and all(sha in text for sha in shipped)
     walls = next(t for t in sections["provenance"]["tables"] if t[0][0][:3] == ["task", "status", "wall time (s)"])
     assert [cells[0] for cells, _ in walls[1:]] == list(rep.TASKS)

@@ -30,14 +30,16 @@ def discovery_command(
     download: Annotated[bool, typer.Option(help="in full mode, download missing files to the cache")] = True,
     offline_data: Annotated[Optional[Path], typer.Option(
         help="offline mode: WBM json.gz (default: shipped 1k subset)")] = None,
-    fmax: Annotated[float, typer.Option(help="force convergence (eV/Å)")] = 0.05,
-    steps: Annotated[int, typer.Option(help="max optimizer steps")] = 500,
+    fmax: Annotated[float, typer.Option(callback=o.positive, help="force convergence (eV/Å)")] = 0.05,
+    steps: Annotated[int, typer.Option(min=1, help="max optimizer steps")] = 500,
     optimizer: Annotated[str, typer.Option(help="ASE optimizer")] = "FIRE",
     relax_backend: Annotated[str, typer.Option(
         help="ase, or torch-sim (FIRE + Frechet cell filter in torch-sim; Geodite models only, others use ase)")]
     = "ase",
-    rattle: Annotated[float, typer.Option(help="offline mode: rattle σ (Å) of the start structure")] = 0.05,
-    strain: Annotated[float, typer.Option(help="offline mode: max strain component of the start structure")] = 0.03,
+    rattle: Annotated[float, typer.Option(
+        callback=o.non_negative, help="offline mode: rattle σ (Å) of the start structure")] = 0.05,
+    strain: Annotated[float, typer.Option(
+        callback=o.non_negative, help="offline mode: max strain component of the start structure")] = 0.03,
     seed: Annotated[int, typer.Option(help="offline mode: perturbation seed")] = 0,
     model: o.Model = "geodite", limit: o.Limit = None, workers: o.Workers = 1, threads: o.Threads = None,
     scheduler: o.Scheduler = None, slurm_config: o.SlurmConfig = None, device: o.Device = "cpu",

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from geodite.cli import common as o
+
+SPEED_MAX_ATOMS = 10_000  # the largest structure `bench speed` builds
 
 
 def diatomics_command(
@@ -31,10 +32,12 @@ def diatomics_command(
 
 
 def md_command(
-    time: Annotated[str, typer.Option(help="simulated time per system, e.g. 2ps, 1ns")] = "1ns",
-    timestep: Annotated[float, typer.Option(help="time step (fs)")] = 2.0,
-    frame_interval: Annotated[int, typer.Option(help="steps between saved frames")] = 50,
-    thermostat: Annotated[str, typer.Option(help="nose-hoover-chain or langevin")] = "nose-hoover-chain",
+    time: Annotated[str, typer.Option(
+        callback=o.check_time, help="simulated time per system with its unit, e.g. 2ps, 1ns, 500fs")] = "1ns",
+    timestep: Annotated[float, typer.Option(callback=o.positive, help="time step (fs)")] = 2.0,
+    frame_interval: Annotated[int, typer.Option(min=1, help="steps between saved frames")] = 50,
+    thermostat: Annotated[str, typer.Option(
+        callback=o.one_of("nose-hoover-chain", "langevin"), help="nose-hoover-chain or langevin")] = "nose-hoover-chain",
     seed: Annotated[int, typer.Option(help="seed of the Maxwell–Boltzmann start")] = 0,
     reference: Annotated[Optional[Path], typer.Option(help="reference-set folder (default: shipped argyrodites)")] = None,
     systems: Annotated[Optional[str], typer.Option(help="comma-separated system names (default: all)")] = None,
@@ -49,9 +52,10 @@ def md_command(
     from geodite.tasks.md import MDTask, parse_time_fs
     from geodite.tasks.results import task_dir
 
+    if parse_time_fs(time) < timestep:
+        raise typer.BadParameter(f"{time} is shorter than one {timestep} fs step: nothing would be simulated",
+                                 param_hint="'--time'")
     trajectories = task_dir(results_dir, "md", model_label(model)) / "trajectories"
-    if fresh:
-        shutil.rmtree(trajectories, ignore_errors=True)
     names = [s.strip() for s in systems.split(",") if s.strip()] if systems else []
     o.run_bench(
         lambda: MDTask(time_fs=parse_time_fs(time), timestep_fs=timestep, frame_interval=frame_interval,
@@ -64,10 +68,11 @@ def md_command(
 def speed_command(
     models: Annotated[str, typer.Option(help="comma-separated registry names or architectures")] = ",".join(
         ("geodite-published", "geodite", "sevennet-0", "chgnet", "mace-mp-0-medium")),
-    sizes: Annotated[str, typer.Option(help="comma-separated atom counts (up to 10000)")] = "64,216,1000",
-    structure: Annotated[str, typer.Option(help="si (diamond) or oxide (SrTiO3 perovskite)")] = "si",
-    repeats: Annotated[int, typer.Option(help="interleaved repetitions (min and median reported)")] = 5,
-    threads: Annotated[int, typer.Option(help="torch threads (fixed for all models)")] = 2,
+    sizes: Annotated[str, typer.Option(help=f"comma-separated atom counts (up to {SPEED_MAX_ATOMS})")] = "64,216,1000",
+    structure: Annotated[str, typer.Option(
+        callback=o.one_of("si", "oxide"), help="si (diamond) or oxide (SrTiO3 perovskite)")] = "si",
+    repeats: Annotated[int, typer.Option(min=1, help="interleaved repetitions (min and median reported)")] = 5,
+    threads: Annotated[int, typer.Option(min=1, help="torch threads (fixed for all models)")] = 2,
     memory: Annotated[bool, typer.Option(help="measure peak memory in child processes")] = True,
     device: o.Device = "cpu", dtype: o.Dtype = "float32", results_dir: o.ResultsDir = Path("results"),
     as_json: o.Json = False,
@@ -77,7 +82,7 @@ def speed_command(
 
     options = SpeedOptions(
         models=tuple(m.strip() for m in models.split(",") if m.strip()),
-        sizes=tuple(int(n) for n in sizes.split(",") if n.strip()), structure=structure, repeats=repeats,
+        sizes=tuple(o.parse_ints(sizes, "--sizes", None, high=SPEED_MAX_ATOMS) or ()), structure=structure, repeats=repeats,
         threads=threads, device=device, dtype=dtype, memory=memory,
     )
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Callable, Optional
@@ -40,15 +41,87 @@ def print_summary(summary: dict, as_json: bool, title: str) -> None:
     (stderr if as_json else Console()).print(table)
 
 
+def positive(value: float | None) -> float | None:
+    """Option callback: refuse a number ≤ 0 (a tolerance, a time step, a temperature); None passes."""
+    if value is not None and not value > 0:
+        raise typer.BadParameter(f"must be > 0, got {value}")
+    return value
+
+
+def non_negative(value: float | None) -> float | None:
+    """Option callback: refuse a number < 0 (an amplitude that may be switched off with 0); None passes."""
+    if value is not None and not value >= 0:
+        raise typer.BadParameter(f"must be ≥ 0, got {value}")
+    return value
+
+
+def one_of(*choices: str) -> Callable[[str | None], str | None]:
+    """Option callback: the value must be one of ``choices`` (None passes)."""
+    def check(value: str | None) -> str | None:
+        if value is not None and value not in choices:
+            raise typer.BadParameter(f"{value!r} is not one of {', '.join(choices)}")
+        return value
+
+    return check
+
+
+def check_device(value: str) -> str:
+    """Option callback: cpu, cuda or cuda:N, and CUDA only where torch can use it."""
+    if value == "cpu":
+        return value
+    if not re.fullmatch(r"cuda(:\d+)?", value):
+        raise typer.BadParameter(f"{value!r} is not cpu, cuda or cuda:N")
+    import torch
+
+    if not torch.cuda.is_available():
+        raise typer.BadParameter(f"{value!r}: CUDA is not available here (torch {torch.__version__}); use --device cpu")
+    return value
+
+
+def check_time(value: str | None) -> str | None:
+    """Option callback: a simulated time with its unit (2ps, 1ns, 500fs), > 0; None passes."""
+    from geodite.tasks.md import parse_time_fs
+
+    if value is not None:
+        try:
+            parse_time_fs(value)
+        except ValueError as error:
+            raise typer.BadParameter(str(error)) from None
+    return value
+
+
+def parse_ints(text: str | None, what: str, n: int | None = 3, low: int = 1, high: int | None = None) -> list[int] | None:
+    """'2,2,2' / '2x2x2' / '2 2 2' → [2, 2, 2] (``n`` of them when given, each in [low, high]); None for an
+    empty value. Raises ``typer.BadParameter`` (exit code 2) naming ``what``."""
+    if text is None or not text.strip():
+        return None
+    try:
+        vals = [int(x) for x in text.replace("x", ",").replace(" ", ",").split(",") if x]
+    except ValueError:
+        raise typer.BadParameter(f"{what}: expected integers like 2,2,2, got {text!r}") from None
+    if n is not None and len(vals) != n:
+        raise typer.BadParameter(f"{what}: expected {n} integers, got {text!r}")
+    out_of_range = [v for v in vals if v < low or (high is not None and v > high)]
+    if out_of_range:
+        bounds = f"between {low} and {high}" if high is not None else f"≥ {low}"
+        raise typer.BadParameter(f"{what}: every value must be {bounds}, got {out_of_range[0]}")
+    return vals
+
+
+#: ``--limit`` means the same in every command: the first N items (N ≥ 1); without it, all items.
+LIMIT_HELP = "only the first N items (N ≥ 1; default: all)"
+
 Model = Annotated[str, typer.Option("--model", "-m", help="registry name (see `geodite models`) or checkpoint path")]
-Limit = Annotated[Optional[int], typer.Option(help="only the first N items")]
-Workers = Annotated[int, typer.Option(help="local worker processes (one model each)")]
-Threads = Annotated[Optional[int], typer.Option(help="torch threads per worker (default: max(1, cores // workers))")]
+Limit = Annotated[Optional[int], typer.Option(min=1, help=LIMIT_HELP)]
+Workers = Annotated[int, typer.Option(min=1, help="local worker processes (one model each)")]
+Threads = Annotated[Optional[int], typer.Option(
+    min=1, help="torch threads per worker (default: max(1, cores // workers))")]
 Scheduler = Annotated[Optional[str], typer.Option(help="address of an existing Dask scheduler")]
-SlurmConfig = Annotated[Optional[Path], typer.Option(help="YAML of dask_jobqueue.SLURMCluster kwargs (+ jobs: N)")]
-Device = Annotated[str, typer.Option(help="cpu or cuda")]
-Dtype = Annotated[str, typer.Option(help="float32 or float64")]
-ResultsDir = Annotated[Path, typer.Option(help="results root: <root>/<task>/<model>/")]
+SlurmConfig = Annotated[Optional[Path], typer.Option(
+    exists=True, dir_okay=False, help="YAML of dask_jobqueue.SLURMCluster kwargs (+ jobs: N)")]
+Device = Annotated[str, typer.Option(callback=check_device, help="cpu, cuda or cuda:N")]
+Dtype = Annotated[str, typer.Option(callback=one_of("float32", "float64"), help="float32 or float64")]
+ResultsDir = Annotated[Path, typer.Option(file_okay=False, help="results root: <root>/<task>/<model>/")]
 RetryFailed = Annotated[bool, typer.Option(help="recompute items that failed in an earlier run")]
 Fresh = Annotated[bool, typer.Option(help="discard stored results of this task and model")]
 Progress = Annotated[bool, typer.Option(help="show a progress bar on stderr")]

@@ -15,19 +15,6 @@ import typer
 from geodite.cli import common as o
 
 
-def parse_ints(text: str | None, what: str, n: int | None = 3) -> list[int] | None:
-    """'2,2,2' / '2x2x2' / '2 2 2' → [2, 2, 2]; None for an empty value."""
-    if text is None or not text.strip():
-        return None
-    try:
-        vals = [int(x) for x in text.replace("x", ",").replace(" ", ",").split(",") if x]
-    except ValueError as exc:
-        raise typer.BadParameter(f"{what}: expected integers like 2,2,2, got {text!r}") from exc
-    if n is not None and len(vals) != n:
-        raise typer.BadParameter(f"{what}: expected {n} integers, got {text!r}")
-    return vals
-
-
 def kappa_command(
     mode: Annotated[str, typer.Option(
         help="full (MBD phononDB structures + mode-resolved DFT reference), offline (prototype structures "
@@ -36,12 +23,15 @@ def kappa_command(
     download: Annotated[bool, typer.Option(help="in full mode, download missing files to the cache")] = True,
     materials: Annotated[Optional[str], typer.Option(help="comma-separated material ids or formulas")] = None,
     space_groups: Annotated[Optional[str], typer.Option(help="comma-separated space groups to keep (225,216,186)")] = None,
-    fmax: Annotated[float, typer.Option(help="relaxation force convergence (eV/Å)")] = 1e-4,
-    steps: Annotated[int, typer.Option(help="max relaxation steps")] = 300,
-    displacement: Annotated[float, typer.Option(help="finite displacement (Å); phono3py/MBD default")] = 0.03,
-    temperature: Annotated[float, typer.Option(help="temperature (K)")] = 300.0,
-    symprec: Annotated[float, typer.Option(help="symmetry precision of the space-group check and phono3py")] = 1e-5,
-    relax_symprec: Annotated[float, typer.Option(help="FixSymmetry precision during relaxation")] = 0.01,
+    fmax: Annotated[float, typer.Option(callback=o.positive, help="relaxation force convergence (eV/Å)")] = 1e-4,
+    steps: Annotated[int, typer.Option(min=1, help="max relaxation steps")] = 300,
+    displacement: Annotated[float, typer.Option(
+        callback=o.positive, help="finite displacement (Å); phono3py/MBD default")] = 0.03,
+    temperature: Annotated[float, typer.Option(callback=o.positive, help="temperature (K)")] = 300.0,
+    symprec: Annotated[float, typer.Option(
+        callback=o.positive, help="symmetry precision of the space-group check and phono3py")] = 1e-5,
+    relax_symprec: Annotated[float, typer.Option(
+        callback=o.positive, help="FixSymmetry precision during relaxation")] = 0.01,
     fc2_supercell: Annotated[Optional[str], typer.Option(help="override: fc2 supercell N,N,N (unit-cell multiples)")] = None,
     fc3_supercell: Annotated[Optional[str], typer.Option(help="override: fc3 supercell N,N,N")] = None,
     q_mesh: Annotated[Optional[str], typer.Option(help="override: q-point mesh N,N,N (default 19,19,19 / 19,19,15)")] = None,
@@ -61,9 +51,9 @@ def kappa_command(
         import phono3py  # noqa: F401
     except ImportError:
         o.fail("phono3py is not installed: pip install 'geodite[phonons]'", as_json)
-    fc2, fc3, mesh = (parse_ints(fc2_supercell, "--fc2-supercell"), parse_ints(fc3_supercell, "--fc3-supercell"),
-                      parse_ints(q_mesh, "--q-mesh"))
-    groups = parse_ints(space_groups, "--space-groups", None) or []
+    fc2, fc3, mesh = (o.parse_ints(fc2_supercell, "--fc2-supercell"),
+                      o.parse_ints(fc3_supercell, "--fc3-supercell"), o.parse_ints(q_mesh, "--q-mesh"))
+    groups = o.parse_ints(space_groups, "--space-groups", None, high=230) or []
 
     def make_task() -> KappaTask:
         task = KappaTask(

@@ -12,6 +12,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from geodite.cli import common as o
+
 app = typer.Typer(help="Geodite: an equivariant interatomic potential and its benchmark suite.", no_args_is_help=True)
 stderr = Console(stderr=True)
 
@@ -33,36 +35,39 @@ def eval_command(
     data: Path = typer.Option(..., "--data", help="extxyz file or ASE database with reference energies/forces/stresses"),
     models: list[str] = typer.Option(["geodite"], "--model", help="registry name (geodite, geodite-mp, sevennet-0, "
                                      "chgnet, ...) or a checkpoint path; repeat to compare several"),
-    device: str = typer.Option("cpu", help="cpu or cuda"),
-    dtype: str = typer.Option("float64", help="float32 or float64"),
-    limit: int = typer.Option(0, help="evaluate only the first N structures (0: all)"),
+    device: o.Device = "cpu",
+    dtype: o.Dtype = "float64",
+    limit: o.Limit = None,
     results_dir: Path = typer.Option(Path("results"), help="where the per-structure tables and the comparison go"),
     as_json: bool = typer.Option(False, "--json", help="print each summary as one JSON object on stdout"),
 ) -> None:
     """Errors of models against the reference energies, forces and stresses in a data file.
 
-    Writes RESULTS_DIR/eval/MODEL/DATA.csv (per structure) and .summary.json per model, and
-    RESULTS_DIR/eval/DATA.md/.csv: every model evaluated on DATA so far, side by side.
+    Results are filed under KEY = the data file's name and the start of its sha256 (files of one name with
+    other contents never mix): RESULTS_DIR/eval/MODEL/KEY.csv (per structure) and .summary.json per model,
+    and RESULTS_DIR/eval/KEY.md/.csv: every model evaluated on this file so far, side by side. A frame that
+    cannot be read is a failed row; the readable ones are evaluated.
     """
     from geodite.checkpoints import CheckpointError
-    from geodite.evaluate import evaluate_structures, make_evaluator, public_columns, read_structures, summarise
-    from geodite.evaluate import write_comparison
+    from geodite.evaluate import DataFileError, MixedDataError, UnreadableFrame, data_key, evaluate_structures
+    from geodite.evaluate import make_evaluator, public_columns, read_structures, summarise, write_comparison
     from geodite.registry import ModelNotAvailableError, get_spec, model_label
 
     try:
-        structures = read_structures(data)
+        structures = read_structures(data)[:limit]
         specs = [get_spec(model) for model in models]
-    except (FileNotFoundError, KeyError, ValueError) as error:
-        stderr.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(2) from None
-    if limit:
-        structures = structures[:limit]
+    except (DataFileError, KeyError) as error:
+        o.fail(str(error).strip("'\""), as_json)
+    key, sha256 = data_key(data)
+    unreadable = [frame for frame in structures if isinstance(frame, UnreadableFrame)]
+    if unreadable:
+        stderr.print(f"[yellow]{len(unreadable)} of {len(structures)} frames of {data} could not be read; "
+                     f"they are failed rows, the rest is evaluated[/yellow]")
     for model, spec in zip(models, specs):
         try:
             evaluator = make_evaluator(model, device=device, dtype=dtype)
         except (FileNotFoundError, CheckpointError, ValueError, ModelNotAvailableError) as error:
-            stderr.print(f"[red]error:[/red] {error}")
-            raise typer.Exit(2) from None
+            o.fail(str(error), as_json)
         start = time.perf_counter()
         with progress_bar() as bar:
             task = bar.add_task(f"eval {model_label(model)} on {data.name}", total=len(structures), rate="")
@@ -73,11 +78,12 @@ def eval_command(
 
             table = evaluate_structures(evaluator, structures, progress=advance)
         summary = summarise(table) | {"model": model, "energy_convention": spec.energy_convention,
-                                      "data": str(data), "wall_s": round(time.perf_counter() - start, 3)}
+                                      "data": str(data.resolve()), "data_sha256": sha256,
+                                      "n_unreadable": len(unreadable), "wall_s": round(time.perf_counter() - start, 3)}
         out_dir = results_dir / "eval" / model_label(model)
         out_dir.mkdir(parents=True, exist_ok=True)
-        public_columns(table).to_csv(out_dir / f"{data.stem}.csv", index=False)
-        (out_dir / f"{data.stem}.summary.json").write_text(json.dumps(summary, indent=2))
+        public_columns(table).to_csv(out_dir / f"{key}.csv", index=False)
+        (out_dir / f"{key}.summary.json").write_text(json.dumps(summary, indent=2))
         for error in table["error"].dropna():
             stderr.print(f"[yellow]skipped[/yellow] {error}")
         if as_json:
@@ -92,8 +98,11 @@ def eval_command(
                 shown.add_row(f"{name} ({unit})", "—" if mae is None else f"{mae:.3e}",
                               "—" if rmse is None else f"{rmse:.3e}")
             Console().print(shown)
-        stderr.print(f"per-structure table: {out_dir / (data.stem + '.csv')}")
-    path, rows = write_comparison(results_dir, data.stem)
+        stderr.print(f"per-structure table: {out_dir / (key + '.csv')}")
+    try:
+        path, rows = write_comparison(results_dir, key, data.name)
+    except MixedDataError as error:
+        o.fail(str(error), as_json)
     stderr.print(f"comparison of {rows} models: {path}")
 
 
@@ -101,7 +110,7 @@ def eval_command(
 def convert_command(
     source: Path = typer.Argument(..., help="an upstream state dict or Lightning checkpoint (e.g. Geodite-MP.ckpt)"),
     destination: Path = typer.Argument(..., help="where to write the Geodite checkpoint"),
-    num_heads: int = typer.Option(0, help="attention heads, if the source does not record them (0: infer)"),
+    num_heads: int = typer.Option(0, min=0, help="attention heads, if the source does not record them (0: infer)"),
 ) -> None:
     """Convert upstream Geodite weights into this package's checkpoint format (no code is run)."""
     from geodite.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
@@ -119,6 +128,7 @@ def _register_commands() -> None:
     """Sub-commands that live in their own modules (each imports its heavy libraries lazily)."""
     from geodite.cli.bench import bench_app, models_command
     from geodite.cli.bench_tasks import diatomics_command, md_command, speed_command
+    from geodite.cli.export import export_command, lammps_command
     from geodite.cli.kappa import kappa_command
     from geodite.cli.report import all_command, report_command
     from geodite.cli.train import distill_command, train_command
@@ -133,6 +143,8 @@ def _register_commands() -> None:
     app.command("report")(report_command)
     app.command("train")(train_command)
     app.command("distill")(distill_command)
+    app.command("export")(export_command)
+    app.command("lammps")(lammps_command)
 
 
 _register_commands()

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from geodite.cli import common as o
+from geodite.cli.bench_tasks import SPEED_MAX_ATOMS
 
 
 def _csv(text: str | None) -> list[str]:
@@ -24,14 +25,16 @@ def _csv(text: str | None) -> list[str]:
 def all_command(
     tasks: Annotated[str, typer.Option(help="comma-separated subset of discovery,kappa,diatomics,md,speed")] = (
         "discovery,kappa,diatomics,md,speed"),
-    md_time: Annotated[Optional[str], typer.Option(help="MD simulated time per system (default 1ns; quick: 40fs)")] = None,
+    md_time: Annotated[Optional[str], typer.Option(
+        callback=o.check_time, help="MD simulated time per system (default 1ns; quick: 40fs)")] = None,
     speed_sizes: Annotated[Optional[str], typer.Option(help="speed: atom counts (default 64,216,1000; quick: 64)")] = None,
     speed_models: Annotated[Optional[str], typer.Option(
         help="speed: models timed side by side (default: the model and its peers; quick: the model)")] = None,
     report: Annotated[bool, typer.Option(help="write results/<model>/report.md and report.html at the end")] = True,
     model: o.Model = "geodite",
-    limit: Annotated[Optional[int], typer.Option(
-        help="quick mode: first N items of discovery/kappa/diatomics/md, 40 fs MD, small kappa cells, speed at 64 atoms")] = None,
+    limit: Annotated[Optional[int], typer.Option(min=1, help=(
+        "quick mode: first N items (N ≥ 1) of discovery/kappa/diatomics/md, 40 fs MD, small kappa cells, "
+        "speed at 64 atoms"))] = None,
     workers: o.Workers = 1, threads: o.Threads = None, device: o.Device = "cpu", dtype: o.Dtype = "float32",
     results_dir: o.ResultsDir = Path("results"), retry_failed: o.RetryFailed = False, fresh: o.Fresh = False,
     progress: o.Progress = True, plots: o.Plots = True, as_json: o.Json = False,
@@ -42,11 +45,12 @@ def all_command(
     """
     from geodite.report import AllOptions, run_all, write_report
 
+    sizes = o.parse_ints(speed_sizes, "--speed-sizes", None, high=SPEED_MAX_ATOMS)
     try:
         options = AllOptions(
             model=model, limit=limit, tasks=tuple(_csv(tasks)), results_dir=results_dir, device=device, dtype=dtype,
             workers=workers, threads=threads, retry_failed=retry_failed, fresh=fresh, progress=progress, plots=plots,
-            md_time=md_time, speed_sizes=tuple(int(n) for n in _csv(speed_sizes)) or None,
+            md_time=md_time, speed_sizes=tuple(sizes) if sizes else None,
             speed_models=tuple(_csv(speed_models)) or None,
         )
     except ValueError as error:
@@ -101,7 +105,8 @@ def report_command(
         o.fail(str(error), as_json)
     if as_json:
         sys.stdout.write(json.dumps(written) + "\n")
-    missing = [task for task, have in written["tasks"].items() if len(have) < len(written["models"])]
-    if missing:
-        o.stderr.print(f"[yellow]not run for some model:[/yellow] {', '.join(missing)}")
+    for task, by_model in written["status"].items():
+        for label, status in by_model.items():
+            if status != "ok":
+                o.stderr.print(f"[yellow]{task} — {label}:[/yellow] {status}")
     o.stderr.print(f"wrote {written['markdown']} and {written['html']} ({written['figures']} figures)")

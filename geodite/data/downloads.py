@@ -10,7 +10,8 @@ and asks on a TTY whether to download.
 Lookup order for a file ``key``:
 1. ``data_dir`` given by the caller (``--data-dir``): ``data_dir/<relative path>`` or
    ``data_dir/<file name>``;
-2. the cache: ``$GEODITE_CACHE_DIR`` or ``~/.cache/geodite``, same two layouts;
+2. the cache (:func:`cache_dir`: ``$GEODITE_CACHE_DIR`` or ``~/.cache/geodite``, shared with downloaded
+   checkpoints), same two layouts;
 3. download to the cache (only when ``download=True``), verify md5, move into place.
 If none works, :class:`DataUnavailableError` says which file, where it looked, and how
 to provide it by hand.
@@ -24,6 +25,7 @@ import shutil
 import tempfile
 import urllib.error
 import urllib.request
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,8 +124,23 @@ class DataUnavailableError(RuntimeError):
     """A benchmark data file is neither local nor downloadable (e.g. offline)."""
 
 
+#: the one environment variable naming the cache of every download (benchmark data, Geodite-MP weights)
+CACHE_ENV = "GEODITE_CACHE_DIR"
+#: its former name, read for checkpoints only until 2026-11; still honoured when CACHE_ENV is unset
+DEPRECATED_CACHE_ENV = "GEODITE_CACHE"
+
+
 def cache_dir() -> Path:
-    return Path(os.environ.get("GEODITE_CACHE_DIR", Path.home() / ".cache" / "geodite"))
+    """Where downloaded files live: ``$GEODITE_CACHE_DIR``, else ``~/.cache/geodite``.
+
+    The deprecated ``$GEODITE_CACHE`` is used (with a FutureWarning) when only it is set."""
+    if value := os.environ.get(CACHE_ENV):
+        return Path(value)
+    if value := os.environ.get(DEPRECATED_CACHE_ENV):
+        warnings.warn(f"${DEPRECATED_CACHE_ENV} is deprecated; set ${CACHE_ENV} instead (one cache for data and "
+                      "checkpoints)", FutureWarning, stacklevel=2)
+        return Path(value)
+    return Path.home() / ".cache" / "geodite"
 
 
 def md5sum(path: str | Path, chunk: int = 1 << 20) -> str:

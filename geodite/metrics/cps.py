@@ -6,6 +6,11 @@ F1 (dimensionless, [0, 1]) from the unique-prototype discovery task, κ_SRME
 (dimensionless, [0, 2]) from the 103-material thermal-conductivity task, RMSD
 (dimensionless, ≥ 0; StructureMatcher rms normalised by (V/n)^(1/3)) from geometry
 optimisation. The score is in [0, 1], higher is better.
+
+As the leaderboard's ``calculate_cps`` (site/src/lib/combined-scores.svelte.ts): every
+input must be present, finite and in range, else there is no score (a missing metric is
+never counted as 0); the RMSD term is clamped to [0, 1]. Parity:
+tests/metrics/test_mbd_parity.py on 2,008 triples.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ def _check(name: str, value: float | None, low: float, high: float) -> str | Non
         return f"{name}={value!r} is not a number"
     if math.isnan(value):
         return f"{name} is NaN"
+    if math.isinf(value):
+        return f"{name} is not finite"
     if not low <= value <= high:
         return f"{name}={value} outside [{low}, {high}]"
     return None

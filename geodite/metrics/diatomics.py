@@ -27,6 +27,9 @@ FORCE_FLIP_THRESHOLD = 1e-2  # eV/Å
 ENERGY_FLIP_THRESHOLD = 1e-3  # eV
 WALL_THRESHOLDS_EV: tuple[float, ...] = (1, 5, 10, 20, 50, 100)
 MIN_REF_BINDING_EV = 0.05
+WINDOW_R_MIN_FACTOR = 0.9  # × r_cov: lower end of the scoring window (MLIP Arena, MBD)
+WALL_R_MIN_FACTOR = 0.8  # × r_cov: lower end for the repulsive-wall error (MBD scores the wall below the window)
+N_SCORED_ELEMENTS = 87  # H…U without Po, At, Rn, Fr, Ra: CDS coverage denominator (MBD)
 
 # unit conversions (CODATA 2018 exact/recommended values)
 _EV_PER_A2_TO_N_PER_M = 16.02176634  # 1 eV/Å² = 1.602176634e-19 J / 1e-20 m²
@@ -100,7 +103,9 @@ def bond_force_from_cartesian(forces: ArrayLike, bond_axis: ArrayLike = (1.0, 0.
     return 0.5 * (forces[:, 1] - forces[:, 0]) @ axis
 
 
-def evaluation_window(element: str, r_max_available: float) -> tuple[float, float]:
+def evaluation_window(
+    element: str, r_max_available: float, r_min_factor: float = WINDOW_R_MIN_FACTOR
+) -> tuple[float, float]:
     """MBD/MLIP-Arena evaluation window [0.9·r_cov, min(3.1·r_vdW, r_max_available)] in Å.
 
     Radii from ``ase.data.covalent_radii`` and ``ase.data.vdw_alvarez``; a missing (NaN)
@@ -109,10 +114,11 @@ def evaluation_window(element: str, r_max_available: float) -> tuple[float, floa
     Args:
         element: element symbol or homonuclear label such as ``"H-H"``.
         r_max_available: largest sampled separation (Å).
+        r_min_factor: lower bound as a multiple of r_cov (0.8 for the wall error).
     """
     z = atomic_numbers[element.split("-", maxsplit=1)[0]]
     r_cov = covalent_radii[z]
-    r_min = 0.9 * r_cov if np.isfinite(r_cov) else 0.0
+    r_min = r_min_factor * r_cov if np.isfinite(r_cov) else 0.0
     r_vdw = vdw_alvarez.vdw_radii[z] if z < len(vdw_alvarez.vdw_radii) else np.nan
     r_max = min(3.1 * r_vdw, r_max_available) if np.isfinite(r_vdw) else r_max_available
     return float(r_min), float(r_max)
@@ -201,7 +207,13 @@ def spearman_repulsive_energy(r: ArrayLike, e: ArrayLike) -> float:
 def spearman_repulsive_force(r: ArrayLike, e: ArrayLike, f: ArrayLike) -> float:
     """Spearman rank correlation of the bond force F vs r on the repulsive branch
     (r ≤ r at E_min, located from the energies). Ideal −1 (the repulsive force decreases
-    monotonically as the atoms separate). NaN with < 3 points."""
+    monotonically as the atoms separate). NaN with < 3 points.
+
+    Not MLIP Arena's "Spearman (F: descending)": that one is measured on the branch
+    ending at the force minimum, this one on the branch ending at the energy minimum
+    (where F changes sign), so it also covers the attractive part between the two and is
+    not comparable number for number. MBD reports neither.
+    """
     r, e, f = _curve_ef(r, e, f)
     branch = _repulsive_branch(r, e)
     if len(r[branch]) < 3:
@@ -408,3 +420,96 @@ def repulsive_wall_distance_error(
         r_wall_pred = repulsive_wall_radius(r_pred, e_pred, threshold)
         errors.append(abs(r_wall_pred - r_wall_ref) if np.isfinite(r_wall_pred) else r_wall_ref)
     return float(np.mean(errors)) if errors else float("nan")
+
+
+def wall_distance_error_raw(
+    element: str, r_ref: ArrayLike, e_ref: ArrayLike, r_pred: ArrayLike, e_pred: ArrayLike
+) -> float:
+    """MBD's ``pbe_wall_dist_mae`` (Å): :func:`repulsive_wall_distance_error` on the raw
+    (unwindowed) curves cut to [0.8·r_cov, min(3.1·r_vdW, max r_pred)].
+
+    The general metrics use the 0.9·r_cov window; the wall is scored further in, where
+    the reference supports it. A boundary point within 1e-12 Å of 0.8·r_cov is kept (the
+    reference grid starts there up to round-off). NaN with < 2 points on either curve.
+
+    Args:
+        element: element symbol or label such as ``"H-H"``.
+        r_ref, e_ref: PBE separations (Å) and energies (eV), whole curve.
+        r_pred, e_pred: model separations (Å) and energies (eV), whole curve.
+    """
+    r_ref, e_ref = np.asarray(r_ref, float), np.asarray(e_ref, float)
+    r_pred, e_pred = np.asarray(r_pred, float), np.asarray(e_pred, float)
+    r_min, r_max = evaluation_window(element, float(r_pred.max()), WALL_R_MIN_FACTOR)
+    r_min -= 1e-12
+    keep_ref = (r_ref >= r_min) & (r_ref <= r_max)
+    keep_pred = (r_pred >= r_min) & (r_pred <= r_max)
+    if keep_ref.sum() < 2 or keep_pred.sum() < 2:
+        return float("nan")
+    return repulsive_wall_distance_error(r_ref[keep_ref], e_ref[keep_ref], r_pred[keep_pred], e_pred[keep_pred])
+
+
+# ------------------------------------------------------- combined dimer score
+
+# pillar -> ((metric, weight within pillar, baseline, floor, log scale), ...); MBD's CDS_COMPONENTS
+CDS_COMPONENTS: dict[str, tuple[tuple[str, float, float, float, bool], ...]] = {
+    "accuracy": (("pbe_energy_mae", 5 / 9, 4.0, 0.0, False), ("pbe_force_mae", 4 / 9, 5.0, 0.0, False)),
+    "geometry": (
+        ("pbe_wall_dist_mae", 1 / 2, 0.5, 0.0, False),
+        ("pbe_bond_length_error", 1 / 3, 0.8, 0.0, False),
+        ("pbe_well_depth_error", 1 / 6, 3.5, 0.0, False),
+    ),
+    "speed": (("run_time_sec", 1.0, 5000.0, 50.0, True),),
+    "physicality": (
+        ("energy_jump", 2 / 5, 3.0, 0.0, False),
+        ("force_flips", 2 / 5, 3.5, 1.0, False),
+        ("tortuosity", 1 / 5, 2.0, 1.0, False),
+    ),
+}
+CDS_WEIGHTS: dict[str, float] = {"accuracy": 4 / 9, "geometry": 2 / 9, "speed": 1 / 9, "physicality": 2 / 9}
+
+
+def _subscore(value: float, baseline: float, floor: float, log: bool) -> float:
+    """clamp(1 − (v − floor)/(baseline − floor), 0, 1), in log10 space when ``log``."""
+    if log:
+        value, floor, baseline = np.log10(value), np.log10(floor), np.log10(baseline)
+    return float(min(1.0, max(0.0, 1.0 - (value - floor) / (baseline - floor))))
+
+
+def combined_dimer_score(
+    means: dict[str, float | None], n_excluded: int = 0, weights: dict[str, float] | None = None
+) -> float | None:
+    """Combined dimer score (CDS) in [0, 1], higher is better, as the MBD leaderboard computes it.
+
+    CDS = coverage · Σ_p w_p S_p / Σ_p w_p over the pillars accuracy (4/9), geometry
+    (2/9), speed (1/9) and physicality (2/9); each pillar score S_p is the weighted mean of
+    its components' subscores clamp(1 − (v − floor)/(baseline − floor), 0, 1) (log10 scale
+    for the run time), see :data:`CDS_COMPONENTS`; coverage = max(0, 1 − n_excluded/87).
+
+    Args:
+        means: element-mean metrics keyed as MBD (pbe_energy_mae eV, pbe_force_mae eV/Å,
+            pbe_wall_dist_mae Å, pbe_bond_length_error Å, pbe_well_depth_error eV,
+            energy_jump eV, force_flips, tortuosity) and run_time_sec (s).
+        n_excluded: scored elements the run could not produce a curve for.
+        weights: pillar weights (default :data:`CDS_WEIGHTS`); a zero weight drops a pillar.
+
+    Returns:
+        The score, or None when a component of a non-zero-weight pillar is missing, not
+        finite, or (log scale) not positive, or when all weights are zero.
+    """
+    weights = CDS_WEIGHTS if weights is None else weights
+    weighted, total = 0.0, 0.0
+    for pillar, components in CDS_COMPONENTS.items():
+        weight = weights[pillar]
+        total += weight
+        if weight == 0:
+            continue
+        pillar_score = 0.0
+        for key, component_weight, baseline, floor, log in components:
+            value = means.get(key)
+            if value is None or not np.isfinite(value) or (log and value <= 0):
+                return None
+            pillar_score += _subscore(float(value), baseline, floor, log) * component_weight
+        weighted += pillar_score * weight
+    if total == 0:
+        return None
+    return weighted / total * max(0.0, 1.0 - n_excluded / N_SCORED_ELEMENTS)

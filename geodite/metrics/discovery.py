@@ -174,33 +174,46 @@ def stable_metrics(
     return {key: out[key] for key in METRIC_KEYS}
 
 
+HULL_DECIMALS = 3  # MBD rounds its WBM table (DFT and predicted energies) to 3 decimals
+SUBSETS: tuple[str, ...] = ("full_test_set", "unique_prototypes", "most_stable_10k")
+
+
 def predicted_hull_distance(
     e_form_pred: ArrayLike,
     e_form_dft: ArrayLike,
     e_above_hull_dft: ArrayLike,
     max_error: float = 5.0,
+    decimals: int | None = HULL_DECIMALS,
 ) -> np.ndarray | pd.Series:
-    """Predicted hull distance with the DFT convex hull held fixed.
+    """Predicted hull distance with the DFT convex hull held fixed, as the leaderboard computes it.
 
-    E_hull,pred = E_hull,DFT + (E_form,pred − E_form,DFT)   [eV/atom]
+    E_hull,pred = (round(E_hull,DFT) + round(E_form,pred)) − round(E_form,DFT)   [eV/atom]
 
-    Predictions with |E_form,pred − E_form,DFT| > ``max_error`` eV/atom (and NaN
-    predictions) are returned as NaN (= missing). MBD's published tables round the
-    result to 3 decimals; this function does not round.
+    Order of operations follows MBD (``load_df_wbm_with_preds`` then
+    ``load_discovery_predictions``): predictions with |E_form,pred − E_form,DFT| >
+    ``max_error`` eV/atom (on the unrounded values) and NaN predictions become NaN
+    (= missing); then the three inputs are rounded to ``decimals`` (3) and added in MBD's
+    floating-point order (a material on the hull gets ±1e-16 in another order, which flips
+    its ≤ 0 classification); the sum is not rounded again. ``decimals=None`` skips the
+    rounding.
 
     Args:
         e_form_pred: predicted formation energies (eV/atom), shape (n,).
         e_form_dft: DFT formation energies (eV/atom), e.g. e_form_per_atom_mp2020_corrected.
         e_above_hull_dft: DFT hull distances (eV/atom), e.g. e_above_hull_mp2020_corrected_ppd_mp.
         max_error: largest accepted |pred − DFT| formation-energy error (eV/atom).
+        decimals: decimals the inputs are rounded to before adding (None: no rounding).
 
     Returns:
         Predicted hull distances (eV/atom); a Series if e_form_pred is a Series.
     """
     pred = np.asarray(e_form_pred, dtype=float)
-    delta = pred - np.asarray(e_form_dft, dtype=float)
-    hull = np.asarray(e_above_hull_dft, dtype=float) + delta
-    hull = np.where(np.abs(delta) > max_error, np.nan, hull)  # NaN delta stays NaN
+    dft = np.asarray(e_form_dft, dtype=float)
+    true = np.asarray(e_above_hull_dft, dtype=float)
+    pred = np.where(np.abs(pred - dft) > max_error, np.nan, pred)  # NaN stays NaN
+    if decimals is not None:
+        pred, dft, true = (np.round(x, decimals) for x in (pred, dft, true))
+    hull = (true + pred) - dft  # MBD's order: a hull distance of exactly 0 must come out as 0, not ±1e-16
     if isinstance(e_form_pred, pd.Series):
         return pd.Series(hull, index=e_form_pred.index, name="e_above_hull_pred")
     return hull
@@ -214,9 +227,12 @@ def most_stable_k(
 ) -> pd.DataFrame:
     """The ``k`` rows with the lowest predicted hull distance (MBD's "most stable 10k").
 
-    Rows with missing predictions are never selected. If ``unique_prototype_col`` is
-    given, only rows where that boolean column is True are considered first (MBD takes
-    the 10k from the unique-prototype subset).
+    Rows are sorted by ascending predicted hull distance (stable sort) with missing
+    predictions last, then the first ``k`` are kept, as MBD's
+    ``discovery_subset_indices`` does: with fewer than ``k`` predicted rows, missing ones
+    fill the selection (and count as predicted unstable). If ``unique_prototype_col`` is
+    given, only rows where that boolean column is True are candidates (MBD takes the 10k
+    from the unique-prototype subset).
 
     Args:
         df: one row per material; must contain ``pred_col`` (eV/atom).
@@ -225,10 +241,56 @@ def most_stable_k(
         unique_prototype_col: optional boolean column restricting the candidate pool.
 
     Returns:
-        The selected rows, sorted by ascending predicted hull distance.
+        The selected rows in that order.
     """
     if k < 0:
         raise ValueError(f"{k=} must be >= 0")
     pool = df if unique_prototype_col is None else df[df[unique_prototype_col].astype(bool)]
-    pool = pool[pool[pred_col].notna()]
-    return pool.sort_values(pred_col, kind="stable").head(k)
+    return pool.sort_values(pred_col, kind="stable", na_position="last").head(k)
+
+
+def discovery_metrics_by_subset(
+    e_form_pred: pd.Series,
+    e_form_dft: pd.Series,
+    e_above_hull_dft: pd.Series,
+    unique_prototype: pd.Series,
+    k: int = 10_000,
+    max_error: float = 5.0,
+    stability_threshold: float = 0.0,
+) -> dict[str, dict[str, float]]:
+    """Stability metrics on MBD's three WBM subsets, exactly as its leaderboard pipeline.
+
+    * hull distances: :func:`predicted_hull_distance` (mask > ``max_error``, round inputs
+      to 3 decimals, add); the truth is the DFT hull distance rounded to 3 decimals;
+    * ``full_test_set``: all rows, DAF over this subset's own (rounded) prevalence;
+    * ``unique_prototypes`` and ``most_stable_10k`` (the ``k`` lowest predicted hull
+      distances among unique prototypes, missing last): DAF = Precision / prevalence
+      with the prevalence of stable unique prototypes from the *unrounded* DFT hull
+      distances (MBD's ``wbm_uniq_proto_prevalence``; rounding would turn barely
+      unstable materials stable and inflate it by ≈1.3 % on WBM).
+
+    Args:
+        e_form_pred: predicted formation energies (eV/atom), NaN = missing; one index for all inputs.
+        e_form_dft: DFT formation energies (eV/atom, MP2020-corrected).
+        e_above_hull_dft: DFT hull distances (eV/atom), unrounded.
+        unique_prototype: boolean, True for WBM's unique prototypes.
+        k: size of the most-stable subset.
+        max_error: formation-energy error (eV/atom) above which a prediction is missing.
+        stability_threshold: stability cut (eV/atom).
+
+    Returns:
+        {subset name: :func:`stable_metrics` dict} for the names in :data:`SUBSETS`.
+    """
+    raw_true = e_above_hull_dft.astype(float)
+    each_true = raw_true.round(HULL_DECIMALS)
+    each_pred = predicted_hull_distance(e_form_pred.astype(float), e_form_dft, raw_true, max_error)
+    uniq = unique_prototype.astype(bool).to_numpy()
+    uniq_true = raw_true[uniq]
+    prevalence = float((uniq_true <= stability_threshold).mean()) if len(uniq_true) else float("nan")
+    frame = pd.DataFrame({"e_above_hull_pred": each_pred, "unique_prototype": uniq}, index=raw_true.index)
+    top = most_stable_k(frame, k, unique_prototype_col="unique_prototype").index
+    return {
+        "full_test_set": stable_metrics(each_true, each_pred, stability_threshold),
+        "unique_prototypes": stable_metrics(each_true[uniq], each_pred[uniq], stability_threshold, prevalence),
+        "most_stable_10k": stable_metrics(each_true[top], each_pred[top], stability_threshold, prevalence),
+    }

@@ -6,19 +6,27 @@ from the k_SRME package of Póta et al., arXiv:2408.00755):
 * κ is the lattice thermal conductivity in W/(m·K) at 300 K. The scalar κ is the
   directional average trace(κ)/3; for phono3py's Voigt vectors (xx, yy, zz, yz, xz, xy)
   that is the mean of the first three components.
-* SRD = 2(κ_pred − κ_DFT)/(κ_pred + κ_DFT) ∈ [−2, 2]; SRE = |SRD| ∈ [0, 2]. A missing
-  prediction (NaN) is treated as κ_pred = 0, i.e. SRD = −2 and SRE = 2 (MBD fills NaN
-  SRD with −2).
+* SRD = 2(κ_pred − κ_DFT)/(κ_pred + κ_DFT) ∈ [−2, 2]; SRE = |SRD| ∈ [0, 2]. An invalid
+  prediction (NaN, ±inf or negative κ) gets SRD = −2 and SRE = 2, as MBD's
+  ``_symmetric_relative_difference``; κ_pred = κ_DFT = 0 gives 0. κ_DFT must be finite
+  and ≥ 0 (κ_DFT = 0 with κ_pred > 0 gives SRD = 2).
 * SRME (per material) = 2·Σ_modes |κ_pred,mode − κ_DFT,mode| / Σ_q w_q / (κ_pred + κ_DFT),
   where κ_mode is the trace/3 of phono3py's ``mode_kappa`` (already multiplied by the
   q-point weight, so that κ = Σ_modes κ_mode / Σ_q w_q) and w_q are the irreducible
   q-point weights. SRME ∈ [0, 2] and SRME ≥ SRE (triangle inequality).
-* Penalty: SRME = 2 for a material whose calculation failed, that has imaginary modes,
-  that broke symmetry during relaxation, or whose predicted κ / mode κ / weights are NaN.
+* Penalty (censoring, MBD's ``_calc_kappa_srme_dataframes``): SRME = 2 for a material
+  whose calculation failed, that has imaginary modes, that broke symmetry during
+  relaxation, whose predicted κ is missing or negative, whose predicted mode κ or q-point
+  weights are missing/non-finite (weights also negative or summing to 0), whose mode κ
+  shape differs from the reference, or whose SRME falls outside [0, 2] (possible with
+  mixed-sign mode κ). κ_pred + κ_DFT = 0 gives 0 if every mode agrees, else 2.
+  ``failure_rate`` is the fraction of censored materials.
 * κ_SRME (and mean κ_SRE) = arithmetic mean over the 103 materials, penalties included.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -47,11 +55,16 @@ def kappa_scalar(kappa: ArrayLike) -> np.ndarray | float:
     return float(out) if np.ndim(out) == 0 else out
 
 
-def kappa_srd(kappa_pred: ArrayLike, kappa_dft: ArrayLike) -> np.ndarray | float:
-    """Symmetric relative difference SRD = 2(κ_pred − κ_DFT)/(κ_pred + κ_DFT).
+def _valid_kappa(value: float) -> bool:
+    """A usable scalar conductivity: finite and ≥ 0."""
+    return bool(np.isfinite(value) and value >= 0)
 
-    Dimensionless, in [−2, 2] for non-negative κ. NaN κ_pred (missing prediction) is
-    treated as κ_pred = 0, giving SRD = −2. κ_DFT must be finite and > 0.
+
+def kappa_srd(kappa_pred: ArrayLike, kappa_dft: ArrayLike) -> np.ndarray | float:
+    """Symmetric relative difference SRD = 2(κ_pred − κ_DFT)/(κ_pred + κ_DFT) ∈ [−2, 2].
+
+    An invalid prediction (NaN, inf or negative) gives −2; κ_pred = κ_DFT = 0 gives 0.
+    κ_DFT must be finite and ≥ 0 (an invalid reference raises ``ValueError``).
 
     Args:
         kappa_pred: predicted scalar κ (W/(m·K)), scalar or shape (n,).
@@ -59,23 +72,27 @@ def kappa_srd(kappa_pred: ArrayLike, kappa_dft: ArrayLike) -> np.ndarray | float
     """
     pred = np.asarray(kappa_pred, dtype=float)
     dft = np.asarray(kappa_dft, dtype=float)
-    if not np.all(np.isfinite(dft)) or np.any(dft <= 0):
-        raise ValueError("kappa_dft must be finite and positive")
-    pred = np.where(np.isnan(pred), 0.0, pred)
-    srd = 2.0 * (pred - dft) / (pred + dft)
+    if not np.all(np.isfinite(dft)) or np.any(dft < 0):
+        raise ValueError("kappa_dft must be finite and non-negative")
+    invalid = ~np.isfinite(pred) | (pred < 0)
+    pred = np.where(invalid, 0.0, pred)
+    total = pred + dft
+    with np.errstate(divide="ignore", invalid="ignore"):
+        srd = np.where(total == 0, 0.0, 2.0 * (pred - dft) / total)
+    srd = np.where(invalid, -SRME_PENALTY, srd)
     return float(srd) if srd.ndim == 0 else srd
 
 
 def kappa_sre(kappa_pred: ArrayLike, kappa_dft: ArrayLike) -> np.ndarray | float:
     """Symmetric relative error SRE = |SRD| = 2|κ_pred − κ_DFT|/(κ_pred + κ_DFT) ∈ [0, 2].
 
-    Missing (NaN) predictions give SRE = 2; see :func:`kappa_srd`.
+    Invalid (NaN, inf, negative) predictions give SRE = 2; see :func:`kappa_srd`.
     """
     srd = kappa_srd(kappa_pred, kappa_dft)
     return abs(srd) if isinstance(srd, float) else np.abs(srd)
 
 
-def kappa_srme_per_material(
+def kappa_srme_censored(
     mode_kappa_pred: ArrayLike | None,
     mode_kappa_dft: ArrayLike,
     q_weights: ArrayLike | None,
@@ -86,13 +103,15 @@ def kappa_srme_per_material(
     imaginary_modes: bool = False,
     broken_symmetry: bool = False,
     mode_kappa_is_scalar: bool = False,
-) -> float:
-    """Symmetric relative mean error of one material, with the MBD penalty.
+) -> tuple[float, bool]:
+    """Symmetric relative mean error of one material and whether it was censored to 2.
 
     SRME = 2·Σ_modes |κ_pred,mode − κ_DFT,mode| / Σ_q w_q / (κ_pred + κ_DFT)
 
-    Returns 2 (the penalty) if ``failed``, ``imaginary_modes`` or ``broken_symmetry`` is
-    True, or if any predicted mode κ, κ_pred or weight is missing/NaN.
+    Censored (returns (2, True)) as listed in the module docstring: a penalty flag, or an
+    invalid prediction (missing/negative κ_pred, non-finite mode κ, bad weights, a shape
+    different from the reference, SRME outside [0, 2]). With κ_pred + κ_DFT = 0 the SRME
+    is 0 if all modes agree, else 2 (not censored).
 
     Args:
         mode_kappa_pred: predicted phono3py ``mode_kappa`` at one temperature, shape
@@ -101,29 +120,77 @@ def kappa_srme_per_material(
         mode_kappa_dft: DFT mode κ in the same layout and on the same q-mesh.
         q_weights: irreducible q-point weights, shape (n_q,) (integers in phono3py).
         kappa_pred: predicted scalar κ = trace/3 (W/(m·K)).
-        kappa_dft: DFT scalar κ = trace/3 (W/(m·K)); must be finite.
+        kappa_dft: DFT scalar κ = trace/3 (W/(m·K)); must be finite and ≥ 0.
         failed, imaginary_modes, broken_symmetry: penalty flags.
         mode_kappa_is_scalar: whether mode κ arrays are already per-mode scalars.
 
     Returns:
-        SRME in [0, 2] (dimensionless).
+        (SRME in [0, 2] (dimensionless), censored).
     """
-    if kappa_dft is None or not np.isfinite(kappa_dft):
-        raise ValueError(f"reference kappa_dft must be finite, got {kappa_dft}")
+    if kappa_dft is None or not _valid_kappa(kappa_dft):
+        raise ValueError(f"reference kappa_dft must be finite and non-negative, got {kappa_dft}")
+    penalty = (SRME_PENALTY, True)
     if failed or imaginary_modes or broken_symmetry:
-        return SRME_PENALTY
-    if mode_kappa_pred is None or q_weights is None or kappa_pred is None:
-        return SRME_PENALTY
-    pred, dft = np.asarray(mode_kappa_pred, float), np.asarray(mode_kappa_dft, float)
-    weights = np.asarray(q_weights, float)
-    if np.isnan(pred).any() or np.isnan(weights).any() or np.isnan(kappa_pred):
-        return SRME_PENALTY
+        return penalty
+    dft = np.asarray(mode_kappa_dft, float)
     if not mode_kappa_is_scalar:
-        pred, dft = np.asarray(kappa_scalar(pred)), np.asarray(kappa_scalar(dft))
-    if pred.shape != dft.shape:
-        raise ValueError(f"mode kappa shapes differ: {pred.shape} != {dft.shape}")
+        dft = np.asarray(kappa_scalar(dft))
+    if dft.size == 0 or not np.all(np.isfinite(dft)):
+        raise ValueError("reference mode kappa must be finite")
+    if mode_kappa_pred is None or q_weights is None or kappa_pred is None or not _valid_kappa(kappa_pred):
+        return penalty
+    pred, weights = np.asarray(mode_kappa_pred, float), np.asarray(q_weights, float)
+    if not mode_kappa_is_scalar:
+        try:
+            pred = np.asarray(kappa_scalar(pred))
+        except ValueError:
+            return penalty
+    invalid_weights = weights.size == 0 or not np.all(np.isfinite(weights)) or np.any(weights < 0)
+    if invalid_weights or weights.sum() <= 0 or pred.shape != dft.shape or not np.all(np.isfinite(pred)):
+        return penalty
     microscopic_error = np.abs(pred - dft).sum() / weights.sum()
-    return float(2.0 * microscopic_error / (float(kappa_pred) + float(kappa_dft)))
+    total = float(kappa_pred) + float(kappa_dft)
+    if total == 0:
+        return (0.0 if microscopic_error == 0 else SRME_PENALTY), False
+    srme = 2.0 * microscopic_error / total
+    if not (np.isfinite(srme) and 0.0 <= srme <= SRME_PENALTY):
+        return penalty
+    return float(srme), False
+
+
+def kappa_srme_per_material(*args: Any, **kwargs: Any) -> float:
+    """SRME of one material in [0, 2]: :func:`kappa_srme_censored` (same arguments) without the flag."""
+    return kappa_srme_censored(*args, **kwargs)[0]
+
+
+def phonon_spectrum_w1(
+    freqs_pred: ArrayLike,
+    freqs_ref: ArrayLike,
+    q_weights_pred: ArrayLike | None = None,
+    q_weights_ref: ArrayLike | None = None,
+) -> float:
+    """Wasserstein-1 distance (THz) between two phonon spectra (MBD's ``spectrum_w1``).
+
+    Each spectrum is the sample of all mode frequencies, shape (n_q, n_bands), THz. The
+    q-point weights (shape (n_q,)) weight every band of their q-point; weights whose
+    length is not n_q mean a uniform full mesh (ignored), as MBD's ``mode_weights_for_freqs``.
+    Meshes may differ between the two spectra.
+    """
+    from scipy.stats import wasserstein_distance
+
+    def sample(freqs: ArrayLike, weights: ArrayLike | None) -> tuple[np.ndarray, np.ndarray | None]:
+        arr = np.asarray(freqs, float)
+        if arr.ndim != 2 or not np.all(np.isfinite(arr)):
+            raise ValueError(f"frequencies must be a finite (n_q, n_bands) array, got shape {arr.shape}")
+        if weights is None:
+            return arr.ravel(), None
+        w = np.ravel(np.asarray(weights, float))
+        if w.shape != (arr.shape[0],) or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+            return arr.ravel(), None
+        return arr.ravel(), np.repeat(w, arr.shape[1])
+
+    (u, u_w), (v, v_w) = sample(freqs_pred, q_weights_pred), sample(freqs_ref, q_weights_ref)
+    return float(wasserstein_distance(u, v, u_w, v_w))
 
 
 def kappa_srme(per_material: ArrayLike) -> float:

@@ -78,6 +78,7 @@ def radial_distribution(
     pair: tuple[str, str] | None = None,
     r_max: float | None = None,
     n_bins: int = 200,
+    normalisation: str = "pairs",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Partial or pooled radial distribution function g(r), averaged over frames.
 
@@ -88,6 +89,11 @@ def radial_distribution(
     atoms are pooled (A = B = all, normalisation N(N − 1)). The matching coordination
     number is n_c(R) = ∫₀^R 4πr² ρ' g(r) dr with ρ' = (N_B − δ_AB)/V.
 
+    ``normalisation="mbd"`` divides by N_A·N_B instead (N² when pooled), as Matbench
+    Discovery's ``calc_rdf`` (paper Eq. 4): its g(r) is ours × (N − 1)/N, so it tends to
+    1 − 1/N, not 1, for an ideal gas. MBD also uses 500 bins (ours 200 by default) and
+    sums pair counts and 1/V over frames before dividing (identical for a fixed cell).
+
     Args:
         frames_positions: Cartesian positions, shape (T, N, 3) or (N, 3), Å (wrapped or not).
         cell: lattice vectors as rows, shape (3, 3) or (T, 3, 3), Å.
@@ -95,6 +101,7 @@ def radial_distribution(
         pair: element pair such as ("Li", "S"); None pools all atoms.
         r_max: largest distance (Å); default and maximum: :func:`max_rdf_radius`.
         n_bins: number of equal-width bins on [0, r_max].
+        normalisation: ``"pairs"`` (N_A·(N_B − δ_AB), ideal gas → 1) or ``"mbd"`` (N_A·N_B).
 
     Returns:
         (r, g): bin centres (Å) and g(r), both shape (n_bins,).
@@ -116,8 +123,10 @@ def radial_distribution(
         idx_a = idx_b = np.arange(len(symbols))
     else:
         idx_a, idx_b = (np.flatnonzero(symbols == el) for el in pair)
+    if normalisation not in ("pairs", "mbd"):
+        raise ValueError(f"normalisation must be 'pairs' or 'mbd', not {normalisation!r}")
     same = pair is None or pair[0] == pair[1]
-    n_a, n_b = len(idx_a), len(idx_b) - (1 if same else 0)
+    n_a, n_b = len(idx_a), len(idx_b) - (1 if same and normalisation == "pairs" else 0)
     if n_a == 0 or n_b <= 0:
         raise ValueError(f"not enough atoms for pair {pair}")
     edges = np.linspace(0.0, r_max, n_bins + 1)
@@ -149,12 +158,13 @@ def rdf_error(g_ref: ArrayLike, g_pred: ArrayLike, r: ArrayLike) -> float:
 
     error = 100 · min(1, ∫|g_ref − g_pred| dr / ∫|g_ref − 1| dr)   (trapezoid rule on r)
 
-    NaN if g_ref ≡ 1 (no structure to compare against).
+    100 if g_ref ≡ 1 (a reference without structure: as far from it as an ideal gas), as
+    MBD's ``calc_rdf_error``. The paper's companion score is :func:`rdf_overlap`.
     """
     g_ref, g_pred, r = (np.asarray(x, dtype=float) for x in (g_ref, g_pred, r))
     structure = np.trapezoid(np.abs(g_ref - 1.0), r)
     if structure == 0:
-        return float("nan")
+        return 100.0
     return float(100.0 * min(1.0, np.trapezoid(np.abs(g_ref - g_pred), r) / structure))
 
 

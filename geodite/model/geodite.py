@@ -114,25 +114,43 @@ class Geodite(nn.Module):
             per_layer.append(h)
         return torch.stack(per_layer, dim=1)
 
-    def atomic_energies(self, z: Tensor, edge_index: Tensor, vectors: Tensor) -> Tensor:
+    def vacuum_features(self) -> Tensor:
+        """Per-layer scalar features of an isolated (edgeless) atom of every element: [max_z, L, F].
+
+        An edgeless atom's features depend on its element only, so this table replaces the extra vacuum
+        atoms of ``atomic_energies`` exactly (used by the exported model, which cannot run torch.unique).
+        """
+        z = torch.arange(self.config.max_z, device=self.e0.device)
+        no_edges = torch.zeros((2, 0), dtype=torch.long, device=z.device)
+        return self.layer_features(z, no_edges, self.readouts[0].weight.new_zeros((0, 3)))
+
+    def atomic_energies(self, z: Tensor, edge_index: Tensor, vectors: Tensor, vacuum: Tensor | None = None) -> Tensor:
         """Per-atom energies [N] eV, with the vacuum embedding of each element subtracted layer by layer.
 
         One edgeless "vacuum" atom per element present is run through the same network, so an isolated
-        atom has exactly e0(Z).
+        atom has exactly e0(Z); ``vacuum`` (the ``vacuum_features`` table) gives the same features precomputed.
         """
         num_atoms = z.shape[0]
-        elements, element_index = torch.unique(z, sorted=True, return_inverse=True)
-        features = self.layer_features(torch.cat([z, elements]), edge_index, vectors)  # [N+U, L, F]
-        environment = features[:num_atoms] - features[num_atoms:][element_index]
+        if vacuum is None:
+            elements, element_index = torch.unique(z, sorted=True, return_inverse=True)
+            features = self.layer_features(torch.cat([z, elements]), edge_index, vectors)  # [N+U, L, F]
+            environment = features[:num_atoms] - features[num_atoms:][element_index]
+        else:
+            environment = self.layer_features(z, edge_index, vectors) - vacuum[z]
         learned = sum(readout(environment[:, layer]).squeeze(-1) for layer, readout in enumerate(self.readouts))
         repulsion = self.zbl(z, vectors.norm(dim=-1), edge_index)
         return self.e0[z] + (learned + repulsion) * self.energy_scale + self.energy_shift
 
-    def forward(self, graph: AtomGraph, compute_stress: bool = True) -> dict[str, Tensor]:
+    def forward(
+        self, graph: AtomGraph, compute_stress: bool = True, vacuum: Tensor | None = None, local: Tensor | None = None
+    ) -> dict[str, Tensor]:
         """Energy [B] eV, forces [N, 3] eV/Å and stress [B, 3, 3] eV/Å³ (ASE sign, zero if not periodic).
 
         Forces = −∂E/∂r and stress = (1/V) ∂E/∂ε for a symmetric strain ε applied to positions and cell.
         In training mode the graph is kept so that losses on forces and stress can be differentiated.
+        ``vacuum``: see ``atomic_energies``. ``local`` [N] (0/1, float): only these atoms' energies count;
+        the others are ghost copies (LAMMPS domains) that still receive forces. ``atomic_energies`` [N] eV
+        are the per-atom terms of the energy (zero for ghosts).
         """
         positions, cell = graph.positions, graph.cell
         strain = torch.zeros_like(cell, requires_grad=compute_stress)
@@ -149,14 +167,16 @@ class Geodite(nn.Module):
             - positions.index_select(0, receiver)
             + torch.einsum("ei,eij->ej", graph.shifts, edge_cell)
         )
-        atomic = self.atomic_energies(graph.z, graph.edge_index, vectors)
+        atomic = self.atomic_energies(graph.z, graph.edge_index, vectors, vacuum)
+        if local is not None:
+            atomic = atomic * local
         energy = scatter_sum(atomic, graph.batch, graph.num_graphs)
         inputs = [positions, strain] if compute_stress else [positions]
         grads = torch.autograd.grad(
             energy.sum(), inputs, create_graph=self.training, retain_graph=self.training, allow_unused=True
         )
         forces = -grads[0] if grads[0] is not None else torch.zeros_like(positions)
-        out = {"energy": energy, "forces": forces}
+        out = {"energy": energy, "forces": forces, "atomic_energies": atomic.detach()}
         if compute_stress:
             volume = torch.linalg.det(graph.cell).abs()
             periodic = graph.pbc.all(dim=-1) & (volume > 0)

@@ -8,7 +8,10 @@ Protocol per item (one WBM material):
    4 decimals, as MBD).
 3. Geometry: RMSD between the ML-relaxed and the DFT-relaxed structure,
    ``StructureMatcher(stol=1.0, scale=False).get_rms_dist`` (pymatgen normalises by
-   (V/n)^(1/3)); unmatched (or a failed relaxation) counts as 1.0.
+   (V/n)^(1/3)); unmatched (or a failed relaxation) counts as 1.0. Symmetry of both structures
+   by moyopy at symprec 1e-2 and 1e-5 (:mod:`geodite.metrics.symmetry`): ``n_sym_ops_mae_<symprec>``,
+   ``symmetry_{decrease,match,increase}_<symprec>``, ``n_structures_<symprec>`` (MBD's geo-opt task).
+   Rows keep the relaxed structure (``structure_pred``, pymatgen JSON) for the submission files.
 
 Two data modes:
 
@@ -43,6 +46,7 @@ Two data modes:
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -52,6 +56,7 @@ import pandas as pd
 
 from geodite.data import downloads
 from geodite.data import wbm as wbm_data
+from geodite.metrics.symmetry import symmetry_comparison, symmetry_metrics_from_rows
 
 FULL_FILES = ["wbm_summary", "wbm_initial_structures", "wbm_computed_structure_entries", "mp_elemental_ref_entries"]
 MAX_E_FORM_ERROR = 5.0  # eV/atom; larger errors count as missing predictions (MBD)
@@ -188,6 +193,8 @@ class DiscoveryTask:
             "e_form_dft_mbd_refs": e_form_dft_mbd,
             "refs_consistent": abs(e_form_dft_mbd - float(item["formation_energy_per_atom"])) < REFS_CONSISTENT_TOL,
             "rmsd": structure_rmsd(s_ml, s_dft),
+            **symmetry_comparison(s_ml, s_dft),
+            "structure_pred": json.dumps(s_ml.as_dict()),
             "rmsd_start": structure_rmsd(AseAtomsAdaptor.get_structure(start), s_dft),
             "volume_ratio": s_ml.volume / s_dft.volume,
             "n_steps": res.n_steps,
@@ -231,6 +238,8 @@ class DiscoveryTask:
             "e_above_hull_dft": item["e_above_hull_dft"],
             "unique_prototype": item["unique_prototype"],
             "rmsd": structure_rmsd(s_ml, s_dft),
+            **symmetry_comparison(s_ml, s_dft),
+            "structure_pred": json.dumps(s_ml.as_dict()),
             "n_steps": res.n_steps,
             "converged": res.converged,
             "fmax_final": res.fmax_final,
@@ -294,6 +303,7 @@ def offline_metrics(df: pd.DataFrame) -> dict:
     out["MAE_refs_consistent"] = regression_metrics(df["e_form_dft"][cons], pred[cons])["MAE"]
     out["n_missing"] = int(pred.isna().sum())
     out["RMSD"] = _rmsd(df)
+    out |= symmetry_metrics_from_rows(df[ok])
     out["RMSD_start"] = _rmsd(df, "rmsd_start")
     converged = df["converged"].fillna(False).astype(bool) & ok
     out["success_rate"] = float(converged.mean())
@@ -304,30 +314,26 @@ def offline_metrics(df: pd.DataFrame) -> dict:
 
 
 def full_metrics(df: pd.DataFrame, k: int = 10_000) -> dict:
-    from geodite.metrics.discovery import most_stable_k, predicted_hull_distance, stable_metrics
+    from geodite.metrics.discovery import discovery_metrics_by_subset
 
     out: dict = {"subset": "unique_prototypes (headline); full_*; most_stable_10k_*"}
     if not len(df) or "e_above_hull_dft" not in df:
         return out | {"RMSD": _rmsd(df)}
-    df = df.copy()
-    e_form_pred = df["e_form_pred"].astype(float).where(_ok(df))
-    df["e_above_hull_pred"] = np.round(
-        predicted_hull_distance(e_form_pred, df["e_form_dft"], df["e_above_hull_dft"], MAX_E_FORM_ERROR), 3
+    by_subset = discovery_metrics_by_subset(
+        df["e_form_pred"].astype(float).where(_ok(df)),
+        df["e_form_dft"].astype(float),
+        df["e_above_hull_dft"].astype(float),
+        df["unique_prototype"].astype(bool),
+        k=k,
+        max_error=MAX_E_FORM_ERROR,
     )
-    true = df["e_above_hull_dft"].astype(float).round(3)
     keys = STABILITY_KEYS + REGRESSION_KEYS
-    full = stable_metrics(true, df["e_above_hull_pred"])
-    uniq = df["unique_prototype"].astype(bool)
-    uniq_true = true[uniq]
-    prevalence = float((uniq_true <= 0).mean()) if len(uniq_true) else None
-    headline = stable_metrics(uniq_true, df.loc[uniq, "e_above_hull_pred"])
-    top = most_stable_k(df, k, "e_above_hull_pred", "unique_prototype")
-    top_m = stable_metrics(true[top.index], top["e_above_hull_pred"], prevalence=prevalence) if len(top) else {}
-    out |= {key: headline[key] for key in keys}
-    out |= {f"full_{key}": full[key] for key in keys}
-    out |= {f"most_stable_10k_{key}": top_m.get(key, float("nan")) for key in keys}
+    out |= {key: by_subset["unique_prototypes"][key] for key in keys}
+    out |= {f"full_{key}": by_subset["full_test_set"][key] for key in keys}
+    out |= {f"most_stable_10k_{key}": by_subset["most_stable_10k"][key] for key in keys}
     out["RMSD"] = _rmsd(df)
-    out["n_unique_prototypes"] = int(uniq.sum())
+    out |= symmetry_metrics_from_rows(df[_ok(df)])
+    out["n_unique_prototypes"] = int(df["unique_prototype"].astype(bool).sum())
     out["success_rate"] = float((df["converged"].fillna(False).astype(bool) & _ok(df)).mean())
     return out
 

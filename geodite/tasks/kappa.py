@@ -503,6 +503,7 @@ class KappaTask:
         row["kappa_p"] = float(kappa_scalar(res["kappa_p_tensor"]))
         row["kappa_c"] = row["kappa_pred"] - row["kappa_p"]
         row["n_irreducible_q"] = int(len(res["weights"]))
+        row["mode_kappa"], row["q_weights"] = res["mode_kappa"].tolist(), res["weights"].tolist()  # submission file
         row["mode_kappa_sum_check"] = float(res["mode_kappa"].sum() / res["weights"].sum() - row["kappa_pred"])
         if "ref_mode_kappa" in item:
             row["stage"] = "srme"
@@ -603,7 +604,7 @@ def kappa_metrics(
     failed = _flag(df, "failed") | (df["status"] != "ok" if "status" in df else False)
     imag, broken = _flag(df, "imaginary_modes"), _flag(df, "broken_symmetry")
     pred = pred.where(~(failed | imag | broken))
-    valid = np.isfinite(kdft) & (kdft > 0)
+    valid = np.isfinite(kdft) & (kdft >= 0)
     if not valid.all():
         out["n_without_kappa_dft"] = int((~valid).sum())  # not scored (no DFT κ for them)
     srd = pd.Series(np.nan, index=df.index)
@@ -619,7 +620,13 @@ def kappa_metrics(
         out["n_relax_not_converged"] = int((~_flag(df, "relax_converged") & ~failed).sum())
     srme = df["srme"].astype(float) if "srme" in df else pd.Series(np.nan, index=df.index)
     has_ref = _flag(df, "has_mode_reference") if "has_mode_reference" in df else srme.notna() | failed | imag | broken
-    srme = srme.where(~(failed | imag | broken), SRME_PENALTY)
+    # censored as MBD: penalty flags, an unusable κ, or mode κ that could not be compared (shape mismatch)
+    censored = failed | imag | broken | ~(np.isfinite(pred) & (pred >= 0)) | (has_ref & srme.isna())
+    srme = srme.where(~censored, SRME_PENALTY)
+    out["imaginary_mode_rate"] = float(imag.mean())
+    out["failure_rate"] = float(censored.mean())  # without mode references: flags and unusable κ only
+    out["spectrum_w1"] = None  # rows keep only the lowest frequency, not the spectrum MBD's W1 needs
+    out["spectrum_w1_reason"] = "not computable: rows store min_frequency only, not the phonon spectrum"
     if has_ref.all() and srme.notna().all():
         out["kappa_SRME"] = float(srme.mean())
         out["kappa_SRME_reason"] = None

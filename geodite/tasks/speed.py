@@ -7,7 +7,8 @@ set during one call above the resident set before it (CPU; Linux /proc) or the C
 
 Timed models: any registry name (the shipped ``geodite``, ``sevennet-0``, ``chgnet``, …) and untrained
 architectures at their published sizes, which time the same as trained ones:
-``geodite-published`` (F = 192, 4 layers, 8 heads, 6 Å) and ``mace-mp-0-medium`` (128x0e+128x1o, L = 1,
+``geodite-published`` (F = 192, 4 layers, 8 heads, 6 Å), the same exported by AOTInductor
+(``geodite-published-aoti``, compiled once and cached) and ``mace-mp-0-medium`` (128x0e+128x1o, L = 1,
 2 interactions, correlation 3, 6 Å; 4.69 M parameters, built in-process from mace-torch).
 """
 
@@ -64,6 +65,26 @@ def geodite_published(device: str, dtype: str):
     return GeoditeCalculator(Geodite(GeoditeConfig()).eval(), device=device, dtype=dtype)
 
 
+def geodite_published_aoti(device: str, dtype: str):
+    """``geodite-published`` exported by AOTInductor (``geodite export``), compiled on first use and cached in
+    $GEODITE_CACHE/exported (minutes); the calculator's ``setup_note`` says how long compilation took."""
+    import torch
+
+    from geodite.calculator import GeoditeCalculator
+    from geodite.checkpoints import cache_dir
+    from geodite.export import cached_export
+    from geodite.model import Geodite, GeoditeConfig
+
+    if device != "cpu":
+        raise ValueError("geodite-published-aoti is compiled for the CPU only")
+    torch.manual_seed(0)
+    report = cached_export(Geodite(GeoditeConfig()).eval(), cache_dir() / "exported", "geodite-published", dtype)
+    calculator = GeoditeCalculator(str(report.path), device=device, dtype=dtype)
+    state = "cached; compiled" if report.cached else "compiled"
+    calculator.setup_note = f"{report.path.name} ({report.size_mb:.1f} MB, {state} in {report.seconds:.0f} s)"
+    return calculator
+
+
 def mace_mp0_medium(device: str, dtype: str):
     """MACE-MP-0 medium's architecture with untrained weights (timing only), built in-process.
 
@@ -89,7 +110,8 @@ def mace_mp0_medium(device: str, dtype: str):
     return MACECalculator(models=model.to(getattr(torch, dtype)), device=device, default_dtype=dtype)
 
 
-ARCHITECTURES = {"geodite-published": geodite_published, "mace-mp-0-medium": mace_mp0_medium}
+ARCHITECTURES = {"geodite-published": geodite_published, "geodite-published-aoti": geodite_published_aoti,
+                 "mace-mp-0-medium": mace_mp0_medium}
 
 
 def make_calculator(name: str, device: str, dtype: str):
@@ -137,6 +159,8 @@ def time_models(options: SpeedOptions, log=print) -> pd.DataFrame:
     for name in options.models:
         try:
             calculators[name] = make_calculator(name, options.device, options.dtype)
+            if getattr(calculators[name], "setup_note", None):
+                log(f"[speed] {name}: {calculators[name].setup_note}")
         except Exception as error:  # noqa: BLE001 - a peer that cannot be built is reported, not fatal
             errors[name] = f"{type(error).__name__}: {error}"
             log(f"[speed] {name}: cannot be built ({errors[name]})")
@@ -256,7 +280,7 @@ def machine_description(device: str) -> str:
     """One line for the table: CPU model, cores, torch version (and the GPU on CUDA)."""
     import torch
 
-    from geodite.report import hardware
+    from geodite.provenance import hardware
 
     machine = hardware()
     text = f"{machine['cpu']}, {machine['cores']} cores, torch {torch.__version__}"

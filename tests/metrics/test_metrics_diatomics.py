@@ -138,10 +138,12 @@ def test_pbe_metrics_against_itself_are_zero():
     e, f = morse(R)
     r2 = np.geomspace(0.6, 6.0, 300)  # a different grid
     e2, f2 = morse(r2)
-    assert dia.bond_length_error(R, e, R, e + 7.0) == 0.0
-    assert dia.well_depth_error(R, e, R, e + 7.0) == 0.0
-    assert dia.vibrational_frequency_error(R, e, R, e, "O") == 0.0
-    assert dia.repulsive_wall_distance_error(R, e, R, e) == 0.0
+    # zero up to round-off (an energy offset of 7 eV moves the last bits; 1e-15 was seen with another numpy),
+    # far below any physical difference (the shifted Morse below: 0.1 Å, 0.5 eV)
+    assert dia.bond_length_error(R, e, R, e + 7.0) == pytest.approx(0.0, abs=1e-9)  # Å
+    assert dia.well_depth_error(R, e, R, e + 7.0) == pytest.approx(0.0, abs=1e-9)  # eV
+    assert dia.vibrational_frequency_error(R, e, R, e, "O") == pytest.approx(0.0, abs=1e-6)  # cm⁻¹
+    assert dia.repulsive_wall_distance_error(R, e, R, e) == pytest.approx(0.0, abs=1e-9)  # Å
     assert dia.pbe_energy_mae(R, e, R, e - 3.0) == pytest.approx(0.0, abs=1e-12)  # offset removed
     assert dia.pbe_energy_mae(R, e, r2, e2) < 5e-3  # only interpolation error
     assert dia.pbe_force_mae(R, f, r2, f2) < 2e-2

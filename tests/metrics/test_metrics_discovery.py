@@ -11,6 +11,7 @@ from geodite.metrics.discovery import (
     most_stable_k,
     predicted_hull_distance,
     stable_metrics,
+    discovery_metrics_by_subset,
 )
 
 # CHGNet 0.3.0, unique prototypes, published in Matbench Discovery
@@ -112,6 +113,16 @@ def test_predicted_hull_distance():
     assert plain[0] == pytest.approx(4.9)
 
 
+def test_predicted_hull_distance_rounds_inputs_then_adds():
+    # MBD rounds the three inputs to 3 decimals and adds; rounding the sum instead differs here:
+    # round(0.0004 + (-0.9996 + 1.0004)) = 0.001 (unstable), 0.0 + (-1.0 + 1.0) = 0 (stable)
+    args = ([-0.9996], [-1.0004], [0.0004])
+    assert predicted_hull_distance(*args)[0] == pytest.approx(0.0, abs=1e-12)
+    assert np.round(predicted_hull_distance(*args, decimals=None)[0], 3) == pytest.approx(0.001)
+    # the 5 eV/atom mask applies to the unrounded error
+    assert np.isnan(predicted_hull_distance([5.0004], [0.0], [0.0])[0])
+
+
 def test_most_stable_k():
     df = pd.DataFrame(
         {
@@ -122,4 +133,18 @@ def test_most_stable_k():
     )
     assert list(most_stable_k(df, k=2).index) == ["d", "b"]
     assert list(most_stable_k(df, k=2, unique_prototype_col="unique_prototype").index) == ["d", "e"]
-    assert list(most_stable_k(df, k=10).index) == ["d", "b", "e", "a"]
+    # fewer predictions than k: the missing one fills the selection last (MBD)
+    assert list(most_stable_k(df, k=10).index) == ["d", "b", "e", "a", "c"]
+
+
+def test_discovery_subsets_daf_prevalence_unrounded():
+    # -0.0004 rounds to -0.0 (stable) but 0.0004 rounds to 0.0 (stable) while unrounded it is unstable
+    hull = pd.Series([-0.1, 0.0004, 0.2, -0.05], index=list("abcd"))
+    e_form_dft = pd.Series([-1.0, -1.0, -1.0, -1.0], index=hull.index)
+    pred = pd.Series([-1.0, -0.9, -1.3, np.nan], index=hull.index)
+    out = discovery_metrics_by_subset(pred, e_form_dft, hull, pd.Series(True, index=hull.index), k=2)
+    uniq = out["unique_prototypes"]
+    assert (uniq["TP"], uniq["FP"], uniq["TN"], uniq["FN"]) == (1, 1, 0, 2)  # b is stable after rounding
+    assert uniq["DAF"] == pytest.approx(uniq["Precision"] / 0.5)  # prevalence 2/4 from unrounded values
+    assert out["full_test_set"]["DAF"] == pytest.approx(uniq["Precision"] / 0.75)  # its own rounded prevalence
+    assert out["most_stable_10k"]["TP"] + out["most_stable_10k"]["FP"] == 2

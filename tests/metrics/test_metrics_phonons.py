@@ -13,7 +13,9 @@ from geodite.metrics.phonons import (
     kappa_sre,
     kappa_srd,
     kappa_srme,
+    kappa_srme_censored,
     kappa_srme_per_material,
+    phonon_spectrum_w1,
 )
 
 KAPPA_FILE = Path(__file__).parents[1] / "data" / "kappa-103-analysis.jsonl.gz"
@@ -56,6 +58,16 @@ def test_srd_sre_values():
     np.testing.assert_allclose(kappa_sre([np.nan, 1e9], [1.0, 1.0]), [2.0, 2.0], atol=1e-8)
     with pytest.raises(ValueError):
         kappa_srd(1.0, np.nan)
+    with pytest.raises(ValueError):
+        kappa_srd(1.0, -0.5)
+
+
+def test_srd_invalid_prediction_and_zero_reference():
+    # negative κ is an invalid prediction (MBD censors it to −2; the raw formula gives −6.03)
+    assert kappa_srd(-0.4, 1.0) == -2.0
+    assert kappa_srd(np.inf, 1.0) == -2.0
+    assert kappa_srd(0.0, 0.0) == 0.0  # both zero: no difference
+    assert kappa_srd(1.0, 0.0) == 2.0  # κ_DFT = 0 is scored, not an error
 
 
 def test_srme_per_material_hand_computed():
@@ -91,6 +103,29 @@ def test_srme_penalty_missing():
     assert kappa_srme_per_material(mode, mode, [1], np.nan, 1.0) == 2.0
     with pytest.raises(ValueError):
         kappa_srme_per_material(mode, mode, [1], 1.0, np.nan)
+
+
+def test_srme_censoring_as_mbd():
+    mode = np.ones((1, 3, 6))
+    assert kappa_srme_censored(mode, mode, [1], 1.0, 1.0) == (0.0, False)
+    assert kappa_srme_censored(mode, mode, [1], -1.0, 1.0) == (2.0, True)  # negative κ
+    assert kappa_srme_censored(np.ones((2, 3, 6)), mode, [1, 1], 1.0, 1.0) == (2.0, True)  # shape mismatch
+    assert kappa_srme_censored(mode, mode, [0], 1.0, 1.0) == (2.0, True)  # weights sum to 0
+    # mixed-sign mode κ can push the raw formula above 2: censored to 2
+    mixed = np.zeros((1, 2, 6))
+    mixed[0, :, :3] = [[5.0] * 3, [-4.98] * 3]
+    assert kappa_srme_censored(mixed, mode[:, :2], [1], 0.01, 1.0) == (2.0, True)
+    # κ_pred + κ_DFT = 0: 0 when the modes agree, else 2, neither censored
+    zero = np.zeros((1, 3, 6))
+    assert kappa_srme_censored(zero, zero, [1], 0.0, 0.0) == (0.0, False)
+    assert kappa_srme_per_material(zero, zero, [1], 0.0, 0.0) == 0.0
+
+
+def test_phonon_spectrum_w1_weights_equal_repeats():
+    freqs = np.array([[0.0, 1.0], [2.0, 3.0]])
+    expanded = np.array([[0.0, 1.0], [2.0, 3.0], [2.0, 3.0], [2.0, 3.0]])
+    assert phonon_spectrum_w1(freqs, expanded, [1, 3]) == pytest.approx(0.0)
+    assert phonon_spectrum_w1(freqs, freqs + 0.5) == pytest.approx(0.5)
 
 
 def test_kappa_srme_mean_counts_nan_as_penalty():

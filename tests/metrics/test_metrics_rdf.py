@@ -81,6 +81,17 @@ def test_cell_per_frame():
         radial_distribution(frames, cells[:1], ["X"] * len(pos))
 
 
+def test_mbd_normalisation_is_pairs_times_n_minus_1_over_n():
+    rng = np.random.default_rng(3)
+    pos = rng.random((2, 12, 3)) * 8.0
+    cell = np.eye(3) * 8.0
+    r, g_pairs = radial_distribution(pos, cell, ["X"] * 12, n_bins=50)
+    _, g_mbd = radial_distribution(pos, cell, ["X"] * 12, n_bins=50, normalisation="mbd")
+    np.testing.assert_allclose(g_mbd, g_pairs * 11 / 12, rtol=1e-12)
+    with pytest.raises(ValueError, match="normalisation"):
+        radial_distribution(pos, cell, ["X"] * 12, normalisation="n2")
+
+
 def test_overlap_and_error():
     r = np.linspace(0, 6, 601)
     bump = np.exp(-((r - 2.5) ** 2) / 0.02)
@@ -90,6 +101,7 @@ def test_overlap_and_error():
     assert rdf_overlap(g_ref, 2 * g_ref, r) == pytest.approx(2 / 3)  # 1 − ∫g / ∫3g
     assert rdf_error(g_ref, 1 + 0.5 * bump, r) == pytest.approx(50.0)
     assert rdf_error(g_ref, 1 - bump, r) == pytest.approx(100.0)  # capped at 100
+    assert rdf_error(np.ones_like(r), g_ref, r) == 100.0  # ideal-gas reference (MBD)
     peak_a = np.exp(-((r - 1.5) ** 2) / 0.01)
     peak_b = np.exp(-((r - 4.5) ** 2) / 0.01)
     assert rdf_overlap(peak_a, peak_b, r) == pytest.approx(0.0, abs=1e-9)

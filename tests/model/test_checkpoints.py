@@ -74,7 +74,7 @@ def test_own_format_round_trip(tmp_path):
 
 
 def test_geodite_mp_download_fails_clearly_offline(tmp_path, monkeypatch):
-    monkeypatch.setenv("GEODITE_CACHE", str(tmp_path))
+    monkeypatch.setenv("GEODITE_CACHE_DIR", str(tmp_path))
 
     def offline(*args, **kwargs):
         raise urllib.error.URLError("Temporary failure in name resolution")

@@ -3,6 +3,7 @@ from __future__ import annotations
 import gzip
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -81,3 +82,31 @@ def test_cli_full_mode_offline(offline):
     )
     assert res.exit_code == 2
     assert "figshare" in res.output and "offline" in res.output
+
+
+def test_one_cache_variable_for_data_and_checkpoints(tmp_path, monkeypatch):
+    """$GEODITE_CACHE_DIR is where both benchmark data and the Geodite-MP checkpoint are found; it wins over
+    the deprecated $GEODITE_CACHE."""
+    import shutil
+
+    from geodite.checkpoints import resolve_model_path
+    from tests.conftest import DATA
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("GEODITE_CACHE_DIR", str(cache))
+    monkeypatch.setenv("GEODITE_CACHE", str(tmp_path / "old"))
+    wbm = DATA_FILES["wbm_summary"]
+    (cache / wbm.path).parent.mkdir(parents=True)
+    (cache / wbm.path).write_bytes(b"cached")
+    shutil.copy(DATA / "geodite_small_checkpoint.pt", cache / "Geodite-MP.ckpt")
+    assert fetch("wbm_summary", download=False) == cache / wbm.path
+    assert resolve_model_path("geodite-mp") == cache / "Geodite-MP.ckpt"  # found, so nothing downloaded
+
+
+def test_deprecated_cache_variable_still_works(tmp_path, monkeypatch):
+    monkeypatch.delenv("GEODITE_CACHE_DIR", raising=False)
+    monkeypatch.setenv("GEODITE_CACHE", str(tmp_path))
+    with pytest.warns(FutureWarning, match="GEODITE_CACHE_DIR"):
+        assert downloads.cache_dir() == tmp_path
+    monkeypatch.delenv("GEODITE_CACHE")
+    assert downloads.cache_dir() == Path.home() / ".cache" / "geodite"

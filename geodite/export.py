@@ -1,0 +1,221 @@
+"""Export a Geodite model as an AOTInductor package (``.pt2``) that runs without Python (C++, LAMMPS).
+
+Recipe: the energy and its force/stress autograd are traced together with ``make_fx(tracing_mode="symbolic")``
+(torch.export cannot trace ``torch.autograd.grad`` itself), the traced graph is exported with dynamic
+numbers of atoms, edges and structures, then compiled by AOTInductor. Two parts of the eager model do
+not export and are replaced by exact equivalents: the vacuum atoms (``torch.unique``) by the
+``vacuum_features`` table, and the edge-chunked inference kernels (Python loops over edge blocks) by
+the plain autograd path of training mode, with attention dropout off.
+
+The package's function takes, in this order (N atoms, E edges, B structures; lengths in Å):
+
+    positions [N, 3], cell [B, 3, 3], pbc [B, 3] bool, z [N] long, batch [N] long,
+    edge_index [2, E] long (sender j, receiver i), shifts [E, 3] (integer cell shifts, as floats),
+    local [N] (1.0 for atoms whose energy counts, 0.0 for ghost copies)
+
+and returns (energy [B] eV, atomic_energies [N] eV, forces [N, 3] eV/Å, stress [B, 3, 3] eV/Å³, ASE sign;
+zeros if exported without stress). Floating inputs have the export dtype. Its metadata (``METADATA_KEYS``)
+records the cutoff, layers, dtype, elements and whether stress was exported.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from ase.build import bulk
+from torch import Tensor, nn
+
+from geodite.graph import AtomGraph, build_graph
+from geodite.model import Geodite
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+INPUT_NAMES = ("positions", "cell", "pbc", "z", "batch", "edge_index", "shifts", "local")
+OUTPUT_NAMES = ("energy", "atomic_energies", "forces", "stress")
+METADATA_KEYS = ("cutoff", "num_layers", "max_z", "dtype", "stress", "elements")
+
+
+class ExportError(ValueError):
+    """A model or package that cannot be exported or loaded (bad dtype, wrong file)."""
+
+
+class ExportableGeodite(nn.Module):
+    """Geodite with tensor-only inputs and outputs (see the module docstring), ready for tracing.
+
+    Holds its own copy of ``model`` in training mode (plain autograd kernels) with attention dropout
+    off, so its numbers are the eager evaluation's up to float rounding.
+    """
+
+    def __init__(self, model: Geodite, compute_stress: bool = True):
+        super().__init__()
+        model = copy.deepcopy(model).eval()
+        with torch.no_grad():
+            vacuum = model.vacuum_features()
+        for interaction in model.interactions:
+            interaction.attn_dropout = 0.0
+        self.model = model.train()
+        self.register_buffer("vacuum", vacuum)
+        self.compute_stress = compute_stress
+
+    def forward(self, positions: Tensor, cell: Tensor, pbc: Tensor, z: Tensor, batch: Tensor, edge_index: Tensor,
+                shifts: Tensor, local: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        graph = AtomGraph(z=z, positions=positions, cell=cell, pbc=pbc, batch=batch, edge_index=edge_index,
+                          shifts=shifts)
+        out = self.model(graph, compute_stress=self.compute_stress, vacuum=self.vacuum, local=local)
+        stress = out["stress"] if self.compute_stress else torch.zeros_like(cell)
+        return out["energy"].detach(), out["atomic_energies"], out["forces"].detach(), stress.detach()
+
+
+def graph_inputs(graph: AtomGraph, local: Tensor | None = None) -> tuple[Tensor, ...]:
+    """The package's inputs (INPUT_NAMES order) for an AtomGraph; ``local`` defaults to every atom."""
+    if local is None:
+        local = graph.positions.new_ones(graph.positions.shape[0])
+    return (graph.positions, graph.cell, graph.pbc, graph.z, graph.batch, graph.edge_index, graph.shifts, local)
+
+
+def example_graph(cutoff: float, dtype: torch.dtype) -> AtomGraph:
+    """A tracing example whose sizes are all distinct and > 3 (symbolic tracing gives equal sizes one symbol
+    and specialises sizes 0, 1): four small periodic structures of two elements."""
+    structures = [bulk("Si", "diamond", a=5.43), bulk("NaCl", "rocksalt", a=5.64), bulk("Si", "diamond", a=5.6),
+                  bulk("NaCl", "rocksalt", a=5.5) * (1, 1, 2)]
+    for k, atoms in enumerate(structures):
+        atoms.rattle(0.05, seed=k)
+    return build_graph(structures, cutoff, dtype)
+
+
+def trace(model: Geodite, dtype: str = "float64", compute_stress: bool = True) -> torch.fx.GraphModule:
+    """The energy, forces and stress of ``model`` as one symbolic FX graph without autograd calls."""
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    if dtype not in DTYPES:
+        raise ExportError(f"dtype must be one of {sorted(DTYPES)}, not {dtype!r}")
+    module = ExportableGeodite(model.to(DTYPES[dtype]), compute_stress)
+    example = graph_inputs(example_graph(model.cutoff, DTYPES[dtype]))
+    return make_fx(module, tracing_mode="symbolic", _allow_non_fake_inputs=True)(*example)
+
+
+def export_program(model: Geodite, dtype: str = "float64", compute_stress: bool = True) -> torch.export.ExportedProgram:
+    """torch.export of the traced graph with dynamic atoms (N), edges (E) and structures (B)."""
+    traced = trace(model, dtype, compute_stress)
+    example = graph_inputs(example_graph(model.cutoff, DTYPES[dtype]))
+    atoms, edges, structures = (torch.export.Dim(name, min=0) for name in ("atoms", "edges", "structures"))
+    dynamic = ({0: atoms}, {0: structures}, {0: structures}, {0: atoms}, {0: atoms}, {1: edges}, {0: edges},
+               {0: atoms})
+    return torch.export.export(traced, example, dynamic_shapes=dynamic, strict=False)
+
+
+def package_metadata(model: Geodite, dtype: str, compute_stress: bool) -> dict[str, str]:
+    """What a loader needs besides the function: cutoff (Å), layers, max_z, dtype, stress, supported Z."""
+    elements = [z for z, ok in enumerate(model.supported_elements()) if ok]
+    return {"cutoff": repr(float(model.cutoff)), "num_layers": str(model.config.num_layers),
+            "max_z": str(model.config.max_z), "dtype": dtype, "stress": str(int(compute_stress)),
+            "elements": ",".join(map(str, elements))}
+
+
+@dataclass
+class ExportReport:
+    path: Path
+    seconds: float  # wall time of tracing, export and compilation
+    size_mb: float
+    cached: bool = False  # found in the cache (``seconds`` is then the original compilation's)
+
+
+def export_model(model: Geodite, out: Path, dtype: str = "float64", compute_stress: bool = True) -> ExportReport:
+    """Write ``model`` as an AOTInductor package to ``out`` (.pt2). Takes minutes (C++ compilation)."""
+    out = Path(out)
+    if out.suffix != ".pt2":
+        raise ExportError(f"the package name must end in .pt2, not {out.name!r}")
+    start = time.perf_counter()
+    program = export_program(model, dtype, compute_stress)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    metadata = package_metadata(model, dtype, compute_stress)
+    torch._inductor.aoti_compile_and_package(
+        program, package_path=str(out), inductor_configs={"aot_inductor.metadata": metadata}
+    )
+    return ExportReport(out, time.perf_counter() - start, out.stat().st_size / 1e6)
+
+
+@dataclass(frozen=True)
+class ExportedConfig:
+    """The part of GeoditeConfig an Evaluator reads."""
+
+    cutoff: float
+    num_layers: int
+    max_z: int
+
+
+class ExportedGeodite(nn.Module):
+    """A loaded ``.pt2`` package behind the eager model's interface: ``model(graph, compute_stress)``,
+    ``cutoff``, ``config.max_z`` and ``supported_elements()``; so the Evaluator and the ASE calculator
+    take it unchanged. Inputs are cast to the package's dtype."""
+
+    def __init__(self, path: str | Path):
+        super().__init__()
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no exported model at {path}")
+        self.runner = torch._inductor.aoti_load_package(str(path))
+        metadata = self.runner.get_metadata()
+        missing = [key for key in METADATA_KEYS if key not in metadata]
+        if missing:
+            raise ExportError(f"{path} is not a Geodite package (metadata lacks {', '.join(missing)})")
+        self.path = path
+        self.dtype = DTYPES[metadata["dtype"]]
+        self.has_stress = metadata["stress"] == "1"
+        self.config = ExportedConfig(float(metadata["cutoff"]), int(metadata["num_layers"]), int(metadata["max_z"]))
+        self.elements = {int(z) for z in metadata["elements"].split(",") if z}
+
+    @property
+    def cutoff(self) -> float:
+        return self.config.cutoff
+
+    def supported_elements(self) -> list[bool]:
+        return [z in self.elements for z in range(self.config.max_z)]
+
+    def forward(self, graph: AtomGraph, compute_stress: bool = True) -> dict[str, Tensor]:
+        """The eager model's outputs: energy [B] eV, forces [N, 3] eV/Å, stress [B, 3, 3] eV/Å³, atomic_energies."""
+        if compute_stress and not self.has_stress:
+            raise ExportError(f"{self.path} was exported without stress")
+        energy, atomic, forces, stress = self.runner(*graph_inputs(graph.to(dtype=self.dtype)))
+        out = {"energy": energy, "forces": forces, "atomic_energies": atomic}
+        if compute_stress:
+            out["stress"] = stress
+        return out
+
+
+def load_exported(path: str | Path) -> ExportedGeodite:
+    """Load a package written by ``export_model`` (``geodite export``)."""
+    return ExportedGeodite(path)
+
+
+def export_key(model: Geodite, dtype: str, compute_stress: bool) -> str:
+    """What decides a package's content: weights, config, dtype, stress, the torch version and the sources of
+    the model and of this exporter."""
+    digest = hashlib.sha256(f"{torch.__version__} {dtype} {compute_stress}".encode())
+    digest.update(json.dumps(model.config.to_dict(), sort_keys=True).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().double().numpy().tobytes())
+    package = Path(__file__).parent
+    for source in [Path(__file__), package / "graph.py", *sorted((package / "model").glob("*.py"))]:
+        digest.update(source.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def cached_export(model: Geodite, directory: Path, name: str, dtype: str = "float64",
+                  compute_stress: bool = True) -> ExportReport:
+    """``export_model`` into ``directory``/NAME-DTYPE-KEY.pt2 unless that package exists already."""
+    path = Path(directory) / f"{name}-{dtype}-{export_key(model, dtype, compute_stress)}.pt2"
+    record = path.with_suffix(".json")
+    if path.exists() and record.exists():
+        return ExportReport(path, json.loads(record.read_text())["seconds"], path.stat().st_size / 1e6, cached=True)
+    partial = path.with_name(path.stem + ".partial.pt2")
+    report = export_model(model, partial, dtype, compute_stress)
+    partial.rename(path)
+    record.write_text(json.dumps({"seconds": report.seconds}))
+    return ExportReport(path, report.seconds, report.size_mb)

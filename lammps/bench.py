@@ -1,0 +1,71 @@
+"""Time per MD step: LAMMPS (pair_style geodite, exported package) against ASE (GeoditeCalculator, eager).
+
+    PYTHONPATH=. python lammps/bench.py --model geodite --package PKG.pt2 --sizes 1000,10000 --ranks 1,2
+
+Both run NVE from the same Si crystal at 300 K (1 fs); the first step (set-up, neighbour lists, warm-up)
+is excluded. Prints one markdown row per (engine, atoms, ranks): seconds per step, atom-steps per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from ase import units
+from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+from ase.md.verlet import VelocityVerlet
+
+from geodite.calculator import GeoditeCalculator
+from geodite.lammps import run_pair_style
+from geodite.tasks.speed import crystal
+
+MD = "velocity all create 300 12345 mom yes rot no\nfix nve all nve\ntimestep 0.001\nrun 1\nrun {steps}"
+
+
+def ase_seconds_per_step(model: str, dtype: str, n_atoms: int, steps: int) -> float:
+    atoms = crystal("si", n_atoms)
+    atoms.calc = GeoditeCalculator(model, dtype=dtype, skin=1.0)
+    MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=__import__("numpy").random.default_rng(0))
+    dynamics = VelocityVerlet(atoms, timestep=1.0 * units.fs)
+    dynamics.run(1)
+    start = time.perf_counter()
+    dynamics.run(steps)
+    return (time.perf_counter() - start) / steps
+
+
+def lammps_seconds_per_step(executable: Path, package: Path, n_atoms: int, steps: int, ranks: int,
+                            threads: int) -> float:
+    with tempfile.TemporaryDirectory() as directory:
+        result = run_pair_style(executable, package, crystal("si", n_atoms), ["Si"], Path(directory), ranks=ranks,
+                                md=MD.format(steps=steps), thermo_every=steps, threads=max(1, threads // ranks))
+    return result.loop_seconds[-1] / steps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="geodite", help="eager model for ASE (name or checkpoint)")
+    parser.add_argument("--package", type=Path, required=True, help="the same model exported (geodite export)")
+    parser.add_argument("--executable", type=Path, default=Path("build/lammps/lmp_geodite"))
+    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--sizes", default="1000,10000")
+    parser.add_argument("--ranks", default="1,2")
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2, help="cores in all: torch threads = threads / ranks")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print("| engine | atoms | MPI ranks x threads | s/step | atom-steps/s |\n|---|---|---|---|---|", flush=True)
+    for n in (int(s) for s in args.sizes.split(",")):
+        atoms = len(crystal("si", n))
+        seconds = ase_seconds_per_step(args.model, args.dtype, n, args.steps)
+        print(f"| ASE + GeoditeCalculator (eager) | {atoms} | 1 x {args.threads} | {seconds:.3f} | {atoms / seconds:.0f} |", flush=True)
+        for ranks in (int(r) for r in args.ranks.split(",")):
+            seconds = lammps_seconds_per_step(args.executable, args.package, n, args.steps, ranks, args.threads)
+            print(f"| LAMMPS pair_style geodite | {atoms} | {ranks} x {max(1, args.threads // ranks)} | {seconds:.3f} | {atoms / seconds:.0f} |",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+/* Geodite as a LAMMPS pair style: runs an exported AOTInductor package (geodite export) on each rank.
+
+   Each rank builds one graph of its owned atoms and its ghost atoms, with the edges of LAMMPS's full
+   neighbour list (ghost neighbours included). The ghost shell is (layers + 1) x cutoff (+ skin): the
+   node embedding and every interaction layer each reach one cutoff further, so the energies of the
+   owned atoms are exact without exchanging features between ranks. Only owned atoms' energies are
+   summed; forces land on owned and ghost atoms and LAMMPS's reverse communication (newton on) adds
+   the ghosts' forces to their owners. The global virial is sum r.f over owned and ghost atoms. */
+
+#ifdef PAIR_CLASS
+// clang-format off
+PairStyle(geodite,PairGeodite);
+// clang-format on
+#else
+
+#ifndef LMP_PAIR_GEODITE_H
+#define LMP_PAIR_GEODITE_H
+
+#include "pair.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace torch::inductor {
+class AOTIModelPackageLoader;
+}
+
+namespace LAMMPS_NS {
+
+class PairGeodite : public Pair {
+ public:
+  PairGeodite(class LAMMPS *);
+  ~PairGeodite() override;
+  void compute(int, int) override;
+  void settings(int, char **) override;
+  void coeff(int, char **) override;
+  void init_style() override;
+  double init_one(int, int) override;
+
+ private:
+  void allocate();
+  std::unique_ptr<torch::inductor::AOTIModelPackageLoader> model;
+  std::vector<long> type_to_z;  // LAMMPS type (1-based) -> atomic number
+  double cutoff = 0.0;          // model cutoff, Angstrom
+  int num_layers = 0;
+  bool double_precision = true;
+};
+
+}    // namespace LAMMPS_NS
+
+#endif
+#endif

@@ -1,0 +1,37 @@
+"""Fixtures of the export and LAMMPS tests: the small golden model exported once (cached), the LAMMPS binary."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from geodite.checkpoints import load_checkpoint
+from geodite.export import cached_export
+from tests.conftest import DATA
+
+ROOT = Path(__file__).resolve().parents[2]
+CACHE = ROOT / "build" / "test-cache"
+SMALL_CHECKPOINT = DATA / "geodite_small_checkpoint.pt"
+
+
+@pytest.fixture(scope="session")
+def exported_small() -> Path:
+    """The small golden model as a float64 package (AOTInductor: minutes to compile, so cached in build/)."""
+    return cached_export(load_checkpoint(SMALL_CHECKPOINT), CACHE, "geodite_small", dtype="float64").path
+
+
+@pytest.fixture(scope="session")
+def lmp_geodite() -> Path:
+    """The LAMMPS executable with pair_style geodite (make lammps); skipped if absent, unless
+    GEODITE_REQUIRE_LAMMPS=1 (make test-lammps), where its absence fails."""
+    path = Path(os.environ.get("GEODITE_LMP", ROOT / "build" / "lammps" / "lmp_geodite"))
+    if not path.exists():
+        if os.environ.get("GEODITE_REQUIRE_LAMMPS") == "1":
+            pytest.fail(f"no LAMMPS executable at {path}: run make lammps")
+        pytest.skip(f"no LAMMPS executable at {path} (make lammps)")
+    if shutil.which("mpirun") is None:
+        pytest.skip("no mpirun")
+    return path

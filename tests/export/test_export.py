@@ -1,0 +1,129 @@
+"""The exported model equals the eager one: its pieces (fast) and the compiled package (slow)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from ase.build import bulk
+
+from geodite.calculator import Evaluator, GeoditeCalculator
+from geodite.export import ExportableGeodite, ExportError, export_model, graph_inputs, load_exported, trace
+from geodite.graph import build_graph
+
+FLOAT64_ENERGY_TOL = 1e-10  # eV
+
+
+def test_vacuum_table_equals_vacuum_atoms(small_model, small_cases):
+    """The precomputed [max_z, L, F] table gives the energies of the torch.unique vacuum atoms."""
+    graph = build_graph(small_cases, small_model.cutoff, torch.float64)
+    reference = small_model(graph)
+    with torch.no_grad():
+        table = small_model.vacuum_features()
+    assert table.shape == (small_model.config.max_z, small_model.config.num_layers, small_model.config.num_channels)
+    out = small_model(graph, vacuum=table)
+    assert torch.allclose(out["energy"], reference["energy"], rtol=0, atol=1e-12)
+    assert torch.allclose(out["forces"], reference["forces"], rtol=0, atol=1e-12)
+    # an isolated atom is exactly e0: the table is the vacuum, not something close to it
+    isolated = [case for case in small_cases if len(case) == 1][0]
+    one = small_model(build_graph([isolated], small_model.cutoff, torch.float64), vacuum=table)
+    assert one["energy"].item() == small_model.e0[isolated.numbers[0]].item()
+
+
+def test_traced_graph_equals_eager(small_model, small_cases):
+    """make_fx's symbolic graph (force autograd unrolled) on sizes it was not traced with: single structures
+    (an isolated atom: 0 edges; a molecule; a crystal) and all fixture cases together."""
+    traced = trace(small_model, "float64")
+    assert "autograd" not in traced.code
+    singles = [[case] for case in small_cases if case.info["case"] in ("f_Cu_isolated", "e_H2_molecule", "h_Mg_triclinic")]
+    assert len(singles) == 3
+    for structures in singles + [small_cases]:
+        graph = build_graph(structures, small_model.cutoff, torch.float64)
+        reference = small_model(graph)
+        energy, atomic, forces, stress = traced(*graph_inputs(graph))
+        assert torch.allclose(energy, reference["energy"], rtol=0, atol=1e-12)
+        assert torch.allclose(forces, reference["forces"], rtol=0, atol=1e-11)
+        assert torch.allclose(stress, reference["stress"], rtol=0, atol=1e-12)
+        assert torch.allclose(atomic.sum(), energy.sum(), rtol=0, atol=1e-12)
+
+
+def ghost_copies(atoms, shell: float):
+    """The periodic ``atoms`` (orthorhombic cell) plus every image within ``shell`` Å of the cell, as one
+    non-periodic structure (what a LAMMPS rank holds), and for each atom the index of its owner."""
+    lengths = atoms.cell.lengths()
+    reach = np.ceil(shell / lengths).astype(int)
+    positions, owners = [], []
+    for shift in np.ndindex(*(2 * reach + 1)):
+        offset = (np.array(shift) - reach) * lengths
+        moved = atoms.positions + offset
+        inside = np.all((moved > -shell) & (moved < lengths + shell), axis=1)
+        positions.append(moved[inside])
+        owners.append(np.flatnonzero(inside))
+    order = np.argsort([np.any(np.array(s) - reach) for s in np.ndindex(*(2 * reach + 1))], kind="stable")
+    positions = np.concatenate([positions[k] for k in order])
+    owners = np.concatenate([owners[k] for k in order])
+    cluster = atoms.copy()[owners]
+    cluster.positions, cluster.pbc, cluster.cell = positions, False, np.zeros((3, 3))
+    return cluster, owners
+
+
+def test_local_energies_of_ghost_copies_equal_periodic(small_model):
+    """The domain-decomposition contract of pair_style geodite: explicit ghost copies within (layers + 1)
+    cutoffs, only owned atoms' energies counted, ghost forces added to their owners, virial Σ r⊗F over all
+    copies: the same energy, forces and stress as the periodic structure."""
+    atoms = bulk("NaCl", "rocksalt", a=7.0, cubic=True)  # dilute: few ghost copies, still 2-3 neighbours each
+    atoms.rattle(0.3, seed=3)
+    periodic = Evaluator(small_model, dtype="float64").evaluate([atoms])[0]
+    shell = (small_model.config.num_layers + 1) * small_model.cutoff
+    cluster, owners = ghost_copies(atoms, shell)
+    graph = build_graph([cluster], small_model.cutoff, torch.float64)
+    local = torch.zeros(len(cluster), dtype=torch.float64)
+    local[: len(atoms)] = 1.0
+    out = small_model(graph, compute_stress=False, local=local)
+    forces = np.zeros((len(atoms), 3))
+    np.add.at(forces, owners, out["forces"].detach().numpy())
+    virial = np.einsum("ni,nj->ij", cluster.positions, out["forces"].detach().numpy())
+    assert out["energy"].item() == pytest.approx(periodic.energy, abs=1e-10)
+    assert np.abs(forces - periodic.forces).max() < 1e-10
+    assert np.abs(-virial / atoms.get_volume() - periodic.stress).max() < 1e-11
+    # the comparison sees a shell that is too thin (one cutoff: only the node embedding is complete)
+    cluster, _ = ghost_copies(atoms, small_model.cutoff)
+    short = small_model(build_graph([cluster], small_model.cutoff, torch.float64), compute_stress=False,
+                        local=torch.cat([torch.ones(len(atoms)), torch.zeros(len(cluster) - len(atoms))]).double())
+    assert abs(short["energy"].item() - periodic.energy) > 1e-9
+
+
+def test_exportable_module_is_not_the_callers_model(small_model):
+    ExportableGeodite(small_model)
+    assert not small_model.training
+    assert all(block.attn_dropout == small_model.config.attn_dropout for block in small_model.interactions)
+
+
+def test_export_refuses_bad_names(small_model, tmp_path):
+    with pytest.raises(ExportError, match=".pt2"):
+        export_model(small_model, tmp_path / "model.pt")
+    with pytest.raises(ExportError, match="dtype"):
+        trace(small_model, "float16")
+    with pytest.raises(FileNotFoundError, match="no exported model"):
+        load_exported(tmp_path / "missing.pt2")
+
+
+@pytest.mark.slow
+def test_package_equals_eager_on_golden_fixture(exported_small, small_cases):
+    """The compiled package through GeoditeCalculator (float64): the fixture's energies to 1e-10 eV."""
+    calculator = GeoditeCalculator(str(exported_small), dtype="float64")
+    for atoms in small_cases:
+        atoms = atoms.copy()
+        atoms.calc = calculator
+        assert atoms.get_potential_energy() == pytest.approx(atoms.info["ref_energy"], abs=FLOAT64_ENERGY_TOL)
+        assert np.abs(atoms.get_forces() - atoms.arrays["ref_forces"]).max() < 1e-8  # fixture: 8 decimals
+        assert np.abs(atoms.get_stress(voigt=False) - atoms.info["ref_stress"]).max() < 1e-8
+
+
+@pytest.mark.slow
+def test_package_batches_like_eager(exported_small, small_model, small_cases):
+    exported = Evaluator(str(exported_small), dtype="float64").evaluate(small_cases)
+    eager = Evaluator(small_model, dtype="float64").evaluate(small_cases)
+    for a, b in zip(exported, eager):
+        assert abs(a.energy - b.energy) < FLOAT64_ENERGY_TOL
+        assert np.abs(a.forces - b.forces).max() < 1e-9
