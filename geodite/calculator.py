@@ -20,6 +20,27 @@ from geodite.model import Geodite
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
+class DeviceError(ValueError):
+    """A device name torch cannot use here (unknown, or CUDA on a machine without it)."""
+
+
+def torch_device(name: str) -> torch.device:
+    """``name`` ("cpu", "cuda", "cuda:N") as a torch device that exists on this machine, else DeviceError."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise DeviceError(f"unknown device {name!r} (cpu, cuda or cuda:N)") from None
+    if device.type not in ("cpu", "cuda"):
+        raise DeviceError(f"unsupported device {name!r} (cpu, cuda or cuda:N)")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        build = "built without CUDA" if torch.version.cuda is None else "no CUDA device visible"
+        raise DeviceError(f"device {name!r}: CUDA is not available here (torch {torch.__version__}, {build}); "
+                          "use cpu")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise DeviceError(f"device {name!r}: only {torch.cuda.device_count()} CUDA device(s) here")
+    return device
+
+
 def describe(atoms: Atoms, index: int | None = None) -> str:
     """A short name for error messages: its index, a name from atoms.info if any, and the formula."""
     label = next((str(atoms.info[k]) for k in ("name", "case", "material_id", "id") if k in atoms.info), "")
@@ -57,12 +78,12 @@ class Evaluator:
     ):
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {sorted(DTYPES)}, not {dtype!r}")
-        self.device = torch.device(device)
+        self.device = torch_device(device)
         self.dtype = DTYPES[dtype]
         if isinstance(model, str):
             model = load_exported(model) if model.endswith(".pt2") else load_model(model)  # geodite export
-        elif next(model.parameters()).dtype != self.dtype or next(model.parameters()).device != self.device:
-            model = copy.deepcopy(model)  # never change the caller's model in place
+        elif compile or next(model.parameters()).dtype != self.dtype or next(model.parameters()).device != self.device:
+            model = copy.deepcopy(model)  # never change the caller's model in place (nor compile its methods)
         self.model = model.to(self.device, self.dtype).eval()
         self.max_atoms = max_atoms
         self.supported = self.model.supported_elements()

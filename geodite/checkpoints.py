@@ -49,16 +49,27 @@ def safe_unpickle(payload: bytes | Tensor) -> Any:
     try:
         return torch.load(io.BytesIO(payload), weights_only=True, map_location="cpu")
     except Exception as error:  # torch raises UnpicklingError (or RuntimeError for legacy streams)
-        raise CheckpointError(f"refused to decode a pickled payload: {error}") from error
+        raise CheckpointError(f"refused to decode a pickled payload ({_unpickling_reason(error)})") from None
 
 
-def _load_file(path: Path) -> Any:
+def _unpickling_reason(error: Exception) -> str:
+    """One line out of torch's multi-line refusal (e.g. "Trying to load unsupported GLOBAL posix.system ...")."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    boilerplate = ("Weights only load failed", "Please file an issue", "Check the documentation")
+    reasons = [line for line in lines if not line.startswith(boilerplate)] or lines or [type(error).__name__]
+    return reasons[0]
+
+
+def load_weights_only(path: str | Path) -> Any:
+    """A file written by torch.save, read with ``torch.load(weights_only=True)`` onto the CPU: tensors and
+    plain containers only, so a crafted file cannot run code. CheckpointError (one line) for anything else."""
     try:
         return torch.load(path, weights_only=True, map_location="cpu")
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint not found: {path}") from None
     except Exception as error:
-        raise CheckpointError(f"could not load {path} safely (weights only): {error}") from error
+        raise CheckpointError(f"refused to load {path}: not a readable file of tensors and plain data "
+                              f"({_unpickling_reason(error)})") from None
 
 
 # --------------------------------------------------------------------------------------------- upstream
@@ -211,7 +222,7 @@ def save_checkpoint(model: Geodite, path: str | Path, metadata: Mapping[str, Any
 def load_checkpoint(path: str | Path, num_heads: int | None = None) -> Geodite:
     """Load our checkpoints, upstream state dicts and upstream Lightning checkpoints (float64 model)."""
     path = Path(path)
-    payload = _load_file(path)
+    payload = load_weights_only(path)
     if isinstance(payload, Mapping) and payload.get("format") == CHECKPOINT_FORMAT:
         model = Geodite(GeoditeConfig.from_dict(payload["config"])).double()
         model.load_state_dict(payload["state_dict"])

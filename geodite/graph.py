@@ -67,20 +67,42 @@ class AtomGraph:
         return AtomGraph(**{name: move(getattr(self, name)) for name in self.__dataclass_fields__})
 
 
+def element_ranges(flags: Sequence[bool]) -> str:
+    """The elements flagged by Z as runs, e.g. "H–Bi, Ac–Pu (Z 1–83, 89–94)"."""
+    from ase.data import chemical_symbols
+
+    runs: list[tuple[int, int]] = []
+    for z, flagged in enumerate(flags):
+        if flagged and runs and runs[-1][1] == z - 1:
+            runs[-1] = (runs[-1][0], z)
+        elif flagged:
+            runs.append((z, z))
+    if not runs:
+        return "no element"
+
+    def span(first: str, last: str) -> str:
+        return first if first == last else f"{first}–{last}"
+
+    names = ", ".join(span(chemical_symbols[a], chemical_symbols[b]) for a, b in runs)
+    return f"{names} (Z {', '.join(span(str(a), str(b)) for a, b in runs)})"
+
+
 def check_structure(atoms: Atoms, max_z: int = 100, supported: Sequence[bool] | None = None) -> None:
     """Raise StructureError with a clear message if ``atoms`` cannot be evaluated.
 
-    ``supported`` optionally flags, by Z, the elements the model has isolated-atom energies for.
+    The model covers 0 < Z < ``max_z`` (its embedding table); ``supported`` optionally narrows that, by Z, to
+    the elements it has isolated-atom energies for.
     """
     if len(atoms) == 0:
         raise StructureError("empty structure (no atoms)")
-    numbers = atoms.numbers
-    bad = [int(z) for z in numbers if z < 1 or z >= max_z or (supported is not None and not supported[z])]
+    covered = [0 < z < max_z and (supported is None or bool(supported[z])) for z in range(max_z)]
+    bad = sorted({int(z) for z in atoms.numbers if not (0 <= z < max_z and covered[z])})
     if bad:
         from ase.data import chemical_symbols
 
-        names = sorted({chemical_symbols[z] if 0 <= z < len(chemical_symbols) else str(z) for z in bad})
-        raise StructureError(f"unsupported element(s) {', '.join(names)} (the model covers Z < {max_z} with e0)")
+        names = ", ".join(f"{chemical_symbols[z]} (Z {z})" if 0 < z < len(chemical_symbols) else f"Z {z}"
+                          for z in bad)
+        raise StructureError(f"unsupported element(s) {names}: the model covers {element_ranges(covered)}")
     positions = atoms.positions
     if not np.isfinite(positions).all():
         raise StructureError("non-finite (NaN or inf) atomic positions")

@@ -57,6 +57,9 @@ class ModelSpec:
     def make_calculator(self, device: str = "cpu", dtype: str = "float32", **kwargs: Any):
         if not self.available():
             raise ModelNotAvailableError(self.missing_message())
+        from geodite.calculator import torch_device
+
+        torch_device(device)  # DeviceError (a ValueError): one line for the CLI, not a peer's traceback
         return self.factory(device=device, dtype=dtype, **kwargs)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import sys
 from pathlib import Path
 from typing import Annotated, Callable, Optional
@@ -66,15 +65,15 @@ def one_of(*choices: str) -> Callable[[str | None], str | None]:
 
 
 def check_device(value: str) -> str:
-    """Option callback: cpu, cuda or cuda:N, and CUDA only where torch can use it."""
+    """Option callback: cpu, cuda or cuda:N, and CUDA only where torch can use it (geodite.calculator.torch_device)."""
     if value == "cpu":
         return value
-    if not re.fullmatch(r"cuda(:\d+)?", value):
-        raise typer.BadParameter(f"{value!r} is not cpu, cuda or cuda:N")
-    import torch
+    from geodite.calculator import DeviceError, torch_device
 
-    if not torch.cuda.is_available():
-        raise typer.BadParameter(f"{value!r}: CUDA is not available here (torch {torch.__version__}); use --device cpu")
+    try:
+        torch_device(value)
+    except DeviceError as error:
+        raise typer.BadParameter(str(error)) from None
     return value
 
 

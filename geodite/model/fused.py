@@ -29,21 +29,33 @@ def edge_blocks(num_edges: int, row_bytes: int, device: torch.device) -> list[sl
     return [slice(start, min(start + size, num_edges)) for start in range(0, num_edges, size)]
 
 
+def head_columns(num_heads: int, width: int, like: Tensor) -> Tensor:
+    """[H, H·width] indicator matrix: row h is 1 on head h's ``width`` contiguous columns, 0 elsewhere.
+
+    ``x @ head_columns(H, w)`` repeats a per-head value [·, H] over its columns [·, H·w], and
+    ``y @ head_columns(H, w).T`` sums the columns of each head [·, H]; both exact (products with 1 and 0).
+    Written as matrix products, per-head weights never go through a [·, H, w] view of a wider tensor:
+    torch 2.13's CPU Inductor mis-indexes such a view when a later column slice crosses a head boundary
+    (4 heads of 16 channels: part of the scalar messages was dropped, 0.04 eV on 8 atoms of NaCl).
+    """
+    return torch.eye(num_heads, dtype=like.dtype, device=like.device).repeat_interleave(width, dim=1)
+
+
 def attention_messages(attention_in: Tensor, filter_in: Tensor, q_i: Tensor, k_j: Tensor, values_j: Tensor,
-                       filters_j: Tensor, dropout=None) -> tuple[Tensor, Tensor]:
-    """Attention logits [E, H, 1] and messages o_ij = α_ij·γ_v(h_j) + (W_s t_ij) ⊙ γ_s(h_j) [E, 3F].
+                       filters_j: Tensor, num_heads: int, dropout=None) -> tuple[Tensor, Tensor]:
+    """Attention logits [E, H] and messages o_ij = α_ij·γ_v(h_j) + (W_s t_ij) ⊙ γ_s(h_j) [E, 3F].
 
     ℓ = Σ_head-channels q_i k_j SiLU(W_r t), α = SiLU(ℓ)/√F (no softmax); attention_in = W_r t [E, F],
-    filter_in = W_s t [E, 3F], q_i, k_j [E, H, C], values_j, filters_j [E, 3F]. Each head owns a contiguous
-    3F/H slice of the values. ``dropout`` (training only) acts on α.
+    filter_in = W_s t [E, 3F], q_i, k_j [E, F] (head h owns channels [hC, (h+1)C)), values_j, filters_j
+    [E, 3F]. Each head owns a contiguous 3F/H slice of the values. ``dropout`` (training only) acts on α.
     """
-    num_edges, H, C = q_i.shape
-    logits = (q_i * k_j * torch.nn.functional.silu(attention_in).view(num_edges, H, C)).sum(dim=-1, keepdim=True)
-    alpha = torch.nn.functional.silu(logits) / math.sqrt(H * C)
+    F_ = q_i.shape[-1]
+    logits = (q_i * k_j * torch.nn.functional.silu(attention_in)) @ head_columns(num_heads, F_ // num_heads, q_i).T
+    alpha = torch.nn.functional.silu(logits) / math.sqrt(F_)
     if dropout is not None:
         alpha = dropout(alpha)
-    messages = (alpha * values_j.view(num_edges, H, 3 * C)).view(num_edges, 3 * H * C) + filter_in * filters_j
-    return logits, messages
+    alpha_columns = alpha @ head_columns(num_heads, 3 * F_ // num_heads, alpha)  # [E, 3F]
+    return logits, alpha_columns * values_j + filter_in * filters_j
 
 
 def steerable_messages(o_d: Tensor, o_t: Tensor, Y: Tensor, X_j: Tensor) -> Tensor:
@@ -70,21 +82,24 @@ def _silu_grad(x: Tensor) -> Tensor:
 class InteractionMessages(torch.autograd.Function):
     """(Δh_i, ΔX_i) = Σ_{e=(j→i)} (o^s_e, o^d_e ⊗ Y_e + o^t_e ⊙ X_j), [o^s, o^d, o^t] = attention_messages(e).
 
-    Inputs: attention_in [E, F], filter_in [E, 3F], Y [E, 8], and node tensors q, k [N, H, C], values,
-    filters [N, 3F], X [N, 8, F], gathered per edge block (q at the receiver, the others at the sender).
+    Inputs: attention_in [E, F], filter_in [E, 3F], Y [E, 8], and node tensors q, k [N, F], values,
+    filters [N, 3F], X [N, 8, F], gathered per edge block (q at the receiver, the others at the sender);
+    ``num_heads`` H divides F.
     The backward pass recomputes each block's messages and applies the chain rule by hand.
     """
 
     @staticmethod
-    def forward(ctx, attention_in, filter_in, Y, q, k, values, filters, X, sender, receiver):
+    def forward(ctx, attention_in, filter_in, Y, q, k, values, filters, X, sender, receiver, num_heads):
         ctx.save_for_backward(attention_in, filter_in, Y, q, k, values, filters, X, sender, receiver)
+        ctx.num_heads = num_heads
         F_ = X.shape[-1]
         dh = X.new_zeros((X.shape[0], F_))
         dX = torch.zeros_like(X)
         for block in edge_blocks(Y.shape[0], X[0].numel() * X.element_size(), X.device):
             s, r = sender[block], receiver[block]
             _, messages = attention_messages(attention_in[block], filter_in[block], q.index_select(0, r),
-                                             k.index_select(0, s), values.index_select(0, s), filters.index_select(0, s))
+                                             k.index_select(0, s), values.index_select(0, s), filters.index_select(0, s),
+                                             num_heads)
             o_s, o_d, o_t = messages.split(F_, dim=-1)
             dh.index_add_(0, r, o_s)
             dX.index_add_(0, r, steerable_messages(o_d, o_t, Y[block], X.index_select(0, s)))
@@ -94,8 +109,9 @@ class InteractionMessages(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_h: Tensor, grad_X: Tensor):
         attention_in, filter_in, Y, q, k, values, filters, X, sender, receiver = ctx.saved_tensors
-        H, C = q.shape[1:]
         F_ = X.shape[-1]
+        head_channels = head_columns(ctx.num_heads, F_ // ctx.num_heads, X)  # [H, F]
+        head_values = head_columns(ctx.num_heads, 3 * F_ // ctx.num_heads, X)  # [H, 3F]
         grad_q, grad_k = torch.zeros_like(q), torch.zeros_like(k)
         grad_values, grad_filters, grad_x = torch.zeros_like(values), torch.zeros_like(filters), torch.zeros_like(X)
         grad_attention, grad_filter_in, grad_y = (torch.empty_like(x) for x in (attention_in, filter_in, Y))
@@ -104,7 +120,7 @@ class InteractionMessages(torch.autograd.Function):
             a, y, filter_in_b = attention_in[block], Y[block], filter_in[block]
             q_i, k_j = q.index_select(0, r), k.index_select(0, s)
             v_j, f_j, X_j = values.index_select(0, s), filters.index_select(0, s), X.index_select(0, s)
-            logits, messages = attention_messages(a, filter_in_b, q_i, k_j, v_j, f_j)
+            logits, messages = attention_messages(a, filter_in_b, q_i, k_j, v_j, f_j, ctx.num_heads)
             _, o_d, o_t = messages.split(F_, dim=-1)
             g_X = grad_X.index_select(0, r)  # [b, 8, F]
             grad_y[block] = (g_X * o_d.unsqueeze(1)).sum(dim=-1)
@@ -114,16 +130,16 @@ class InteractionMessages(torch.autograd.Function):
             grad_x.index_add_(0, s, g_X.mul_(o_t.unsqueeze(1)))
             grad_filter_in[block] = g_messages * f_j
             grad_filters.index_add_(0, s, g_messages * filter_in_b)
-            num = y.shape[0]
-            g_heads = g_messages.view(num, H, 3 * C)
-            alpha = torch.nn.functional.silu(logits) / math.sqrt(F_)
-            grad_values.index_add_(0, s, (alpha * g_heads).view(num, 3 * F_))
-            g_logits = (g_heads * v_j.view(num, H, 3 * C)).sum(dim=-1, keepdim=True) * _silu_grad(logits) / math.sqrt(F_)
-            silu_a = torch.nn.functional.silu(a).view(num, H, C)
-            grad_q.index_add_(0, r, g_logits * k_j * silu_a)
-            grad_k.index_add_(0, s, g_logits * q_i * silu_a)
-            grad_attention[block] = (g_logits * q_i * k_j).view(num, F_) * _silu_grad(a)
-        return (grad_attention, grad_filter_in, grad_y, grad_q, grad_k, grad_values, grad_filters, grad_x, None, None)
+            alpha = torch.nn.functional.silu(logits) / math.sqrt(F_)  # [b, H]
+            grad_values.index_add_(0, s, (alpha @ head_values) * g_messages)
+            g_logits = ((g_messages * v_j) @ head_values.T) * _silu_grad(logits) / math.sqrt(F_)  # [b, H]
+            g_logit_channels = g_logits @ head_channels  # [b, F]
+            silu_a = torch.nn.functional.silu(a)
+            grad_q.index_add_(0, r, g_logit_channels * k_j * silu_a)
+            grad_k.index_add_(0, s, g_logit_channels * q_i * silu_a)
+            grad_attention[block] = g_logit_channels * q_i * k_j * _silu_grad(a)
+        return (grad_attention, grad_filter_in, grad_y, grad_q, grad_k, grad_values, grad_filters, grad_x, None, None,
+                None)
 
 
 class RejectedInnerProduct(torch.autograd.Function):
@@ -169,9 +185,10 @@ class RejectedInnerProduct(torch.autograd.Function):
 
 
 def interaction_messages(attention_in: Tensor, filter_in: Tensor, Y: Tensor, q: Tensor, k: Tensor, values: Tensor,
-                         filters: Tensor, X: Tensor, sender: Tensor, receiver: Tensor) -> tuple[Tensor, Tensor]:
+                         filters: Tensor, X: Tensor, sender: Tensor, receiver: Tensor,
+                         num_heads: int) -> tuple[Tensor, Tensor]:
     """Edge-chunked (Δh [N, F], ΔX [N, 8, F]) of an interaction block (see InteractionMessages)."""
-    return InteractionMessages.apply(attention_in, filter_in, Y, q, k, values, filters, X, sender, receiver)
+    return InteractionMessages.apply(attention_in, filter_in, Y, q, k, values, filters, X, sender, receiver, num_heads)
 
 
 def rejected_inner_product_edges(Q: Tensor, K: Tensor, Y: Tensor, sender: Tensor, receiver: Tensor) -> Tensor:

@@ -106,11 +106,10 @@ class InteractionBlock(nn.Module):
     ) -> tuple[Tensor, Tensor, Tensor]:
         sender, receiver = edge_index[0], edge_index[1]
         num_nodes = h.shape[0]
-        H, C = self.num_heads, self.num_channels // self.num_heads
         h, X = self.norm(h, X)
 
-        q = self.query(h).view(num_nodes, H, C)
-        k = self.key(h).view(num_nodes, H, C)
+        q = self.query(h)  # [N, F]
+        k = self.key(h)  # [N, F]
         values = self.value_mlp(h)  # [N, 3F]
         filters = self.filter_mlp(h)  # [N, 3F]
         attention_in = self.edge_attention(t)  # [E, F]
@@ -118,7 +117,7 @@ class InteractionBlock(nn.Module):
         if self.training:  # plain autograd: differentiable twice (losses on forces)
             _, messages = attention_messages(
                 attention_in, filter_in, q.index_select(0, receiver), k.index_select(0, sender),
-                values.index_select(0, sender), filters.index_select(0, sender),
+                values.index_select(0, sender), filters.index_select(0, sender), self.num_heads,
                 dropout=lambda alpha: F.dropout(alpha, p=self.attn_dropout, training=True),
             )
             o_s, o_d, o_t = messages.split(self.num_channels, dim=-1)  # [E, F] each
@@ -126,7 +125,9 @@ class InteractionBlock(nn.Module):
             dh = scatter_sum(o_s, receiver, num_nodes)
             dX = scatter_sum(dX_edges, receiver, num_nodes)
         else:  # edge-chunked: no [E, 3F] or [E, 8, F] tensor kept for the force backward pass
-            dh, dX = interaction_messages(attention_in, filter_in, Y, q, k, values, filters, X, sender, receiver)
+            dh, dX = interaction_messages(
+                attention_in, filter_in, Y, q, k, values, filters, X, sender, receiver, self.num_heads
+            )
         norm = scatter_sum(self.density(phi), receiver, num_nodes) + 1  # [N, 1]
         h = h + dh / norm
         X = X + dX / norm.unsqueeze(1)

@@ -19,9 +19,10 @@ import math
 import os
 import random
 import time
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -35,6 +36,10 @@ STATE_FILE = "checkpoint.pt"
 BEST_FILE = "best_ema.pt"
 MODEL_FILE = "model.pt"
 METRICS_FILE = "metrics.csv"
+#: format of checkpoint.pt: tensors and plain containers only (read with torch.load(weights_only=True))
+STATE_FORMAT = "geodite-train-state-v2"
+#: train_loss in the metrics is the mean loss of the epoch's last this many micro-batches
+TRAIN_LOSS_WINDOW = 200
 
 
 # --------------------------------------------------------------------------------------------- config
@@ -125,20 +130,50 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        """The config from {section: {key: value}}; every value checked (type, range, choice), ConfigError
+        naming the first bad key and value otherwise."""
+        if not isinstance(values, dict):
+            raise ConfigError(f"config: expected sections (model, data, loss, optim, run), got {values!r}")
         sections = {f.name: f.type for f in fields(cls)}
         unknown = set(values) - set(sections)
         if unknown:
-            raise ValueError(f"unknown config sections: {sorted(unknown)}")
+            raise ConfigError(f"unknown config sections: {sorted(unknown)}")
         kwargs = {}
         for name, section_cls in (("model", ModelSection), ("data", DataSection), ("loss", LossSection),
                                   ("optim", OptimSection), ("run", RunSection)):
-            given = dict(values.get(name) or {})
+            given = values.get(name) or {}
+            if not isinstance(given, dict):
+                raise ConfigError(f"config {name}: expected a mapping of keys, got {given!r}")
             known = {f.name for f in fields(section_cls)}
             bad = set(given) - known
             if bad:
-                raise ValueError(f"unknown keys in [{name}]: {sorted(bad)}")
-            kwargs[name] = section_cls(**given)
-        return cls(**kwargs)
+                raise ConfigError(f"unknown keys in [{name}]: {sorted(bad)}")
+            types = typing.get_type_hints(section_cls)
+            kwargs[name] = section_cls(**{key: _typed(value, types[key], f"{name}.{key}")
+                                          for key, value in given.items()})
+        config = cls(**kwargs)
+        config.check()
+        return config
+
+    def check(self) -> None:
+        """ConfigError for the first value out of its range or choices, or keys that disagree."""
+        for section in fields(self):
+            for key, value in asdict(getattr(self, section.name)).items():
+                where = f"{section.name}.{key}"
+                _check_value(where, value)
+        m, loss = self.model, self.loss
+        if m.num_channels % m.num_heads:
+            raise ConfigError(f"config model.num_heads: {m.num_heads} does not divide model.num_channels "
+                              f"{m.num_channels}")
+        if sum(loss.weights) <= 0:
+            raise ConfigError(f"config loss.weights: {loss.weights} weighs no term (energy, forces, stress)")
+        if self.run.device != "auto":
+            from geodite.calculator import torch_device
+
+            try:
+                torch_device(self.run.device)
+            except ValueError as error:
+                raise ConfigError(f"config run.device: {error}") from None
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "TrainConfig":
@@ -148,6 +183,88 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+class ConfigError(ValueError):
+    """A training config value of the wrong type, out of range or not among its choices (one line)."""
+
+
+_Rule = tuple[Callable[[Any], bool], str]
+_POSITIVE: _Rule = (lambda v: v > 0, "> 0")
+_NON_NEGATIVE: _Rule = (lambda v: v >= 0, ">= 0")
+_AT_LEAST_ONE: _Rule = (lambda v: v >= 1, ">= 1")
+_FRACTION: _Rule = (lambda v: 0 <= v < 1, "in [0, 1)")
+_OPEN_FRACTION: _Rule = (lambda v: 0 < v < 1, "in (0, 1)")
+
+#: ranges of the numeric config values (of each item, for lists); None (where allowed) is never checked
+RANGES: dict[str, _Rule] = {
+    "model.num_channels": _AT_LEAST_ONE, "model.num_layers": _AT_LEAST_ONE, "model.num_heads": _AT_LEAST_ONE,
+    "model.cutoff": _POSITIVE, "model.num_rbf": _AT_LEAST_ONE, "model.attn_dropout": _FRACTION,
+    "data.valid_fraction": _FRACTION, "data.split_seed": _NON_NEGATIVE, "data.batch_size": _AT_LEAST_ONE,
+    "data.num_workers": _NON_NEGATIVE, "data.max_frames": _AT_LEAST_ONE,
+    "loss.weights": _NON_NEGATIVE, "loss.huber_delta": _POSITIVE, "loss.energy_std": _POSITIVE,
+    "loss.force_std": _POSITIVE, "loss.stress_std": _POSITIVE,
+    "optim.lr": _POSITIVE, "optim.lr_start": _NON_NEGATIVE, "optim.warmup_steps": _NON_NEGATIVE,
+    "optim.total_steps": _AT_LEAST_ONE, "optim.lr_end": _NON_NEGATIVE, "optim.plateau_factor": _OPEN_FRACTION,
+    "optim.plateau_patience": _NON_NEGATIVE, "optim.weight_decay": _NON_NEGATIVE, "optim.betas": _FRACTION,
+    "optim.ema_decay": _FRACTION, "optim.zclip_alpha": _OPEN_FRACTION, "optim.zclip_z": _POSITIVE,
+    "optim.zclip_warmup": _NON_NEGATIVE, "optim.grad_accum": _AT_LEAST_ONE,
+    "run.epochs": _AT_LEAST_ONE, "run.seed": _NON_NEGATIVE, "run.checkpoint_every": _NON_NEGATIVE,
+    "run.log_every": _NON_NEGATIVE, "run.num_threads": _AT_LEAST_ONE, "run.max_steps": _AT_LEAST_ONE,
+    "run.max_minutes": _POSITIVE, "run.valid_every": _AT_LEAST_ONE, "run.train_subset": _NON_NEGATIVE,
+}
+#: the allowed values of the config's choice keys
+CHOICES: dict[str, tuple[str, ...]] = {
+    "loss.normalisation": ("data", "model", "published"),
+    "loss.e0": ("model", "fit"),
+    "optim.scheduler": ("warmup-linear", "plateau", "constant"),
+    "run.dtype": ("float32", "float64"),
+}
+#: the number of items of the config's list values of fixed length
+LENGTHS: dict[str, int] = {"loss.weights": 3, "optim.betas": 2}
+
+
+def _typed(value: Any, annotation: Any, where: str) -> Any:
+    """``value`` as the annotated type of config key ``where``, else ConfigError. Floats accept integers and
+    numeric strings (YAML 1.1 reads 1e-4, without a decimal point, as a string)."""
+    args = typing.get_args(annotation)
+    if type(None) in args:
+        if value is None:
+            return None
+        annotation = next(arg for arg in args if arg is not type(None))
+    if typing.get_origin(annotation) is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config {where}: expected a list, got {value!r}")
+        return [_typed(item, typing.get_args(annotation)[0], where) for item in value]
+    if annotation is bool and isinstance(value, bool):
+        return value
+    if annotation is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if annotation is str and isinstance(value, str):
+        return value
+    if annotation is float and not isinstance(value, bool):
+        try:
+            number = float(value) if isinstance(value, (int, float, str)) else math.nan
+        except ValueError:
+            number = math.nan
+        if math.isfinite(number):
+            return number
+    expected = {bool: "true or false", int: "a whole number", float: "a finite number", str: "a string"}
+    raise ConfigError(f"config {where}: expected {expected.get(annotation, annotation)}, got {value!r}")
+
+
+def _check_value(where: str, value: Any) -> None:
+    """ConfigError if config value ``value`` of key ``where`` is outside RANGES, CHOICES or LENGTHS."""
+    if value is None:
+        return
+    if where in LENGTHS and len(value) != LENGTHS[where]:
+        raise ConfigError(f"config {where}: expected {LENGTHS[where]} values, got {value!r}")
+    if where in CHOICES and value not in CHOICES[where]:
+        raise ConfigError(f"config {where}: {value!r} is not one of {', '.join(CHOICES[where])}")
+    if where in RANGES:
+        within, description = RANGES[where]
+        if not all(within(item) for item in (value if isinstance(value, list) else [value])):
+            raise ConfigError(f"config {where}: {value!r} is not {description}")
 
 
 FINETUNE_DEFAULTS = {
@@ -197,7 +314,13 @@ def epoch_batches(num_frames: int, batch: int, epoch: int, seed: int) -> list[np
 
 
 def _rng_state() -> dict:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """The torch, numpy, python (and CUDA) generator states as tensors and plain containers."""
+    numpy_state = np.random.get_state(legacy=False)  # MT19937: key [624] uint32, pos, cached Gaussian
+    state = {"torch": torch.get_rng_state(),
+             "numpy": {"key": torch.from_numpy(numpy_state["state"]["key"].astype(np.int64)),
+                       "pos": int(numpy_state["state"]["pos"]), "has_gauss": int(numpy_state["has_gauss"]),
+                       "gauss": float(numpy_state["gauss"])},
+             "python": random.getstate()}  # (version, tuple of ints, gauss or None)
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -205,10 +328,32 @@ def _rng_state() -> dict:
 
 def _set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    numpy_state = state["numpy"]
+    np.random.set_state({"bit_generator": "MT19937",
+                         "state": {"key": numpy_state["key"].numpy().astype(np.uint32), "pos": numpy_state["pos"]},
+                         "has_gauss": numpy_state["has_gauss"], "gauss": numpy_state["gauss"]})
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class ResumeError(ValueError):
+    """A training state file that is refused: unreadable, of another format, or holding more than tensors and
+    plain data (nothing of it is executed)."""
+
+
+def read_training_state(path: Path) -> dict:
+    """checkpoint.pt or best_ema.pt of a run, read with torch.load(weights_only=True), else ResumeError."""
+    from geodite.checkpoints import CheckpointError, load_weights_only
+
+    try:
+        state = load_weights_only(path)
+    except CheckpointError as error:
+        raise ResumeError(f"{error}: move it away to start afresh") from None
+    if path.name == STATE_FILE and (not isinstance(state, dict) or state.get("format") != STATE_FORMAT):
+        found = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise ResumeError(f"{path}: format {found!r}, not {STATE_FORMAT!r}: move it away to start afresh")
+    return state
 
 
 def compute_normalisation(store: FrameStore, indices: np.ndarray, e0: np.ndarray, max_frames: int = 200_000,
@@ -293,6 +438,9 @@ class Trainer:
         self.step = 0
         self.epoch = 0
         self.batch_in_epoch = 0
+        self.epoch_losses: list[float] = []  # of the current epoch's micro-batches (kept by checkpoints)
+        self.epoch_seconds = 0.0  # of the current epoch before this process took it up (from a checkpoint)
+        self.epoch_start = time.perf_counter()
         self.history: list[dict] = []
         self.best_valid = math.inf
         self._resume()
@@ -423,7 +571,7 @@ class Trainer:
     # ---------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict:
         return {
-            "format": "geodite-train-state-v1",
+            "format": STATE_FORMAT,
             "config": self.config.to_dict(),
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -434,6 +582,8 @@ class Trainer:
             "step": self.step,
             "epoch": self.epoch,
             "batch_in_epoch": self.batch_in_epoch,
+            "epoch_losses": self.epoch_losses[-TRAIN_LOSS_WINDOW:],
+            "epoch_seconds": time.perf_counter() - self.epoch_start if self.batch_in_epoch else 0.0,
             "history": self.history,
             "best_valid": self.best_valid,
             "normalisation": self.norm.to_dict(),
@@ -453,7 +603,7 @@ class Trainer:
         path = self.out_dir / STATE_FILE
         if not path.exists():
             return
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = read_training_state(path)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -461,6 +611,7 @@ class Trainer:
         self.zclip.load_state_dict(state["zclip"])
         _set_rng_state(state["rng"])
         self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+        self.epoch_losses, self.epoch_seconds = list(state["epoch_losses"]), state["epoch_seconds"]
         self.history = state["history"]
         self.best_valid = state["best_valid"]
         self.norm = Normalisation(**state["normalisation"])
@@ -475,7 +626,7 @@ class Trainer:
                 "history": self.history[-1:] if self.history else []}
         best = self.out_dir / BEST_FILE
         if self.config.run.keep_best and best.exists():
-            saved = torch.load(best, map_location="cpu", weights_only=False)
+            saved = read_training_state(best)
             model.load_state_dict({k: v.to(torch.float64) if v.is_floating_point() else v
                                    for k, v in saved["model"].items()})
             meta |= {"trained_steps": saved["step"], "total_steps_run": self.step, "selected": "best validation "
@@ -558,8 +709,8 @@ class Trainer:
             n_batches = (len(batches) // o.grad_accum) * o.grad_accum
             remaining = batches[self.batch_in_epoch:n_batches]
             self.ddp.train()
-            epoch_losses = []
-            tic = time.perf_counter()
+            epoch_losses = self.epoch_losses  # the same list: resumed mid-epoch, it holds the earlier losses
+            tic = self.epoch_start = time.perf_counter() - self.epoch_seconds
             self.optimizer.zero_grad(set_to_none=True)
             for offset, batch in enumerate(self._loader(self.store, remaining)):
                 b = self.batch_in_epoch
@@ -611,6 +762,7 @@ class Trainer:
                     self.scheduler.step(metrics["valid_loss"])
             self.epoch += 1
             self.batch_in_epoch = 0
+            self.epoch_losses, self.epoch_seconds = [], 0.0
             self.save_state()
         if (run.valid_every or not run.valid_each_epoch) and (not self.history or self.history[-1]["step"] != self.step):
             # stopped mid-epoch or between validations: validate the final weights too (keep_best sees them)
@@ -625,7 +777,7 @@ class Trainer:
         """Validate (EMA weights), append to the history and metrics.csv; with ``run.keep_best``, save the EMA
         weights when the validation force MAE is the best so far."""
         metrics = self.validate()
-        metrics |= {"epoch": self.epoch, "step": self.step, "train_loss": float(np.mean(epoch_losses[-200:]))
+        metrics |= {"epoch": self.epoch, "step": self.step, "train_loss": float(np.mean(epoch_losses[-TRAIN_LOSS_WINDOW:]))
                     if epoch_losses else float("nan"), "lr": self.optimizer.param_groups[0]["lr"],
                     "epoch_seconds": time.perf_counter() - tic}
         self.history.append(metrics)

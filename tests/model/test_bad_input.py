@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from ase import Atoms
 from ase.build import bulk
+from typer.testing import CliRunner
 
-from geodite.calculator import Evaluator, GeoditeCalculator
+from geodite.calculator import DeviceError, Evaluator, GeoditeCalculator
+from geodite.cli.main import app
 from geodite.graph import StructureError
+from geodite.registry import get_calculator
+from tests.conftest import DATA
 
 
 def good() -> Atoms:
@@ -52,3 +57,27 @@ def test_calculator_raises_structure_error(small_model):
     atoms.calc = GeoditeCalculator(small_model)
     with pytest.raises(StructureError, match="overlap"):
         atoms.get_potential_energy()
+
+
+def test_unsupported_element_names_the_elements_covered(small_model):
+    """Es (Z 99) is below the embedding table's Z < 100 but has no isolated-atom energy: the message says which
+    elements the model does cover, not "Z < 100"."""
+    einsteinium = Atoms("Es2", positions=[[0, 0, 0], [0, 0, 2.5]])
+    broken = Evaluator(small_model, dtype="float64").evaluate([einsteinium])[0]
+    assert "unsupported element(s) Es (Z 99)" in broken.error
+    assert "the model covers H–Bi, Ac–Pu (Z 1–83, 89–94)" in broken.error
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal of CUDA on a machine without it")
+def test_device_without_cuda_is_one_clear_error(small_model, tmp_path):
+    with pytest.raises(DeviceError, match="device 'cuda': CUDA is not available here"):
+        Evaluator(small_model, device="cuda")
+    with pytest.raises(DeviceError, match="unknown device 'gpu'"):
+        GeoditeCalculator(small_model, device="gpu")
+    with pytest.raises(DeviceError, match="CUDA is not available"):
+        get_calculator("emt", device="cuda:1")
+    result = CliRunner().invoke(app, ["eval", "--model", str(DATA / "geodite_small_checkpoint.pt"), "--data",
+                                      str(DATA / "geodite_small_cases.extxyz"), "--device", "cuda",
+                                      "--results-dir", str(tmp_path)])
+    assert result.exit_code == 2 and "CUDA is not available" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "eval").exists()

@@ -22,10 +22,10 @@ def _edges(num_nodes: int, num_edges: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 def test_interaction_messages_gradients(tiny_blocks):
     sender, receiver = _edges(7, 150)
-    H, C = 2, 3
-    shapes = [(150, H * C), (150, 3 * H * C), (150, 8), (7, H, C), (7, H, C), (7, 3 * H * C), (7, 3 * H * C), (7, 8, H * C)]
+    H, C = 4, 2  # a head owns 3C = 6 value columns: the F = 8 columns of o_s, o_d, o_t cross head boundaries
+    shapes = [(150, H * C), (150, 3 * H * C), (150, 8), (7, H * C), (7, H * C), (7, 3 * H * C), (7, 3 * H * C), (7, 8, H * C)]
     inputs = [torch.randn(shape, dtype=torch.float64, requires_grad=True) for shape in shapes]
-    assert torch.autograd.gradcheck(lambda *x: fused.interaction_messages(*x, sender, receiver), inputs)
+    assert torch.autograd.gradcheck(lambda *x: fused.interaction_messages(*x, sender, receiver, H), inputs)
 
 
 def test_rejected_inner_product_gradients(tiny_blocks):
