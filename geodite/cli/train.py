@@ -25,7 +25,7 @@ def train_command(
     import yaml
     from rich.console import Console
 
-    from geodite.train.trainer import FINETUNE_DEFAULTS, TrainConfig, train
+    from geodite.train.trainer import FINETUNE_DEFAULTS, TrainConfig, Trainer
 
     values = yaml.safe_load(config.read_text()) or {}
     if finetune:
@@ -41,7 +41,11 @@ def train_command(
         values["run"]["out_dir"] = str(out_dir)
     if epochs is not None:
         values["run"]["epochs"] = epochs
-    metrics = train(TrainConfig.from_dict(values), console=Console())
+    try:
+        trainer = Trainer(TrainConfig.from_dict(values), console=Console())
+    except ValueError as error:  # a bad config value, or e0 and the data disagree at the isolated-atom limit
+        raise typer.BadParameter(str(error)) from None
+    metrics = trainer.train()
     if metrics:
         Console().print(f"final: {metrics}")
 

@@ -152,3 +152,21 @@ def test_raw_weight_metrics_are_logged_beside_ema_ones(tmp_path, mptrj10):
     assert {"raw_valid_force_mae_mev_a", "valid_force_mae_mev_a"} <= set(header)
     # different weights, different errors (the EMA lags the raw weights)
     assert metrics["raw_valid_force_mae_mev_a"] != metrics["valid_force_mae_mev_a"]
+
+
+def test_cli_train_refuses_the_mismatch_with_exit_code_2(tmp_path):
+    import typer
+    import yaml
+    from typer.testing import CliRunner
+
+    from geodite.cli.train import train_command
+
+    db = tmp_path / "labels.db"
+    _write_emt_labels(db)
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(_config(tmp_path / "run", db, e0="fit")))
+    app = typer.Typer()
+    app.command("train")(train_command)
+    app.command("other")(lambda: None)
+    result = CliRunner().invoke(app, ["train", str(path)])
+    assert result.exit_code == 2 and "isolated" in result.output and "Traceback" not in result.output
