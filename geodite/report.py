@@ -15,20 +15,20 @@ every published row marked as published: those numbers are the paper's, not resu
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import html
 import importlib.util
 import json
 import math
 import os
-import platform
 import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
+
+from geodite.provenance import data_files, hardware, model_provenance, package_versions, utc_now
+from geodite.tasks.store import jsonable
 
 TASKS = ("discovery", "kappa", "diatomics", "md", "speed")
 TASK_TITLES = {
@@ -47,7 +47,6 @@ QUICK_MD_FRAME_INTERVAL = 5
 QUICK_KAPPA = {"cell": "primitive", "fc2_supercell": [2, 2, 2], "fc3_supercell": [2, 2, 2], "q_mesh": [9, 9, 9]}
 QUICK_SPEED_SIZES = (64,)
 QUICK_SPEED_REPEATS = 2
-PACKAGES = ("geodite", "torch", "ase", "pymatgen", "phono3py", "phonopy", "numpy", "spglib")
 
 # --------------------------------------------------------------------------- the seed paper's table
 
@@ -184,7 +183,7 @@ def run_all(opts: AllOptions, log: Callable[[str], None] | None = None) -> dict:
     log = log or (lambda message: None)
     label = model_label(opts.model)
     start = time.perf_counter()
-    started_at = _now()
+    started_at = utc_now()
     results: dict[str, dict] = {}
     for name in opts.tasks:
         t0 = time.perf_counter()
@@ -216,7 +215,7 @@ def run_all(opts: AllOptions, log: Callable[[str], None] | None = None) -> dict:
     provenance = run_provenance(opts, results, started_at, time.perf_counter() - start)
     out = Path(opts.results_dir) / label
     out.mkdir(parents=True, exist_ok=True)
-    (out / "provenance.json").write_text(json.dumps(_jsonable(provenance), indent=1) + "\n")
+    (out / "provenance.json").write_text(json.dumps(jsonable(provenance), indent=1) + "\n")
     return {
         "model": opts.model,
         "quick": opts.quick,
@@ -231,108 +230,10 @@ def run_all(opts: AllOptions, log: Callable[[str], None] | None = None) -> dict:
 # --------------------------------------------------------------------------- provenance
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def _jsonable(value: Any) -> Any:
-    from geodite.tasks.store import jsonable
-
-    return jsonable(value)
-
-
-def package_versions(names: Sequence[str] = PACKAGES) -> dict[str, str | None]:
-    """Installed versions (None when absent), plus Python's."""
-    out: dict[str, str | None] = {"python": platform.python_version()}
-    for name in names:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
-
-
-def hardware() -> dict:
-    """CPU model, cores (all / usable), memory, GPU (via torch, if any) and the OS."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as handle:
-            cpu = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    memory_gb = None
-    try:
-        with open("/proc/meminfo") as handle:
-            kib = next(int(line.split()[1]) for line in handle if line.startswith("MemTotal"))
-        memory_gb = round(kib / 2**20, 1)
-    except (OSError, StopIteration, ValueError):
-        pass
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    gpu = None
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            gpu = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
-    except Exception:  # noqa: BLE001 - provenance must not fail on a broken CUDA set-up
-        gpu = None
-    return {"cpu": cpu, "cores": os.cpu_count(), "usable_cores": usable, "memory_gb": memory_gb, "gpu": gpu,
-            "os": platform.platform()}
-
-
-def model_provenance(model: str) -> dict:
-    """Checkpoint path, sha256 and parameter count of a Geodite model; the description of a peer."""
-    from geodite.registry import get_spec
-
-    out: dict[str, Any] = {"model": model, "checkpoint": None, "sha256": None, "params_M": None}
-    try:
-        spec = get_spec(model)
-        out["description"] = spec.description
-    except KeyError as error:
-        return out | {"note": str(error)}
-    path = None
-    if spec.checkpoint == "geodite-mp":  # never download for a report: use the cached file if there is one
-        from geodite.checkpoints import cache_dir
-
-        candidate = cache_dir() / "Geodite-MP.ckpt"
-        path = candidate if candidate.exists() else None
-    elif spec.checkpoint is not None:
-        from geodite.checkpoints import CheckpointError, resolve_model_path
-
-        try:
-            path = resolve_model_path(spec.checkpoint)
-        except CheckpointError as error:
-            out["note"] = str(error)
-    if path is None:
-        out.setdefault("note", "weights come with the model's own package (no checkpoint file of ours)")
-        return out
-    from geodite.checkpoints import file_sha256
-
-    out |= {"checkpoint": str(path), "sha256": file_sha256(path)}
-    try:
-        from geodite.checkpoints import load_checkpoint
-
-        out["params_M"] = round(sum(p.numel() for p in load_checkpoint(path).parameters()) / 1e6, 4)
-    except Exception:  # noqa: BLE001 - the count is a nicety
-        pass
-    return out
-
-
-def data_files() -> list[dict]:
-    """sha256 and size of the data shipped in the package (geodite/data/files/**)."""
-    from geodite.checkpoints import file_sha256
-
-    root = Path(str(resources.files("geodite") / "data" / "files"))
-    rows = []
-    for path in sorted(p for p in root.rglob("*") if p.is_file() and p.name != "README.md" and "__pycache__" not in p.parts):
-        rows.append({"file": str(path.relative_to(root)), "bytes": path.stat().st_size, "sha256": file_sha256(path)})
-    return rows
-
-
 def run_provenance(opts: AllOptions, results: dict, started_at: str, wall_s: float) -> dict:
     return {
         "started_at": started_at,
-        "finished_at": _now(),
+        "finished_at": utc_now(),
         "wall_s": round(wall_s, 3),
         "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()},
         "versions": package_versions(),
@@ -480,7 +381,7 @@ def build_document(models: Sequence[str], results_dir: str | Path = "results", t
     provenance = {label: _read_provenance(results_dir, label) for label in labels}
     model_info = {label: (provenance[label] or {}).get("model") or model_provenance(model)
                   for model, label in zip(models, labels, strict=True)}
-    doc.append(("p", f"Generated {_now()} from `{results_dir}`. Every table below is ours (this suite, this "
+    doc.append(("p", f"Generated {utc_now()} from `{results_dir}`. Every table below is ours (this suite, this "
                      "run) unless it says **published**. Quick-mode runs (`--limit`) use the first items only "
                      "and are not comparable with the published full-benchmark numbers."))
 

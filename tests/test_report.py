@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from geodite import report as rep
+from geodite.provenance import data_files
 from geodite.cli.main import app
 
 SMALL = str(Path(__file__).parent / "data" / "geodite_small_checkpoint.pt")
@@ -156,7 +157,7 @@ def test_report_provenance_and_published_marking(tiny_run):
     assert file_sha256(SMALL) in text
     for package in ("geodite", "torch", "ase", "pymatgen"):
         assert package in text
-    shipped = [d["sha256"] for d in rep.data_files()]
+    shipped = [d["sha256"] for d in data_files()]
     assert shipped and all(sha in text for sha in shipped)
     walls = next(t for t in sections["provenance"]["tables"] if t[0][0][:3] == ["task", "status", "wall time (s)"])
     assert [cells[0] for cells, _ in walls[1:]] == list(rep.TASKS)

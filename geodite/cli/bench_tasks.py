@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -50,8 +49,6 @@ def md_command(
     from geodite.tasks.results import task_dir
 
     trajectories = task_dir(results_dir, "md", model_label(model)) / "trajectories"
-    if fresh:
-        shutil.rmtree(trajectories, ignore_errors=True)
     names = [s.strip() for s in systems.split(",") if s.strip()] if systems else []
     o.run_bench(
         lambda: MDTask(time_fs=parse_time_fs(time), timestep_fs=timestep, frame_interval=frame_interval,

@@ -1,4 +1,4 @@
-"""Homonuclear dimer curves: smoothness (self-consistency) and accuracy against PBE (benchmarks.md §3).
+"""Homonuclear dimer curves: smoothness (self-consistency) and accuracy against PBE (docs/benchmarks.md §3).
 
 Protocols:
 * ``mbd`` (Matbench Discovery): Z = 1…92, r = geomspace(0.1, 6.0, 119) Å, two atoms in a 50 Å periodic

@@ -1,4 +1,4 @@
-"""NVT molecular dynamics on solid electrolytes, scored by RDF overlap with AIMD (benchmarks.md §4).
+"""NVT molecular dynamics on solid electrolytes, scored by RDF overlap with AIMD (docs/benchmarks.md §4).
 
 Protocol per system: seeded Maxwell–Boltzmann velocities at the reference temperature, ASE
 Nosé–Hoover-chain NVT (or Langevin), 2 fs steps, a frame every ``frame_interval`` steps appended to a
@@ -147,6 +147,10 @@ class MDTask:
         from geodite.tasks.store import config_hash
 
         return Path(self.trajectory_dir) / f"{system}-{config_hash(self.config())[:8]}.traj"
+
+    def fresh_paths(self) -> list[Path]:
+        """Resumable state besides the store: the trajectories (the runner deletes them on ``--fresh``)."""
+        return [Path(self.trajectory_dir)]
 
     def run_item(self, item: dict, ctx) -> dict:
         system = self._systems[item["system"]]

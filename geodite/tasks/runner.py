@@ -10,6 +10,9 @@ metrics over the rows. The runner owns everything else:
   dask-jobqueue SLURMCluster);
 * resumption: each finished row is appended at once to a :class:`ResultStore`; items
   already in the store are skipped (failed ones too, unless ``retry_failed``);
+* one writer per results folder: a run holds its :class:`RunLock` throughout, and ``fresh``
+  discards the stored rows (and the task's ``fresh_paths()``, if it has them) only while holding it;
+* worker processes die with the run (:func:`die_with_parent`), even when it is killed;
 * failures: an exception in an item becomes a row with ``status="failed"`` and ``error``;
 * progress (rich, on stderr), the per-item table, metrics files and plots.
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sys
 import time
 import traceback
@@ -30,6 +34,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import pandas as pd
 
+from geodite.tasks.lifetime import die_with_parent
+from geodite.tasks.lock import RunLock
 from geodite.tasks.results import task_dir, write_metrics, write_rows
 from geodite.tasks.store import ResultStore
 
@@ -60,6 +66,8 @@ class Task(Protocol):
     def metrics(self, df: pd.DataFrame, model: str) -> dict: ...  # rows -> metrics
 
     def plots(self, df: pd.DataFrame, out_dir: Path, model: str) -> list[Path]: ...
+
+    # optional: ``fresh_paths() -> list[Path]``, resumable state besides the store (deleted by ``fresh``)
 
 
 # --------------------------------------------------------------------------- worker side
@@ -141,7 +149,8 @@ def run_one(task: Task, item: dict, model: str, device: str = "cpu", dtype: str 
     return row
 
 
-def _pool_init(n_threads: int) -> None:
+def _pool_init(n_threads: int, parent_pid: int) -> None:
+    die_with_parent(parent_pid)
     set_threads(n_threads)
 
 
@@ -169,7 +178,8 @@ def _iter_local(task, items, model, device, dtype, workers, n_threads) -> Iterab
     os.environ.update(thread_env(n_threads))
     try:
         with ProcessPoolExecutor(
-            max_workers=workers, mp_context=get_context("spawn"), initializer=_pool_init, initargs=(n_threads,)
+            max_workers=workers, mp_context=get_context("spawn"), initializer=_pool_init,
+            initargs=(n_threads, os.getpid()),
         ) as pool:
             pending = set()
             it = iter(items)
@@ -310,12 +320,35 @@ def run_task(task: Task, opts: RunOptions, client=None, log=None) -> dict:
         raise ModelNotAvailableError(spec.missing_message())
     out_dir = task_dir(opts.results_dir, task.name, label)
     store = ResultStore(out_dir / "store")
+    with RunLock(store.lock_path, out_dir, log):
+        return _run_locked(task, opts, client, log, spec, store, t0)
+
+
+def _discard(store: ResultStore, task: Task) -> None:
+    """``fresh``: delete the stored rows and the task's other resumable state (call it holding the lock)."""
+    store.discard()
+    for path in map(Path, getattr(task, "fresh_paths", list)()):
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def _run_locked(task: Task, opts: RunOptions, client, log, spec, store: ResultStore, t0: float) -> dict:
+    """The run itself, once the results folder is held."""
+    from geodite.registry import model_label
+
+    label = model_label(opts.model)
+    out_dir = store.dir.parent
+    if opts.fresh:
+        _discard(store, task)
     config = task.config() | _weights_identity(spec)
     store.check_or_write_meta(
-        {"task": task.name, "model": opts.model, "energy_convention": spec.energy_convention},
-        config,
-        fresh=opts.fresh,
+        {"task": task.name, "model": opts.model, "energy_convention": spec.energy_convention}, config
     )
+    damaged = store.set_aside_bad_lines()
+    if damaged:
+        log(damaged)
     items = task.items()
     if opts.limit is not None:
         items = items[: opts.limit]

@@ -256,7 +256,7 @@ def machine_description(device: str) -> str:
     """One line for the table: CPU model, cores, torch version (and the GPU on CUDA)."""
     import torch
 
-    from geodite.report import hardware
+    from geodite.provenance import hardware
 
     machine = hardware()
     text = f"{machine['cpu']}, {machine['cores']} cores, torch {torch.__version__}"
