@@ -273,14 +273,23 @@ def fit_e0(store: FrameStore, indices: np.ndarray, e0: np.ndarray, max_frames: i
     return fitted
 
 
-def isolated_atom_energies(store: FrameStore, indices: np.ndarray) -> dict[int, float]:
-    """{Z: energy (eV)} of the single-atom frames among ``store[indices]`` (the data's isolated-atom limit;
-    the first frame of an element wins)."""
+#: Å: a single atom whose nearest periodic image is at least this far is isolated (wider than the cutoffs of
+#: the teachers and students used here); a one-atom crystal cell is not
+ISOLATION_DISTANCE = 6.0
+
+
+def isolated_atom_energies(store: FrameStore, indices: np.ndarray,
+                           min_distance: float = ISOLATION_DISTANCE) -> dict[int, float]:
+    """{Z: energy (eV)} of the isolated atoms among ``store[indices]``: frames of one atom with no periodic
+    image within ``min_distance`` Å (the data's isolated-atom limit; the first frame of an element wins)."""
+    from ase.neighborlist import neighbor_list
+
     sizes = store.num_atoms_per_frame
     energies: dict[int, float] = {}
     for i in np.asarray(indices)[sizes[np.asarray(indices)] == 1]:
         frame = store[int(i)]
-        energies.setdefault(int(frame.numbers[0]), float(frame.energy))
+        if len(neighbor_list("i", frame.to_atoms(), min_distance)) == 0:
+            energies.setdefault(int(frame.numbers[0]), float(frame.energy))
     return energies
 
 

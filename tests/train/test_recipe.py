@@ -31,6 +31,10 @@ def _write_emt_labels(path, with_isolated: bool = True) -> dict[int, float]:
             frames.append((f"atom-{z}/isolated", atom))
         for k, d in enumerate((2.2, 2.6, 3.0, 3.5)):
             frames.append((f"dimer-{z}/{k}", boxed([z, z], d)))
+    # one-atom crystal cells first: they are single-atom frames but not isolated atoms (their images are ~2.5 Å
+    # away), and must not set e0
+    frames = [(f"element-{z}/relaxed", bulk("Cu" if z == 29 else "Al", "fcc", a=3.6 if z == 29 else 4.05))
+              for z in ELEMENTS] + frames
     for k in range(8):
         crystal = bulk("Cu" if k % 2 else "Al", "fcc", a=3.6 if k % 2 else 4.05, cubic=True)
         if k >= 4:
