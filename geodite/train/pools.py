@@ -131,14 +131,17 @@ def boxed(numbers: list[int], distance: float = 0.0) -> Atoms:
 # -------------------------------------------------------------------------------------- data sources
 
 
+def _json_gz(path: Path):
+    """The parsed contents of a gzipped JSON file, or None if it does not exist."""
+    if not path.exists():
+        return None
+    with gzip.open(path, "rt") as handle:
+        return json.load(handle)
+
+
 def wbm_relaxed(root: Path) -> Iterator[Entry]:
     """(material id, Atoms) of the DFT-relaxed WBM structures in ``root/wbm``, in file order."""
-    path = root / "wbm" / "wbm-random-pbe54-equilibrium-2025.1.json.gz"
-    if not path.exists():
-        return
-    with gzip.open(path, "rt") as handle:
-        rows = json.load(handle)
-    for row in rows:
+    for row in _json_gz(root / "wbm" / "wbm-random-pbe54-equilibrium-2025.1.json.gz") or []:
         yield row["material_id"], _structure_to_atoms(row["structure"])
 
 
@@ -157,11 +160,7 @@ def wbm_initial(root: Path) -> Iterator[Entry]:
 
 def elemental_references(root: Path) -> Iterator[Entry]:
     """(symbol, Atoms) of MP's elemental ground states in ``root/mp/MP-PBE-Element-Refs.json.gz`` (≤ MAX_ATOMS)."""
-    path = root / "mp" / "MP-PBE-Element-Refs.json.gz"
-    if not path.exists():
-        return
-    with gzip.open(path, "rt") as handle:
-        refs = json.load(handle)
+    refs = _json_gz(root / "mp" / "MP-PBE-Element-Refs.json.gz") or {}
     for symbol, entry in sorted(refs.items()):
         structures = entry["structure"] if isinstance(entry["structure"], list) else [entry["structure"]]
         atoms = _structure_to_atoms(structures[0])
