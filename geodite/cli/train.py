@@ -50,61 +50,63 @@ def train_command(
         Console().print(f"final: {metrics}")
 
 
+DISTILL_STAGES = ("label", "split", "train", "all")
+
+
 def distill_command(
-    teacher: str = typer.Option("sevennet-0", "--teacher", help="sevennet-0 or sevennet-l3i5 (a registry model "
-                                "that predicts uncorrected MPtrj energies)"),
-    labels: Path = typer.Option(Path("runs/distill/labels.db"), "--labels", help="ASE database of teacher "
-                                "labels (appended to; a rerun resumes)"),
-    config: Optional[Path] = typer.Option(None, "--config", help="training config (YAML); its data.train is "
-                                          "set to the labels"),
+    config: Path = typer.Argument(..., exists=True, dir_okay=False, help="distillation config (YAML): a "
+                                  "`distill:` section (teacher, pool, labels_dir, split) and a training config; "
+                                  "configs/distill.yaml is the current recipe"),
+    stage: str = typer.Option("all", "--stage", help="label (the pool, resumable), split (labels by material "
+                              "into train.db/valid.db), train (resumable), or all three"),
+    shard: str = typer.Option("0/1", "--shard", help="i/n: label every n-th structure from the i-th into "
+                              "labels-i.db (run n side by side, one thread each)"),
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="the shared real-data folder "
                                              "(default ../shared/data)"),
-    pool_name: str = typer.Option("v6", "--pool",
-                                  help="structure pool: v1, v2, v5 or v6 (the shipped model's; see "
-                                  "geodite.train.distill)"),
-    seed: int = typer.Option(0, "--seed", help="seed of the structure pool (rattles, strains)"),
-    reuse: list[Path] = typer.Option([], "--reuse", help="earlier label databases whose rows for this pool "
-                                     "are copied instead of relabelled (repeatable)"),
-    limit: Optional[int] = typer.Option(None, "--limit", help="label at most this many structures"),
-    label_only: bool = typer.Option(False, "--label-only", help="label, do not train"),
-    train_only: bool = typer.Option(False, "--train-only", help="train on existing labels"),
-    export: Optional[Path] = typer.Option(None, "--export", help="also write the trained (EMA) model here"),
+    reuse: list[Path] = typer.Option([], "--reuse", help="earlier label databases of the same pool seed whose "
+                                     "rows are copied instead of relabelled (repeatable)"),
     device: str = typer.Option("cpu", "--device", help="teacher device"),
+    threads: int = typer.Option(1, "--threads", help="torch threads of the teacher"),
+    export: Optional[Path] = typer.Option(None, "--export", help="also write the trained (EMA) model here"),
 ) -> None:
-    """Label WBM/MP/MPtrj-derived structures (rattled, strained, supercells, dimers; in pools v5 and v6 also
-    molecules, molecular salts relaxed by the teacher) with a teacher potential, then train a Geodite on the
-    labels.
-    Never touches the mptrj-random-1k test set."""
+    """Distil a Geodite from a teacher: label a structure pool (WBM/MP-derived crystals, molecules, salts
+    relaxed by the teacher, dimers, isolated atoms; geodite.train.pools), split the labels by material, train.
+    Every stage resumes where it stopped. Never touches the mptrj-random-1k test set."""
+    import torch
     import yaml
     from rich.console import Console
 
-    from geodite.train.distill import MAX_FORCE_V2, POOLS, PoolSeedError, label_pool, make_teacher
+    from geodite.train.distill import PoolSeedError, label_shard, read_distill_config, split_shards
 
     console = Console()
-    labels.parent.mkdir(parents=True, exist_ok=True)
-    if not train_only:
-        if pool_name not in POOLS:
-            raise typer.BadParameter(f"unknown pool {pool_name!r}; one of {', '.join(sorted(POOLS))}")
-        pool = POOLS[pool_name](data_root, seed=seed)
-        console.print(f"structure pool {pool_name}: {len(pool)} structures")
-        try:
-            count = label_pool(pool, labels, teacher, make_teacher(teacher, device), reuse=reuse, limit=limit,
-                               max_force=None if pool_name == "v1" else MAX_FORCE_V2, log=console.print,
-                               seed=seed)
-        except PoolSeedError as error:
-            raise typer.BadParameter(str(error)) from None
-        console.print(f"{count} labelled structures in {labels}")
-    if label_only:
+    if stage not in DISTILL_STAGES:
+        raise typer.BadParameter(f"unknown stage {stage!r}; one of {', '.join(DISTILL_STAGES)}")
+    parts = shard.split("/")
+    if len(parts) != 2 or not all(p.isdigit() for p in parts) or not int(parts[0]) < int(parts[1]):
+        raise typer.BadParameter(f"--shard {shard!r}: expected i/n with 0 <= i < n")
+    index, count = int(parts[0]), int(parts[1])
+    if stage == "all" and count > 1:
+        raise typer.BadParameter("--shard labels one part: use it with --stage label")
+    try:
+        section, values = read_distill_config(yaml.safe_load(config.read_text()) or {})
+        if stage in ("label", "all"):
+            torch.set_num_threads(threads)
+            rows = label_shard(section, index, count, data_root, reuse=reuse, device=device, log=console.print)
+            console.print(f"{rows} labelled frames in {section.shard_db(index)}")
+        if stage in ("split", "all"):
+            split_shards(section, log=console.print)
+    except (PoolSeedError, FileExistsError, FileNotFoundError, ValueError) as error:
+        raise typer.BadParameter(str(error)) from None
+    if stage not in ("train", "all"):
         return
     from geodite.train.trainer import TrainConfig, Trainer
 
-    values = yaml.safe_load(config.read_text()) if config else {}
-    data = values.setdefault("data", {})
-    if not data.get("train"):
-        data["train"] = [str(labels)]
-    trainer = Trainer(TrainConfig.from_dict(values), console=console)
+    try:
+        trainer = Trainer(TrainConfig.from_dict(values), console=console)
+    except ValueError as error:  # e.g. e0 and the data disagree at the isolated-atom limit
+        raise typer.BadParameter(str(error)) from None
     trainer.train()
     if export is not None and trainer.rank == 0:
-        trainer.export_model(export, metadata={"teacher": teacher, "labels": str(labels),
-                                               "description": f"Geodite distilled from {teacher}"})
+        trainer.export_model(export, metadata={"teacher": section.teacher, "pool": section.pool,
+                                               "description": f"Geodite distilled from {section.teacher}"})
         console.print(f"wrote {export}")

@@ -69,8 +69,8 @@ def rejected_inner_product(a: Tensor, b: Tensor, direction: Tensor) -> Tensor:
     Since P = 1 − ŷŷᵀ is a projector, ⟨Pa, Pb⟩ = a·b − (a·ŷ)(b·ŷ): no rejected copies are formed.
     a, b [E, M, C], direction [E, M] (unit norm over M) -> [E, C].
     """
-    y = direction.unsqueeze(1)  # [E, 1, M]
-    return (a * b).sum(dim=1) - torch.bmm(y, a).squeeze(1) * torch.bmm(y, b).squeeze(1)
+    y = direction.unsqueeze(-1)  # [E, M, 1]; elementwise, not bmm: M ≤ 5 is too short for a batched matmul
+    return (a * b).sum(dim=1) - (y * a).sum(dim=1) * (y * b).sum(dim=1)
 
 
 def _silu_grad(x: Tensor) -> Tensor:

@@ -30,7 +30,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from geodite.data.dataset import Batch, FrameDataset, FrameStore, GraphCollate, split_by_material
-from geodite.train.optim import EMA, Normalisation, ZClip, huber, warmup_linear_decay
+from geodite.train.optim import EMA, LOSS_FUNCTIONS, Normalisation, ZClip, elementwise_loss, warmup_linear_decay
 
 STATE_FILE = "checkpoint.pt"
 BEST_FILE = "best_ema.pt"
@@ -72,9 +72,14 @@ class DataSection:
 @dataclass
 class LossSection:
     weights: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])  # E:F:S
+    function: str = "huber"  # elementwise loss of normalised targets: "huber" (published) or "mse"
     huber_delta: float = 0.01
     normalisation: str = "data"  # "data": computed from the training frames; "published"; "model" (fine-tune)
-    e0: str = "model"  # "model": the model's isolated-atom e0 (MPtrj PBE); "fit": least squares on the data
+    # "model": the model's isolated-atom e0 (MPtrj PBE); "isolated": the energies of the single-atom frames of
+    # the training data (a teacher's isolated atoms; other elements keep the model's); "fit": least squares on
+    # the data (not an isolated-atom limit: warned about)
+    e0: str = "model"
+    e0_tolerance: float = 0.05  # eV: largest |model − data| allowed at the isolated-atom limit (else refused)
     energy_mean: float | None = None
     energy_std: float | None = None
     force_std: float | None = None
@@ -95,6 +100,7 @@ class OptimSection:
     weight_decay: float = 0.01
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     ema_decay: float = 0.995
+    ema_warmup: bool = True  # decay of update t: min(ema_decay, (1 + t)/(10 + t))
     zclip_alpha: float = 0.97
     zclip_z: float = 2.5
     zclip_warmup: int = 25
@@ -412,6 +418,38 @@ def fit_e0(store: FrameStore, indices: np.ndarray, e0: np.ndarray, max_frames: i
     return fitted
 
 
+#: Å: a single atom whose nearest periodic image is at least this far is isolated (wider than the cutoffs of
+#: the teachers and students used here); a one-atom crystal cell is not
+ISOLATION_DISTANCE = 6.0
+
+
+def isolated_atom_energies(store: FrameStore, indices: np.ndarray,
+                           min_distance: float = ISOLATION_DISTANCE) -> dict[int, float]:
+    """{Z: energy (eV)} of the isolated atoms among ``store[indices]``: frames of one atom with no periodic
+    image within ``min_distance`` Å (the data's isolated-atom limit; the first frame of an element wins)."""
+    from ase.neighborlist import neighbor_list
+
+    sizes = store.num_atoms_per_frame
+    energies: dict[int, float] = {}
+    for i in np.asarray(indices)[sizes[np.asarray(indices)] == 1]:
+        frame = store[int(i)]
+        if len(neighbor_list("i", frame.to_atoms(), min_distance)) == 0:
+            energies.setdefault(int(frame.numbers[0]), float(frame.energy))
+    return energies
+
+
+def isolated_limit_mismatches(model_isolated: np.ndarray, data_isolated: dict[int, float],
+                              tolerance: float) -> list[str]:
+    """"symbol: model X eV, data Y eV" for each element whose isolated-atom energy in the model
+    (``model_isolated[Z]`` = e0 + energy_shift, eV) is more than ``tolerance`` eV from the data's single-atom
+    frame. A model whose isolated atoms sit eV away from the data's must change its energy by as much between
+    the bonded region and the cutoff: spurious forces on every atom with neighbours near the cutoff."""
+    from ase.data import chemical_symbols
+
+    return [f"{chemical_symbols[z]}: model {model_isolated[z]:.3f} eV, data {energy:.3f} eV"
+            for z, energy in sorted(data_isolated.items()) if abs(model_isolated[z] - energy) > tolerance]
+
+
 # --------------------------------------------------------------------------------------------- trainer
 
 
@@ -502,13 +540,25 @@ class Trainer:
             model = Geodite(GeoditeConfig(num_channels=m.num_channels, num_layers=m.num_layers,
                                           num_heads=m.num_heads, cutoff=m.cutoff, num_rbf=m.num_rbf,
                                           attn_dropout=m.attn_dropout))
+        if loss.function not in LOSS_FUNCTIONS:
+            raise ValueError(f"unknown loss.function {loss.function!r} (one of {', '.join(LOSS_FUNCTIONS)})")
         e0 = model.e0.detach().cpu().numpy().astype(np.float64)
-        if loss.e0 == "fit" and not m.init_from:
+        isolated = isolated_atom_energies(self.store, self.train_idx)
+        if loss.e0 not in ("model", "fit", "isolated"):
+            raise ValueError(f"unknown e0 {loss.e0!r} (model, isolated, fit)")
+        if not m.init_from and loss.e0 == "fit":
             e0 = fit_e0(self.store, self.train_idx, e0)
-            model.e0.copy_(torch.as_tensor(e0))
             self.log("e0 fitted to the training energies (least squares on composition)")
-        elif loss.e0 not in ("model", "fit"):
-            raise ValueError(f"unknown e0 {loss.e0!r} (model, fit)")
+            if not isolated:
+                self.log("warning: e0 fitted by least squares is not an isolated-atom limit and the data have no "
+                         "single-atom frames to check it against: dimers and atoms near the cutoff may carry "
+                         "spurious energies and forces (use e0: isolated with single-atom frames)")
+        elif not m.init_from and loss.e0 == "isolated":
+            if not isolated:
+                raise ValueError("loss.e0 'isolated' needs single-atom frames in the training data (none found)")
+            e0[list(isolated)] = list(isolated.values())
+            self.log(f"e0 from the {len(isolated)} single-atom frames of the training data")
+        model.e0.copy_(torch.as_tensor(e0))
         if loss.normalisation == "data":
             norm = compute_normalisation(self.store, self.train_idx, e0, seed=self.config.data.split_seed)
         elif loss.normalisation == "model":
@@ -522,8 +572,15 @@ class Trainer:
                 setattr(norm, key, float(getattr(loss, key)))
         self.norm = norm
         if not m.init_from:
-            model.energy_shift.fill_(norm.energy_mean)
+            # μ_E stays in the loss only (it cancels there): a shift in the model would move every isolated atom
+            # away from e0, the limit the vacuum embedding pins it to
+            model.energy_shift.fill_(0.0)
             model.energy_scale.fill_(norm.energy_std)
+        bad = isolated_limit_mismatches(e0 + float(model.energy_shift), isolated, loss.e0_tolerance)
+        if bad:
+            raise ValueError(f"the model's isolated atoms disagree with the data's single-atom frames by more than "
+                             f"{loss.e0_tolerance} eV ({len(bad)} elements; {'; '.join(bad[:3])}): set loss.e0 to "
+                             f"'isolated' or train on data with the same isolated-atom limit")
         self.e0 = torch.as_tensor(e0)
         self.model = model.to(device=self.device, dtype=self.dtype)
         self.log(f"normalisation: {norm.to_dict()}")
@@ -562,7 +619,7 @@ class Trainer:
             self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: 1.0)
         else:
             raise ValueError(f"unknown scheduler {o.scheduler!r}")
-        self.ema = EMA(self.model, o.ema_decay)
+        self.ema = EMA(self.model, o.ema_decay, warmup=o.ema_warmup)
         self.zclip = ZClip(o.zclip_alpha, o.zclip_z, o.zclip_warmup)
 
     def _global_batch(self) -> int:
@@ -644,22 +701,26 @@ class Trainer:
         return ((energy.to(torch.float64) - e0_sum) / n - self.norm.energy_mean) / self.norm.energy_std
 
     def loss(self, batch: Batch, out: dict[str, Tensor], counts: Tensor) -> tuple[Tensor, dict]:
-        """Σ over the local shard of the Huber terms, divided by the global counts [frames, force components,
+        """Σ over the local shard of the elementwise loss terms (``loss.function``), divided by the global counts [frames, force components,
         stress components], times the world size (DDP averages gradients)."""
-        delta = self.config.loss.huber_delta
+        function, delta = self.config.loss.function, self.config.loss.huber_delta
+
+        def elementwise(pred: Tensor, true: Tensor) -> Tensor:
+            return elementwise_loss(pred, true, function, delta)
+
         w_e, w_f, w_s = self.config.loss.weights
         pred_e = self._targets_per_atom(batch, out["energy"]).to(self.dtype)
         true_e = self._targets_per_atom(batch, batch.energy).to(self.dtype)
-        loss_e = huber(pred_e, true_e, delta).sum() / counts[0]
+        loss_e = elementwise(pred_e, true_e).sum() / counts[0]
         atom_mask = batch.has_forces[batch.graph.batch]
-        loss_f = (huber(out["forces"] / self.norm.force_std, batch.forces / self.norm.force_std, delta)
+        loss_f = (elementwise(out["forces"] / self.norm.force_std, batch.forces / self.norm.force_std)
                   * atom_mask[:, None]).sum() / counts[1].clamp(min=1)
         total = w_e * loss_e + w_f * loss_f
         loss_s = torch.zeros((), dtype=self.dtype, device=total.device)
         if w_s > 0 and "stress" in out:
             pred_s = (out["stress"] - self.norm.stress_mean) / self.norm.stress_std
             true_s = (batch.stress - self.norm.stress_mean) / self.norm.stress_std
-            loss_s = (huber(pred_s, true_s, delta) * batch.has_stress[:, None, None]).sum() / counts[2].clamp(min=1)
+            loss_s = (elementwise(pred_s, true_s) * batch.has_stress[:, None, None]).sum() / counts[2].clamp(min=1)
             total = total + w_s * loss_s
         parts = {"energy": float(loss_e.detach()) * self.world, "forces": float(loss_f.detach()) * self.world,
                  "stress": float(loss_s.detach()) * self.world}
@@ -797,12 +858,18 @@ class Trainer:
     def validate(self) -> dict:
         """EMA weights on the validation frames and on a fixed subset of the training frames (``run.train_subset``;
         the pair tells under- from over-fitting): energy/atom (meV/atom), force (meV/Å), stress (meV/Å³) MAE,
-        and the validation loss."""
+        and the validation loss; the raw (optimised) weights on the validation frames too (``raw_valid_*``: an
+        EMA lagging behind the raw weights shows there)."""
         if len(self.valid_idx) == 0:
             return {"valid_loss": float("nan")}
         model = self.ema.model_copy(self.model)
         model.eval()
         metrics = self._errors(model, self.valid_store, self.valid_idx, "valid")
+        was_training = self.model.training
+        self.model.eval()
+        raw = self._errors(self.model, self.valid_store, self.valid_idx, "valid")
+        self.model.train(was_training)
+        metrics |= {f"raw_{key}": value for key, value in raw.items() if key != "valid_loss"}
         if len(self.train_subset):
             train = self._errors(model, self.store, self.train_subset, "train")
             train.pop("train_loss")  # "train_loss" in the history is the running mean of the optimised loss
@@ -841,7 +908,8 @@ class Trainer:
             return
         path = self.out_dir / METRICS_FILE
         keys = ["epoch", "step", "train_loss", "valid_loss", "valid_energy_mae_mev_atom", "valid_force_mae_mev_a",
-                "valid_stress_mae_mev_a3", "train_energy_mae_mev_atom", "train_force_mae_mev_a",
+                "valid_stress_mae_mev_a3", "raw_valid_energy_mae_mev_atom", "raw_valid_force_mae_mev_a",
+                "raw_valid_stress_mae_mev_a3", "train_energy_mae_mev_atom", "train_force_mae_mev_a",
                 "train_stress_mae_mev_a3", "lr", "epoch_seconds"]
         new = not path.exists()
         if not new:  # a run resumed under an older layout keeps its file's columns

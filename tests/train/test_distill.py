@@ -7,7 +7,8 @@ import pytest
 import yaml
 from ase.calculators.lj import LennardJones
 
-from geodite.train.distill import MPTRJ_ELEMENTS, generate_structures, label_structures
+from geodite.train.distill import label_structures
+from geodite.train.pools import MPTRJ_ELEMENTS, build_pool
 from train_helpers import SHARED, tiny_config
 
 
@@ -15,7 +16,7 @@ from train_helpers import SHARED, tiny_config
 def pool():
     if not (SHARED / "wbm").exists():
         pytest.skip("shared data missing")
-    return generate_structures(SHARED, seed=0)
+    return build_pool("v1", SHARED, seed=0)
 
 
 def test_pool_is_deterministic_spans_elements_and_skips_test_set(pool):
@@ -53,7 +54,9 @@ def test_labelling_is_resumable(tmp_path, pool):
     assert len(frames) == 6 and all(f.stress.shape == (3, 3) and np.isfinite(f.energy) for f in frames)
 
 
-def test_cli_distill_train_only_and_train(tmp_path, mptrj10):
+def test_cli_train_and_distill_split_then_train(tmp_path, mptrj10):
+    """`geodite train CONFIG` and `geodite distill CONFIG --stage split|train` (labels already there): the
+    distill section says where the labels are, the split refuses to run twice, bad flags exit 2."""
     from typer.testing import CliRunner
     import typer
 
@@ -68,14 +71,33 @@ def test_cli_distill_train_only_and_train(tmp_path, mptrj10):
     result = CliRunner().invoke(app, ["train", str(path)])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "run" / "model.pt").exists()
+
+    from ase.db import connect
+
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    with connect(str(labels / "labels-0.db")) as db:
+        for row in connect(str(mptrj10)).select():
+            db.write(row.toatoms(), uid=f"mptrj-{row.id}/frame")
     config["run"]["out_dir"] = str(tmp_path / "run2")
+    del config["data"]["train"], config["data"]["valid_fraction"]
+    config["distill"] = {"labels_dir": str(labels), "valid_fraction": 0.2, "split_seed": 1}
     path.write_text(yaml.safe_dump(config))
-    result = CliRunner().invoke(app, ["distill", "--train-only", "--labels", str(mptrj10), "--config", str(path),
-                                      "--export", str(tmp_path / "distilled.pt")])
+    result = CliRunner().invoke(app, ["distill", str(path), "--stage", "split"])
+    assert result.exit_code == 0, result.output
+    assert (labels / "train.db").exists() and (labels / "valid.db").exists()
+    rows = connect(str(labels / "train.db")).count()
+    again = CliRunner().invoke(app, ["distill", str(path), "--stage", "split"])
+    assert again.exit_code == 2 and connect(str(labels / "train.db")).count() == rows  # no duplicates appended
+    result = CliRunner().invoke(app, ["distill", str(path), "--stage", "train", "--export",
+                                      str(tmp_path / "distilled.pt")])
     assert result.exit_code == 0, result.output
     from geodite.checkpoints import load_model
 
     assert load_model(str(tmp_path / "distilled.pt")).metadata["teacher"] == "sevennet-0"
+    for flags in (["--shard", "2/2"], ["--stage", "relabel"], ["--shard", "0/2"]):
+        result = CliRunner().invoke(app, ["distill", str(path), *flags])
+        assert result.exit_code == 2, (flags, result.output)
 
 
 def test_teacher_must_predict_uncorrected_energies():
@@ -84,3 +106,44 @@ def test_teacher_must_predict_uncorrected_energies():
 
     with pytest.raises(ValueError, match="mp2020_corrected"):
         make_teacher("chgnet")
+
+
+def test_isolated_limit_part_and_the_split_keeps_single_atoms_in_training(tmp_path):
+    """The v7 part: one atom and a 3.5 Å dimer per MPtrj element, no image within the teacher's cutoff; single
+    atoms are the e0 reference and never go to validation."""
+    from ase import Atoms
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.db import connect
+
+    from geodite.train.distill import split_labels
+    from geodite.train.pools import DIMER_BOX, isolated_limit
+
+    groups = isolated_limit(tmp_path, np.random.default_rng(0))
+    atoms, tail = groups["isolated-atoms"], groups["dimer-tail"]
+    assert len(atoms) == len(tail) == len(MPTRJ_ELEMENTS)
+    assert {len(a) for _, a in atoms} == {1} and all(u.endswith("/isolated") for u, _ in atoms)
+    assert all(abs(a.get_distance(0, 1) - 3.5) < 1e-12 and u.endswith("/3.50A") for u, a in tail)
+    assert DIMER_BOX - 3.5 > 6.0  # the periodic image is farther than any teacher cutoff used here (≤ 6 Å)
+
+    with connect(str(tmp_path / "labels.db")) as db:
+        for uid, structure in atoms[:10] + tail[:10]:
+            labelled = Atoms(structure.numbers, positions=structure.positions, cell=structure.cell, pbc=True)
+            labelled.calc = SinglePointCalculator(labelled, energy=-1.0, forces=np.zeros((len(structure), 3)),
+                                                  stress=np.zeros(6))
+            db.write(labelled, uid=uid)
+    split_labels([tmp_path / "labels.db"], tmp_path / "t.db", tmp_path / "v.db", fraction=0.5, seed=0,
+                 log=lambda s: None)
+    valid = [row.uid for row in connect(str(tmp_path / "v.db")).select()]
+    assert len(valid) == 5 and all(u.startswith("dimer-") for u in valid)
+
+
+@pytest.mark.slow
+def test_pool_v7_is_v6_plus_the_isolated_atom_limit():
+    from geodite.train.pools import build_pool
+
+    if not (SHARED / "wbm").exists():
+        pytest.skip("shared data missing")
+    v6, v7 = build_pool("v6", SHARED), build_pool("v7", SHARED)
+    assert [u for u, _ in v7[:len(v6)]] == [u for u, _ in v6]
+    added = {u.split("/")[0] for u, _ in v7[len(v6):]}
+    assert len(v7) - len(v6) == 2 * len(MPTRJ_ELEMENTS) and {f"atom-{s}" for s in MPTRJ_ELEMENTS} <= added

@@ -6,7 +6,8 @@ from ase.calculators.lj import LennardJones
 from ase.data import atomic_numbers
 
 from geodite.train import molecular
-from geodite.train.distill import MPTRJ_ELEMENTS, RELAX_SUFFIX, label_relaxations
+from geodite.train.distill import label_relaxations
+from geodite.train.pools import MPTRJ_ELEMENTS, RELAX_SUFFIX
 
 
 def test_ideal_ion_geometries():
@@ -115,11 +116,11 @@ def test_cation_charges_are_positive_and_skip_anions():
 def test_pool_v5_adds_molecules_salts_and_the_dimer_grid():
     from train_helpers import SHARED
 
-    from geodite.train.distill import DIMER_FACTORS_V5, generate_structures_v5
+    from geodite.train.pools import DIMER_FACTORS_V5, build_pool
 
     if not (SHARED / "wbm").exists():
         pytest.skip("shared data missing")
-    pool = generate_structures_v5(SHARED, seed=0)
+    pool = build_pool("v5", SHARED, seed=0)
     uids = [u for u, _ in pool]
     assert len(set(uids)) == len(uids)
     dimers = [u for u in uids if u.startswith("dimer-")]
@@ -134,12 +135,12 @@ def test_pool_v5_adds_molecules_salts_and_the_dimer_grid():
 def test_pool_v6_extends_v5_with_fresh_draws_under_new_uids():
     from train_helpers import SHARED
 
-    from geodite.train.distill import RELAX_SUFFIX, generate_structures_v5, generate_structures_v6
+    from geodite.train.pools import RELAX_SUFFIX, build_pool
 
     if not (SHARED / "wbm").exists():
         pytest.skip("shared data missing")
-    v5 = generate_structures_v5(SHARED, seed=0)
-    v6 = generate_structures_v6(SHARED, seed=0)
+    v5 = build_pool("v5", SHARED, seed=0)
+    v6 = build_pool("v6", SHARED, seed=0)
     assert [u for u, _ in v6[:len(v5)]] == [u for u, _ in v5]  # v5's labels are reused as they are
     added = [u for u, _ in v6[len(v5):]]
     assert len(set(added)) == len(added) and not set(added) & {u for u, _ in v5}

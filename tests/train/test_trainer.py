@@ -39,7 +39,7 @@ def test_zclip_clips_spikes_and_tracks_statistics():
 
 def test_ema_and_schedule():
     lin = torch.nn.Linear(2, 1)
-    ema = EMA(lin, decay=0.5)
+    ema = EMA(lin, decay=0.5, warmup=False)
     with torch.no_grad():
         lin.weight.add_(2.0)
     ema.update(lin)
