@@ -209,7 +209,7 @@ RANGES: dict[str, _Rule] = {
     "data.valid_fraction": _FRACTION, "data.split_seed": _NON_NEGATIVE, "data.batch_size": _AT_LEAST_ONE,
     "data.num_workers": _NON_NEGATIVE, "data.max_frames": _AT_LEAST_ONE,
     "loss.weights": _NON_NEGATIVE, "loss.huber_delta": _POSITIVE, "loss.energy_std": _POSITIVE,
-    "loss.force_std": _POSITIVE, "loss.stress_std": _POSITIVE,
+    "loss.force_std": _POSITIVE, "loss.stress_std": _POSITIVE, "loss.e0_tolerance": _POSITIVE,
     "optim.lr": _POSITIVE, "optim.lr_start": _NON_NEGATIVE, "optim.warmup_steps": _NON_NEGATIVE,
     "optim.total_steps": _AT_LEAST_ONE, "optim.lr_end": _NON_NEGATIVE, "optim.plateau_factor": _OPEN_FRACTION,
     "optim.plateau_patience": _NON_NEGATIVE, "optim.weight_decay": _NON_NEGATIVE, "optim.betas": _FRACTION,
@@ -222,7 +222,8 @@ RANGES: dict[str, _Rule] = {
 #: the allowed values of the config's choice keys
 CHOICES: dict[str, tuple[str, ...]] = {
     "loss.normalisation": ("data", "model", "published"),
-    "loss.e0": ("model", "fit"),
+    "loss.e0": ("model", "fit", "isolated"),
+    "loss.function": ("huber", "mse"),
     "optim.scheduler": ("warmup-linear", "plateau", "constant"),
     "run.dtype": ("float32", "float64"),
 }
