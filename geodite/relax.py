@@ -53,6 +53,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from ase.filters import FrechetCellFilter
 
 
 @dataclass
@@ -101,6 +102,215 @@ def relax_atoms(
     return RelaxResult(atoms, energy, n_steps, converged, fmax_final, time.perf_counter() - t0)
 
 
+class _FrechetCellFilter(FrechetCellFilter):
+    """ASE's FrechetCellFilter (default options: all six strain components, no pressure) with the same values
+    computed faster, for the batched engine. The cell variable (the log of the deformation gradient, scaled)
+    is kept from ``set_positions``: ASE recomputes it with scipy's ``logm`` of the cell twice a step, the same
+    value to round-off at ~4 ms a call, the main cost of a small structure's step. The log-space cell force is
+    one adjoint Fréchet derivative, ``L_exp(Xᵀ, G)``, instead of ASE's nine directional ones
+    (``⟨L_exp(X, E_mn), G⟩ = ⟨E_mn, L_exp(Xᵀ, G)⟩``)."""
+
+    def __init__(self, atoms):
+        super().__init__(atoms)
+        self._cell_x = super().get_positions()[len(atoms) :]  # ASE's own value at the start
+
+    def _deform(self) -> np.ndarray:
+        return np.linalg.solve(self.orig_cell, self.atoms.get_cell()).T
+
+    def get_positions(self) -> np.ndarray:
+        positions = np.linalg.solve(self._deform(), self.atoms.get_positions().T).T
+        return np.concatenate([positions, self._cell_x])
+
+    def set_positions(self, new, **kwargs) -> None:
+        super().set_positions(new, **kwargs)
+        self._cell_x = np.array(new[len(self.atoms) :], dtype=float)
+
+    def get_forces(self, **kwargs) -> np.ndarray:
+        from ase.stress import full_3x3_to_voigt_6_stress, voigt_6_to_full_3x3_stress
+        from scipy.linalg import expm_frechet
+
+        volume = self.atoms.get_volume()
+        virial = -volume * voigt_6_to_full_3x3_stress(self.atoms.get_stress(**kwargs))
+        deform = self._deform()
+        log_deform = self._cell_x / self.exp_cell_factor - np.log(float(len(self.atoms))) * np.eye(3)
+        log_force = expm_frechet(log_deform.T, virial @ np.linalg.inv(deform.T), compute_expm=False)
+        self.stress = full_3x3_to_voigt_6_stress(-virial / volume)
+        return np.concatenate([self.atoms.get_forces(**kwargs) @ deform, log_force / self.exp_cell_factor])
+
+
+class _Evaluated:
+    """The batched model call's results for a structure's current geometry, as its ASE calculator. The loop sets
+    new results after every step (the optimiser moves atoms only between model calls), so unlike ASE's
+    SinglePointCalculator it does not compare the geometry on every read."""
+
+    def __init__(self, energy: float, forces: np.ndarray, stress: np.ndarray | None):
+        self.results = {"energy": energy, "free_energy": energy, "forces": forces, "stress": stress}
+
+    def get_property(self, name: str, atoms=None, allow_calculation: bool = True):
+        return self.results[name]
+
+    def get_potential_energy(self, atoms=None, force_consistent: bool = False) -> float:
+        return self.results["energy"]
+
+    def get_forces(self, atoms=None) -> np.ndarray:
+        return self.results["forces"].copy()
+
+    def get_stress(self, atoms=None) -> np.ndarray:
+        if self.results["stress"] is None:
+            raise NotImplementedError("no stress for a structure that is not periodic in 3D")
+        return self.results["stress"].copy()
+
+
+class _OnceAGradient:
+    """An ASE optimizable (a cell filter's or plain atoms') whose gradient is computed once per geometry.
+
+    The batched loop checks convergence and then steps on the same gradient; ASE's own loop computes the
+    filter's gradient again for each (for FrechetCellFilter a matrix log and nine Fréchet derivatives).
+    Values are the wrapped optimizable's, so the steps are ASE's."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.gradient = None
+
+    def __ase_optimizable__(self):
+        return self
+
+    def ndofs(self) -> int:
+        return self.inner.ndofs()
+
+    def get_x(self) -> np.ndarray:
+        return self.inner.get_x()
+
+    def set_x(self, x: np.ndarray) -> None:
+        self.gradient = None
+        self.inner.set_x(x)
+
+    def get_gradient(self) -> np.ndarray:
+        if self.gradient is None:
+            self.gradient = self.inner.get_gradient()
+        return self.gradient
+
+    def get_value(self) -> float:
+        return self.inner.get_value()
+
+    def iterimages(self):
+        return self.inner.iterimages()
+
+    def converged(self, gradient: np.ndarray, fmax: float) -> bool:
+        return self.inner.converged(gradient, fmax)
+
+    def gradient_norm(self, gradient: np.ndarray) -> float:
+        return self.inner.gradient_norm(gradient)
+
+
+@dataclass
+class _InFlight:
+    """One structure in a batched relaxation: its atoms, the ASE filter and optimiser that step it."""
+
+    key: Any
+    atoms: Any
+    filtered: Any
+    optimizer: Any
+    cost_s: float = 0.0  # its share of the model calls (by atoms) plus its own optimiser steps
+
+
+def _start_relaxation(key, atoms, fmax: float, optimizer: str, cell_filter: str | None) -> _InFlight:
+    from ase import filters
+
+    atoms = atoms.copy()
+    atoms.calc = None
+    if cell_filter == "FrechetCellFilter":
+        filtered = _FrechetCellFilter(atoms)
+    else:
+        filtered = getattr(filters, cell_filter)(atoms) if cell_filter else atoms
+    opt = _make_optimizer(optimizer, _OnceAGradient(filtered.__ase_optimizable__()))
+    opt.fmax = fmax  # what Optimizer.run sets before its first convergence check
+    return _InFlight(key, atoms, filtered, opt)
+
+
+def _finish(flight: _InFlight, converged: bool, gradient: np.ndarray) -> RelaxResult:
+    """The RelaxResult of a finished structure, as :func:`relax_atoms` builds it."""
+    forces = gradient.reshape(-1, 3)
+    fmax_final = float(np.sqrt((forces**2).sum(axis=1)).max()) if len(forces) else 0.0
+    energy = float(flight.atoms.get_potential_energy())
+    flight.atoms.calc = None
+    return RelaxResult(flight.atoms, energy, int(flight.optimizer.nsteps), converged, fmax_final, flight.cost_s)
+
+
+def relax_in_flight(
+    structures,
+    evaluate,
+    fmax: float = 0.05,
+    steps: int = 500,
+    optimizer: str = "FIRE",
+    cell_filter: str | None = "FrechetCellFilter",
+    max_atoms: int = 512,
+):
+    """Relax many structures with one model call per step for all of them; yield ``(key, result)`` as each
+    finishes (in finishing order), ``result`` a :class:`RelaxResult` or, for a structure the model cannot
+    evaluate, the error message (str).
+
+    ``structures``: an iterable of ``(key, ase.Atoms)``, consumed lazily. ``evaluate``: a function from a
+    list of structures to one :class:`~geodite.calculator.Prediction` each (energy eV, forces eV/Å, stress
+    eV/Å³), e.g. :meth:`geodite.tasks.runner.WorkerContext.evaluate` or ``Evaluator.evaluate``.
+
+    The physics is :func:`relax_atoms`'s, by construction: each structure has its own ASE ``cell_filter``
+    (FrechetCellFilter: the symmetrised log-space cell force) and ASE ``optimizer`` (FIRE), stepped with
+    ASE's own code; only the model call is shared. Each step, every structure in flight is evaluated in
+    one call, checked with ASE's criterion (max generalised force < ``fmax``, before the first step too)
+    and leaves when converged or after ``steps`` steps. A fixed budget of ``max_atoms`` atoms stays in
+    flight: a finished structure's place is refilled from ``structures`` at once (a structure larger than
+    the budget runs alone). ``wall_s`` of a result is its cost: its share (by atoms) of every model call
+    it was part of plus its own optimiser steps.
+    """
+    from ase.stress import full_3x3_to_voigt_6_stress
+
+    source = iter(structures)
+    flight: list[_InFlight] = []
+    waiting = None  # the next structure, when it did not fit the budget
+    exhausted = False
+    while True:
+        load = sum(len(f.atoms) for f in flight)
+        while not exhausted:
+            if waiting is None:
+                waiting = next(source, None)
+                if waiting is None:
+                    exhausted = True
+                    break
+            key, atoms = waiting
+            if flight and load + len(atoms) > max_atoms:
+                break
+            flight.append(_start_relaxation(key, atoms, fmax, optimizer, cell_filter))
+            load += len(atoms)
+            waiting = None
+        if not flight:
+            return
+        t0 = time.perf_counter()
+        predictions = evaluate([f.atoms for f in flight])
+        call_s = time.perf_counter() - t0
+        still = []
+        for f, prediction in zip(flight, predictions, strict=True):
+            begin = time.perf_counter()
+            f.cost_s += call_s * len(f.atoms) / load
+            if not prediction.ok:
+                yield f.key, prediction.error
+                continue
+            stress = None if prediction.stress is None else full_3x3_to_voigt_6_stress(prediction.stress)
+            f.atoms.calc = _Evaluated(prediction.energy, prediction.forces, stress)
+            opt = f.optimizer
+            gradient = opt.optimizable.get_gradient()
+            converged = bool(opt.gradient_converged(gradient))
+            if converged or opt.nsteps >= steps:
+                f.cost_s += time.perf_counter() - begin
+                yield f.key, _finish(f, converged, gradient)
+                continue
+            opt.step()
+            opt.nsteps += 1
+            f.cost_s += time.perf_counter() - begin
+            still.append(f)
+        flight = still
+
+
 def relax_structures(
     atoms_list,
     calculator_or_model,
@@ -119,7 +329,10 @@ def relax_structures(
     :mod:`geodite.registry`), a Geodite, an :class:`~geodite.calculator.Evaluator` or a
     :class:`~geodite.torchsim.GeoditeTorchSimModel` (``device``/``dtype`` apply to models given
     by name or as a Geodite; the torch-sim backend unwraps a GeoditeCalculator to its Evaluator).
-    ``backend="ase"``: the per-structure ASE loop, any calculator. ``backend="torch-sim"``:
+    ``backend="ase"``: the per-structure ASE loop, any calculator. ``backend="batched"``: the same ASE
+    optimiser and filter per structure with one model call per step for all structures in flight
+    (:func:`relax_in_flight`, ``max_batch_atoms`` in flight, default 512; a structure the model cannot
+    evaluate raises StructureError). ``backend="torch-sim"``:
     batched FIRE + Frechet cell filter for Geodite models (:func:`relax_structures_torchsim`);
     ``optimizer``/``cell_filter`` must then be FIRE/FrechetCellFilter.
     """
@@ -132,13 +345,24 @@ def relax_structures(
             atoms_list, calculator_or_model, fmax, steps, device=device, dtype=dtype,
             max_batch_atoms=max_batch_atoms,
         )
-    if backend != "ase":
-        raise ValueError(f"unknown relaxation backend {backend!r} (use 'ase' or 'torch-sim')")
+    if backend not in ("ase", "batched"):
+        raise ValueError(f"unknown relaxation backend {backend!r} (use 'ase', 'batched' or 'torch-sim')")
     calc = _ase_calculator(calculator_or_model, device, dtype)
-    from geodite.tasks.runner import limit_blas_threads
+    from geodite.tasks.runner import WorkerContext, limit_blas_threads
 
     with limit_blas_threads(1):  # 3×3 linear algebra in the optimiser: BLAS threads only contend
-        return [relax_atoms(a, calc, fmax, steps, optimizer, cell_filter) for a in atoms_list]
+        if backend == "ase":
+            return [relax_atoms(a, calc, fmax, steps, optimizer, cell_filter) for a in atoms_list]
+        evaluate = WorkerContext(model="", spec=None, calculator=calc).evaluate
+        results: list = [None] * len(atoms_list)
+        for index, result in relax_in_flight(enumerate(atoms_list), evaluate, fmax, steps, optimizer, cell_filter,
+                                             max_batch_atoms or 512):
+            if isinstance(result, str):
+                from geodite.graph import StructureError
+
+                raise StructureError(result, index=index)
+            results[index] = result
+        return results
 
 
 def _ase_calculator(obj, device: str, dtype: str):

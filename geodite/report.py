@@ -114,9 +114,6 @@ class TaskNotRun(Exception):
 
 def make_task(name: str, opts: AllOptions):
     """The task object of a runner task, with the single command's defaults (+ quick-mode and overrides)."""
-    from geodite.registry import model_label
-    from geodite.tasks.results import task_dir
-
     extra = dict(opts.task_options.get(name, {}))
     if name == "discovery":
         from geodite.tasks.discovery import DiscoveryTask
@@ -138,9 +135,7 @@ def make_task(name: str, opts: AllOptions):
     if name == "md":
         from geodite.tasks.md import MDTask, parse_time_fs
 
-        trajectories = task_dir(opts.results_dir, "md", model_label(opts.model)) / "trajectories"
-        kwargs = {"time_fs": parse_time_fs(opts.md_time or (QUICK_MD_TIME if opts.quick else "1ns")),
-                  "trajectory_dir": str(trajectories)}
+        kwargs = {"time_fs": parse_time_fs(opts.md_time or (QUICK_MD_TIME if opts.quick else "1ns"))}
         if opts.quick:
             kwargs["frame_interval"] = QUICK_MD_FRAME_INTERVAL
         return MDTask(**(kwargs | extra))

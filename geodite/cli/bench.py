@@ -33,9 +33,11 @@ def discovery_command(
     fmax: Annotated[float, typer.Option(help="force convergence (eV/Å)")] = 0.05,
     steps: Annotated[int, typer.Option(help="max optimizer steps")] = 500,
     optimizer: Annotated[str, typer.Option(help="ASE optimizer")] = "FIRE",
-    relax_backend: Annotated[str, typer.Option(
-        help="ase, or torch-sim (FIRE + Frechet cell filter in torch-sim; Geodite models only, others use ase)")]
-    = "ase",
+    engine: Annotated[str, typer.Option(
+        help="batched (one model call per step for all structures in flight) or ase (one structure at a time); "
+             "same physics")] = "batched",
+    max_atoms: Annotated[Optional[int], typer.Option(
+        help="batched engine: atoms in flight per worker (default 512 on CPU, 8192 on CUDA)")] = None,
     rattle: Annotated[float, typer.Option(help="offline mode: rattle σ (Å) of the start structure")] = 0.05,
     strain: Annotated[float, typer.Option(help="offline mode: max strain component of the start structure")] = 0.03,
     seed: Annotated[int, typer.Option(help="offline mode: perturbation seed")] = 0,
@@ -51,7 +53,8 @@ def discovery_command(
         task = DiscoveryTask(
             mode=mode, data_dir=str(data_dir) if data_dir else None,
             offline_path=str(offline_data) if offline_data else None, download=download, fmax=fmax, steps=steps,
-            optimizer=optimizer, rattle=rattle, strain=strain, seed=seed, relax_backend=relax_backend,
+            optimizer=optimizer, rattle=rattle, strain=strain, seed=seed, engine=engine,
+            max_atoms=max_atoms,
         )
         if task.mode == "offline" and mode == "auto":
             stderr.print(

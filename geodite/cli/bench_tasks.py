@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -45,18 +44,13 @@ def md_command(
     progress: o.Progress = True, plots: o.Plots = True, as_json: o.Json = False,
 ) -> None:
     """NVT MD on solid electrolytes: stability and RDF overlap with AIMD, one item per system."""
-    from geodite.registry import model_label
     from geodite.tasks.md import MDTask, parse_time_fs
-    from geodite.tasks.results import task_dir
 
-    trajectories = task_dir(results_dir, "md", model_label(model)) / "trajectories"
-    if fresh:
-        shutil.rmtree(trajectories, ignore_errors=True)
     names = [s.strip() for s in systems.split(",") if s.strip()] if systems else []
     o.run_bench(
         lambda: MDTask(time_fs=parse_time_fs(time), timestep_fs=timestep, frame_interval=frame_interval,
                        thermostat=thermostat, seed=seed, reference=str(reference) if reference else None,
-                       systems=names, trajectory_dir=str(trajectories)),
+                       systems=names),
         **o.shared(locals()),
     )
 
