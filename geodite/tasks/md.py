@@ -3,7 +3,8 @@
 Protocol per system: seeded Maxwell–Boltzmann velocities at the reference temperature, ASE
 Nosé–Hoover-chain NVT (or Langevin), 2 fs steps, a frame every ``frame_interval`` steps appended to a
 trajectory file in the runner's scratch folder as the run goes (a killed run resumes from its last
-frame), neighbour lists reused with a skin. The run stops early, and the system scores 0 overlap, when it becomes unstable:
+frame), neighbour lists reused with a skin. The run stops early, and the system scores 0 overlap,
+when it becomes unstable:
 * collapse: any pair closer than 0.5 Å;
 * flying apart: an atom with no neighbour within 5 Å;
 * temperature runaway: instantaneous T above 2 × the target;

@@ -20,6 +20,9 @@ metrics over the rows. The runner owns everything else:
 * resumption: each finished row is appended at once to a :class:`ResultStore` (in process as
   the task yields it; from pool or Dask workers when their chunk returns); items already in the
   store are skipped (failed ones too, unless ``retry_failed``);
+* one writer per results folder: a run holds its :class:`RunLock` throughout, and ``fresh``
+  discards the stored rows and the scratch folder only while holding it;
+* worker processes die with the run (:func:`die_with_parent`), even when it is killed;
 * failures: an exception in an item becomes a row with ``status="failed"`` and ``error``; an
   exception escaping ``run_batch`` fails the items of the chunk it had not finished;
 * progress (rich, on stderr), the per-item table, metrics files and plots.
@@ -43,6 +46,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import pandas as pd
 
+from geodite.tasks.lifetime import die_with_parent
+from geodite.tasks.lock import RunLock
 from geodite.tasks.results import task_dir, write_metrics, write_rows
 from geodite.tasks.store import ResultStore
 
@@ -234,7 +239,8 @@ def run_chunk(
     return list(iter_chunk(task, items, model, device, dtype, scratch))
 
 
-def _pool_init(n_threads: int) -> None:
+def _pool_init(n_threads: int, parent_pid: int) -> None:
+    die_with_parent(parent_pid)
     set_threads(n_threads)
 
 
@@ -277,7 +283,8 @@ def _iter_local(task, parts, model, device, dtype, workers, n_threads, scratch) 
     os.environ.update(thread_env(n_threads))
     try:
         with ProcessPoolExecutor(
-            max_workers=workers, mp_context=get_context("spawn"), initializer=_pool_init, initargs=(n_threads,)
+            max_workers=workers, mp_context=get_context("spawn"), initializer=_pool_init,
+            initargs=(n_threads, os.getpid()),
         ) as pool:
             pending = set()
             it = iter(parts)
@@ -420,16 +427,28 @@ def run_task(task: Task, opts: RunOptions, client=None, log=None) -> dict:
         raise ModelNotAvailableError(spec.missing_message())
     out_dir = task_dir(opts.results_dir, task.name, label)
     store = ResultStore(out_dir / "store")
-    scratch = out_dir / "scratch"
+    with RunLock(store.lock_path, out_dir, log):
+        return _run_locked(task, opts, client, log, spec, store, t0)
+
+
+def _run_locked(task: Task, opts: RunOptions, client, log, spec, store: ResultStore, t0: float) -> dict:
+    """The run itself, once the results folder is held."""
+    from geodite.registry import model_label
+
+    label = model_label(opts.model)
+    out_dir = store.dir.parent
+    scratch = out_dir / "scratch"  # the task's resumable state besides the store (MD trajectories)
     if opts.fresh:
+        store.discard()
         shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True, exist_ok=True)
     config = protocol_config(task) | _weights_identity(spec)
     store.check_or_write_meta(
-        {"task": task.name, "model": opts.model, "energy_convention": spec.energy_convention},
-        config,
-        fresh=opts.fresh,
+        {"task": task.name, "model": opts.model, "energy_convention": spec.energy_convention}, config
     )
+    damaged = store.set_aside_bad_lines()
+    if damaged:
+        log(damaged)
     items = task.items()
     if opts.limit is not None:
         items = items[: opts.limit]

@@ -1,12 +1,15 @@
 """Crash-safe, append-only results store: one JSON line per finished item.
 
 Layout: ``<dir>/rows.jsonl`` (one JSON object per item, each with ``key`` and
-``status`` ∈ {"ok", "failed"}) and ``<dir>/meta.json`` (task, model, protocol config).
+``status`` ∈ {"ok", "failed"}), ``<dir>/meta.json`` (task, model, protocol config),
+``<dir>/run.lock`` (the writer's lock, see :mod:`geodite.tasks.lock`) and, after damage,
+``<dir>/rows.jsonl.corrupt`` (lines set aside).
 
 Every :meth:`ResultStore.append` writes one complete line, flushes and ``fsync``s, so
 a process killed with SIGKILL loses at most the line being written; on reopening, a
 trailing partial line is cut off and everything before it is kept. If an item appears
-more than once (a retried failure), the last line wins.
+more than once (a retried failure), the last line wins. Rows without a readable
+``meta.json`` are never reused: nothing would say which protocol made them.
 """
 
 from __future__ import annotations
@@ -15,14 +18,23 @@ import hashlib
 import json
 import math
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 
-class ConfigMismatchError(RuntimeError):
+class StoreError(RuntimeError):
+    """A results store that cannot be used as it is (the message says what to do)."""
+
+
+class ConfigMismatchError(StoreError):
     """The store was written with a different protocol configuration."""
+
+
+class StoreMetaError(StoreError):
+    """The store holds rows but its ``meta.json`` is missing or unreadable."""
 
 
 def _default(obj: Any):
@@ -55,23 +67,60 @@ def config_hash(config: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def _parse_line(line: bytes) -> dict | str:
+    """A complete store line as its row (a JSON object with str ``key`` and ``status``), or what is wrong."""
+    try:
+        row = json.loads(line.decode("utf-8"))
+    except UnicodeDecodeError:
+        return "not UTF-8"
+    except json.JSONDecodeError:
+        return "not JSON"
+    if not isinstance(row, dict) or not isinstance(row.get("key"), str) or not isinstance(row.get("status"), str):
+        return 'not a result row (no "key" and "status")'
+    return row
+
+
 class ResultStore:
     def __init__(self, directory: str | Path):
         self.dir = Path(directory)
         self.rows_path = self.dir / "rows.jsonl"
         self.meta_path = self.dir / "meta.json"
+        self.corrupt_path = self.dir / "rows.jsonl.corrupt"
+        self.lock_path = self.dir / "run.lock"
         self._fh = None
 
+    def discard(self) -> None:
+        """Delete the stored rows, metadata and set-aside lines (not the lock file: call this holding it)."""
+        for path in (self.rows_path, self.meta_path, self.corrupt_path):
+            path.unlink(missing_ok=True)
+
     # ---------------------------------------------------------------- meta
-    def check_or_write_meta(self, meta: dict, config: dict, fresh: bool = False) -> None:
-        """Record ``meta`` + the config hash; refuse to mix rows from another config."""
+    def _read_meta(self) -> dict:
+        """The stored metadata; :class:`StoreMetaError` when it is missing or unreadable."""
+        try:
+            meta = json.loads(self.meta_path.read_bytes().decode("utf-8"))
+            problem = None if isinstance(meta, dict) and "config_hash" in meta else "holds no configuration"
+        except FileNotFoundError:
+            problem = "is missing"
+        except OSError as exc:
+            problem = f"cannot be read ({exc.strerror})"
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            problem = f"is unreadable ({exc})"
+        if problem:
+            raise StoreMetaError(
+                f"{self.dir} holds results but its meta.json {problem}, so nothing says which protocol made them; "
+                "start fresh with --fresh (discards them) or use --results-dir to write elsewhere"
+            )
+        return meta
+
+    def check_or_write_meta(self, meta: dict, config: dict) -> None:
+        """Record ``meta`` + the config hash; refuse rows of another config or of an unknown one (no readable
+        ``meta.json``). A store without rows takes any config."""
         self.dir.mkdir(parents=True, exist_ok=True)
         h = config_hash(config)
-        if fresh:
-            self.rows_path.unlink(missing_ok=True)
-        elif self.meta_path.exists() and self.rows_path.exists():
-            old = json.loads(self.meta_path.read_text())
-            if old.get("config_hash") != h:
+        if self.rows_path.exists() and self.rows_path.stat().st_size:
+            old = self._read_meta()
+            if old["config_hash"] != h:
                 raise ConfigMismatchError(
                     f"{self.dir} holds results of a different configuration "
                     f"(stored {old.get('config')}, now {jsonable(config)}); "
@@ -96,19 +145,43 @@ class ResultStore:
             fh.flush()
             os.fsync(fh.fileno())
 
-    def read_rows(self) -> dict[str, dict]:
-        """key → row (last occurrence wins); malformed lines are skipped."""
-        rows: dict[str, dict] = {}
+    def _lines(self) -> Iterator[bytes]:
+        """The complete lines of the rows file (a partial last line is left out)."""
         if not self.rows_path.exists():
-            return rows
-        with open(self.rows_path, encoding="utf-8") as fh:
+            return
+        with open(self.rows_path, "rb") as fh:
             for line in fh:
-                if not line.endswith("\n"):
-                    break  # partial last line
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
+                if line.endswith(b"\n"):
+                    yield line
+
+    def set_aside_bad_lines(self, shown: int = 5) -> str | None:
+        """Move complete lines that are not rows (not UTF-8, not JSON, no ``key``/``status``) from the rows file
+        to ``rows.jsonl.corrupt`` (appended, bytes as they were), so their items are recomputed; a partial last
+        line is cut. Returns the one-line report naming the file and the lines, or None when all were good."""
+        self._repair_tail()
+        parsed = ((number, _parse_line(line)) for number, line in enumerate(self._lines(), 1))
+        bad = [(number, problem) for number, problem in parsed if isinstance(problem, str)]
+        if not bad:
+            return None
+        tmp = self.rows_path.with_name(f".{self.rows_path.name}.tmp")
+        with open(tmp, "wb") as good, open(self.corrupt_path, "ab") as corrupt:
+            for line in self._lines():
+                (corrupt if isinstance(_parse_line(line), str) else good).write(line)
+            for fh in (corrupt, good):
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, self.rows_path)
+        listed = ", ".join(f"line {number}: {problem}" for number, problem in bad[:shown])
+        more = f" and {len(bad) - shown} more" if len(bad) > shown else ""
+        return (f"{self.rows_path}: {listed}{more}; set aside in {self.corrupt_path.name}, "
+                "their items will be computed again")
+
+    def read_rows(self) -> dict[str, dict]:
+        """key → row (last occurrence wins); lines that are not rows are skipped."""
+        rows: dict[str, dict] = {}
+        for line in self._lines():
+            row = _parse_line(line)
+            if isinstance(row, dict):
                 rows[row["key"]] = row
         return rows
 

@@ -50,7 +50,8 @@ def test_config_mismatch_and_fresh(tmp_path):
     store.check_or_write_meta({"task": "t"}, {"fmax": 0.05})  # same config: fine
     with pytest.raises(ConfigMismatchError):
         store.check_or_write_meta({"task": "t"}, {"fmax": 0.1})
-    store.check_or_write_meta({"task": "t"}, {"fmax": 0.1}, fresh=True)
+    store.discard()
+    store.check_or_write_meta({"task": "t"}, {"fmax": 0.1})
     assert store.read_rows() == {}
 
 
