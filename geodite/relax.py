@@ -3,47 +3,25 @@
 * :func:`relax_atoms` — the plain ASE path for any calculator: FIRE on a
   FrechetCellFilter (positions and cell together), stop at max force ≤ ``fmax`` eV/Å
   (the filter's generalised forces include the virial term) or after ``steps`` steps.
-* :func:`relax_structures` — many structures with one calculator or model.
-  ``backend="ase"`` loops over :func:`relax_atoms`; ``backend="torch-sim"``
-  (:func:`relax_structures_torchsim`, Geodite models only) runs torch-sim's batched FIRE
-  (ASE flavour, ASE's defaults) + Frechet cell filter (``torch-sim-atomistic==0.3.0``) on
-  :class:`geodite.torchsim.GeoditeTorchSimModel`: one forward pass for every structure in
-  flight, each checked with ASE's criterion after every step and swapped out (in-flight
-  batching) when converged or out of steps. Same ``fmax``/``steps`` semantics and the same
-  :class:`RelaxResult` as the ASE path; ``wall_s`` is the batch's time per structure.
+* :func:`relax_in_flight` — the batched engine (``geodite bench discovery --engine batched``):
+  many structures, one model call per step for all structures in flight, a fixed budget of
+  atoms refilled as structures converge. Each structure is stepped by ASE's own optimiser on
+  a FrechetCellFilter that computes ASE's values faster (:class:`_FrechetCellFilter`), so the
+  physics is :func:`relax_atoms`'s: in float64 the same steps and energies to 1e-12 eV
+  (tests/test_relax.py); on the shipped model in float32 see docs/batched-engine.md.
+* :func:`relax_structures` — a list of structures with one calculator or model:
+  ``backend="ase"`` (:func:`relax_atoms` in a loop), ``"batched"`` (:func:`relax_in_flight`) or
+  ``"torch-sim"`` (:func:`relax_structures_torchsim`, Geodite models only: torch-sim 0.3.0's
+  batched FIRE + Frechet cell filter on :class:`geodite.torchsim.GeoditeTorchSimModel`).
 
-Throughput (measured 2026-11-24 on CPU, 1 torch thread, float32, shipped ``geodite`` model
-``geodite-distilled.pt`` md5 c78c831e; a 2-core machine shared with model training, load
-average 5–9, so expect ±30 % run to run; each row lists separate runs)::
-
-    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 nice -n 10 python -m geodite.relax --n 40
-    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 nice -n 10 python -m geodite.relax --n 200
-    ... --n 40 --backends torch-sim --max-batch-atoms 1      (batch of one)
-
-First N offline WBM materials, DiscoveryTask's start structures (strain ±0.03, rattle
-0.05 Å, seed 0), fmax 0.05 eV/Å, ≤ 500 steps; structures per hour:
-
-    N = 40 (7.2 atoms mean, 12 max)   ase 1883, 2016     torch-sim 5091, 7740, 6295
-                                      40/40 converged, 38.5 mean steps, both backends
-    N = 200 (7.7 atoms mean, 40 max)  ase 1880, 2709     torch-sim 4744, 7405
-                                      199/200 converged, 49.2 / 49.6 mean steps
-    N = 40, torch-sim batch of one    2849
-
-So 2.5–3.8× over ASE, with every structure of a run in one batch (≤ 2048 atoms). Where the
-batched time goes (N = 40: 70 steps of one 287-atom batch): Geodite forward + backward ~70 %,
-torch-sim's per-system Frechet cell-force loop (9 ``expm_frechet`` calls per system per step,
-in Python) ~20 %. The gain is amortised per-call overhead on small structures; on one thread
-the model's per-atom cost stays, so expect more from a GPU (not measured here). The batch-of-one
-row is what ``DiscoveryTask(relax_backend="torch-sim")`` gets today: the runner hands the task
-one item at a time.
-
-Agreement: final energies per atom agree to 3e-6 eV/atom (median; N = 40 max 4.5e-5). For
-N = 200, 9 materials differ by 1e-3–0.15 eV/atom with both backends converged: the FIRE paths
-diverge. In the two largest (wbm-2-29207, wbm-2-42024) torch-sim ends 0.15 / 0.08 eV/atom lower
-at a 21 / 24 % larger volume, reproduced in float64 and with a batch of one (so not precision
-or batching). The known algorithmic difference: ASE's FrechetCellFilter uses the plain
-(symmetric) virial as the log-space cell force whenever it is within cos > 0.8 of the exact
-Frechet one (symmetrised otherwise); torch-sim 0.3.0 always uses the exact, unsymmetrised one.
+torch-sim (measured 2026-11-24, 1 thread, ``python -m geodite.relax --n 200``): 2.5–3.8× the
+ASE loop, but 9 of 200 offline WBM materials ended 1e-3–0.15 eV/atom apart from ASE with both
+converged (reproduced in float64 and with a batch of one, so not precision or batching). ASE
+3.29's FrechetCellFilter uses the exact Fréchet derivative for the log-space cell force (the
+"plain virial when cos > 0.8" branch is in the deprecated ExpCellFilter), so the difference
+lies in torch-sim's own FIRE/filter step (e.g. its first-step branch is batch-wide, and its
+initial cell force is the unit-cell-filter one), not in a symmetrisation. The batched engine
+avoids the question by running ASE's optimiser itself.
 """
 
 from __future__ import annotations
@@ -64,6 +42,11 @@ class RelaxResult:
     converged: bool
     fmax_final: float  # eV/Å, max generalised force of the filter at the end
     wall_s: float
+
+
+def max_force(forces: np.ndarray) -> float:
+    """Largest row norm of generalised forces [n, 3] (eV/Å), ASE's convergence measure; 0 for none."""
+    return float(np.sqrt((forces**2).sum(axis=1)).max()) if len(forces) else 0.0
 
 
 def _make_optimizer(name: str, obj, logfile=None):
@@ -94,12 +77,22 @@ def relax_atoms(
     obj = getattr(filters, cell_filter)(atoms) if cell_filter else atoms
     opt = _make_optimizer(optimizer, obj, logfile=logfile)
     converged = bool(opt.run(fmax=fmax, steps=steps))
-    forces = obj.get_forces()
-    fmax_final = float(np.sqrt((forces**2).sum(axis=1)).max()) if len(forces) else 0.0
+    fmax_final = max_force(obj.get_forces())
     energy = float(atoms.get_potential_energy())
     n_steps = int(opt.nsteps)
     atoms.calc = None
     return RelaxResult(atoms, energy, n_steps, converged, fmax_final, time.perf_counter() - t0)
+
+
+# Atoms in flight of the batched engine per device kind. CPU: the model's cost is per atom beyond a few hundred
+# atoms, so a bigger batch buys nothing but memory; a GPU needs thousands of atoms per call to be busy (one
+# forward pass holds at most the Evaluator's max_atoms, 2048 by default: more in flight means more passes).
+DEFAULT_MAX_ATOMS = {"cpu": 512, "cuda": 8192}
+
+
+def default_max_atoms(device: str) -> int:
+    """The batched engine's default atom budget for a device name ("cpu", "cuda", "cuda:1", …)."""
+    return DEFAULT_MAX_ATOMS.get(str(device).split(":")[0], DEFAULT_MAX_ATOMS["cpu"])
 
 
 class _FrechetCellFilter(FrechetCellFilter):
@@ -230,8 +223,7 @@ def _start_relaxation(key, atoms, fmax: float, optimizer: str, cell_filter: str 
 
 def _finish(flight: _InFlight, converged: bool, gradient: np.ndarray) -> RelaxResult:
     """The RelaxResult of a finished structure, as :func:`relax_atoms` builds it."""
-    forces = gradient.reshape(-1, 3)
-    fmax_final = float(np.sqrt((forces**2).sum(axis=1)).max()) if len(forces) else 0.0
+    fmax_final = max_force(gradient.reshape(-1, 3))
     energy = float(flight.atoms.get_potential_energy())
     flight.atoms.calc = None
     return RelaxResult(flight.atoms, energy, int(flight.optimizer.nsteps), converged, fmax_final, flight.cost_s)
@@ -244,7 +236,7 @@ def relax_in_flight(
     steps: int = 500,
     optimizer: str = "FIRE",
     cell_filter: str | None = "FrechetCellFilter",
-    max_atoms: int = 512,
+    max_atoms: int = DEFAULT_MAX_ATOMS["cpu"],
 ):
     """Relax many structures with one model call per step for all of them; yield ``(key, result)`` as each
     finishes (in finishing order), ``result`` a :class:`RelaxResult` or, for a structure the model cannot
@@ -331,8 +323,8 @@ def relax_structures(
     by name or as a Geodite; the torch-sim backend unwraps a GeoditeCalculator to its Evaluator).
     ``backend="ase"``: the per-structure ASE loop, any calculator. ``backend="batched"``: the same ASE
     optimiser and filter per structure with one model call per step for all structures in flight
-    (:func:`relax_in_flight`, ``max_batch_atoms`` in flight, default 512; a structure the model cannot
-    evaluate raises StructureError). ``backend="torch-sim"``:
+    (:func:`relax_in_flight`, ``max_batch_atoms`` in flight, default :func:`default_max_atoms`; a
+    structure the model cannot evaluate raises StructureError). ``backend="torch-sim"``:
     batched FIRE + Frechet cell filter for Geodite models (:func:`relax_structures_torchsim`);
     ``optimizer``/``cell_filter`` must then be FIRE/FrechetCellFilter.
     """
@@ -355,8 +347,9 @@ def relax_structures(
             return [relax_atoms(a, calc, fmax, steps, optimizer, cell_filter) for a in atoms_list]
         evaluate = WorkerContext(model="", spec=None, calculator=calc).evaluate
         results: list = [None] * len(atoms_list)
+        budget = max_batch_atoms or default_max_atoms(device)
         for index, result in relax_in_flight(enumerate(atoms_list), evaluate, fmax, steps, optimizer, cell_filter,
-                                             max_batch_atoms or 512):
+                                             budget):
             if isinstance(result, str):
                 from geodite.graph import StructureError
 
@@ -569,7 +562,7 @@ def throughput(
     out: dict = {"n": len(starts), "atoms_mean": float(n_atoms.mean()), "atoms_max": int(n_atoms.max())}
     energies, details = {}, {}
     for backend in backends:
-        if backend == "ase":
+        if backend in ("ase", "batched"):
             from geodite.registry import get_calculator
 
             target = get_calculator(model, device=device, dtype=dtype)

@@ -75,9 +75,6 @@ def structure_rmsd(relaxed, reference, stol: float = 1.0) -> float:
 
 
 ENGINES = ("batched", "ase")
-# in-flight atom budget of the batched engine per device kind (see geodite/relax.py: on CPU the model's cost is
-# per atom beyond a few hundred atoms; a GPU needs thousands of atoms in a call to be busy)
-DEFAULT_MAX_ATOMS = {"cpu": 512, "cuda": 8192}
 
 
 @dataclass
@@ -96,7 +93,7 @@ class DiscoveryTask:
     seed: int = field(default=0, metadata=PROTOCOL)
     name: str = "discovery"
     engine: str = "batched"  # "batched" | "ase": same physics (module docstring)
-    max_atoms: int | None = None  # batched engine: atoms in flight (default DEFAULT_MAX_ATOMS of the device)
+    max_atoms: int | None = None  # batched engine: atoms in flight (default geodite.relax.default_max_atoms)
 
     def __post_init__(self) -> None:
         if self.mode not in {"auto", "offline", "full"}:
@@ -172,7 +169,7 @@ class DiscoveryTask:
         if self.engine == "ase":
             yield from item_rows(self.run_item, items, ctx)
             return
-        from geodite.relax import relax_in_flight
+        from geodite.relax import default_max_atoms, relax_in_flight
 
         by_key = {item["key"]: item for item in items}
         starts: dict[str, object] = {}
@@ -181,7 +178,7 @@ class DiscoveryTask:
                 starts[item["key"]] = self.start_structure(item)
             except Exception as exc:  # noqa: BLE001 - a bad record fails its own row
                 yield failed_row(item["key"], exc)
-        budget = self.max_atoms or DEFAULT_MAX_ATOMS.get(str(ctx.device).split(":")[0], DEFAULT_MAX_ATOMS["cpu"])
+        budget = self.max_atoms or default_max_atoms(ctx.device)
         relaxations = relax_in_flight(starts.items(), ctx.evaluate, self.fmax, self.steps, self.optimizer,
                                       self.cell_filter, budget)
         for key, res in relaxations:
