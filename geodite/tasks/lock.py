@@ -46,11 +46,11 @@ def _is_dead(info: dict) -> bool:
     if info.get("host") != socket.gethostname() or not isinstance(info.get("pid"), int):
         return False
     try:
-        os.kill(info["pid"], 0)
+        os.kill(info["pid"], 0)  # signal 0: only asks whether the pid exists
     except ProcessLookupError:
         return True
-    except PermissionError:
-        return False
+    except PermissionError:  # exists, owned by another user
+        pass
     return False
 
 
