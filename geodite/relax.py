@@ -3,47 +3,25 @@
 * :func:`relax_atoms` — the plain ASE path for any calculator: FIRE on a
   FrechetCellFilter (positions and cell together), stop at max force ≤ ``fmax`` eV/Å
   (the filter's generalised forces include the virial term) or after ``steps`` steps.
-* :func:`relax_structures` — many structures with one calculator or model.
-  ``backend="ase"`` loops over :func:`relax_atoms`; ``backend="torch-sim"``
-  (:func:`relax_structures_torchsim`, Geodite models only) runs torch-sim's batched FIRE
-  (ASE flavour, ASE's defaults) + Frechet cell filter (``torch-sim-atomistic==0.3.0``) on
-  :class:`geodite.torchsim.GeoditeTorchSimModel`: one forward pass for every structure in
-  flight, each checked with ASE's criterion after every step and swapped out (in-flight
-  batching) when converged or out of steps. Same ``fmax``/``steps`` semantics and the same
-  :class:`RelaxResult` as the ASE path; ``wall_s`` is the batch's time per structure.
+* :func:`relax_in_flight` — the batched engine (``geodite bench discovery --engine batched``):
+  many structures, one model call per step for all structures in flight, a fixed budget of
+  atoms refilled as structures converge. Each structure is stepped by ASE's own optimiser on
+  a FrechetCellFilter that computes ASE's values faster (:class:`_FrechetCellFilter`), so the
+  physics is :func:`relax_atoms`'s: in float64 the same steps and energies to 1e-12 eV
+  (tests/test_relax.py); on the shipped model in float32 see docs/batched-engine.md.
+* :func:`relax_structures` — a list of structures with one calculator or model:
+  ``backend="ase"`` (:func:`relax_atoms` in a loop), ``"batched"`` (:func:`relax_in_flight`) or
+  ``"torch-sim"`` (:func:`relax_structures_torchsim`, Geodite models only: torch-sim 0.3.0's
+  batched FIRE + Frechet cell filter on :class:`geodite.torchsim.GeoditeTorchSimModel`).
 
-Throughput (measured 2026-11-24 on CPU, 1 torch thread, float32, shipped ``geodite`` model
-``geodite-distilled.pt`` md5 c78c831e; a 2-core machine shared with model training, load
-average 5–9, so expect ±30 % run to run; each row lists separate runs)::
-
-    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 nice -n 10 python -m geodite.relax --n 40
-    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 nice -n 10 python -m geodite.relax --n 200
-    ... --n 40 --backends torch-sim --max-batch-atoms 1      (batch of one)
-
-First N offline WBM materials, DiscoveryTask's start structures (strain ±0.03, rattle
-0.05 Å, seed 0), fmax 0.05 eV/Å, ≤ 500 steps; structures per hour:
-
-    N = 40 (7.2 atoms mean, 12 max)   ase 1883, 2016     torch-sim 5091, 7740, 6295
-                                      40/40 converged, 38.5 mean steps, both backends
-    N = 200 (7.7 atoms mean, 40 max)  ase 1880, 2709     torch-sim 4744, 7405
-                                      199/200 converged, 49.2 / 49.6 mean steps
-    N = 40, torch-sim batch of one    2849
-
-So 2.5–3.8× over ASE, with every structure of a run in one batch (≤ 2048 atoms). Where the
-batched time goes (N = 40: 70 steps of one 287-atom batch): Geodite forward + backward ~70 %,
-torch-sim's per-system Frechet cell-force loop (9 ``expm_frechet`` calls per system per step,
-in Python) ~20 %. The gain is amortised per-call overhead on small structures; on one thread
-the model's per-atom cost stays, so expect more from a GPU (not measured here). The batch-of-one
-row is what ``DiscoveryTask(relax_backend="torch-sim")`` gets today: the runner hands the task
-one item at a time.
-
-Agreement: final energies per atom agree to 3e-6 eV/atom (median; N = 40 max 4.5e-5). For
-N = 200, 9 materials differ by 1e-3–0.15 eV/atom with both backends converged: the FIRE paths
-diverge. In the two largest (wbm-2-29207, wbm-2-42024) torch-sim ends 0.15 / 0.08 eV/atom lower
-at a 21 / 24 % larger volume, reproduced in float64 and with a batch of one (so not precision
-or batching). The known algorithmic difference: ASE's FrechetCellFilter uses the plain
-(symmetric) virial as the log-space cell force whenever it is within cos > 0.8 of the exact
-Frechet one (symmetrised otherwise); torch-sim 0.3.0 always uses the exact, unsymmetrised one.
+torch-sim (measured 2026-11-24, 1 thread, ``python -m geodite.relax --n 200``): 2.5–3.8× the
+ASE loop, but 9 of 200 offline WBM materials ended 1e-3–0.15 eV/atom apart from ASE with both
+converged (reproduced in float64 and with a batch of one, so not precision or batching). ASE
+3.29's FrechetCellFilter uses the exact Fréchet derivative for the log-space cell force (the
+"plain virial when cos > 0.8" branch is in the deprecated ExpCellFilter), so the difference
+lies in torch-sim's own FIRE/filter step (e.g. its first-step branch is batch-wide, and its
+initial cell force is the unit-cell-filter one), not in a symmetrisation. The batched engine
+avoids the question by running ASE's optimiser itself.
 """
 
 from __future__ import annotations
@@ -53,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from ase.filters import FrechetCellFilter
 
 
 @dataclass
@@ -63,6 +42,11 @@ class RelaxResult:
     converged: bool
     fmax_final: float  # eV/Å, max generalised force of the filter at the end
     wall_s: float
+
+
+def max_force(forces: np.ndarray) -> float:
+    """Largest row norm of generalised forces [n, 3] (eV/Å), ASE's convergence measure; 0 for none."""
+    return float(np.sqrt((forces**2).sum(axis=1)).max()) if len(forces) else 0.0
 
 
 def _make_optimizer(name: str, obj, logfile=None):
@@ -93,12 +77,230 @@ def relax_atoms(
     obj = getattr(filters, cell_filter)(atoms) if cell_filter else atoms
     opt = _make_optimizer(optimizer, obj, logfile=logfile)
     converged = bool(opt.run(fmax=fmax, steps=steps))
-    forces = obj.get_forces()
-    fmax_final = float(np.sqrt((forces**2).sum(axis=1)).max()) if len(forces) else 0.0
+    fmax_final = max_force(obj.get_forces())
     energy = float(atoms.get_potential_energy())
     n_steps = int(opt.nsteps)
     atoms.calc = None
     return RelaxResult(atoms, energy, n_steps, converged, fmax_final, time.perf_counter() - t0)
+
+
+# Atoms in flight of the batched engine per device kind. CPU: the model's cost is per atom beyond a few hundred
+# atoms, so a bigger batch buys nothing but memory; a GPU needs thousands of atoms per call to be busy (one
+# forward pass holds at most the Evaluator's max_atoms, 2048 by default: more in flight means more passes).
+DEFAULT_MAX_ATOMS = {"cpu": 512, "cuda": 8192}
+
+
+def default_max_atoms(device: str) -> int:
+    """The batched engine's default atom budget for a device name ("cpu", "cuda", "cuda:1", …)."""
+    return DEFAULT_MAX_ATOMS.get(str(device).split(":")[0], DEFAULT_MAX_ATOMS["cpu"])
+
+
+class _FrechetCellFilter(FrechetCellFilter):
+    """ASE's FrechetCellFilter (default options: all six strain components, no pressure) with the same values
+    computed faster, for the batched engine. The cell variable (the log of the deformation gradient, scaled)
+    is kept from ``set_positions``: ASE recomputes it with scipy's ``logm`` of the cell twice a step, the same
+    value to round-off at ~4 ms a call, the main cost of a small structure's step. The log-space cell force is
+    one adjoint Fréchet derivative, ``L_exp(Xᵀ, G)``, instead of ASE's nine directional ones
+    (``⟨L_exp(X, E_mn), G⟩ = ⟨E_mn, L_exp(Xᵀ, G)⟩``)."""
+
+    def __init__(self, atoms):
+        super().__init__(atoms)
+        self._cell_x = super().get_positions()[len(atoms) :]  # ASE's own value at the start
+
+    def _deform(self) -> np.ndarray:
+        return np.linalg.solve(self.orig_cell, self.atoms.get_cell()).T
+
+    def get_positions(self) -> np.ndarray:
+        positions = np.linalg.solve(self._deform(), self.atoms.get_positions().T).T
+        return np.concatenate([positions, self._cell_x])
+
+    def set_positions(self, new, **kwargs) -> None:
+        super().set_positions(new, **kwargs)
+        self._cell_x = np.array(new[len(self.atoms) :], dtype=float)
+
+    def get_forces(self, **kwargs) -> np.ndarray:
+        from ase.stress import full_3x3_to_voigt_6_stress, voigt_6_to_full_3x3_stress
+        from scipy.linalg import expm_frechet
+
+        volume = self.atoms.get_volume()
+        virial = -volume * voigt_6_to_full_3x3_stress(self.atoms.get_stress(**kwargs))
+        deform = self._deform()
+        log_deform = self._cell_x / self.exp_cell_factor - np.log(float(len(self.atoms))) * np.eye(3)
+        log_force = expm_frechet(log_deform.T, virial @ np.linalg.inv(deform.T), compute_expm=False)
+        self.stress = full_3x3_to_voigt_6_stress(-virial / volume)
+        return np.concatenate([self.atoms.get_forces(**kwargs) @ deform, log_force / self.exp_cell_factor])
+
+
+class _Evaluated:
+    """The batched model call's results for a structure's current geometry, as its ASE calculator. The loop sets
+    new results after every step (the optimiser moves atoms only between model calls), so unlike ASE's
+    SinglePointCalculator it does not compare the geometry on every read."""
+
+    def __init__(self, energy: float, forces: np.ndarray, stress: np.ndarray | None):
+        self.results = {"energy": energy, "free_energy": energy, "forces": forces, "stress": stress}
+
+    def get_property(self, name: str, atoms=None, allow_calculation: bool = True):
+        return self.results[name]
+
+    def get_potential_energy(self, atoms=None, force_consistent: bool = False) -> float:
+        return self.results["energy"]
+
+    def get_forces(self, atoms=None) -> np.ndarray:
+        return self.results["forces"].copy()
+
+    def get_stress(self, atoms=None) -> np.ndarray:
+        if self.results["stress"] is None:
+            raise NotImplementedError("no stress for a structure that is not periodic in 3D")
+        return self.results["stress"].copy()
+
+
+class _OnceAGradient:
+    """An ASE optimizable (a cell filter's or plain atoms') whose gradient is computed once per geometry.
+
+    The batched loop checks convergence and then steps on the same gradient; ASE's own loop computes the
+    filter's gradient again for each (for FrechetCellFilter a matrix log and nine Fréchet derivatives).
+    Values are the wrapped optimizable's, so the steps are ASE's."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.gradient = None
+
+    def __ase_optimizable__(self):
+        return self
+
+    def ndofs(self) -> int:
+        return self.inner.ndofs()
+
+    def get_x(self) -> np.ndarray:
+        return self.inner.get_x()
+
+    def set_x(self, x: np.ndarray) -> None:
+        self.gradient = None
+        self.inner.set_x(x)
+
+    def get_gradient(self) -> np.ndarray:
+        if self.gradient is None:
+            self.gradient = self.inner.get_gradient()
+        return self.gradient
+
+    def get_value(self) -> float:
+        return self.inner.get_value()
+
+    def iterimages(self):
+        return self.inner.iterimages()
+
+    def converged(self, gradient: np.ndarray, fmax: float) -> bool:
+        return self.inner.converged(gradient, fmax)
+
+    def gradient_norm(self, gradient: np.ndarray) -> float:
+        return self.inner.gradient_norm(gradient)
+
+
+@dataclass
+class _InFlight:
+    """One structure in a batched relaxation: its atoms, the ASE filter and optimiser that step it."""
+
+    key: Any
+    atoms: Any
+    filtered: Any
+    optimizer: Any
+    cost_s: float = 0.0  # its share of the model calls (by atoms) plus its own optimiser steps
+
+
+def _start_relaxation(key, atoms, fmax: float, optimizer: str, cell_filter: str | None) -> _InFlight:
+    from ase import filters
+
+    atoms = atoms.copy()
+    atoms.calc = None
+    if cell_filter == "FrechetCellFilter":
+        filtered = _FrechetCellFilter(atoms)
+    else:
+        filtered = getattr(filters, cell_filter)(atoms) if cell_filter else atoms
+    opt = _make_optimizer(optimizer, _OnceAGradient(filtered.__ase_optimizable__()))
+    opt.fmax = fmax  # what Optimizer.run sets before its first convergence check
+    return _InFlight(key, atoms, filtered, opt)
+
+
+def _finish(flight: _InFlight, converged: bool, gradient: np.ndarray) -> RelaxResult:
+    """The RelaxResult of a finished structure, as :func:`relax_atoms` builds it."""
+    fmax_final = max_force(gradient.reshape(-1, 3))
+    energy = float(flight.atoms.get_potential_energy())
+    flight.atoms.calc = None
+    return RelaxResult(flight.atoms, energy, int(flight.optimizer.nsteps), converged, fmax_final, flight.cost_s)
+
+
+def relax_in_flight(
+    structures,
+    evaluate,
+    fmax: float = 0.05,
+    steps: int = 500,
+    optimizer: str = "FIRE",
+    cell_filter: str | None = "FrechetCellFilter",
+    max_atoms: int = DEFAULT_MAX_ATOMS["cpu"],
+):
+    """Relax many structures with one model call per step for all of them; yield ``(key, result)`` as each
+    finishes (in finishing order), ``result`` a :class:`RelaxResult` or, for a structure the model cannot
+    evaluate, the error message (str).
+
+    ``structures``: an iterable of ``(key, ase.Atoms)``, consumed lazily. ``evaluate``: a function from a
+    list of structures to one :class:`~geodite.calculator.Prediction` each (energy eV, forces eV/Å, stress
+    eV/Å³), e.g. :meth:`geodite.tasks.runner.WorkerContext.evaluate` or ``Evaluator.evaluate``.
+
+    The physics is :func:`relax_atoms`'s, by construction: each structure has its own ASE ``cell_filter``
+    (FrechetCellFilter: the symmetrised log-space cell force) and ASE ``optimizer`` (FIRE), stepped with
+    ASE's own code; only the model call is shared. Each step, every structure in flight is evaluated in
+    one call, checked with ASE's criterion (max generalised force < ``fmax``, before the first step too)
+    and leaves when converged or after ``steps`` steps. A fixed budget of ``max_atoms`` atoms stays in
+    flight: a finished structure's place is refilled from ``structures`` at once (a structure larger than
+    the budget runs alone). ``wall_s`` of a result is its cost: its share (by atoms) of every model call
+    it was part of plus its own optimiser steps.
+    """
+    from ase.stress import full_3x3_to_voigt_6_stress
+
+    source = iter(structures)
+    flight: list[_InFlight] = []
+    waiting = None  # the next structure, when it did not fit the budget
+    exhausted = False
+    while True:
+        load = sum(len(f.atoms) for f in flight)
+        while not exhausted:
+            if waiting is None:
+                waiting = next(source, None)
+                if waiting is None:
+                    exhausted = True
+                    break
+            key, atoms = waiting
+            if flight and load + len(atoms) > max_atoms:
+                break
+            flight.append(_start_relaxation(key, atoms, fmax, optimizer, cell_filter))
+            load += len(atoms)
+            waiting = None
+        if not flight:
+            return
+        t0 = time.perf_counter()
+        predictions = evaluate([f.atoms for f in flight])
+        call_s = time.perf_counter() - t0
+        still = []
+        for f, prediction in zip(flight, predictions, strict=True):
+            begin = time.perf_counter()
+            f.cost_s += call_s * len(f.atoms) / load
+            if not prediction.ok:
+                yield f.key, prediction.error
+                continue
+            stress = None if prediction.stress is None else full_3x3_to_voigt_6_stress(prediction.stress)
+            f.atoms.calc = _Evaluated(prediction.energy, prediction.forces, stress)
+            opt = f.optimizer
+            gradient = opt.optimizable.get_gradient()
+            converged = bool(opt.gradient_converged(gradient))
+            if converged or opt.nsteps >= steps:
+                f.cost_s += time.perf_counter() - begin
+                yield f.key, _finish(f, converged, gradient)
+                continue
+            opt.step()
+            opt.nsteps += 1
+            f.cost_s += time.perf_counter() - begin
+            still.append(f)
+        flight = still
 
 
 def relax_structures(
@@ -119,7 +321,10 @@ def relax_structures(
     :mod:`geodite.registry`), a Geodite, an :class:`~geodite.calculator.Evaluator` or a
     :class:`~geodite.torchsim.GeoditeTorchSimModel` (``device``/``dtype`` apply to models given
     by name or as a Geodite; the torch-sim backend unwraps a GeoditeCalculator to its Evaluator).
-    ``backend="ase"``: the per-structure ASE loop, any calculator. ``backend="torch-sim"``:
+    ``backend="ase"``: the per-structure ASE loop, any calculator. ``backend="batched"``: the same ASE
+    optimiser and filter per structure with one model call per step for all structures in flight
+    (:func:`relax_in_flight`, ``max_batch_atoms`` in flight, default :func:`default_max_atoms`; a
+    structure the model cannot evaluate raises StructureError). ``backend="torch-sim"``:
     batched FIRE + Frechet cell filter for Geodite models (:func:`relax_structures_torchsim`);
     ``optimizer``/``cell_filter`` must then be FIRE/FrechetCellFilter.
     """
@@ -132,13 +337,25 @@ def relax_structures(
             atoms_list, calculator_or_model, fmax, steps, device=device, dtype=dtype,
             max_batch_atoms=max_batch_atoms,
         )
-    if backend != "ase":
-        raise ValueError(f"unknown relaxation backend {backend!r} (use 'ase' or 'torch-sim')")
+    if backend not in ("ase", "batched"):
+        raise ValueError(f"unknown relaxation backend {backend!r} (use 'ase', 'batched' or 'torch-sim')")
     calc = _ase_calculator(calculator_or_model, device, dtype)
-    from geodite.tasks.runner import limit_blas_threads
+    from geodite.tasks.runner import WorkerContext, limit_blas_threads
 
     with limit_blas_threads(1):  # 3×3 linear algebra in the optimiser: BLAS threads only contend
-        return [relax_atoms(a, calc, fmax, steps, optimizer, cell_filter) for a in atoms_list]
+        if backend == "ase":
+            return [relax_atoms(a, calc, fmax, steps, optimizer, cell_filter) for a in atoms_list]
+        evaluate = WorkerContext(model="", spec=None, calculator=calc).evaluate
+        results: list = [None] * len(atoms_list)
+        budget = max_batch_atoms or default_max_atoms(device)
+        for index, result in relax_in_flight(enumerate(atoms_list), evaluate, fmax, steps, optimizer, cell_filter,
+                                             budget):
+            if isinstance(result, str):
+                from geodite.graph import StructureError
+
+                raise StructureError(result, index=index)
+            results[index] = result
+        return results
 
 
 def _ase_calculator(obj, device: str, dtype: str):
@@ -345,7 +562,7 @@ def throughput(
     out: dict = {"n": len(starts), "atoms_mean": float(n_atoms.mean()), "atoms_max": int(n_atoms.max())}
     energies, details = {}, {}
     for backend in backends:
-        if backend == "ase":
+        if backend in ("ase", "batched"):
             from geodite.registry import get_calculator
 
             target = get_calculator(model, device=device, dtype=dtype)

@@ -1,4 +1,4 @@
-"""Relaxation backends: ASE (any calculator) and torch-sim (batched, Geodite models)."""
+"""The torch-sim relaxation backend against ASE (the batched engine: tests/test_relax_batched.py)."""
 
 from __future__ import annotations
 
@@ -11,34 +11,11 @@ from ase.calculators.emt import EMT
 from geodite.calculator import Evaluator, GeoditeCalculator
 from geodite.relax import relax_structures
 
+from tests.test_relax_batched import _one_thread, perturbed_crystals  # noqa: F401 - fixture and structures
+
 torch_sim = pytest.importorskip("torch_sim")
 
 from geodite.torchsim import GeoditeTorchSimModel  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
-def perturbed_crystals() -> list:
-    """Four small strained and rattled crystals (2 atoms each; the small test model has a very flat
-    landscape for some others, e.g. diamond Si, where the two FIRE variants end in different minima)."""
-    rng = np.random.default_rng(0)
-    structures = [
-        bulk("NaCl", "rocksalt", a=5.6),
-        bulk("Cu", "fcc", a=3.6).repeat((2, 1, 1)),
-        bulk("MgO", "rocksalt", a=4.2),
-        bulk("LiF", "rocksalt", a=4.0),
-    ]
-    for k, atoms in enumerate(structures):
-        atoms.set_cell(atoms.cell.array @ (np.eye(3) + rng.uniform(-0.03, 0.03, (3, 3))), scale_atoms=True)
-        atoms.rattle(0.05, seed=k)
-        atoms.info["name"] = f"crystal{k}"
-    return structures
 
 
 def test_torchsim_model_matches_evaluator(small_model, small_cases):
@@ -118,39 +95,3 @@ def test_torchsim_step_limit_and_inputs(small_model):
     with pytest.raises(ValueError, match="unknown relaxation backend"):
         relax_structures(structures[:1], EMT(), backend="jax")
     assert relax_structures([], small_model, backend="torch-sim") == []
-
-
-def test_discovery_task_relax_backend(tmp_path):
-    """DiscoveryTask(relax_backend="torch-sim") on two offline WBM items: same rows as ASE (small model)."""
-    import gzip
-    import json
-    from pathlib import Path
-
-    from geodite.tasks.discovery import DiscoveryTask
-    from geodite.tasks.runner import RunOptions, run_task
-
-    data = Path(__file__).parent / "data"
-    with gzip.open(data / "wbm-random-60.json.gz", "rt") as fh:
-        records = json.load(fh)[:2]
-    path = tmp_path / "wbm2.json.gz"
-    with gzip.open(path, "wt") as fh:
-        json.dump(records, fh)
-    model = str(data / "geodite_small_checkpoint.pt")
-    default = DiscoveryTask(mode="offline", offline_path=str(path))
-    assert "relax_backend" not in default.config()  # stores written before the option stay valid
-    with pytest.raises(ValueError, match="relax_backend"):
-        DiscoveryTask(mode="offline", offline_path=str(path), relax_backend="jax")
-    rows = {}
-    for backend in ("ase", "torch-sim"):
-        task = DiscoveryTask(mode="offline", offline_path=str(path), relax_backend=backend)
-        opts = RunOptions(model=model, results_dir=tmp_path / backend, progress=False, plots=False,
-                          dtype="float64", threads=1)
-        summary = run_task(task, opts, log=lambda m: None)
-        assert summary["n_failed"] == 0
-        assert (summary["config"].get("relax_backend") == "torch-sim") == (backend == "torch-sim")
-        import pandas as pd
-
-        rows[backend] = pd.read_parquet(Path(summary["results_dir"]) / "rows.parquet").set_index("key")
-    ase, tsim = rows["ase"], rows["torch-sim"]
-    assert tsim["converged"].all() and ase["converged"].all()
-    np.testing.assert_allclose(tsim["e_form_pred"], ase["e_form_pred"], atol=1e-3)

@@ -111,7 +111,7 @@ def test_run_all_runs_every_task(tiny_run):
         assert result["status"] == "ok", (name, result)
         assert result["wall_s"] >= 0
     assert summary["tasks"]["discovery"]["n_items"] == 1
-    assert (root / "md" / LABEL / "trajectories").is_dir()  # next to the results, ignored by git
+    assert (root / "md" / LABEL / "scratch").is_dir()  # the runner's scratch folder, next to the results, ignored by git
     assert (root / "speed" / LABEL / "speed.json").is_file()
     prov = json.loads((root / LABEL / "provenance.json").read_text())
     assert prov["model"]["sha256"] and len(prov["model"]["sha256"]) == 64

@@ -33,9 +33,12 @@ def discovery_command(
     fmax: Annotated[float, typer.Option(callback=o.positive, help="force convergence (eV/Å)")] = 0.05,
     steps: Annotated[int, typer.Option(min=1, help="max optimizer steps")] = 500,
     optimizer: Annotated[str, typer.Option(help="ASE optimizer")] = "FIRE",
-    relax_backend: Annotated[str, typer.Option(
-        help="ase, or torch-sim (FIRE + Frechet cell filter in torch-sim; Geodite models only, others use ase)")]
-    = "ase",
+    engine: Annotated[str, typer.Option(
+        callback=o.one_of("batched", "ase"),
+        help="batched (one model call per step for all structures in flight) or ase (one structure at a time); "
+             "same physics")] = "batched",
+    max_atoms: Annotated[Optional[int], typer.Option(
+        min=1, help="batched engine: atoms in flight per worker (default 512 on CPU, 8192 on CUDA)")] = None,
     rattle: Annotated[float, typer.Option(
         callback=o.non_negative, help="offline mode: rattle σ (Å) of the start structure")] = 0.05,
     strain: Annotated[float, typer.Option(
@@ -50,7 +53,7 @@ def discovery_command(
     settings = dict(
         mode=mode, data_dir=str(data_dir) if data_dir else None,
         offline_path=str(offline_data) if offline_data else None, download=download, fmax=fmax, steps=steps,
-        optimizer=optimizer, rattle=rattle, strain=strain, seed=seed, relax_backend=relax_backend,
+        optimizer=optimizer, rattle=rattle, strain=strain, seed=seed, engine=engine, max_atoms=max_atoms,
     )
     o.run_bench("discovery", settings, **o.shared(locals()))
 

@@ -149,7 +149,7 @@ def run_bench(task_name: str, settings: dict, **shared_options) -> dict:
 
     model, as_json = shared_options["model"], shared_options["as_json"]
     try:
-        task = make_task(task_name, model, shared_options["results_dir"], **settings)
+        task = make_task(task_name, model, **settings)
         if getattr(task, "mode", None) == "offline" and settings.get("mode", "auto") == "auto":
             stderr.print(f"[yellow]{OFFLINE_NOTES[task_name]}[/yellow]")
         summary = run_task(task, run_options(shared_options), log=lambda message: stderr.print(message))

@@ -6,14 +6,16 @@ Protocols:
   87 elements (Po, At, Rn, Fr, Ra skipped).
 * ``arena`` (MLIP Arena): r from 0.9 r_cov to 3.1 r_vdW (6 Å where r_vdW is unknown) every 0.01 Å,
   non-periodic.
-One item per element; a whole curve is evaluated in one batched forward pass when the model offers
-batched evaluation (Geodite), else point by point through its ASE calculator.
+One item per element. ``run_batch`` evaluates every dimer of every element of a chunk in one
+``ctx.evaluate`` call (batched forward passes of up to the Evaluator's ``max_atoms`` atoms for Geodite,
+point by point through the ASE calculator for other models).
 """
 
 from __future__ import annotations
 
 import gzip
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -25,6 +27,7 @@ from ase import Atoms
 from ase.data import atomic_numbers, chemical_symbols, covalent_radii, vdw_alvarez
 
 from geodite.metrics import diatomics as m
+from geodite.tasks.runner import PROTOCOL, failed_row
 
 MBD_SKIPPED = ("Po", "At", "Rn", "Fr", "Ra")
 MBD_BOX = 50.0  # Å
@@ -69,21 +72,14 @@ def dimer(symbol: str, r: float, protocol: str) -> Atoms:
     return Atoms(f"{symbol}2", positions=[[0, 0, 0], [r, 0, 0]], pbc=False)
 
 
-def predict_curve(structures: list[Atoms], calculator) -> tuple[np.ndarray, np.ndarray]:
-    """Energies (eV) and Cartesian forces [n, 2, 3] (eV/Å), batched when the calculator allows it."""
-    evaluator = getattr(calculator, "evaluator", None)
-    if evaluator is not None:
-        predictions = evaluator.evaluate(structures, compute_stress=False)
-        failed = [p.error for p in predictions if not p.ok]
-        if failed:
-            raise ValueError(failed[0])
-        return np.array([p.energy for p in predictions]), np.stack([p.forces for p in predictions])
-    energies, forces = [], []
-    for atoms in structures:
-        atoms.calc = calculator
-        energies.append(atoms.get_potential_energy())
-        forces.append(atoms.get_forces())
-    return np.array(energies), np.stack(forces)
+def curve_arrays(predictions: list, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Energies (eV) and Cartesian forces [n, 2, 3] (eV/Å) of the Predictions of a curve at separations ``r``
+    (Å); the first error raises, naming its separation."""
+    failed = [(x, p.error) for x, p in zip(r, predictions) if not p.ok]
+    if failed:
+        x, error = failed[0]
+        raise ValueError(f"dimer at r = {x:.3f} Å: {error.split(': ', 1)[-1]}")
+    return np.array([p.energy for p in predictions]), np.stack([p.forces for p in predictions])
 
 
 def curve_metrics(symbol: str, r: np.ndarray, e: np.ndarray, f: np.ndarray, forces: np.ndarray) -> dict:
@@ -122,7 +118,7 @@ def curve_metrics(symbol: str, r: np.ndarray, e: np.ndarray, f: np.ndarray, forc
 class DiatomicsTask:
     """One item per element: a dimer curve and its metrics."""
 
-    protocol: str = "mbd"
+    protocol: str = field(default="mbd", metadata=PROTOCOL)
     elements: list[str] = field(default_factory=list)
     name: str = "diatomics"
 
@@ -133,17 +129,26 @@ class DiatomicsTask:
         if unknown:
             raise ValueError(f"unknown element(s): {', '.join(unknown)}")
 
-    def config(self) -> dict:
-        return {"protocol": self.protocol}
-
     def items(self) -> list[dict]:
         symbols = self.elements or [chemical_symbols[z] for z in range(1, 93)]
         return [{"key": s, "symbol": s} for s in symbols]
 
-    def run_item(self, item: dict, ctx) -> dict:
-        symbol = item["symbol"]
-        r = distances_for(symbol, self.protocol)
-        energies, forces = predict_curve([dimer(symbol, x, self.protocol) for x in r], ctx.calculator)
+    def run_batch(self, items: list[dict], ctx) -> Iterator[dict]:
+        """Every dimer of every element of ``items`` in one ``ctx.evaluate`` call, then one row per element."""
+        curves = {item["key"]: distances_for(item["symbol"], self.protocol) for item in items}
+        structures = [dimer(item["symbol"], x, self.protocol) for item in items for x in curves[item["key"]]]
+        predictions = ctx.evaluate(structures, compute_stress=False)
+        start = 0
+        for item in items:
+            r = curves[item["key"]]
+            try:
+                yield self.row(item["symbol"], r, *curve_arrays(predictions[start : start + len(r)], r)) | {"key": item["key"]}
+            except Exception as exc:  # noqa: BLE001 - one element's curve must not stop the others
+                yield failed_row(item["key"], exc)
+            start += len(r)
+
+    def row(self, symbol: str, r: np.ndarray, energies: np.ndarray, forces: np.ndarray) -> dict:
+        """The row of one element's curve: r (Å), energies (eV), Cartesian forces [n, 2, 3] (eV/Å)."""
         bond_force = m.bond_force_from_cartesian(forces)
         lo, hi = m.evaluation_window(symbol, r.max())
         window = (r >= lo) & (r <= hi)

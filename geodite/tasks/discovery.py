@@ -3,7 +3,11 @@
 Protocol per item (one WBM material):
 
 1. Relax the start structure with the model: ASE FIRE + FrechetCellFilter, fmax 0.05 eV/Å,
-   at most 500 steps (all configurable).
+   at most 500 steps (all configurable). Engines (same physics, not part of the protocol, so a
+   store made with one resumes with the other): ``batched`` (default) relaxes a chunk of
+   materials with one model call per step for all structures in flight
+   (:func:`geodite.relax.relax_in_flight`, ``max_atoms`` atoms in flight); ``ase`` relaxes one
+   material at a time with ASE's own loop (:func:`geodite.relax.relax_atoms`).
 2. Energy → formation energy per atom with MP's elemental reference energies (rounded to
    4 decimals, as MBD).
 3. Geometry: RMSD between the ML-relaxed and the DFT-relaxed structure,
@@ -48,7 +52,8 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +62,7 @@ import pandas as pd
 from geodite.data import downloads
 from geodite.data import wbm as wbm_data
 from geodite.metrics.symmetry import symmetry_comparison, symmetry_metrics_from_rows
+from geodite.tasks.runner import PROTOCOL, failed_row, item_rows
 
 FULL_FILES = ["wbm_summary", "wbm_initial_structures", "wbm_computed_structure_entries", "mp_elemental_ref_entries"]
 MAX_E_FORM_ERROR = 5.0  # eV/atom; larger errors count as missing predictions (MBD)
@@ -73,31 +79,34 @@ def structure_rmsd(relaxed, reference, stol: float = 1.0) -> float:
     return 1.0 if res is None else float(res[0])
 
 
+ENGINES = ("batched", "ase")
+
+
 @dataclass
 class DiscoveryTask:
-    mode: str = "auto"  # "auto" | "offline" | "full"
+    mode: str = field(default="auto", metadata=PROTOCOL)  # "auto" | "offline" | "full"
     data_dir: str | None = None
     offline_path: str | None = None
     refs_path: str | None = None
     download: bool = False
-    fmax: float = 0.05
-    steps: int = 500
-    optimizer: str = "FIRE"
-    cell_filter: str = "FrechetCellFilter"
-    rattle: float = 0.05
-    strain: float = 0.03
-    seed: int = 0
+    fmax: float = field(default=0.05, metadata=PROTOCOL)
+    steps: int = field(default=500, metadata=PROTOCOL)
+    optimizer: str = field(default="FIRE", metadata=PROTOCOL)
+    cell_filter: str = field(default="FrechetCellFilter", metadata=PROTOCOL)
+    rattle: float = field(default=0.05, metadata=PROTOCOL)
+    strain: float = field(default=0.03, metadata=PROTOCOL)
+    seed: int = field(default=0, metadata=PROTOCOL)
     name: str = "discovery"
-    # "ase" | "torch-sim": torch-sim's FIRE + Frechet cell filter for Geodite models (other calculators
-    # keep ASE). The runner calls run_item per structure, so each relaxation is a batch of one: same
-    # results as ASE to ~1e-5 eV/atom, but none of the batched speed-up (geodite/relax.py docstring).
-    relax_backend: str = "ase"
+    engine: str = "batched"  # "batched" | "ase": same physics (module docstring)
+    max_atoms: int | None = None  # batched engine: atoms in flight (default geodite.relax.default_max_atoms)
 
     def __post_init__(self) -> None:
         if self.mode not in {"auto", "offline", "full"}:
             raise ValueError(f"mode must be auto, offline or full, not {self.mode!r}")
-        if self.relax_backend not in {"ase", "torch-sim"}:
-            raise ValueError(f"relax_backend must be ase or torch-sim, not {self.relax_backend!r}")
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be batched or ase, not {self.engine!r}")
+        if self.max_atoms is not None and self.max_atoms < 1:
+            raise ValueError(f"max_atoms must be at least 1, not {self.max_atoms}")
         if self.mode == "auto":
             self.mode = "full" if downloads.have_all(FULL_FILES, self.data_dir) else "offline"
         if self.mode == "offline":
@@ -105,19 +114,8 @@ class DiscoveryTask:
             self.refs_path = str(self.refs_path or wbm_data.default_mp_refs_path())
 
     # ------------------------------------------------------------------ protocol
-    def config(self) -> dict:
-        cfg = {
-            k: v for k, v in asdict(self).items() if k not in {"data_dir", "offline_path", "refs_path", "download"}
-        }
-        if self.relax_backend == "ase":
-            cfg.pop("relax_backend")  # absent = ASE: stores written before the option stay valid
-        if self.mode == "offline":
-            cfg["offline_data_md5"] = downloads.md5sum(self.offline_path)
-            cfg.update(rattle=self.rattle, strain=self.strain, seed=self.seed)
-        else:
-            for key in ("rattle", "strain", "seed"):
-                cfg.pop(key)
-        return cfg
+    def protocol_extras(self) -> dict:
+        return {"offline_data_md5": downloads.md5sum(self.offline_path)} if self.mode == "offline" else {}
 
     def items(self) -> list[dict]:
         return self._offline_items() if self.mode == "offline" else self._full_items()
@@ -149,19 +147,59 @@ class DiscoveryTask:
             )
         return items
 
-    def _relax(self, atoms, calc):
-        from geodite.relax import is_geodite, relax_atoms, relax_structures
+    def start_structure(self, item: dict):
+        """The structure the relaxation starts from (ase.Atoms): offline the DFT structure with the seeded
+        strain and rattle, full the WBM initial structure."""
+        from pymatgen.core import Structure
+        from pymatgen.io.ase import AseAtomsAdaptor
 
-        if self.relax_backend != "ase" and is_geodite(calc):
-            return relax_structures(
-                [atoms], calc, self.fmax, self.steps, self.optimizer, self.cell_filter, backend=self.relax_backend
-            )[0]
-        return relax_atoms(atoms, calc, self.fmax, self.steps, self.optimizer, self.cell_filter)
+        if self.mode == "full":
+            return AseAtomsAdaptor.get_atoms(Structure.from_dict(item["initial_structure"]))
+        return wbm_data.perturb_atoms(
+            AseAtomsAdaptor.get_atoms(Structure.from_dict(item["structure"])),
+            wbm_data.item_seed(item["material_id"], self.seed), self.rattle, self.strain,
+        )
 
     def run_item(self, item: dict, ctx) -> dict:
-        return self._run_offline(item, ctx) if self.mode == "offline" else self._run_full(item, ctx)
+        """One material with ASE's own relaxation loop (the ``ase`` engine)."""
+        from geodite.relax import relax_atoms
 
-    def _run_offline(self, item: dict, ctx) -> dict:
+        start = self.start_structure(item)
+        res = relax_atoms(start, ctx.calculator, self.fmax, self.steps, self.optimizer, self.cell_filter)
+        return self.row(item, start, res, ctx)
+
+    def run_batch(self, items: list[dict], ctx) -> Iterator[dict]:
+        """Rows of ``items`` as their relaxations finish: the ``batched`` engine keeps ``max_atoms`` atoms in
+        flight, one model call per step for all of them (``ase``: one material after the other)."""
+        if self.engine == "ase":
+            yield from item_rows(self.run_item, items, ctx)
+            return
+        from geodite.relax import default_max_atoms, relax_in_flight
+
+        by_key = {item["key"]: item for item in items}
+        starts: dict[str, object] = {}
+        for item in items:
+            try:
+                starts[item["key"]] = self.start_structure(item)
+            except Exception as exc:  # noqa: BLE001 - a bad record fails its own row
+                yield failed_row(item["key"], exc)
+        budget = self.max_atoms or default_max_atoms(ctx.device)
+        relaxations = relax_in_flight(starts.items(), ctx.evaluate, self.fmax, self.steps, self.optimizer,
+                                      self.cell_filter, budget)
+        for key, res in relaxations:
+            if isinstance(res, str):
+                yield {"key": key, "status": "failed", "error": f"StructureError: {res}"}
+                continue
+            try:
+                yield self.row(by_key[key], starts[key], res, ctx) | {"key": key}
+            except Exception as exc:  # noqa: BLE001 - scoring one material must not stop the others
+                yield failed_row(key, exc)
+
+    def row(self, item: dict, start, res, ctx) -> dict:
+        """The result row of one relaxed material (``res``: a :class:`geodite.relax.RelaxResult`)."""
+        return self._row_offline(item, start, res, ctx) if self.mode == "offline" else self._row_full(item, res, ctx)
+
+    def _row_offline(self, item: dict, start, res, ctx) -> dict:
         from pymatgen.core import Structure
         from pymatgen.io.ase import AseAtomsAdaptor
 
@@ -169,10 +207,6 @@ class DiscoveryTask:
 
         s_dft = Structure.from_dict(item["structure"])
         comp = s_dft.composition
-        start = wbm_data.perturb_atoms(
-            AseAtomsAdaptor.get_atoms(s_dft), wbm_data.item_seed(item["material_id"], self.seed), self.rattle, self.strain
-        )
-        res = self._relax(start, ctx.calculator)
         s_ml = AseAtomsAdaptor.get_structure(res.atoms)
         refs = wbm_data.mp_elemental_ref_energies(self.refs_path)
         correction = float(item["corrected_energy"]) - float(item["energy"])  # eV, MP2020, from the DFT entry
@@ -203,7 +237,7 @@ class DiscoveryTask:
             "relax_s": res.wall_s,
         }
 
-    def _run_full(self, item: dict, ctx) -> dict:
+    def _row_full(self, item: dict, res, ctx) -> dict:
         from pymatgen.core import Structure
         from pymatgen.entries.compatibility import MaterialsProject2020Compatibility
         from pymatgen.entries.computed_entries import ComputedStructureEntry
@@ -212,7 +246,6 @@ class DiscoveryTask:
         from geodite.registry import MP2020_CORRECTED
 
         s_init = Structure.from_dict(item["initial_structure"])
-        res = self._relax(AseAtomsAdaptor.get_atoms(s_init), ctx.calculator)
         s_ml = AseAtomsAdaptor.get_structure(res.atoms)
         cse = ComputedStructureEntry.from_dict(item["cse"])
         s_dft = cse.structure

@@ -18,7 +18,7 @@ Protocol per item (one phononDB material), as MBD's ``matbench_discovery/phonons
 4. Without imaginary modes or broken symmetry: FC3 from the fc3 supercells (symmetrised), then
    the Wigner (particle + coherence, SMM19) conductivity in the RTA at 300 K with isotope
    scattering and boundary_mfp = 1e6 µm. Supercell forces use the model's batched evaluator
-   when the calculator has one (Geodite), else the ASE calculator one supercell at a time.
+   (one ``ctx.evaluate`` call per set: batched for Geodite, one supercell at a time for other models).
 5. κ = trace/3 of the total (particle + coherence) tensor, W/(m·K). Mode-resolved total κ per
    (irreducible q-point, band) = particle term + Σ_j' 2 C_j/(C_j + C_j') × coherence[j, j']
    (MBD's ``calc_mode_kappa_tot``); with the DFT mode-resolved reference (full mode) the row gets
@@ -43,7 +43,7 @@ import os
 import time
 import traceback
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +52,7 @@ import pandas as pd
 from geodite.data import downloads
 from geodite.data import kappa as kdata
 from geodite.metrics.phonons import SRME_PENALTY, kappa_scalar, kappa_srd, kappa_sre, kappa_srme_per_material
+from geodite.tasks.runner import PROTOCOL
 
 FULL_FILES = [kdata.STRUCTURES_KEY]
 IMAGINARY_ACOUSTIC_THRESHOLD = -0.01  # THz, MBD's check_imaginary_freqs
@@ -107,9 +108,10 @@ def spacegroup_number(atoms, symprec: float = 1e-5) -> int | None:
     return None if ds is None else int(ds.number)
 
 
-def supercell_forces(supercells, calculator, n_atoms: int) -> np.ndarray:
-    """Forces (eV/Å) on phono3py's displaced supercells; zeros for ``None`` entries (skipped
-    displacements). Batched through ``calculator.evaluator`` when it has one."""
+def supercell_forces(supercells, evaluate, n_atoms: int) -> np.ndarray:
+    """Forces (eV/Å) on phono3py's displaced supercells; zeros for ``None`` entries (skipped displacements).
+    ``evaluate``: the worker's :meth:`~geodite.tasks.runner.WorkerContext.evaluate`, so the whole set goes in
+    one call (forward passes of up to the Evaluator's ``max_atoms`` atoms for Geodite)."""
     from ase import Atoms
 
     structures = [
@@ -118,35 +120,13 @@ def supercell_forces(supercells, calculator, n_atoms: int) -> np.ndarray:
     ]
     todo = [i for i, a in enumerate(structures) if a is not None]
     forces = np.zeros((len(structures), n_atoms, 3))
-    evaluator = getattr(calculator, "evaluator", None)
-    if evaluator is not None:
-        predictions = evaluator.evaluate([structures[i] for i in todo], compute_stress=False)
-        bad = [p.error for p in predictions if not p.ok]
-        if bad:
-            raise RuntimeError(f"model evaluation failed on a displaced supercell: {bad[0]}")
-        for i, p in zip(todo, predictions, strict=True):
-            forces[i] = p.forces
-        return forces
-    for i in todo:
-        atoms = structures[i]
-        atoms.calc = calculator
-        forces[i] = atoms.get_forces()
-        atoms.calc = None
+    predictions = evaluate([structures[i] for i in todo], compute_stress=False)
+    bad = [p.error for p in predictions if not p.ok]
+    if bad:
+        raise RuntimeError(f"model evaluation failed on a displaced supercell: {bad[0]}")
+    for i, p in zip(todo, predictions, strict=True):
+        forces[i] = p.forces
     return forces
-
-
-def energies(structures, calculator) -> np.ndarray:
-    """Total energies (eV), batched when possible."""
-    evaluator = getattr(calculator, "evaluator", None)
-    if evaluator is not None:
-        preds = evaluator.evaluate(list(structures), compute_stress=False)
-        return np.array([p.energy if p.ok else np.nan for p in preds])
-    out = []
-    for atoms in structures:
-        atoms = atoms.copy()
-        atoms.calc = calculator
-        out.append(atoms.get_potential_energy())
-    return np.array(out)
 
 
 def _limit_rust_threads() -> None:
@@ -233,29 +213,34 @@ def extract_wigner(cond) -> dict:
 
 @dataclass
 class KappaTask:
-    """κ_SRME benchmark task (see module docstring). Knobs are protocol parameters (``config()``)."""
+    """κ_SRME benchmark task (see module docstring). Fields marked PROTOCOL are hashed into the store's config."""
 
-    mode: str = "auto"  # "auto" | "offline" | "full"
+    mode: str = field(default="auto", metadata=PROTOCOL)  # "auto" | "offline" | "full"
     data_dir: str | None = None
     download: bool = False
     analysis_path: str | None = None
     materials: list[str] = field(default_factory=list)  # material ids or formulas (formula matches all polymorphs)
     space_groups: list[int] = field(default_factory=list)  # keep only these (225, 216, 186)
-    fmax: float = 1e-4
-    steps: int = 300
-    optimizer: str = "FIRE"
-    relax_symprec: float = 0.01  # FixSymmetry during relaxation
-    symprec: float = 1e-5  # space-group check and phono3py
-    displacement: float = 0.03  # Å; phono3py's default and MBD's init_phono3py default (docs/kappa.md)
-    temperature: float = 300.0  # K
-    boundary_mfp: float = 1e6  # µm
-    is_isotope: bool = True
-    cell: str = "conventional"  # offline unit cell: conventional | primitive
-    fc2_supercell: list[int] | None = None  # override (diagonal multiples of the unit cell)
-    fc3_supercell: list[int] | None = None
-    q_mesh: list[int] | None = None  # override
-    start_scan: bool = True  # offline: rescale the prototype to the model's minimum first
-    scan_scales: list[float] = field(default_factory=lambda: [round(x, 3) for x in np.linspace(0.85, 1.2, 15)])
+    fmax: float = field(default=1e-4, metadata=PROTOCOL)
+    steps: int = field(default=300, metadata=PROTOCOL)
+    optimizer: str = field(default="FIRE", metadata=PROTOCOL)
+    relax_symprec: float = field(default=0.01, metadata=PROTOCOL)  # FixSymmetry during relaxation
+    symprec: float = field(default=1e-5, metadata=PROTOCOL)  # space-group check and phono3py
+    # Å; phono3py's default and MBD's init_phono3py default (docs/kappa.md)
+    displacement: float = field(default=0.03, metadata=PROTOCOL)
+    temperature: float = field(default=300.0, metadata=PROTOCOL)  # K
+    boundary_mfp: float = field(default=1e6, metadata=PROTOCOL)  # µm
+    is_isotope: bool = field(default=True, metadata=PROTOCOL)
+    cell: str = field(default="conventional", metadata=PROTOCOL)  # offline unit cell: conventional | primitive
+    # overrides: diagonal multiples of the unit cell, and the q-mesh
+    fc2_supercell: list[int] | None = field(default=None, metadata=PROTOCOL)
+    fc3_supercell: list[int] | None = field(default=None, metadata=PROTOCOL)
+    q_mesh: list[int] | None = field(default=None, metadata=PROTOCOL)
+    # offline: rescale the prototype to the model's minimum first, over these scale factors
+    start_scan: bool = field(default=True, metadata=PROTOCOL)
+    scan_scales: list[float] = field(
+        default_factory=lambda: [round(x, 3) for x in np.linspace(0.85, 1.2, 15)], metadata=PROTOCOL
+    )
     compare_with: str | None = None  # published model key in the analysis file, e.g. "chgnet-0.3.0"
     name: str = "kappa"
 
@@ -286,16 +271,8 @@ class KappaTask:
         return state
 
     # ------------------------------------------------------------------ protocol
-    def config(self) -> dict:
-        skip = {"data_dir", "download", "analysis_path", "materials", "space_groups", "compare_with"}
-        cfg = {k: v for k, v in asdict(self).items() if k not in skip and not k.startswith("_")}
-        cfg["analysis_md5"] = downloads.md5sum(self.analysis_path)
-        if self.mode == "full":
-            for key in ("cell", "start_scan", "scan_scales"):
-                cfg.pop(key)
-        elif not self.start_scan:
-            cfg.pop("scan_scales")
-        return cfg
+    def protocol_extras(self) -> dict:
+        return {"analysis_md5": downloads.md5sum(self.analysis_path)}
 
     @staticmethod
     def published_key_for(model: str) -> str | None:
@@ -403,7 +380,7 @@ class KappaTask:
                 a = atoms.copy()
                 a.set_cell(atoms.cell * s, scale_atoms=True)
                 trial.append(a)
-            e = energies(trial, ctx.calculator)
+            e = np.array([p.energy if p.ok else np.nan for p in ctx.evaluate(trial, compute_stress=False)])
             if np.isfinite(e).any():
                 best = int(np.nanargmin(e))
                 row["scan_scale"] = float(self.scan_scales[best])
@@ -439,12 +416,11 @@ class KappaTask:
         from phono3py import Phono3py
         from phonopy.structure.atoms import PhonopyAtoms
 
-        calc = ctx.calculator
         atoms = self._start_structure(item, ctx, row)
         row["spg_initial"] = spacegroup_number(atoms, self.symprec)
 
         row["stage"] = "relax"
-        atoms = self._relax(atoms, calc, row)
+        atoms = self._relax(atoms, ctx.calculator, row)
         row["spg_relaxed"] = spacegroup_number(atoms, self.symprec)
         row["broken_symmetry"] = row["spg_relaxed"] != row["spg_initial"]
         row["volume_per_atom"] = float(atoms.get_volume() / len(atoms))
@@ -467,7 +443,7 @@ class KappaTask:
         ph3.generate_displacements(distance=self.displacement)
         fc2_cells = ph3.phonon_supercells_with_displacements
         row["n_fc2_supercells"] = len(fc2_cells)
-        ph3.phonon_forces = supercell_forces(fc2_cells, calc, len(ph3.phonon_supercell))
+        ph3.phonon_forces = supercell_forces(fc2_cells, ctx.evaluate, len(ph3.phonon_supercell))
         _produce_fc2(ph3)
         ph3.init_phph_interaction(symmetrize_fc3q=False)
         ph3.run_phonon_solver()
@@ -483,7 +459,7 @@ class KappaTask:
         t0 = time.perf_counter()
         fc3_cells = ph3.supercells_with_displacements
         row["n_fc3_supercells"] = len(fc3_cells)
-        ph3.forces = supercell_forces(fc3_cells, calc, len(ph3.supercell))
+        ph3.forces = supercell_forces(fc3_cells, ctx.evaluate, len(ph3.supercell))
         _produce_fc3(ph3)
         row["fc3_s"] = time.perf_counter() - t0
 

@@ -2,8 +2,9 @@
 
 Protocol per system: seeded Maxwell–Boltzmann velocities at the reference temperature, ASE
 Nosé–Hoover-chain NVT (or Langevin), 2 fs steps, a frame every ``frame_interval`` steps appended to a
-trajectory file as the run goes (a killed run resumes from its last frame), neighbour lists reused with
-a skin. The run stops early, and the system scores 0 overlap, when it becomes unstable:
+trajectory file in the runner's scratch folder as the run goes (a killed run resumes from its last
+frame), neighbour lists reused with a skin. The run stops early, and the system scores 0 overlap,
+when it becomes unstable:
 * collapse: any pair closer than 0.5 Å;
 * flying apart: an atom with no neighbour within 5 Å;
 * temperature runaway: instantaneous T above 2 × the target;
@@ -32,6 +33,7 @@ from ase.io import Trajectory
 
 from geodite.data.md_reference import ReferenceSystem, load_reference_set
 from geodite.metrics import rdf as rdf_metrics
+from geodite.tasks.runner import PROTOCOL
 
 COLLAPSE_DISTANCE = 0.5  # Å
 ISOLATION_DISTANCE = 5.0  # Å
@@ -121,16 +123,15 @@ def make_dynamics(atoms: Atoms, thermostat: str, timestep_fs: float, temperature
 class MDTask:
     """One item per reference system: an NVT run, its stability and its RDF overlap with AIMD."""
 
-    time_fs: float = 1e6  # 1 ns, as in the paper
-    timestep_fs: float = 2.0
-    frame_interval: int = 50  # steps between saved frames
-    thermostat: str = "nose-hoover-chain"
-    seed: int = 0
-    skin: float = 1.0  # Å, neighbour-list reuse
-    equilibration: float = 0.2  # fraction of model frames discarded before the RDF
+    time_fs: float = field(default=1e6, metadata=PROTOCOL)  # 1 ns, as in the paper
+    timestep_fs: float = field(default=2.0, metadata=PROTOCOL)
+    frame_interval: int = field(default=50, metadata=PROTOCOL)  # steps between saved frames
+    thermostat: str = field(default="nose-hoover-chain", metadata=PROTOCOL)
+    seed: int = field(default=0, metadata=PROTOCOL)
+    skin: float = 1.0  # Å, neighbour-list reuse (same results)
+    equilibration: float = field(default=0.2, metadata=PROTOCOL)  # fraction of model frames discarded before the RDF
     reference: str | None = None  # reference-set folder (default: shipped argyrodites)
     systems: list[str] = field(default_factory=list)
-    trajectory_dir: str = "results/md/trajectories"
     name: str = "md"
 
     def __post_init__(self) -> None:
@@ -140,30 +141,19 @@ class MDTask:
             raise ValueError(f"unknown system(s) {sorted(unknown)}; the set has {[s.name for s in all_systems]}")
         self._systems = {s.name: s for s in all_systems if not self.systems or s.name in self.systems}
 
-    def config(self) -> dict:
-        return {"time_fs": self.time_fs, "timestep_fs": self.timestep_fs, "frame_interval": self.frame_interval,
-                "thermostat": self.thermostat, "seed": self.seed, "equilibration": self.equilibration,
-                "reference": self._manifest.get("name")}
+    def protocol_extras(self) -> dict:
+        return {"reference": self._manifest.get("name")}
 
     def items(self) -> list[dict]:
         return [{"key": name, "system": name} for name in self._systems]
 
-    def trajectory_path(self, system: str) -> Path:
-        """Frames of a run; the protocol's hash in the name keeps runs of other settings apart."""
-        from geodite.tasks.store import config_hash
-
-        return Path(self.trajectory_dir) / f"{system}-{config_hash(self.config())[:8]}.traj"
-
-    def fresh_paths(self) -> list[Path]:
-        """Resumable state besides the store: the trajectories (the runner deletes them on ``--fresh``)."""
-        return [Path(self.trajectory_dir)]
-
     def run_item(self, item: dict, ctx) -> dict:
+        """One system (MD stays one system at a time: ASE's Nosé–Hoover chain is per system, and torch-sim
+        0.3.0's batched Nosé–Hoover fails with more than one). Frames go to the runner's scratch folder,
+        ``<system>.traj``; the store's protocol check keeps runs of other settings apart."""
         system = self._systems[item["system"]]
-        path = self.trajectory_path(system.name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        calculator = _with_skin(ctx.calculator, self.skin)
-        run = simulate(system, calculator, self, path)
+        path = Path(ctx.scratch) / f"{system.name}.traj"
+        run = simulate(system, ctx.md_calculator(self.skin), self, path)
         row = run | score(system, run.pop("frames"), self)
         if not row["stable"]:  # an unstable run scores 0 overlap; the measured value is kept aside
             row["rdf_overlap_measured"], row["rdf_overlap"] = row["rdf_overlap"], 0.0
@@ -183,17 +173,6 @@ class MDTask:
 def _mean(df: pd.DataFrame, column: str) -> float | None:
     values = pd.to_numeric(df[column], errors="coerce").dropna() if column in df else pd.Series(dtype=float)
     return float(values.mean()) if len(values) else None
-
-
-def _with_skin(calculator, skin: float):
-    """Geodite calculators reuse neighbour lists with a skin in MD; other calculators are used as they are."""
-    evaluator = getattr(calculator, "evaluator", None)
-    if evaluator is None or skin <= 0:
-        return calculator
-    from geodite.calculator import GeoditeCalculator
-
-    return GeoditeCalculator(evaluator.model, device=str(evaluator.device),
-                             dtype=str(evaluator.dtype).removeprefix("torch."), skin=skin)
 
 
 def simulate(system: ReferenceSystem, calculator, task: MDTask, path: Path) -> dict:

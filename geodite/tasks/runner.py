@@ -3,29 +3,41 @@
 A task (see :class:`Task`) is a protocol over items producing one row per item, then
 metrics over the rows. The runner owns everything else:
 
-* the model: built once per worker from :mod:`geodite.registry`;
+* the model: built once per worker from :mod:`geodite.registry`; tasks evaluate structures through
+  :meth:`WorkerContext.evaluate` (batched for Geodite, a loop for any other ASE calculator);
+* batches: a task with ``run_batch(items, ctx)`` gets chunks of items and yields their rows as
+  they finish (a relaxation keeps a budget of atoms in flight); other tasks get ``run_item``
+  one item at a time;
+* the protocol: dataclass fields marked ``field(metadata=PROTOCOL)`` (plus the task's optional
+  ``protocol_extras()``, e.g. data-file hashes) are hashed into the store's config
+  (:func:`protocol_config`); a store of another protocol is refused;
+* the task's scratch folder (``<results>/<task>/<model>/scratch``, e.g. MD trajectories), handed
+  to workers as ``ctx.scratch``; ``--fresh`` empties it together with the stored rows;
 * parallelism: in-process (``workers=1``), a local process pool (``workers=N``, spawn
   start method, ``max(1, cores // N)`` threads per worker via torch and OMP/MKL env), or
   Dask (``scheduler=ADDRESS`` of an existing cluster, or ``slurm_config=YAML`` for a
   dask-jobqueue SLURMCluster);
-* resumption: each finished row is appended at once to a :class:`ResultStore`; items
-  already in the store are skipped (failed ones too, unless ``retry_failed``);
+* resumption: each finished row is appended at once to a :class:`ResultStore` (in process as
+  the task yields it; from pool or Dask workers when their chunk returns); items already in the
+  store are skipped (failed ones too, unless ``retry_failed``);
 * one writer per results folder: a run holds its :class:`RunLock` throughout, and ``fresh``
-  discards the stored rows (and the task's ``fresh_paths()``, if it has them) only while holding it;
+  discards the stored rows and the scratch folder only while holding it;
 * worker processes die with the run (:func:`die_with_parent`), even when it is killed;
-* failures: an exception in an item becomes a row with ``status="failed"`` and ``error``;
+* failures: an exception in an item becomes a row with ``status="failed"`` and ``error``; an
+  exception escaping ``run_batch`` fails the items of the chunk it had not finished;
 * progress (rich, on stderr), the per-item table, metrics files and plots.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import sys
 import time
 import traceback
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -43,32 +55,78 @@ from geodite.tasks.store import ResultStore
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
+PROTOCOL = {"protocol": True}  # field(metadata=PROTOCOL): a protocol parameter, hashed into the store's config
+
+
+def protocol_config(task) -> dict:
+    """The task's protocol (JSON-able): its fields marked ``metadata=PROTOCOL`` plus its optional
+    ``protocol_extras()`` (derived entries such as data-file hashes). A change invalidates the store."""
+    config = {f.name: getattr(task, f.name) for f in dataclasses.fields(task) if f.metadata.get("protocol")}
+    extras = getattr(task, "protocol_extras", None)
+    return config | (extras() if extras is not None else {})
+
+
 @dataclass
 class WorkerContext:
-    """What a task's ``run_item`` gets: the model name, its registry entry and calculator."""
+    """What a task's ``run_item``/``run_batch`` gets: the model name, its registry entry and calculator,
+    and the task's scratch folder (owned by the runner; None outside a run)."""
 
     model: str
     spec: Any
     calculator: Any
     device: str = "cpu"
     cache: dict = field(default_factory=dict)
+    scratch: Path | None = None
+
+    @property
+    def evaluator(self):
+        """The Geodite :class:`~geodite.calculator.Evaluator` behind the calculator, or None (other models)."""
+        return getattr(self.calculator, "evaluator", None)
+
+    def evaluate(self, structures: Sequence, compute_stress: bool = True) -> list:
+        """One :class:`~geodite.calculator.Prediction` per structure (energy eV, forces eV/Å, stress eV/Å³),
+        in order: batched through the Evaluator for Geodite, one structure at a time through the ASE
+        calculator otherwise. A structure that cannot be evaluated gets a Prediction with ``error``."""
+        if self.evaluator is not None:
+            return self.evaluator.evaluate(list(structures), compute_stress)
+        return [_predict_one(atoms, self.calculator, compute_stress) for atoms in structures]
+
+    def md_calculator(self, skin: float):
+        """The calculator for MD: Geodite reuses neighbour lists within ``skin`` Å (same results); others as they are."""
+        if self.evaluator is None or skin <= 0:
+            return self.calculator
+        from geodite.calculator import GeoditeCalculator
+
+        evaluator = self.evaluator
+        return GeoditeCalculator(evaluator.model, device=str(evaluator.device),
+                                 dtype=str(evaluator.dtype).removeprefix("torch."), skin=skin)
+
+
+def _predict_one(atoms, calculator, compute_stress: bool):
+    """A Prediction from an ASE calculator (stress only for fully periodic structures)."""
+    from geodite.calculator import Prediction, describe
+
+    atoms = atoms.copy()
+    atoms.calc = calculator
+    try:
+        stress = atoms.get_stress(voigt=False) if compute_stress and atoms.pbc.all() else None
+        return Prediction(energy=float(atoms.get_potential_energy()), forces=atoms.get_forces(), stress=stress)
+    except Exception as error:  # noqa: BLE001 - the structure's error, as the Evaluator reports it
+        return Prediction(error=f"{describe(atoms)}: {type(error).__name__}: {error}")
 
 
 @runtime_checkable
 class Task(Protocol):
+    """A benchmark task. Besides these, a task implements ``run_item(item, ctx) -> row`` or
+    ``run_batch(items, ctx) -> Iterator[row]`` (rows with their item's ``key``, yielded as they finish)."""
+
     name: str
 
-    def config(self) -> dict: ...  # protocol parameters (JSON-able); a change invalidates the store
-
     def items(self) -> list[dict]: ...  # each with a unique str "key"
-
-    def run_item(self, item: dict, ctx: WorkerContext) -> dict: ...  # one result row
 
     def metrics(self, df: pd.DataFrame, model: str) -> dict: ...  # rows -> metrics
 
     def plots(self, df: pd.DataFrame, out_dir: Path, model: str) -> list[Path]: ...
-
-    # optional: ``fresh_paths() -> list[Path]``, resumable state besides the store (deleted by ``fresh``)
 
 
 # --------------------------------------------------------------------------- worker side
@@ -130,24 +188,56 @@ def get_context_for(model: str, device: str = "cpu", dtype: str = "float32") -> 
     return _WORKER_CTX[key]
 
 
-def run_one(task: Task, item: dict, model: str, device: str = "cpu", dtype: str = "float32") -> dict:
-    """Run ``task`` on one item; errors of the item become a failed row (``status``,
-    ``error``, ``traceback``); only a model that cannot be built raises."""
-    t0 = time.perf_counter()
-    with contextlib.redirect_stdout(sys.stderr):  # stdout is reserved for --json
-        ctx = get_context_for(model, device, dtype)  # a model that cannot be built stops the run
+def failed_row(key: str, exc: BaseException) -> dict:
+    """The row of an item whose computation raised ``exc`` (call it inside the ``except`` block)."""
+    return {"key": key, "status": "failed", "error": f"{type(exc).__name__}: {exc}",
+            "traceback": traceback.format_exc(limit=5)}
+
+
+def item_rows(run_item, items: list[dict], ctx: WorkerContext) -> Iterator[dict]:
+    """``run_item(item, ctx)`` for one item after the other, each row with its ``key``; an item's exception
+    becomes its failed row. What the runner does for a task without ``run_batch``."""
+    for item in items:
         try:
-            row = dict(task.run_item(item, ctx))
-            row.setdefault("status", "ok")
+            row = dict(run_item(item, ctx))
         except Exception as exc:  # noqa: BLE001 - a failing item must not stop the run
-            row = {
-                "status": "failed",
-                "error": f"{type(exc).__name__}: {exc}",
-                "traceback": traceback.format_exc(limit=5),
-            }
-    row["key"] = item["key"]
-    row["item_wall_s"] = time.perf_counter() - t0
-    return row
+            row = failed_row(item["key"], exc)
+        yield row | {"key": item["key"]}
+
+
+def iter_chunk(
+    task: Task, items: list[dict], model: str, device: str = "cpu", dtype: str = "float32",
+    scratch: Path | None = None,
+) -> Iterator[dict]:
+    """Run ``task`` on a chunk of items in this process, yielding each row as it finishes (any order).
+
+    ``item_wall_s`` of a row is the time since the previous row of the chunk (a batch has no
+    per-item time). An exception escaping ``run_batch`` fails the items it had not finished; only
+    a model that cannot be built raises."""
+    with contextlib.redirect_stdout(sys.stderr):  # stdout is reserved for --json
+        ctx = dataclasses.replace(get_context_for(model, device, dtype), scratch=scratch)
+        pending = {item["key"] for item in items}
+        last = time.perf_counter()
+        try:
+            rows = task.run_batch(items, ctx) if hasattr(task, "run_batch") else item_rows(task.run_item, items, ctx)
+            for row in rows:
+                row = dict(row)
+                row.setdefault("status", "ok")
+                pending.discard(row["key"])
+                now = time.perf_counter()
+                row["item_wall_s"], last = now - last, now
+                yield row
+        except Exception as exc:  # noqa: BLE001 - the batch failed: its unfinished items fail with it
+            for key in [item["key"] for item in items if item["key"] in pending]:
+                yield failed_row(key, exc) | {"item_wall_s": 0.0}
+
+
+def run_chunk(
+    task: Task, items: list[dict], model: str, device: str = "cpu", dtype: str = "float32",
+    scratch: Path | None = None,
+) -> list[dict]:
+    """:func:`iter_chunk` as a list (what a pool or Dask worker returns)."""
+    return list(iter_chunk(task, items, model, device, dtype, scratch))
 
 
 def _pool_init(n_threads: int, parent_pid: int) -> None:
@@ -158,21 +248,36 @@ def _pool_init(n_threads: int, parent_pid: int) -> None:
 _DASK_THREADS_SET = False
 
 
-def _dask_run_one(task: Task, item: dict, model: str, device: str, dtype: str) -> dict:
+def _dask_run_chunk(task: Task, items: list[dict], model: str, device: str, dtype: str, scratch) -> list[dict]:
     global _DASK_THREADS_SET
     if not _DASK_THREADS_SET:  # once per worker process: BLAS to 1 thread (torch keeps dask's setting)
         limit_blas_threads(1)
         _DASK_THREADS_SET = True
-    return run_one(task, item, model, device, dtype)
+    return run_chunk(task, items, model, device, dtype, scratch)
 
 
 # --------------------------------------------------------------------------- executors
 
 
-def _iter_local(task, items, model, device, dtype, workers, n_threads) -> Iterable[dict]:
+def chunks(task: Task, items: list[dict], workers: int, chunk_items: int | None = None) -> list[list[dict]]:
+    """Items split into the chunks handed to workers: one item each for ``run_item`` tasks; for
+    ``run_batch`` tasks ``chunk_items`` each (default: all items in one process, else enough chunks
+    to keep ``workers`` busy, at most 256 items each)."""
+    if not hasattr(task, "run_batch"):
+        size = 1
+    elif chunk_items:
+        size = chunk_items
+    elif workers <= 1:
+        size = max(1, len(items))
+    else:
+        size = max(1, min(256, -(-len(items) // (4 * workers))))
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _iter_local(task, parts, model, device, dtype, workers, n_threads, scratch) -> Iterable[dict]:
     if workers <= 1:
-        for item in items:
-            yield run_one(task, item, model, device, dtype)
+        for part in parts:
+            yield from iter_chunk(task, part, model, device, dtype, scratch)
         return
     # children inherit the environment at spawn: set thread env before they import torch
     saved = {v: os.environ.get(v) for v in THREAD_ENV}
@@ -183,19 +288,19 @@ def _iter_local(task, items, model, device, dtype, workers, n_threads) -> Iterab
             initargs=(n_threads, os.getpid()),
         ) as pool:
             pending = set()
-            it = iter(items)
+            it = iter(parts)
             # keep a bounded queue so a kill loses little queued work and memory stays flat
-            for item in it:
-                pending.add(pool.submit(run_one, task, item, model, device, dtype))
+            for part in it:
+                pending.add(pool.submit(run_chunk, task, part, model, device, dtype, scratch))
                 if len(pending) >= 2 * workers:
                     break
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in done:
-                    yield fut.result()
+                    yield from fut.result()
                     nxt = next(it, None)
                     if nxt is not None:
-                        pending.add(pool.submit(run_one, task, nxt, model, device, dtype))
+                        pending.add(pool.submit(run_chunk, task, nxt, model, device, dtype, scratch))
     finally:
         for var, val in saved.items():
             if val is None:
@@ -229,15 +334,16 @@ def dask_client(scheduler: str | None = None, slurm_config: str | Path | None = 
     return Client(cluster)
 
 
-def _iter_dask(task, items, model, device, dtype, client) -> Iterable[dict]:
+def _iter_dask(task, parts, model, device, dtype, client, scratch) -> Iterable[dict]:
     from dask.distributed import as_completed
 
     futures = [
-        client.submit(_dask_run_one, task, item, model, device, dtype, key=f"{task.name}-{item['key']}", pure=False)
-        for item in items
+        client.submit(_dask_run_chunk, task, part, model, device, dtype, scratch,
+                      key=f"{task.name}-{part[0]['key']}-{len(part)}", pure=False)
+        for part in parts
     ]
     for fut in as_completed(futures):
-        yield fut.result()
+        yield from fut.result()
 
 
 # --------------------------------------------------------------------------- the run
@@ -258,6 +364,7 @@ class RunOptions:
     fresh: bool = False
     progress: bool = True
     plots: bool = True
+    chunk_items: int | None = None  # items per chunk of a run_batch task (see chunks())
 
 
 def _progress(enabled: bool, total: int, done: int, description: str):
@@ -325,25 +432,18 @@ def run_task(task: Task, opts: RunOptions, client=None, log=None) -> dict:
         return _run_locked(task, opts, client, log, spec, store, t0)
 
 
-def _discard(store: ResultStore, task: Task) -> None:
-    """``fresh``: delete the stored rows and the task's other resumable state (call it holding the lock)."""
-    store.discard()
-    for path in map(Path, getattr(task, "fresh_paths", list)()):
-        if path.is_dir():
-            shutil.rmtree(path)
-        else:
-            path.unlink(missing_ok=True)
-
-
 def _run_locked(task: Task, opts: RunOptions, client, log, spec, store: ResultStore, t0: float) -> dict:
     """The run itself, once the results folder is held."""
     from geodite.registry import model_label
 
     label = model_label(opts.model)
     out_dir = store.dir.parent
+    scratch = out_dir / "scratch"  # the task's resumable state besides the store (MD trajectories)
     if opts.fresh:
-        _discard(store, task)
-    config = task.config() | _weights_identity(spec)
+        store.discard()
+        shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True, exist_ok=True)
+    config = protocol_config(task) | _weights_identity(spec)
     store.check_or_write_meta(
         {"task": task.name, "model": opts.model, "energy_convention": spec.energy_convention}, config
     )
@@ -366,6 +466,7 @@ def _run_locked(task: Task, opts: RunOptions, client, log, spec, store: ResultSt
     n_threads = opts.threads or threads_per_worker(opts.workers)
     use_dask = bool(opts.scheduler or opts.slurm_config or client is not None)
     in_process = bool(todo) and not use_dask and opts.workers <= 1
+    parts = chunks(task, todo, 1 if in_process else opts.workers, opts.chunk_items)
     torch_threads = _set_torch_threads(n_threads) if in_process else None
     t_loop = time.perf_counter()
     try:
@@ -377,9 +478,9 @@ def _run_locked(task: Task, opts: RunOptions, client, log, spec, store: ResultSt
             if use_dask:
                 if client is None:
                     client = own_client = dask_client(opts.scheduler, opts.slurm_config, opts.workers)
-                rows = _iter_dask(task, todo, opts.model, opts.device, opts.dtype, client)
+                rows = _iter_dask(task, parts, opts.model, opts.device, opts.dtype, client, scratch)
             else:
-                rows = _iter_local(task, todo, opts.model, opts.device, opts.dtype, opts.workers, n_threads)
+                rows = _iter_local(task, parts, opts.model, opts.device, opts.dtype, opts.workers, n_threads, scratch)
             for row in rows:
                 store.append(row)
                 n_computed += 1

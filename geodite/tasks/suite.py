@@ -1,10 +1,10 @@
 """Running the benchmark suite: the one task factory, and every task for one model in one go.
 
-* :func:`make_task` builds a runner task by name with its defaults for a model and a results folder (the MD
-  trajectory folder ``results/md/<model>/trajectories``, kappa's ``compare_with`` = the model's published
-  key). ``geodite bench discovery|kappa|diatomics|md`` and ``geodite bench all`` both build their tasks here,
-  so a default lives in one place; ``--fresh`` is the runner's (:func:`geodite.tasks.runner.run_task` also
-  deletes a task's ``fresh_paths()``, e.g. the MD trajectories), whichever command asked for it.
+* :func:`make_task` builds a runner task by name with its defaults for a model (kappa's ``compare_with`` =
+  the model's published key). ``geodite bench discovery|kappa|diatomics|md`` and ``geodite bench all`` both
+  build their tasks here, so a default lives in one place; ``--fresh`` is the runner's
+  (:func:`geodite.tasks.runner.run_task` also empties the task's ``scratch/`` folder, e.g. the MD
+  trajectories), whichever command asked for it.
 * :func:`run_options` builds the runner's :class:`~geodite.tasks.runner.RunOptions` from any set of named
   settings (a command's shared options, :class:`AllOptions`).
 * :func:`run_all` runs discovery, kappa, diatomics, MD and speed for one model (each runner task →
@@ -48,9 +48,9 @@ class TaskNotRun(Exception):
     """A task that cannot run here for a known, benign reason (an optional package is missing)."""
 
 
-def make_task(name: str, model: str, results_dir: str | Path = "results", **settings: Any):
+def make_task(name: str, model: str, **settings: Any):
     """The runner task ``name`` for ``model``: its constructor defaults, the defaults that depend on the
-    model and the results folder, then ``settings`` (constructor arguments) over them.
+    model, then ``settings`` (constructor arguments) over them.
 
     Raises :class:`TaskNotRun` for kappa without phono3py, ``ValueError`` for a name that is not a runner
     task (speed has no runner task: see :func:`speed_options`) or a bad setting.
@@ -75,8 +75,7 @@ def make_task(name: str, model: str, results_dir: str | Path = "results", **sett
     if name == "md":
         from geodite.tasks.md import MDTask
 
-        trajectories = task_dir(results_dir, "md", model_label(model)) / "trajectories"
-        return MDTask(**({"trajectory_dir": str(trajectories)} | settings))
+        return MDTask(**settings)
     raise ValueError(f"{name!r} is not a runner task")
 
 
@@ -165,7 +164,7 @@ def run_benchmark(name: str, opts: AllOptions, log: Callable[[str], None]) -> di
         from geodite.tasks.speed import run_speed
 
         return run_speed(speed_options(opts), task_dir(opts.results_dir, "speed", model_label(opts.model)), log=log)
-    task = make_task(name, opts.model, opts.results_dir, **task_settings(name, opts))
+    task = make_task(name, opts.model, **task_settings(name, opts))
     return run_task(task, run_options(asdict(opts)), log=log)
 
 

@@ -11,10 +11,12 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+
+from geodite.tasks.runner import PROTOCOL
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,18 +25,13 @@ ROOT = Path(__file__).resolve().parents[2]
 class SleepTask:
     """``n`` items that each sleep ``seconds`` (s) and return their index and the pid that ran them; with
     ``pid_dir``, each item leaves an empty file named after that pid; with ``gate``, every item but the first
-    waits until the file ``gate`` exists (so a test can act while the run is surely live); ``scratch`` is its
-    resumable state besides the store (what ``--fresh`` must discard too)."""
+    waits until the file ``gate`` exists (so a test can act while the run is surely live)."""
 
-    n: int = 4
+    n: int = field(default=4, metadata=PROTOCOL)
     seconds: float = 0.0
     pid_dir: str | None = None
     gate: str | None = None
-    scratch: str | None = None
     name: str = "sleep"
-
-    def config(self) -> dict:
-        return {"n": self.n}
 
     def items(self) -> list[dict]:
         return [{"key": f"item{i:03d}", "index": i} for i in range(self.n)]
@@ -46,9 +43,6 @@ class SleepTask:
             time.sleep(0.05)
         time.sleep(self.seconds)
         return {"index": item["index"], "pid": os.getpid()}
-
-    def fresh_paths(self) -> list[Path]:
-        return [Path(self.scratch)] if self.scratch else []
 
     def metrics(self, df: pd.DataFrame, model: str) -> dict:
         return {"n_ok": int((df["status"] == "ok").sum()) if len(df) else 0}

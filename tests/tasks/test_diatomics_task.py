@@ -7,8 +7,8 @@ import pytest
 from ase.calculators.calculator import Calculator, all_changes
 
 from geodite.calculator import GeoditeCalculator
-from geodite.tasks.diatomics import DiatomicsTask, diatomics_summary, distances_for, predict_curve, dimer
-from geodite.tasks.runner import RunOptions, run_task
+from geodite.tasks.diatomics import DiatomicsTask, curve_arrays, diatomics_summary, dimer, distances_for
+from geodite.tasks.runner import RunOptions, WorkerContext, run_task
 from tests.conftest import DATA
 
 
@@ -38,8 +38,10 @@ def test_protocol_grids():
 def test_batched_curve_equals_point_by_point(small_model):
     calc = GeoditeCalculator(small_model, dtype="float64")
     structures = [dimer("N", r, "mbd") for r in distances_for("N", "mbd")[::10]]
-    e_batched, f_batched = predict_curve(structures, calc)
-    e_single, f_single = predict_curve(structures, PointByPoint(calc))
+    r = distances_for("N", "mbd")[::10]
+    e_batched, f_batched = curve_arrays(WorkerContext("small", None, calc).evaluate(structures, compute_stress=False), r)
+    single = WorkerContext("small", None, PointByPoint(calc)).evaluate(structures, compute_stress=False)
+    e_single, f_single = curve_arrays(single, r)
     np.testing.assert_allclose(e_batched, e_single, atol=1e-9)
     np.testing.assert_allclose(f_batched, f_single, atol=1e-9)
 
@@ -54,6 +56,28 @@ def test_run_writes_rows_metrics_and_figures(tmp_path):
         assert summary[key] is not None
     out = tmp_path / "diatomics" / "geodite_small_checkpoint"
     assert (out / "diatomics-curves.png").exists() and (out / "diatomics-wall.png").exists()
+
+
+def test_one_call_for_all_elements_equals_one_element_at_a_time(tmp_path):
+    """run_batch evaluates all curves of a chunk in one call; the rows equal those of one element per chunk."""
+    import pandas as pd
+
+    model = str(DATA / "geodite_small_checkpoint.pt")
+    tables = {}
+    for chunk in (None, 1):
+        opts = RunOptions(model=model, results_dir=tmp_path / str(chunk), progress=False, plots=False,
+                          dtype="float64", chunk_items=chunk)
+        summary = run_task(DiatomicsTask(elements=["H", "C", "Po", "Cu"]), opts)
+        assert summary["n_failed"] == 1  # Po (no isolated-atom energy): the others are unaffected
+        assert summary["n_scored"] == 3
+        tables[chunk] = pd.read_parquet(tmp_path / str(chunk) / "diatomics" / "geodite_small_checkpoint" /
+                                        "rows.parquet").drop(columns=["item_wall_s"])
+    curves = ["distances", "energies", "bond_forces"]
+    for column in curves:  # float64 round-off of a different batch: equal to 1e-9
+        for batched, single in zip(tables[None][column], tables[1][column]):
+            if isinstance(batched, np.ndarray):
+                np.testing.assert_allclose(batched, single, rtol=1e-9, atol=1e-9)
+    pd.testing.assert_frame_equal(tables[None].drop(columns=curves), tables[1].drop(columns=curves), rtol=1e-7)
 
 
 def test_summary_skips_mbd_excluded_elements():

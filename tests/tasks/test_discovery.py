@@ -113,7 +113,7 @@ def test_sigkill_then_restart_gives_the_same_table(reference, wbm5_path, tmp_pat
                 time.sleep(0.7)
                 return super().run_item(item, ctx)
 
-        run_task(SlowTask(mode="offline", offline_path=sys.argv[1]),
+        run_task(SlowTask(mode="offline", offline_path=sys.argv[1], engine="ase"),
                  RunOptions(model="emt", results_dir=sys.argv[2], progress=False))
         """
     )
@@ -159,8 +159,10 @@ def test_dask_local_cluster_same_table(reference, wbm5_path, tmp_path):
 def test_task_is_picklable(wbm5_path):
     import pickle
 
+    from geodite.tasks.runner import protocol_config
+
     task = DiscoveryTask(mode="offline", offline_path=str(wbm5_path))
-    assert pickle.loads(pickle.dumps(task)).config() == task.config()
+    assert protocol_config(pickle.loads(pickle.dumps(task))) == protocol_config(task)
 
 
 def test_full_mode_item_with_emt(wbm60):

@@ -67,7 +67,7 @@ def test_instability_detects_collapse():
 
 
 def test_short_run_overlaps_its_own_potential(tmp_path, emt_reference):
-    task = MDTask(time_fs=400, frame_interval=10, reference=str(emt_reference), trajectory_dir=str(tmp_path / "t"))
+    task = MDTask(time_fs=400, frame_interval=10, reference=str(emt_reference))
     summary = run_task(task, RunOptions(model="emt", results_dir=tmp_path, progress=False))
     assert summary["n_failed"] == 0 and summary["n_stable"] == 1
     assert summary["mean_rdf_overlap"] > 0.85
@@ -78,14 +78,14 @@ SCRIPT = """
 import sys
 from geodite.tasks.md import MDTask
 from geodite.tasks.runner import RunOptions, run_task
-task = MDTask(time_fs=4000, frame_interval=5, reference=sys.argv[1], trajectory_dir=sys.argv[2])
-run_task(task, RunOptions(model="emt", results_dir=sys.argv[3], progress=False))
+task = MDTask(time_fs=4000, frame_interval=5, reference=sys.argv[1])
+run_task(task, RunOptions(model="emt", results_dir=sys.argv[2], progress=False))
 """
 
 
 def test_killed_run_resumes_from_its_last_frame(tmp_path, emt_reference):
-    trajectories = tmp_path / "t"
-    args = [sys.executable, "-c", SCRIPT, str(emt_reference), str(trajectories), str(tmp_path)]
+    trajectories = tmp_path / "md" / "emt" / "scratch"  # the runner's scratch folder of the task
+    args = [sys.executable, "-c", SCRIPT, str(emt_reference), str(tmp_path)]
     process = subprocess.Popen(args, env=os.environ | {"OMP_NUM_THREADS": "1"})
     deadline = time.time() + 120
     while time.time() < deadline:

@@ -46,17 +46,10 @@ def test_bad_store_lines_are_set_aside_and_their_items_recomputed(tmp_path):
 
 
 def test_fresh_discards_the_tasks_other_resumable_state(tmp_path):
-    scratch = tmp_path / "trajectories"
-    scratch.mkdir()
+    scratch = tmp_path / "sleep" / "emt" / "scratch"  # the runner's scratch folder of the task (MD: trajectories)
+    scratch.mkdir(parents=True)
     (scratch / "old.traj").write_text("frames of the earlier run")
-    run_task(SleepTask(n=2, scratch=str(scratch)), _options(tmp_path))
+    run_task(SleepTask(n=2), _options(tmp_path))
     assert (scratch / "old.traj").exists()  # kept without fresh: a run resumes from it
-    summary = run_task(SleepTask(n=2, scratch=str(scratch)), _options(tmp_path, fresh=True))
-    assert not scratch.exists() and summary["n_computed"] == 2
-
-
-def test_md_task_declares_its_trajectories_for_fresh(tmp_path):
-    from geodite.tasks.md import MDTask
-
-    task = MDTask(time_fs=10.0, trajectory_dir=str(tmp_path / "md" / "emt" / "trajectories"))
-    assert task.fresh_paths() == [tmp_path / "md" / "emt" / "trajectories"]
+    summary = run_task(SleepTask(n=2), _options(tmp_path, fresh=True))
+    assert not (scratch / "old.traj").exists() and summary["n_computed"] == 2
