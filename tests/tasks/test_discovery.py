@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from pymatgen.core import Structure
 from typer.testing import CliRunner
 
 from geodite.data import wbm as wbm_data
@@ -139,7 +140,19 @@ def test_sigkill_then_restart_gives_the_same_table(reference, wbm5_path, tmp_pat
 
     s = _run(wbm5_path, tmp_path)
     assert (s["n_skipped"], s["n_computed"]) == (n_done, 5 - n_done)
-    pd.testing.assert_frame_equal(_table(tmp_path), _table(reference[0]))
+    # the killed run relaxed with the ASE engine, the restart and the reference with the batched one (the engine
+    # is not protocol: either resumes the other's store); their relaxed structures agree to round-off, so they
+    # are compared as numbers, not as JSON text
+    got, ref = _table(tmp_path), _table(reference[0])
+    pd.testing.assert_frame_equal(got.drop(columns="structure_pred"), ref.drop(columns="structure_pred"))
+    for ours, theirs in zip(got["structure_pred"], ref["structure_pred"], strict=True):
+        assert pd.isna(ours) == pd.isna(theirs)  # failed items have none
+        if pd.isna(ours):
+            continue
+        a, b = (Structure.from_dict(json.loads(text)) for text in (ours, theirs))
+        assert a.species == b.species
+        np.testing.assert_allclose(a.lattice.matrix, b.lattice.matrix, atol=1e-9)
+        np.testing.assert_allclose(a.cart_coords, b.cart_coords, atol=1e-9)
 
 
 def test_local_workers_same_table(reference, wbm5_path, tmp_path):
