@@ -466,7 +466,6 @@ def _run_locked(task: Task, opts: RunOptions, client, log, spec, store: ResultSt
     n_threads = opts.threads or threads_per_worker(opts.workers)
     use_dask = bool(opts.scheduler or opts.slurm_config or client is not None)
     in_process = bool(todo) and not use_dask and opts.workers <= 1
-    parts = chunks(task, todo, 1 if in_process else opts.workers, opts.chunk_items)
     torch_threads = _set_torch_threads(n_threads) if in_process else None
     t_loop = time.perf_counter()
     try:
@@ -478,8 +477,12 @@ def _run_locked(task: Task, opts: RunOptions, client, log, spec, store: ResultSt
             if use_dask:
                 if client is None:
                     client = own_client = dask_client(opts.scheduler, opts.slurm_config, opts.workers)
+                # chunks enough to keep every worker of the cluster busy (not one chunk for a whole cluster)
+                n_workers = max(opts.workers, len(client.scheduler_info().get("workers", {})))
+                parts = chunks(task, todo, n_workers, opts.chunk_items)
                 rows = _iter_dask(task, parts, opts.model, opts.device, opts.dtype, client, scratch)
             else:
+                parts = chunks(task, todo, 1 if in_process else opts.workers, opts.chunk_items)
                 rows = _iter_local(task, parts, opts.model, opts.device, opts.dtype, opts.workers, n_threads, scratch)
             for row in rows:
                 store.append(row)

@@ -22,6 +22,7 @@ from distributed.diagnostics.plugin import WorkerPlugin  # noqa: E402
 from geodite.cli.main import app  # noqa: E402
 from geodite.tasks.store import ResultStore  # noqa: E402
 from tests.conftest import DATA  # noqa: E402
+from tests.rows import assert_rows_close  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = str(DATA / "geodite_small_checkpoint.pt")
@@ -92,7 +93,7 @@ def _rows(results_dir: Path) -> dict[str, dict]:
 
 def _bench(*args: str) -> dict:
     result = CliRunner().invoke(app, ["bench", "diatomics", "--model", SMALL, "--elements", ",".join(ELEMENTS),
-                                            "--no-progress", "--no-plots", "--json", *args])
+                                      "--dtype", "float64", "--no-progress", "--no-plots", "--json", *args])
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -114,4 +115,6 @@ def test_scheduler_and_worker_processes_survive_a_killed_worker(cluster, tmp_pat
     assert local["n_failed"] == 0
     dask_rows, local_rows = _rows(tmp_path / "dask"), _rows(tmp_path / "local")
     assert sorted(dask_rows) == sorted(ELEMENTS)  # nothing lost
-    assert dask_rows == local_rows  # same numbers, bit for bit
+    # same numbers: the cluster's chunks batch fewer dimer curves per model call than the local run's one chunk,
+    # so they agree to float64 round-off (as in test_diatomics_task), not bit for bit
+    assert_rows_close(dask_rows, local_rows)
