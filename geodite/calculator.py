@@ -14,10 +14,9 @@ from ase.stress import full_3x3_to_voigt_6_stress
 
 from geodite.checkpoints import load_model
 from geodite.export import load_exported
-from geodite.graph import NeighbourCache, StructureError, build_graph, check_structure
+from geodite.graph import DTYPES, NeighbourCache, StructureError, build_graph, check_structure
 from geodite.model import Geodite
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 class DeviceError(ValueError):

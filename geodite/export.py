@@ -31,10 +31,9 @@ import torch
 from ase.build import bulk
 from torch import Tensor, nn
 
-from geodite.graph import AtomGraph, build_graph
+from geodite.graph import DTYPES, AtomGraph, build_graph
 from geodite.model import Geodite
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 INPUT_NAMES = ("positions", "cell", "pbc", "z", "batch", "edge_index", "shifts", "local")
 OUTPUT_NAMES = ("energy", "atomic_energies", "forces", "stress")
 METADATA_KEYS = ("cutoff", "num_layers", "max_z", "dtype", "stress", "elements")

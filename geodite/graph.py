@@ -30,6 +30,8 @@ class StructureError(ValueError):
 
 
 #: atoms closer than this (Å) are treated as sitting on top of each other
+#: the floating-point precisions the package runs in, by name (the one map from names to torch dtypes)
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
 MIN_DISTANCE = 1e-3
 
 

@@ -366,7 +366,8 @@ def _ase_calculator(obj, device: str, dtype: str):
         return get_calculator(obj, device=device, dtype=dtype)
     if not is_geodite(obj) or hasattr(obj, "calculate"):
         return obj  # an ASE calculator (GeoditeCalculator included)
-    from geodite.calculator import DTYPES, Evaluator, GeoditeCalculator
+    from geodite.calculator import Evaluator, GeoditeCalculator
+    from geodite.graph import DTYPES
 
     evaluator = obj if isinstance(obj, Evaluator) else getattr(obj, "evaluator", None)
     if evaluator is None:  # a Geodite

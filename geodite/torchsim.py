@@ -22,8 +22,8 @@ from ase import Atoms
 from torch_sim.models.interface import ModelInterface
 from torch_sim.state import SimState
 
-from geodite.calculator import DTYPES, Evaluator, describe
-from geodite.graph import StructureError, build_graph
+from geodite.calculator import Evaluator, describe
+from geodite.graph import DTYPES, StructureError, build_graph
 from geodite.model import Geodite
 
 

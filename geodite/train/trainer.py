@@ -30,6 +30,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from geodite.data.dataset import Batch, FrameDataset, FrameStore, GraphCollate, split_by_material
+from geodite.graph import DTYPES
 from geodite.train.optim import EMA, LOSS_FUNCTIONS, Normalisation, ZClip, elementwise_loss, warmup_linear_decay
 
 STATE_FILE = "checkpoint.pt"
@@ -463,7 +464,7 @@ class Trainer:
             torch.set_num_threads(run.num_threads)
         self.device = setup_distributed(run.device)
         self.rank, self.world = _rank(), _world()
-        self.dtype = {"float32": torch.float32, "float64": torch.float64}[run.dtype]
+        self.dtype = DTYPES[run.dtype]
         self.out_dir = Path(run.out_dir)
         if self.rank == 0:
             self.out_dir.mkdir(parents=True, exist_ok=True)
