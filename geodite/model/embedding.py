@@ -6,11 +6,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-
-def scatter_sum(src: Tensor, index: Tensor, num_nodes: int) -> Tensor:
-    """Sum rows of ``src`` [E, ...] into ``num_nodes`` bins given by ``index`` [E]."""
-    out = src.new_zeros((num_nodes, *src.shape[1:]))
-    return out.index_add_(0, index, src)
+from geodite.model.ops import scatter_sum
 
 
 class SoftDensity(nn.Module):

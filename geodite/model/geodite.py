@@ -10,7 +10,8 @@ from torch import Tensor, nn
 
 from geodite.graph import AtomGraph
 from geodite.model.coupling import EquivariantCoupling
-from geodite.model.embedding import EdgeEmbedding, NodeEmbedding, scatter_sum
+from geodite.model.embedding import EdgeEmbedding, NodeEmbedding
+from geodite.model.ops import scatter_sum
 from geodite.model.harmonics import NUM_STEERABLE, spherical_harmonics_l12
 from geodite.model.interaction import InteractionBlock
 from geodite.model.priors import MPTRJ_E0, ZBLRepulsion

@@ -10,7 +10,8 @@ from __future__ import annotations
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from geodite.model.embedding import SoftDensity, scatter_sum
+from geodite.model.embedding import SoftDensity
+from geodite.model.ops import scatter_sum
 from geodite.model.fused import (
     attention_messages,
     interaction_messages,

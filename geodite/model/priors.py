@@ -9,7 +9,7 @@ import torch
 from ase.data import covalent_radii
 from torch import Tensor, nn
 
-from geodite.model.embedding import scatter_sum
+from geodite.model.ops import scatter_sum
 from geodite.model.radial import polynomial_envelope
 
 #: e²/(4πε₀) in eV·Å
