@@ -131,25 +131,33 @@ def boxed(numbers: list[int], distance: float = 0.0) -> Atoms:
 # -------------------------------------------------------------------------------------- data sources
 
 
-def _json_gz(path: Path):
-    """The parsed contents of a gzipped JSON file, or None if it does not exist."""
+class PoolDataError(FileNotFoundError):
+    """A data file a pool is drawn from is missing: a pool built without it would silently be another pool
+    (fewer structures, and later parts of its round drawn from another random state)."""
+
+
+def _required(path: Path) -> Path:
+    """``path`` if it exists, else :class:`PoolDataError` naming it."""
     if not path.exists():
-        return None
-    with gzip.open(path, "rt") as handle:
+        raise PoolDataError(f"pool data file {path} not found (pass the shared real-data folder as --data-root)")
+    return path
+
+
+def _json_gz(path: Path):
+    """The parsed contents of a gzipped JSON file (:class:`PoolDataError` if it does not exist)."""
+    with gzip.open(_required(path), "rt") as handle:
         return json.load(handle)
 
 
 def wbm_relaxed(root: Path) -> Iterator[Entry]:
     """(material id, Atoms) of the DFT-relaxed WBM structures in ``root/wbm``, in file order."""
-    for row in _json_gz(root / "wbm" / "wbm-random-pbe54-equilibrium-2025.1.json.gz") or []:
+    for row in _json_gz(root / "wbm" / "wbm-random-pbe54-equilibrium-2025.1.json.gz"):
         yield row["material_id"], _structure_to_atoms(row["structure"])
 
 
 def wbm_initial(root: Path) -> Iterator[Entry]:
     """(WBM id, periodic Atoms) of the WBM initial structures in ``root/wbm/wbm-initial-1k.db``, in db order."""
-    path = root / "wbm" / "wbm-initial-1k.db"
-    if not path.exists():
-        return
+    path = _required(root / "wbm" / "wbm-initial-1k.db")
     from ase.db import connect
 
     for row in connect(str(path)).select():
@@ -160,7 +168,7 @@ def wbm_initial(root: Path) -> Iterator[Entry]:
 
 def elemental_references(root: Path) -> Iterator[Entry]:
     """(symbol, Atoms) of MP's elemental ground states in ``root/mp/MP-PBE-Element-Refs.json.gz`` (≤ MAX_ATOMS)."""
-    refs = _json_gz(root / "mp" / "MP-PBE-Element-Refs.json.gz") or {}
+    refs = _json_gz(root / "mp" / "MP-PBE-Element-Refs.json.gz")
     for symbol, entry in sorted(refs.items()):
         structures = entry["structure"] if isinstance(entry["structure"], list) else [entry["structure"]]
         atoms = _structure_to_atoms(structures[0])
@@ -221,16 +229,14 @@ def element_strong_copies(root: Path, rng: np.random.Generator) -> Groups:
 
 def mptrj10_rattles(root: Path, rng: np.random.Generator) -> Groups:
     """The 10 frames of ``mptrj/mptrj-10-systems.db``, each rattled three times (σ 0.02/0.06/0.10 Å)."""
-    groups: Groups = {}
-    path = root / "mptrj" / "mptrj-10-systems.db"
-    if path.exists():
-        from ase.db import connect
+    from ase.db import connect
 
-        for row in connect(str(path)).select():
-            atoms = row.toatoms()
-            atoms = Atoms(atoms.numbers, positions=atoms.positions, cell=atoms.cell.array, pbc=True)
-            for k in range(3):
-                _add(groups, "mptrj10", f"mptrj10-{row.id}/rattle-{k}", rattle_strain(atoms, rng, 0.02 + 0.04 * k, 0.02))
+    groups: Groups = {}
+    for row in connect(str(_required(root / "mptrj" / "mptrj-10-systems.db"))).select():
+        atoms = row.toatoms()
+        atoms = Atoms(atoms.numbers, positions=atoms.positions, cell=atoms.cell.array, pbc=True)
+        for k in range(3):
+            _add(groups, "mptrj10", f"mptrj10-{row.id}/rattle-{k}", rattle_strain(atoms, rng, 0.02 + 0.04 * k, 0.02))
     return groups
 
 

@@ -147,3 +147,21 @@ def test_pool_v7_is_v6_plus_the_isolated_atom_limit():
     assert [u for u, _ in v7[:len(v6)]] == [u for u, _ in v6]
     added = {u.split("/")[0] for u, _ in v7[len(v6):]}
     assert len(v7) - len(v6) == 2 * len(MPTRJ_ELEMENTS) and {f"atom-{s}" for s in MPTRJ_ELEMENTS} <= added
+
+
+def test_a_pool_without_its_data_files_is_refused_naming_the_file(tmp_path):
+    """A missing data root once built a silently smaller pool (no WBM/MP copies, and the molecular draws of later
+    parts of the same round from another random state): now the build stops, and `geodite distill` says so in
+    one line with exit code 2."""
+    from typer.testing import CliRunner
+
+    from geodite.cli.main import app
+    from geodite.train.pools import PoolDataError
+
+    with pytest.raises(PoolDataError, match="wbm-random-pbe54-equilibrium"):
+        build_pool("v7", tmp_path)
+    config = tmp_path / "distill.yaml"
+    config.write_text(yaml.safe_dump({"distill": {"pool": "v7", "labels_dir": str(tmp_path / "labels")}}))
+    result = CliRunner().invoke(app, ["distill", str(config), "--stage", "label", "--data-root", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "not found" in result.output and "Traceback" not in result.output
