@@ -33,6 +33,8 @@ from typing import Any
 import numpy as np
 from ase.filters import FrechetCellFilter
 
+from geodite.threads import limit_blas_threads
+
 
 @dataclass
 class RelaxResult:
@@ -340,7 +342,7 @@ def relax_structures(
     if backend not in ("ase", "batched"):
         raise ValueError(f"unknown relaxation backend {backend!r} (use 'ase', 'batched' or 'torch-sim')")
     calc = _ase_calculator(calculator_or_model, device, dtype)
-    from geodite.tasks.runner import WorkerContext, limit_blas_threads
+    from geodite.tasks.runner import WorkerContext
 
     with limit_blas_threads(1):  # 3×3 linear algebra in the optimiser: BLAS threads only contend
         if backend == "ase":

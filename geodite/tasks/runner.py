@@ -51,9 +51,14 @@ from geodite.tasks.lifetime import die_with_parent
 from geodite.tasks.lock import RunLock
 from geodite.tasks.results import task_dir, write_metrics, write_rows
 from geodite.tasks.store import ResultStore
-
-THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-
+from geodite.threads import (
+    THREAD_ENV,
+    limit_blas_threads,
+    set_threads,
+    set_torch_threads,
+    thread_env,
+    threads_per_worker,
+)
 
 PROTOCOL = {"protocol": True}  # field(metadata=PROTOCOL): a protocol parameter, hashed into the store's config
 
@@ -132,48 +137,6 @@ class Task(Protocol):
 # --------------------------------------------------------------------------- worker side
 
 _WORKER_CTX: dict[tuple, WorkerContext] = {}
-
-
-def threads_per_worker(workers: int, cores: int | None = None) -> int:
-    if cores is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, (cores or 1) // max(1, workers))
-
-
-def thread_env(n: int) -> dict[str, str]:
-    """Thread settings for a worker: ``n`` OpenMP/MKL threads for the model (torch), one
-    OpenBLAS thread for numpy/scipy (ASE optimisers and pymatgen work on 3×3 matrices, where
-    BLAS threads only add contention: on 2 busy cores an EMT cell relaxation took 8.3 s
-    with 2 OpenBLAS threads and 0.24 s with 1)."""
-    return {"OMP_NUM_THREADS": str(n), "MKL_NUM_THREADS": str(n), "OPENBLAS_NUM_THREADS": "1"}
-
-
-def limit_blas_threads(n: int = 1):
-    """Context manager limiting numpy/scipy BLAS threads (no-op without threadpoolctl)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=n, user_api="blas")
-
-
-def set_threads(n: int) -> None:
-    """Per-process thread settings of a worker (see :func:`thread_env`)."""
-    os.environ.update(thread_env(n))
-    limit_blas_threads(1)  # stays in effect (not used as a context manager)
-    if "torch" in sys.modules:  # else torch reads OMP_NUM_THREADS when the model imports it
-        sys.modules["torch"].set_num_threads(n)
-
-
-def _set_torch_threads(n: int) -> int | None:
-    """Set torch's intra-op threads, returning the previous value (None without torch)."""
-    try:
-        import torch
-    except ImportError:
-        return None
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    return old
 
 
 def get_context_for(model: str, device: str = "cpu", dtype: str = "float32") -> WorkerContext:
@@ -466,7 +429,7 @@ def _run_locked(task: Task, opts: RunOptions, client, log, spec, store: ResultSt
     n_threads = opts.threads or threads_per_worker(opts.workers)
     use_dask = bool(opts.scheduler or opts.slurm_config or client is not None)
     in_process = bool(todo) and not use_dask and opts.workers <= 1
-    torch_threads = _set_torch_threads(n_threads) if in_process else None
+    torch_threads = set_torch_threads(n_threads) if in_process else None
     t_loop = time.perf_counter()
     try:
         if in_process:
@@ -493,7 +456,7 @@ def _run_locked(task: Task, opts: RunOptions, client, log, spec, store: ResultSt
         if own_client is not None:
             own_client.close()
         if torch_threads is not None:
-            _set_torch_threads(torch_threads)  # restore the caller's setting
+            set_torch_threads(torch_threads)  # restore the caller's setting
     loop_s = time.perf_counter() - t_loop
     compute_s = time.perf_counter() - t0
 
