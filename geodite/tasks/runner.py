@@ -45,7 +45,22 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import pandas as pd
+import yaml
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
 
+from geodite.calculator import GeoditeCalculator, predict
+from geodite.checkpoints import file_sha256, resolve_model_path
+from geodite.registry import ModelNotAvailableError, get_spec, model_label
 from geodite.submission import write_submission
 from geodite.tasks.lifetime import die_with_parent
 from geodite.tasks.lock import RunLock
@@ -92,32 +107,13 @@ class WorkerContext:
         """One :class:`~geodite.calculator.Prediction` per structure (energy eV, forces eV/Å, stress eV/Å³),
         in order: batched through the Evaluator for Geodite, one structure at a time through the ASE
         calculator otherwise. A structure that cannot be evaluated gets a Prediction with ``error``."""
-        if self.evaluator is not None:
-            return self.evaluator.evaluate(list(structures), compute_stress)
-        return [_predict_one(atoms, self.calculator, compute_stress) for atoms in structures]
+        return predict(self.calculator, structures, compute_stress)
 
     def md_calculator(self, skin: float):
         """The calculator for MD: Geodite reuses neighbour lists within ``skin`` Å (same results); others as they are."""
         if self.evaluator is None or skin <= 0:
             return self.calculator
-        from geodite.calculator import GeoditeCalculator
-
-        evaluator = self.evaluator
-        return GeoditeCalculator(evaluator.model, device=str(evaluator.device),
-                                 dtype=str(evaluator.dtype).removeprefix("torch."), skin=skin)
-
-
-def _predict_one(atoms, calculator, compute_stress: bool):
-    """A Prediction from an ASE calculator (stress only for fully periodic structures)."""
-    from geodite.calculator import Prediction, describe
-
-    atoms = atoms.copy()
-    atoms.calc = calculator
-    try:
-        stress = atoms.get_stress(voigt=False) if compute_stress and atoms.pbc.all() else None
-        return Prediction(energy=float(atoms.get_potential_energy()), forces=atoms.get_forces(), stress=stress)
-    except Exception as error:  # noqa: BLE001 - the structure's error, as the Evaluator reports it
-        return Prediction(error=f"{describe(atoms)}: {type(error).__name__}: {error}")
+        return GeoditeCalculator(self.evaluator, skin=skin)
 
 
 @runtime_checkable
@@ -143,8 +139,6 @@ def get_context_for(model: str, device: str = "cpu", dtype: str = "float32") -> 
     """The (cached, one per process) model context."""
     key = (model, device, dtype)
     if key not in _WORKER_CTX:
-        from geodite.registry import get_spec
-
         spec = get_spec(model)
         calc = spec.make_calculator(device=device, dtype=dtype)
         _WORKER_CTX[key] = WorkerContext(model=model, spec=spec, calculator=calc, device=device)
@@ -288,8 +282,6 @@ def dask_client(scheduler: str | None = None, slurm_config: str | Path | None = 
         from dask_jobqueue import SLURMCluster
     except ImportError as exc:
         raise RuntimeError("dask-jobqueue is not installed: pip install 'geodite[dask]'") from exc
-    import yaml
-
     cfg = yaml.safe_load(Path(slurm_config).read_text()) or {}
     jobs = int(cfg.pop("jobs", workers))
     cluster = SLURMCluster(**cfg)
@@ -330,31 +322,22 @@ class RunOptions:
     chunk_items: int | None = None  # items per chunk of a run_batch task (see chunks())
 
 
+class _RateColumn(ProgressColumn):
+    """Items per hour in a rich progress bar."""
+
+    def render(self, task) -> Text:
+        speed = task.finished_speed or task.speed
+        if not speed:
+            return Text("? it/h", style="progress.data.speed")
+        return Text(f"{speed * 3600:,.0f} it/h", style="progress.data.speed")
+
+
 def _progress(enabled: bool, total: int, done: int, description: str):
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        ProgressColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-    from rich.text import Text
-
-    class RateColumn(ProgressColumn):
-        def render(self, task):
-            speed = task.finished_speed or task.speed
-            if not speed:
-                return Text("? it/h", style="progress.data.speed")
-            return Text(f"{speed * 3600:,.0f} it/h", style="progress.data.speed")
-
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        RateColumn(),
+        _RateColumn(),
         TimeElapsedColumn(),
         TextColumn("ETA"),
         TimeRemainingColumn(),
@@ -372,22 +355,16 @@ def _weights_identity(spec) -> dict:
     The published 'geodite-mp' file is fixed by its name; peers' weights come with their packages."""
     if spec.checkpoint is None or spec.checkpoint == "geodite-mp":
         return {}
-    from geodite.checkpoints import file_sha256, resolve_model_path
-
     return {"weights_sha256": file_sha256(resolve_model_path(spec.checkpoint))}
 
 
 def run_task(task: Task, opts: RunOptions, client=None, log=None) -> dict:
     """Run ``task`` for ``opts.model``; returns the summary (what ``--json`` prints)."""
-    from geodite.registry import get_spec, model_label
-
     log = log or (lambda msg: print(msg, file=sys.stderr))
     t0 = time.perf_counter()
     spec = get_spec(opts.model)  # fail fast on unknown names
     label = model_label(opts.model)
     if not spec.available():
-        from geodite.registry import ModelNotAvailableError
-
         raise ModelNotAvailableError(spec.missing_message())
     out_dir = task_dir(opts.results_dir, task.name, label)
     store = ResultStore(out_dir / "store")
@@ -397,8 +374,6 @@ def run_task(task: Task, opts: RunOptions, client=None, log=None) -> dict:
 
 def _run_locked(task: Task, opts: RunOptions, client, log, spec, store: ResultStore, t0: float) -> dict:
     """The run itself, once the results folder is held."""
-    from geodite.registry import model_label
-
     label = model_label(opts.model)
     out_dir = store.dir.parent
     scratch = out_dir / "scratch"  # the task's resumable state besides the store (MD trajectories)
