@@ -1,5 +1,5 @@
-"""Batched evaluation of many structures (:class:`Evaluator`, Geodite only), the ASE calculator built on the same
-code path, and :func:`predict`: Predictions of many structures from any ASE calculator."""
+"""Batched evaluation of many structures (:class:`Evaluator`, Geodite only), the ASE calculator built on
+the same code path, and :func:`predict`: Predictions of many structures from any ASE calculator."""
 
 from __future__ import annotations
 
@@ -148,10 +148,13 @@ class Evaluator:
             )
 
 
-def predict(calculator: Calculator, structures: Sequence[Atoms], compute_stress: bool = True) -> list[Prediction]:
-    """One Prediction per structure, in order, from any ASE calculator: batched through the :class:`Evaluator`
-    behind a :class:`GeoditeCalculator`, else one structure at a time (the peers; stress only for fully periodic
-    structures). A structure that cannot be evaluated gets its error; the others go on."""
+def predict(
+    calculator: Calculator, structures: Sequence[Atoms], compute_stress: bool = True
+) -> list[Prediction]:
+    """One Prediction per structure, in order, from any ASE calculator: batched through the
+    :class:`Evaluator` behind a :class:`GeoditeCalculator`, else one structure at a time (the peers;
+    stress only for fully periodic structures). A structure that cannot be evaluated gets its error;
+    the others go on."""
     evaluator = getattr(calculator, "evaluator", None)
     if evaluator is not None:
         return evaluator.evaluate(list(structures), compute_stress)
@@ -163,7 +166,7 @@ def predict(calculator: Calculator, structures: Sequence[Atoms], compute_stress:
             stress = work.get_stress(voigt=False) if compute_stress and work.pbc.all() else None
             predictions.append(Prediction(energy=float(work.get_potential_energy()), forces=work.get_forces(),
                                           stress=stress))
-        except Exception as error:  # noqa: BLE001 - peers raise arbitrary types; one structure must not end a run
+        except Exception as error:  # noqa: BLE001 - peers raise any type; one structure must not end a run
             predictions.append(Prediction(error=f"{describe(atoms)}: {type(error).__name__}: {error}"))
     return predictions
 

@@ -40,9 +40,9 @@ from geodite.threads import limit_blas_threads
 
 @dataclass(frozen=True)
 class RelaxSettings:
-    """What a relaxation runs: the ASE ``optimizer`` (a class of :mod:`ase.optimize`) on the ASE ``cell_filter``
-    (a class of :mod:`ase.filters`; None: positions only) until the largest generalised force is ≤ ``fmax``
-    (eV/Å; checked before the first step too) or after ``steps`` steps."""
+    """What a relaxation runs: the ASE ``optimizer`` (a class of :mod:`ase.optimize`) on the ASE
+    ``cell_filter`` (a class of :mod:`ase.filters`; None: positions only) until the largest generalised
+    force is ≤ ``fmax`` (eV/Å; checked before the first step too) or after ``steps`` steps."""
 
     fmax: float = 0.05  # eV/Å
     steps: int = 500
@@ -337,7 +337,8 @@ def relax_structures(
     if backend in ("torch-sim", "torchsim", "torch_sim"):
         from geodite.torchsim import relax_structures_torchsim  # torch-sim: an optional dependency
 
-        return relax_structures_torchsim(atoms_list, calculator_or_model, settings, device, dtype, max_batch_atoms)
+        return relax_structures_torchsim(atoms_list, calculator_or_model, settings, device, dtype,
+                                         max_batch_atoms)
     if backend not in ("ase", "batched"):
         raise ValueError(f"unknown relaxation backend {backend!r} (use 'ase', 'batched' or 'torch-sim')")
     calc = _ase_calculator(calculator_or_model, device, dtype)
@@ -354,8 +355,8 @@ def relax_structures(
 
 
 def _ase_calculator(obj, device: str, dtype: str):
-    """An ASE calculator for a registry name, a Geodite, an Evaluator or a GeoditeTorchSimModel (its Evaluator);
-    an ASE calculator as it is."""
+    """An ASE calculator for a registry name, a Geodite, an Evaluator or a GeoditeTorchSimModel (its
+    Evaluator); an ASE calculator as it is."""
     if isinstance(obj, str):
         return get_calculator(obj, device=device, dtype=dtype)
     if isinstance(obj, Geodite):

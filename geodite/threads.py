@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
+
+import torch
 
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
 def threads_per_worker(workers: int, cores: int | None = None) -> int:
-    """Threads for each of ``workers`` processes sharing ``cores`` (default: the cores this process may use)."""
+    """Threads for each of ``workers`` processes sharing ``cores`` (default: the cores this process may
+    use)."""
     if cores is None:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return max(1, (cores or 1) // max(1, workers))
@@ -40,16 +42,11 @@ def set_threads(n: int) -> None:
     """Per-process thread settings of a worker (see :func:`thread_env`)."""
     os.environ.update(thread_env(n))
     limit_blas_threads(1)  # stays in effect (not used as a context manager)
-    if "torch" in sys.modules:  # else torch reads OMP_NUM_THREADS when the model imports it
-        sys.modules["torch"].set_num_threads(n)
+    torch.set_num_threads(n)
 
 
-def set_torch_threads(n: int) -> int | None:
-    """Set torch's intra-op threads, returning the previous value (None without torch)."""
-    try:
-        import torch
-    except ImportError:
-        return None
+def set_torch_threads(n: int) -> int:
+    """Set torch's intra-op threads, returning the previous value."""
     old = torch.get_num_threads()
     torch.set_num_threads(n)
     return old

@@ -3,10 +3,12 @@
 :class:`GeoditeTorchSimModel` evaluates a batched ``SimState`` through the same code path as
 :class:`geodite.calculator.Evaluator`: each system becomes an ``ase.Atoms``, checked with
 ``Evaluator.check`` and batched by :func:`geodite.graph.build_graph` (vesin neighbour lists per
-system), then one ``Geodite.forward`` for the whole batch. :func:`relax_structures_torchsim` relaxes many
-structures with torch-sim's batched FIRE + Frechet cell filter (``relax_structures(..., backend="torch-sim")``);
-on some materials it ends in other minima than ASE's FIRE (docs/batched-engine.md), so the benchmarks relax
-with :mod:`geodite.relax`'s batched engine, which steps ASE's own optimiser.
+system), then one ``Geodite.forward`` for the whole batch.
+
+:func:`relax_structures_torchsim` relaxes many structures with torch-sim's batched FIRE + Frechet cell
+filter (``relax_structures(..., backend="torch-sim")``); on some materials it ends in other minima than
+ASE's FIRE (docs/batched-engine.md), so the benchmarks relax with :mod:`geodite.relax`'s batched engine,
+which steps ASE's own optimiser.
 
 Conventions (torch-sim 0.3.0):
 
@@ -119,8 +121,8 @@ class GeoditeTorchSimModel(ModelInterface):
         return results
 
 def _torchsim_model(obj, device: str, dtype: str) -> GeoditeTorchSimModel:
-    """A GeoditeTorchSimModel for a registry name, a Geodite, an Evaluator or a GeoditeCalculator (its Evaluator);
-    NotImplementedError for any other model."""
+    """A GeoditeTorchSimModel for a registry name, a Geodite, an Evaluator or a GeoditeCalculator (its
+    Evaluator); NotImplementedError for any other model."""
     if isinstance(obj, GeoditeTorchSimModel):
         return obj
     if isinstance(obj, str):
@@ -141,8 +143,6 @@ def _generalised_fmax(state: SimState) -> torch.Tensor:
     UnitCell/FrechetCellFilter and torch-sim's step; cell rows are the log-space cell forces
     (already divided by the cell factor, the number of atoms, as ASE's ``exp_cell_factor``).
     """
-    import torch
-
     deform = state.deform_grad()
     atom_forces = torch.bmm(state.forces.unsqueeze(1), deform[state.system_idx]).squeeze(1)
     atom_max = torch.zeros(state.n_systems, dtype=atom_forces.dtype, device=atom_forces.device)
@@ -228,7 +228,8 @@ def relax_structures_torchsim(
         current = list(current)
         fmax_now = _generalised_fmax(state)
         converged = fmax_now < settings.fmax
-        done = converged | torch.tensor([n_steps[i] >= settings.steps for i in current], device=converged.device)
+        out_of_steps = [n_steps[i] >= settings.steps for i in current]
+        done = converged | torch.tensor(out_of_steps, device=converged.device)
         if done.any():
             energies = state.energy.detach().cpu().double().numpy()
             positions = state.positions.detach().cpu().double().numpy()
