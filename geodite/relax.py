@@ -249,7 +249,7 @@ def relax_in_flight(
 
     ``structures``: an iterable of ``(key, ase.Atoms)``, consumed lazily. ``evaluate``: a function from a
     list of structures to one :class:`~geodite.calculator.Prediction` each (energy eV, forces eV/Å, stress
-    eV/Å³), e.g. :meth:`geodite.tasks.runner.WorkerContext.evaluate` or ``Evaluator.evaluate``.
+    eV/Å³), e.g. :meth:`geodite.tasks.contract.WorkerContext.evaluate` or ``Evaluator.evaluate``.
 
     The physics is :func:`relax_atoms`'s, by construction: each structure has its own ASE cell filter
     (FrechetCellFilter: the symmetrised log-space cell force) and ASE optimizer (FIRE), stepped with

@@ -27,7 +27,7 @@ from ase import Atoms
 from ase.data import atomic_numbers, chemical_symbols, covalent_radii, vdw_alvarez
 
 from geodite.metrics import diatomics as m
-from geodite.tasks.runner import PROTOCOL, failed_row
+from geodite.tasks.contract import PROTOCOL, failed_row
 
 MBD_SKIPPED = ("Po", "At", "Rn", "Fr", "Ra")
 MBD_BOX = 50.0  # Å

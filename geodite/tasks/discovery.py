@@ -62,7 +62,7 @@ import pandas as pd
 from geodite.data import downloads
 from geodite.data import wbm as wbm_data
 from geodite.metrics.symmetry import symmetry_comparison, symmetry_metrics_from_rows
-from geodite.tasks.runner import PROTOCOL, failed_row, item_rows
+from geodite.tasks.contract import PROTOCOL, failed_row, item_rows
 
 FULL_FILES = ["wbm_summary", "wbm_initial_structures", "wbm_computed_structure_entries", "mp_elemental_ref_entries"]
 MAX_E_FORM_ERROR = 5.0  # eV/atom; larger errors count as missing predictions (MBD)

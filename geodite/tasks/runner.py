@@ -1,10 +1,10 @@
 """One runner for every benchmark task.
 
-A task (see :class:`Task`) is a protocol over items producing one row per item, then
-metrics over the rows. The runner owns everything else:
+A task (:class:`~geodite.tasks.contract.Task`, the contract in :mod:`geodite.tasks.contract`) is a
+protocol over items producing one row per item, then metrics over the rows. The runner owns everything else:
 
 * the model: built once per worker from :mod:`geodite.registry`; tasks evaluate structures through
-  :meth:`WorkerContext.evaluate` (batched for Geodite, a loop for any other ASE calculator);
+  :meth:`~geodite.tasks.contract.WorkerContext.evaluate` (batched for Geodite, a loop for any other ASE calculator);
 * batches: a task with ``run_batch(items, ctx)`` gets chunks of items and yields their rows as
   they finish (a relaxation keeps a budget of atoms in flight); other tasks get ``run_item``
   one item at a time;
@@ -36,13 +36,11 @@ import os
 import shutil
 import sys
 import time
-import traceback
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
 
 import pandas as pd
 import yaml
@@ -58,10 +56,10 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from geodite.calculator import GeoditeCalculator, predict
 from geodite.checkpoints import file_sha256, resolve_model_path
 from geodite.registry import ModelNotAvailableError, get_spec, model_label
 from geodite.submission import write_submission
+from geodite.tasks.contract import Task, WorkerContext, failed_row, item_rows, protocol_config
 from geodite.tasks.lifetime import die_with_parent
 from geodite.tasks.lock import RunLock
 from geodite.tasks.results import task_dir, write_metrics, write_rows
@@ -74,61 +72,6 @@ from geodite.threads import (
     thread_env,
     threads_per_worker,
 )
-
-PROTOCOL = {"protocol": True}  # field(metadata=PROTOCOL): a protocol parameter, hashed into the store's config
-
-
-def protocol_config(task) -> dict:
-    """The task's protocol (JSON-able): its fields marked ``metadata=PROTOCOL`` plus its optional
-    ``protocol_extras()`` (derived entries such as data-file hashes). A change invalidates the store."""
-    config = {f.name: getattr(task, f.name) for f in dataclasses.fields(task) if f.metadata.get("protocol")}
-    extras = getattr(task, "protocol_extras", None)
-    return config | (extras() if extras is not None else {})
-
-
-@dataclass
-class WorkerContext:
-    """What a task's ``run_item``/``run_batch`` gets: the model name, its registry entry and calculator,
-    and the task's scratch folder (owned by the runner; None outside a run)."""
-
-    model: str
-    spec: Any
-    calculator: Any
-    device: str = "cpu"
-    cache: dict = field(default_factory=dict)
-    scratch: Path | None = None
-
-    @property
-    def evaluator(self):
-        """The Geodite :class:`~geodite.calculator.Evaluator` behind the calculator, or None (other models)."""
-        return getattr(self.calculator, "evaluator", None)
-
-    def evaluate(self, structures: Sequence, compute_stress: bool = True) -> list:
-        """One :class:`~geodite.calculator.Prediction` per structure (energy eV, forces eV/Å, stress eV/Å³),
-        in order: batched through the Evaluator for Geodite, one structure at a time through the ASE
-        calculator otherwise. A structure that cannot be evaluated gets a Prediction with ``error``."""
-        return predict(self.calculator, structures, compute_stress)
-
-    def md_calculator(self, skin: float):
-        """The calculator for MD: Geodite reuses neighbour lists within ``skin`` Å (same results); others as they are."""
-        if self.evaluator is None or skin <= 0:
-            return self.calculator
-        return GeoditeCalculator(self.evaluator, skin=skin)
-
-
-@runtime_checkable
-class Task(Protocol):
-    """A benchmark task. Besides these, a task implements ``run_item(item, ctx) -> row`` or
-    ``run_batch(items, ctx) -> Iterator[row]`` (rows with their item's ``key``, yielded as they finish)."""
-
-    name: str
-
-    def items(self) -> list[dict]: ...  # each with a unique str "key"
-
-    def metrics(self, df: pd.DataFrame, model: str) -> dict: ...  # rows -> metrics
-
-    def plots(self, df: pd.DataFrame, out_dir: Path, model: str) -> list[Path]: ...
-
 
 # --------------------------------------------------------------------------- worker side
 
@@ -143,23 +86,6 @@ def get_context_for(model: str, device: str = "cpu", dtype: str = "float32") -> 
         calc = spec.make_calculator(device=device, dtype=dtype)
         _WORKER_CTX[key] = WorkerContext(model=model, spec=spec, calculator=calc, device=device)
     return _WORKER_CTX[key]
-
-
-def failed_row(key: str, exc: BaseException) -> dict:
-    """The row of an item whose computation raised ``exc`` (call it inside the ``except`` block)."""
-    return {"key": key, "status": "failed", "error": f"{type(exc).__name__}: {exc}",
-            "traceback": traceback.format_exc(limit=5)}
-
-
-def item_rows(run_item, items: list[dict], ctx: WorkerContext) -> Iterator[dict]:
-    """``run_item(item, ctx)`` for one item after the other, each row with its ``key``; an item's exception
-    becomes its failed row. What the runner does for a task without ``run_batch``."""
-    for item in items:
-        try:
-            row = dict(run_item(item, ctx))
-        except Exception as exc:  # noqa: BLE001 - a failing item must not stop the run
-            row = failed_row(item["key"], exc)
-        yield row | {"key": item["key"]}
 
 
 def iter_chunk(
