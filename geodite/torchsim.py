@@ -120,6 +120,7 @@ class GeoditeTorchSimModel(ModelInterface):
             results["stress"] = out["stress"].detach()
         return results
 
+
 def _torchsim_model(obj, device: str, dtype: str) -> GeoditeTorchSimModel:
     """A GeoditeTorchSimModel for a registry name, a Geodite, an Evaluator or a GeoditeCalculator (its
     Evaluator); NotImplementedError for any other model."""
