@@ -1,4 +1,5 @@
-"""Batched evaluation of many structures, and the ASE calculator built on the same code path."""
+"""Batched evaluation of many structures (:class:`Evaluator`, Geodite only), the ASE calculator built on
+the same code path, and :func:`predict`: Predictions of many structures from any ASE calculator."""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ from geodite.checkpoints import load_model
 from geodite.export import load_exported
 from geodite.graph import DTYPES, NeighbourCache, StructureError, build_graph, check_structure
 from geodite.model import Geodite
-
 
 
 class DeviceError(ValueError):
@@ -148,11 +148,35 @@ class Evaluator:
             )
 
 
+def predict(
+    calculator: Calculator, structures: Sequence[Atoms], compute_stress: bool = True
+) -> list[Prediction]:
+    """One Prediction per structure, in order, from any ASE calculator: batched through the
+    :class:`Evaluator` behind a :class:`GeoditeCalculator`, else one structure at a time (the peers;
+    stress only for fully periodic structures). A structure that cannot be evaluated gets its error;
+    the others go on."""
+    evaluator = getattr(calculator, "evaluator", None)
+    if evaluator is not None:
+        return evaluator.evaluate(list(structures), compute_stress)
+    predictions = []
+    for atoms in structures:
+        work = atoms.copy()
+        work.calc = calculator
+        try:
+            stress = work.get_stress(voigt=False) if compute_stress and work.pbc.all() else None
+            predictions.append(Prediction(energy=float(work.get_potential_energy()), forces=work.get_forces(),
+                                          stress=stress))
+        except Exception as error:  # noqa: BLE001 - peers raise any type; one structure must not end a run
+            predictions.append(Prediction(error=f"{describe(atoms)}: {type(error).__name__}: {error}"))
+    return predictions
+
+
 class GeoditeCalculator(Calculator):
     """ASE calculator: energy, free_energy, forces, stress (float32 by default).
 
-    ``model`` is "geodite" (the shipped checkpoint), "geodite-mp" (the published one, downloaded), a path, or
-    an exported package (FILE.pt2, ``geodite export``).
+    ``model`` is "geodite" (the shipped checkpoint), "geodite-mp" (the published one, downloaded), a path,
+    an exported package (FILE.pt2, ``geodite export``), a Geodite, or an :class:`Evaluator` (used as it is:
+    its model, device and dtype).
     ``skin`` > 0 (Å) reuses the neighbour list between calls until an atom has moved skin/2 (MD,
     relaxations); results are identical to a fresh list.
     """
@@ -161,7 +185,7 @@ class GeoditeCalculator(Calculator):
 
     def __init__(
         self,
-        model: str | Geodite = "geodite",
+        model: str | Geodite | Evaluator = "geodite",
         device: str = "cpu",
         dtype: str = "float32",
         compile: bool = False,
@@ -169,7 +193,10 @@ class GeoditeCalculator(Calculator):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.evaluator = Evaluator(model, device=device, dtype=dtype, compile=compile)
+        if isinstance(model, Evaluator):
+            self.evaluator = model
+        else:
+            self.evaluator = Evaluator(model, device=device, dtype=dtype, compile=compile)
         self.neighbours = NeighbourCache(self.evaluator.cutoff, skin) if skin > 0 else None
 
     def reset(self) -> None:

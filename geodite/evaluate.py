@@ -10,11 +10,15 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 from ase import Atoms
+from ase.calculators.calculator import Calculator
+from ase.db import connect
 from ase.io import iread
 from ase.stress import voigt_6_to_full_3x3_stress
 
-from geodite.calculator import Evaluator, Prediction, describe
-from geodite.registry import get_spec, model_label
+from geodite.calculator import Prediction, describe, predict
+from geodite.checkpoints import file_sha256
+from geodite.registry import model_label
+from geodite.tasks.results import table_markdown
 
 #: where reference values may sit on an Atoms object, first match wins
 _ENERGY_INFO_KEYS = ("ref_energy", "energy", "REF_energy", "dft_energy")
@@ -79,8 +83,6 @@ def _read_frames(path: Path) -> list[Atoms | UnreadableFrame]:
 
 def _read_database(path: Path) -> list[Atoms | UnreadableFrame]:
     """Rows of an ASE database; a row that cannot be turned into Atoms becomes an UnreadableFrame."""
-    from ase.db import connect
-
     frames: list[Atoms | UnreadableFrame] = []
     try:
         with connect(path) as db:
@@ -193,18 +195,19 @@ def summarise(table: pd.DataFrame) -> dict:
 
 
 def evaluate_structures(
-    evaluator: Evaluator,
+    calculator: Calculator,
     structures: Sequence[Atoms | UnreadableFrame],
     chunk_size: int = 32,
     progress: Callable[[int], None] | None = None,
 ) -> pd.DataFrame:
-    """Per-structure table of predictions and errors, an unreadable frame as a failed row in its place;
-    ``progress(n)`` is called after each chunk."""
+    """Per-structure table of ``calculator``'s predictions and errors (batched for Geodite, see
+    :func:`geodite.calculator.predict`), an unreadable frame as a failed row in its place; ``progress(n)``
+    is called after each chunk."""
     rows = []
     for start in range(0, len(structures), chunk_size):
         chunk = structures[start : start + chunk_size]
         readable = [atoms for atoms in chunk if isinstance(atoms, Atoms)]
-        predictions = iter(evaluator.evaluate(readable) if readable else [])
+        predictions = iter(predict(calculator, readable) if readable else [])
         for offset, item in enumerate(chunk):
             if isinstance(item, UnreadableFrame):
                 rows.append(unreadable_row(start + offset, item))
@@ -225,37 +228,6 @@ def unreadable_row(index: int, frame: UnreadableFrame) -> dict:
 def public_columns(table: pd.DataFrame) -> pd.DataFrame:
     """The table without the bookkeeping columns used for pooled RMSEs."""
     return table[[c for c in table.columns if not c.startswith("_")]]
-
-
-class CalculatorEvaluator:
-    """The Evaluator interface over any ASE calculator (the peers): one structure at a time."""
-
-    def __init__(self, calculator):
-        self.calculator = calculator
-
-    def evaluate(self, structures: Sequence[Atoms]) -> list[Prediction]:
-        """One Prediction per structure; a structure the calculator fails on gets its error, the rest go on."""
-        predictions = []
-        for index, atoms in enumerate(structures):
-            work = atoms.copy()
-            work.calc = self.calculator
-            try:
-                energy, forces = work.get_potential_energy(), work.get_forces()
-                stress = work.get_stress(voigt=False) if atoms.pbc.all() else None
-            except Exception as error:  # peers raise arbitrary types; one bad structure must not end the run
-                predictions.append(Prediction(error=f"{describe(atoms, index)}: {type(error).__name__}: {error}"))
-                continue
-            predictions.append(Prediction(energy=float(energy), forces=np.asarray(forces, dtype=float),
-                                          stress=None if stress is None else np.asarray(stress, dtype=float)))
-        return predictions
-
-
-def make_evaluator(model: str, device: str = "cpu", dtype: str = "float64") -> Evaluator | CalculatorEvaluator:
-    """Batched Evaluator for a Geodite (registry name or checkpoint path), else the model's ASE calculator."""
-    spec = get_spec(model)
-    if spec.checkpoint is not None:
-        return Evaluator(spec.checkpoint, device=device, dtype=dtype)
-    return CalculatorEvaluator(spec.make_calculator(device=device, dtype=dtype))
 
 
 def summary_row(summary: dict) -> dict:
@@ -280,8 +252,6 @@ def summary_row(summary: dict) -> dict:
 def data_key(path: str | Path) -> tuple[str, str]:
     """(key, sha256) of a data file. ``geodite eval`` files its results under ``<stem>-<12 hex of sha256>``,
     so files of one name with other contents (frames.extxyz in two folders) never share a table."""
-    from geodite.checkpoints import file_sha256
-
     sha256 = file_sha256(path)
     return f"{Path(path).stem}-{sha256[:12]}", sha256
 
@@ -309,8 +279,6 @@ def comparison_table(results_dir: str | Path, key: str) -> pd.DataFrame:
 def write_comparison(results_dir: str | Path, key: str, data_name: str) -> tuple[Path, int]:
     """Write ``results_dir/eval/<key>.md`` and ``.csv`` (the comparison table of :func:`comparison_table`);
     returns (md path, rows)."""
-    from geodite.tasks.results import table_markdown
-
     table = comparison_table(results_dir, key)
     markdown = Path(results_dir, "eval", f"{key}.md")
     table.to_csv(markdown.with_name(f"{key}.csv"), index=False)

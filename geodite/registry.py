@@ -9,19 +9,27 @@ Every entry records the *energy convention* of the model's total energy:
 ``"mp2020_corrected"`` (CHGNet is trained on MP2020-corrected energies). Tasks that
 compare with DFT use it to put prediction and reference on the same footing.
 
-Heavy imports (torch models, peers) happen only inside factories.
+The peers' packages (optional extras) are imported only inside their factories.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import ase.constraints
+import ase.filters
+from ase.calculators.emt import EMT
+
+from geodite.calculator import GeoditeCalculator, torch_device
+
 UNCORRECTED = "uncorrected"
 MP2020_CORRECTED = "mp2020_corrected"
+GEODITE_REQUIRES = ("torch", "geodite.calculator")  # what a Geodite entry needs importable
 
 
 class ModelNotAvailableError(RuntimeError):
@@ -57,8 +65,6 @@ class ModelSpec:
     def make_calculator(self, device: str = "cpu", dtype: str = "float32", **kwargs: Any):
         if not self.available():
             raise ModelNotAvailableError(self.missing_message())
-        from geodite.calculator import torch_device
-
         torch_device(device)  # DeviceError (a ValueError): one line for the CLI, not a peer's traceback
         return self.factory(device=device, dtype=dtype, **kwargs)
 
@@ -66,27 +72,22 @@ class ModelSpec:
 # --------------------------------------------------------------------------- factories
 
 
-def _geodite_factory(model: str) -> Callable[..., Any]:
+def _geodite_spec(name: str, description: str, checkpoint: str, path: str | None = None) -> ModelSpec:
+    """The entry of a Geodite checkpoint (``checkpoint``: the name or path load_model takes)."""
+
     def make(device: str = "cpu", dtype: str = "float32", **kwargs: Any):
-        from geodite.calculator import GeoditeCalculator
+        return GeoditeCalculator(model=checkpoint, device=device, dtype=dtype, **kwargs)
 
-        return GeoditeCalculator(model=model, device=device, dtype=dtype, **kwargs)
-
-    return make
+    return ModelSpec(name, description, make, requires=GEODITE_REQUIRES, path=path, checkpoint=checkpoint)
 
 
 def _emt(device: str = "cpu", dtype: str = "float32", **kwargs: Any):
-    from ase.calculators.emt import EMT
-
     return EMT(**kwargs)
 
 
 def _ase_compat_for_chgnet() -> None:
     """chgnet 0.3.x imports ``ExpCellFilter`` from ``ase.constraints``, which ASE ≥ 3.23
     moved to ``ase.filters`` (and 3.29 no longer re-exports): put the alias back."""
-    import ase.constraints
-    import ase.filters
-
     if not hasattr(ase.constraints, "ExpCellFilter") and hasattr(ase.filters, "ExpCellFilter"):
         ase.constraints.ExpCellFilter = ase.filters.ExpCellFilter
 
@@ -105,17 +106,18 @@ def _chgnet(device: str = "cpu", dtype: str = "float32", **kwargs: Any):
         ) from exc
 
 
-def _sevennet(model: str) -> Callable[..., Any]:
-    def make(device: str = "cpu", dtype: str = "float32", **kwargs: Any):
-        import warnings
+def _sevennet_spec(name: str, description: str, model: str) -> ModelSpec:
+    """The entry of a SevenNet model (``model``: sevenn's name for it, e.g. "7net-0")."""
 
+    def make(device: str = "cpu", dtype: str = "float32", **kwargs: Any):
         with warnings.catch_warnings():  # sevenn warns about its own optional dependencies on import
             warnings.simplefilter("ignore")
             from sevenn.calculator import SevenNetCalculator
 
         return SevenNetCalculator(model, device=device, **kwargs)
 
-    return make
+    return ModelSpec(name, description, make, extra="sevenn", requires=("sevenn",),
+                     install_hint="pip install 'geodite[sevenn]'  (or: pip install sevenn torch==2.13.0)")
 
 
 def _mace_mp0(device: str = "cpu", dtype: str = "float32", **kwargs: Any):
@@ -124,40 +126,19 @@ def _mace_mp0(device: str = "cpu", dtype: str = "float32", **kwargs: Any):
     return mace_mp(model=kwargs.pop("size", "medium"), device=device, default_dtype=dtype, **kwargs)
 
 
-GEODITE_REQUIRES = ("torch", "geodite.calculator")
-
 REGISTRY: dict[str, ModelSpec] = {
     s.name: s
     for s in [
-        ModelSpec(
-            "geodite",
-            "Geodite, the checkpoint shipped with the package (default)",
-            _geodite_factory("geodite"),
-            requires=GEODITE_REQUIRES,
-            checkpoint="geodite",
-        ),
-        ModelSpec(
+        _geodite_spec("geodite", "Geodite, the checkpoint shipped with the package (default)", "geodite"),
+        _geodite_spec(
+            "geodite-mp", "Geodite-MP, the published MPtrj checkpoint (downloaded to a cache on first use)",
             "geodite-mp",
-            "Geodite-MP, the published MPtrj checkpoint (downloaded to a cache on first use)",
-            _geodite_factory("geodite-mp"),
-            requires=GEODITE_REQUIRES,
-            checkpoint="geodite-mp",
         ),
-        ModelSpec(
-            "sevennet-0",
-            "SevenNet-0 (7net-0), MPtrj",
-            _sevennet("7net-0"),
-            extra="sevenn",
-            requires=("sevenn",),
-            install_hint="pip install 'geodite[sevenn]'  (or: pip install sevenn torch==2.13.0)",
-        ),
-        ModelSpec(
+        _sevennet_spec("sevennet-0", "SevenNet-0 (7net-0), MPtrj", "7net-0"),
+        _sevennet_spec(
             "sevennet-l3i5",
             "SevenNet-l3i5 (lmax 3, 5 layers), MPtrj; more accurate and ~3x slower than SevenNet-0",
-            _sevennet("7net-l3i5"),
-            extra="sevenn",
-            requires=("sevenn",),
-            install_hint="pip install 'geodite[sevenn]'  (or: pip install sevenn torch==2.13.0)",
+            "7net-l3i5",
         ),
         ModelSpec(
             "chgnet",
@@ -201,14 +182,7 @@ def get_spec(name: str) -> ModelSpec:
         return REGISTRY[name]
     if _looks_like_path(name):
         path = str(Path(name).expanduser())
-        return ModelSpec(
-            model_label(name),
-            f"Geodite checkpoint {path}",
-            _geodite_factory(path),
-            requires=GEODITE_REQUIRES,
-            path=path,
-            checkpoint=path,
-        )
+        return _geodite_spec(model_label(name), f"Geodite checkpoint {path}", path, path=path)
     raise KeyError(f"unknown model {name!r}; known: {', '.join(REGISTRY)} or a checkpoint path")
 
 

@@ -1,4 +1,4 @@
-"""Structure relaxation.
+"""Structure relaxation with ASE's optimisers, for any calculator.
 
 * :func:`relax_atoms` — the plain ASE path for any calculator: FIRE on a
   FrechetCellFilter (positions and cell together), stop at max force ≤ ``fmax`` eV/Å
@@ -8,30 +8,46 @@
   atoms refilled as structures converge. Each structure is stepped by ASE's own optimiser on
   a FrechetCellFilter that computes ASE's values faster (:class:`_FrechetCellFilter`), so the
   physics is :func:`relax_atoms`'s: in float64 the same steps and energies to 1e-12 eV
-  (tests/test_relax.py); on the shipped model in float32 see docs/batched-engine.md.
+  (tests/test_relax_batched.py); on the shipped model in float32 see docs/batched-engine.md.
 * :func:`relax_structures` — a list of structures with one calculator or model:
   ``backend="ase"`` (:func:`relax_atoms` in a loop), ``"batched"`` (:func:`relax_in_flight`) or
-  ``"torch-sim"`` (:func:`relax_structures_torchsim`, Geodite models only: torch-sim 0.3.0's
-  batched FIRE + Frechet cell filter on :class:`geodite.torchsim.GeoditeTorchSimModel`).
+  ``"torch-sim"`` (:func:`geodite.torchsim.relax_structures_torchsim`, Geodite models only).
 
-torch-sim (measured 2026-11-24, 1 thread, ``python -m geodite.relax --n 200``): 2.5–3.8× the
-ASE loop, but 9 of 200 offline WBM materials ended 1e-3–0.15 eV/atom apart from ASE with both
-converged (reproduced in float64 and with a batch of one, so not precision or batching). ASE
-3.29's FrechetCellFilter uses the exact Fréchet derivative for the log-space cell force (the
-"plain virial when cos > 0.8" branch is in the deprecated ExpCellFilter), so the difference
-lies in torch-sim's own FIRE/filter step (e.g. its first-step branch is batch-wide, and its
-initial cell force is the unit-cell-filter one), not in a symmetrisation. The batched engine
-avoids the question by running ASE's optimiser itself.
+What a relaxation runs (optimiser, cell filter, ``fmax``, ``steps``) is one :class:`RelaxSettings`.
+The relaxation throughput of the backends side by side: ``benchmarks/relax_engines.py``.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
+from ase import filters, optimize
 from ase.filters import FrechetCellFilter
+from ase.stress import full_3x3_to_voigt_6_stress, voigt_6_to_full_3x3_stress
+from scipy.linalg import expm_frechet
+
+from geodite.calculator import Evaluator, GeoditeCalculator, Prediction, predict
+from geodite.graph import StructureError
+from geodite.model import Geodite
+from geodite.registry import get_calculator
+from geodite.threads import limit_blas_threads
+
+
+@dataclass(frozen=True)
+class RelaxSettings:
+    """What a relaxation runs: the ASE ``optimizer`` (a class of :mod:`ase.optimize`) on the ASE
+    ``cell_filter`` (a class of :mod:`ase.filters`; None: positions only) until the largest generalised
+    force is ≤ ``fmax`` (eV/Å; checked before the first step too) or after ``steps`` steps."""
+
+    fmax: float = 0.05  # eV/Å
+    steps: int = 500
+    optimizer: str = "FIRE"
+    cell_filter: str | None = "FrechetCellFilter"
 
 
 @dataclass
@@ -50,8 +66,6 @@ def max_force(forces: np.ndarray) -> float:
 
 
 def _make_optimizer(name: str, obj, logfile=None):
-    from ase import optimize
-
     try:
         cls = getattr(optimize, name)
     except AttributeError as exc:
@@ -59,24 +73,26 @@ def _make_optimizer(name: str, obj, logfile=None):
     return cls(obj, logfile=logfile)
 
 
-def relax_atoms(
-    atoms,
-    calculator,
-    fmax: float = 0.05,
-    steps: int = 500,
-    optimizer: str = "FIRE",
-    cell_filter: str | None = "FrechetCellFilter",
-    logfile: str | None = None,
-) -> RelaxResult:
-    """Relax ``atoms`` (a copy) with ``calculator``; see module docstring."""
-    from ase import filters
+def _filtered(atoms, cell_filter: str | None, fast: bool = False):
+    """``atoms`` under the ASE ``cell_filter`` (none: the atoms themselves); ``fast``: FrechetCellFilter's
+    values from :class:`_FrechetCellFilter`."""
+    if not cell_filter:
+        return atoms
+    if fast and cell_filter == "FrechetCellFilter":
+        return _FrechetCellFilter(atoms)
+    return getattr(filters, cell_filter)(atoms)
 
+
+def relax_atoms(
+    atoms, calculator, settings: RelaxSettings = RelaxSettings(), logfile: str | None = None
+) -> RelaxResult:
+    """Relax ``atoms`` (a copy) with ``calculator`` and ASE's own loop; see module docstring."""
     t0 = time.perf_counter()
     atoms = atoms.copy()
     atoms.calc = calculator
-    obj = getattr(filters, cell_filter)(atoms) if cell_filter else atoms
-    opt = _make_optimizer(optimizer, obj, logfile=logfile)
-    converged = bool(opt.run(fmax=fmax, steps=steps))
+    obj = _filtered(atoms, settings.cell_filter)
+    opt = _make_optimizer(settings.optimizer, obj, logfile=logfile)
+    converged = bool(opt.run(fmax=settings.fmax, steps=settings.steps))
     fmax_final = max_force(obj.get_forces())
     energy = float(atoms.get_potential_energy())
     n_steps = int(opt.nsteps)
@@ -119,9 +135,6 @@ class _FrechetCellFilter(FrechetCellFilter):
         self._cell_x = np.array(new[len(self.atoms) :], dtype=float)
 
     def get_forces(self, **kwargs) -> np.ndarray:
-        from ase.stress import full_3x3_to_voigt_6_stress, voigt_6_to_full_3x3_stress
-        from scipy.linalg import expm_frechet
-
         volume = self.atoms.get_volume()
         virial = -volume * voigt_6_to_full_3x3_stress(self.atoms.get_stress(**kwargs))
         deform = self._deform()
@@ -207,17 +220,12 @@ class _InFlight:
     cost_s: float = 0.0  # its share of the model calls (by atoms) plus its own optimiser steps
 
 
-def _start_relaxation(key, atoms, fmax: float, optimizer: str, cell_filter: str | None) -> _InFlight:
-    from ase import filters
-
+def _start_relaxation(key, atoms, settings: RelaxSettings) -> _InFlight:
     atoms = atoms.copy()
     atoms.calc = None
-    if cell_filter == "FrechetCellFilter":
-        filtered = _FrechetCellFilter(atoms)
-    else:
-        filtered = getattr(filters, cell_filter)(atoms) if cell_filter else atoms
-    opt = _make_optimizer(optimizer, _OnceAGradient(filtered.__ase_optimizable__()))
-    opt.fmax = fmax  # what Optimizer.run sets before its first convergence check
+    filtered = _filtered(atoms, settings.cell_filter, fast=True)
+    opt = _make_optimizer(settings.optimizer, _OnceAGradient(filtered.__ase_optimizable__()))
+    opt.fmax = settings.fmax  # what Optimizer.run sets before its first convergence check
     return _InFlight(key, atoms, filtered, opt)
 
 
@@ -230,33 +238,28 @@ def _finish(flight: _InFlight, converged: bool, gradient: np.ndarray) -> RelaxRe
 
 
 def relax_in_flight(
-    structures,
-    evaluate,
-    fmax: float = 0.05,
-    steps: int = 500,
-    optimizer: str = "FIRE",
-    cell_filter: str | None = "FrechetCellFilter",
+    structures: Iterable[tuple[Any, Any]],
+    evaluate: Callable[[list], list[Prediction]],
+    settings: RelaxSettings = RelaxSettings(),
     max_atoms: int = DEFAULT_MAX_ATOMS["cpu"],
-):
+) -> Iterator[tuple[Any, RelaxResult | str]]:
     """Relax many structures with one model call per step for all of them; yield ``(key, result)`` as each
     finishes (in finishing order), ``result`` a :class:`RelaxResult` or, for a structure the model cannot
     evaluate, the error message (str).
 
     ``structures``: an iterable of ``(key, ase.Atoms)``, consumed lazily. ``evaluate``: a function from a
     list of structures to one :class:`~geodite.calculator.Prediction` each (energy eV, forces eV/Å, stress
-    eV/Å³), e.g. :meth:`geodite.tasks.runner.WorkerContext.evaluate` or ``Evaluator.evaluate``.
+    eV/Å³), e.g. :meth:`geodite.tasks.contract.WorkerContext.evaluate` or ``Evaluator.evaluate``.
 
-    The physics is :func:`relax_atoms`'s, by construction: each structure has its own ASE ``cell_filter``
-    (FrechetCellFilter: the symmetrised log-space cell force) and ASE ``optimizer`` (FIRE), stepped with
+    The physics is :func:`relax_atoms`'s, by construction: each structure has its own ASE cell filter
+    (FrechetCellFilter: the symmetrised log-space cell force) and ASE optimizer (FIRE), stepped with
     ASE's own code; only the model call is shared. Each step, every structure in flight is evaluated in
-    one call, checked with ASE's criterion (max generalised force < ``fmax``, before the first step too)
-    and leaves when converged or after ``steps`` steps. A fixed budget of ``max_atoms`` atoms stays in
-    flight: a finished structure's place is refilled from ``structures`` at once (a structure larger than
-    the budget runs alone). ``wall_s`` of a result is its cost: its share (by atoms) of every model call
+    one call, checked with ASE's criterion (max generalised force < ``settings.fmax``, before the first step
+    too) and leaves when converged or after ``settings.steps`` steps. A fixed budget of ``max_atoms`` atoms
+    stays in flight: a finished structure's place is refilled from ``structures`` at once (a structure larger
+    than the budget runs alone). ``wall_s`` of a result is its cost: its share (by atoms) of every model call
     it was part of plus its own optimiser steps.
     """
-    from ase.stress import full_3x3_to_voigt_6_stress
-
     source = iter(structures)
     flight: list[_InFlight] = []
     waiting = None  # the next structure, when it did not fit the budget
@@ -272,7 +275,7 @@ def relax_in_flight(
             key, atoms = waiting
             if flight and load + len(atoms) > max_atoms:
                 break
-            flight.append(_start_relaxation(key, atoms, fmax, optimizer, cell_filter))
+            flight.append(_start_relaxation(key, atoms, settings))
             load += len(atoms)
             waiting = None
         if not flight:
@@ -292,7 +295,7 @@ def relax_in_flight(
             opt = f.optimizer
             gradient = opt.optimizable.get_gradient()
             converged = bool(opt.gradient_converged(gradient))
-            if converged or opt.nsteps >= steps:
+            if converged or opt.nsteps >= settings.steps:
                 f.cost_s += time.perf_counter() - begin
                 yield f.key, _finish(f, converged, gradient)
                 continue
@@ -304,7 +307,7 @@ def relax_in_flight(
 
 
 def relax_structures(
-    atoms_list,
+    atoms_list: Sequence,
     calculator_or_model,
     fmax: float = 0.05,
     steps: int = 500,
@@ -315,7 +318,8 @@ def relax_structures(
     dtype: str = "float32",
     max_batch_atoms: int | None = None,
 ) -> list[RelaxResult]:
-    """Relax each structure of ``atoms_list``; one RelaxResult per structure, in order.
+    """Relax each structure of ``atoms_list`` (``fmax`` eV/Å, ``steps``, ``optimizer``, ``cell_filter``: see
+    :class:`RelaxSettings`); one RelaxResult per structure, in order.
 
     ``calculator_or_model`` is an ASE calculator, a registry model name (see
     :mod:`geodite.registry`), a Geodite, an :class:`~geodite.calculator.Evaluator` or a
@@ -325,290 +329,40 @@ def relax_structures(
     optimiser and filter per structure with one model call per step for all structures in flight
     (:func:`relax_in_flight`, ``max_batch_atoms`` in flight, default :func:`default_max_atoms`; a
     structure the model cannot evaluate raises StructureError). ``backend="torch-sim"``:
-    batched FIRE + Frechet cell filter for Geodite models (:func:`relax_structures_torchsim`);
-    ``optimizer``/``cell_filter`` must then be FIRE/FrechetCellFilter.
+    batched FIRE + Frechet cell filter for Geodite models
+    (:func:`geodite.torchsim.relax_structures_torchsim`); ``optimizer``/``cell_filter`` must then be
+    FIRE/FrechetCellFilter.
     """
+    settings = RelaxSettings(fmax, steps, optimizer, cell_filter)
     if backend in ("torch-sim", "torchsim", "torch_sim"):
-        if optimizer != "FIRE" or cell_filter != "FrechetCellFilter":
-            raise NotImplementedError(
-                f"the torch-sim backend runs FIRE + FrechetCellFilter only, not {optimizer} + {cell_filter}"
-            )
-        return relax_structures_torchsim(
-            atoms_list, calculator_or_model, fmax, steps, device=device, dtype=dtype,
-            max_batch_atoms=max_batch_atoms,
-        )
+        from geodite.torchsim import relax_structures_torchsim  # torch-sim: an optional dependency
+
+        return relax_structures_torchsim(atoms_list, calculator_or_model, settings, device, dtype,
+                                         max_batch_atoms)
     if backend not in ("ase", "batched"):
         raise ValueError(f"unknown relaxation backend {backend!r} (use 'ase', 'batched' or 'torch-sim')")
     calc = _ase_calculator(calculator_or_model, device, dtype)
-    from geodite.tasks.runner import WorkerContext, limit_blas_threads
-
     with limit_blas_threads(1):  # 3×3 linear algebra in the optimiser: BLAS threads only contend
         if backend == "ase":
-            return [relax_atoms(a, calc, fmax, steps, optimizer, cell_filter) for a in atoms_list]
-        evaluate = WorkerContext(model="", spec=None, calculator=calc).evaluate
+            return [relax_atoms(a, calc, settings) for a in atoms_list]
         results: list = [None] * len(atoms_list)
         budget = max_batch_atoms or default_max_atoms(device)
-        for index, result in relax_in_flight(enumerate(atoms_list), evaluate, fmax, steps, optimizer, cell_filter,
-                                             budget):
+        for index, result in relax_in_flight(enumerate(atoms_list), partial(predict, calc), settings, budget):
             if isinstance(result, str):
-                from geodite.graph import StructureError
-
                 raise StructureError(result, index=index)
             results[index] = result
         return results
 
 
 def _ase_calculator(obj, device: str, dtype: str):
-    """An ASE calculator for a registry name, a Geodite, an Evaluator or a GeoditeTorchSimModel."""
+    """An ASE calculator for a registry name, a Geodite, an Evaluator or a GeoditeTorchSimModel (its
+    Evaluator); an ASE calculator as it is."""
     if isinstance(obj, str):
-        from geodite.registry import get_calculator
-
         return get_calculator(obj, device=device, dtype=dtype)
-    if not is_geodite(obj) or hasattr(obj, "calculate"):
-        return obj  # an ASE calculator (GeoditeCalculator included)
-    from geodite.calculator import Evaluator, GeoditeCalculator
-    from geodite.graph import DTYPES
-
-    evaluator = obj if isinstance(obj, Evaluator) else getattr(obj, "evaluator", None)
-    if evaluator is None:  # a Geodite
+    if isinstance(obj, Geodite):
         return GeoditeCalculator(obj, device=device, dtype=dtype)
-    name = next(k for k, v in DTYPES.items() if v == evaluator.dtype)
-    return GeoditeCalculator(evaluator.model, device=str(evaluator.device), dtype=name)
-
-
-def is_geodite(calculator_or_model) -> bool:
-    """Whether the torch-sim backend can run this calculator or model (a Geodite one)."""
-    from geodite.calculator import Evaluator, GeoditeCalculator
-    from geodite.model import Geodite
-
-    if isinstance(calculator_or_model, (Geodite, Evaluator, GeoditeCalculator)):
-        return True
-    try:
-        from geodite.torchsim import GeoditeTorchSimModel
-    except ImportError:
-        return False
-    return isinstance(calculator_or_model, GeoditeTorchSimModel)
-
-
-def _torchsim_model(calculator_or_model, device: str, dtype: str):
-    from geodite.calculator import GeoditeCalculator
-    from geodite.torchsim import GeoditeTorchSimModel
-
-    obj = calculator_or_model
-    if isinstance(obj, GeoditeTorchSimModel):
-        return obj
-    if isinstance(obj, str):
-        from geodite.registry import get_calculator
-
-        obj = get_calculator(obj, device=device, dtype=dtype)
-    if isinstance(obj, GeoditeCalculator):
-        obj = obj.evaluator
-    if not is_geodite(obj):
-        raise NotImplementedError(
-            f"the torch-sim backend runs Geodite models only, not {type(obj).__name__} (use backend='ase')"
-        )
-    return GeoditeTorchSimModel(obj, device=device, dtype=dtype)
-
-
-def _generalised_fmax(state) -> "torch.Tensor":  # noqa: F821
-    """Per system: max row norm of the FrechetCellFilter's generalised forces, as ASE's check.
-
-    Atom rows are forces · F (F the deformation gradient w.r.t. the start cell), as ASE's
-    UnitCell/FrechetCellFilter and torch-sim's step; cell rows are the log-space cell forces
-    (already divided by the cell factor, the number of atoms, as ASE's ``exp_cell_factor``).
-    """
-    import torch
-
-    deform = state.deform_grad()
-    atom_forces = torch.bmm(state.forces.unsqueeze(1), deform[state.system_idx]).squeeze(1)
-    atom_max = torch.zeros(state.n_systems, dtype=atom_forces.dtype, device=atom_forces.device)
-    atom_max = atom_max.scatter_reduce(0, state.system_idx, atom_forces.norm(dim=1), reduce="amax")
-    cell_max = state.cell_forces.norm(dim=2).amax(dim=1)
-    return torch.maximum(atom_max, cell_max)
-
-
-def relax_structures_torchsim(
-    atoms_list,
-    model,
-    fmax: float = 0.05,
-    steps: int = 500,
-    device: str = "cpu",
-    dtype: str = "float32",
-    max_batch_atoms: int | None = None,
-) -> list[RelaxResult]:
-    """Batched relaxation with torch-sim: FIRE (ASE flavour) + Frechet cell filter, in flight.
-
-    Many structures share each forward pass; each is checked after every step with ASE's
-    criterion (max generalised force < ``fmax``, checked before the first step too) and leaves
-    the batch when converged or after ``steps`` steps, its place taken by the next structure
-    (torch-sim's ``InFlightAutoBatcher``). Batch size: at most ``max_batch_atoms`` atoms
-    (default 2048 on CPU, the Evaluator's batch); on a GPU with ``max_batch_atoms=None``
-    torch-sim estimates it from memory (N × density). ``wall_s`` of each result is the total
-    wall time divided by the number of structures (a batched run has no per-structure time).
-
-    All structures must be fully periodic (torch-sim 0.3.0 has one ``pbc`` for a batch) and
-    unconstrained. Caveat of torch-sim 0.3.0's step: in the step after a structure joins the
-    batch, the others skip FIRE's dt/α update (its first-step branch is batch-wide); results
-    still match ASE (tests/test_relax.py).
-    A structure the model cannot evaluate raises StructureError (``index`` = its position).
-    """
-    import torch
-    import torch_sim as ts
-    from torch_sim.autobatching import InFlightAutoBatcher
-    from torch_sim.autobatching import calculate_memory_scaler, estimate_max_memory_scaler
-
-    from geodite.graph import StructureError
-
-    t0 = time.perf_counter()
-    atoms_list = list(atoms_list)
-    if not atoms_list:
-        return []
-    for index, atoms in enumerate(atoms_list):
-        if not atoms.pbc.all():
-            raise ValueError(f"structure {index}: the torch-sim backend relaxes fully periodic structures")
-        if atoms.constraints:
-            raise NotImplementedError(f"structure {index}: constraints need the 'ase' backend")
-    ts_model = _torchsim_model(model, device, dtype)
-    for index, atoms in enumerate(atoms_list):
-        try:
-            ts_model.evaluator.check(atoms)
-        except StructureError as error:
-            raise StructureError(str(error), index=index) from None
-    init_fn, step_fn = ts.frechet_cell_fire(model=ts_model)  # ASE FIRE defaults: dt 0.1→1, maxstep 0.2 Å
-
-    singles = [ts.io.atoms_to_state([a], ts_model.device, ts_model.dtype) for a in atoms_list]
-    if max_batch_atoms is None and ts_model.device.type != "cpu":
-        scales_with = ts_model.memory_scales_with
-        metrics = [calculate_memory_scaler(s, scales_with) for s in singles]
-        capacity = 0.9 * estimate_max_memory_scaler(ts_model, singles, metrics)
-    else:
-        scales_with = "n_atoms"
-        metrics = [len(a) for a in atoms_list]
-        capacity = max_batch_atoms or 2048
-    capacity = max(capacity, max(metrics))  # a structure larger than a batch runs alone
-
-    # Initial energies/forces/stress (one forward per chunk of ≤ capacity), then one state each.
-    initial, chunk, load = [], [], 0.0
-    for state, metric in zip(singles, metrics):
-        if chunk and load + metric > capacity:
-            initial.extend(init_fn(ts.concatenate_states(chunk)).split())
-            chunk, load = [], 0.0
-        chunk.append(state)
-        load += metric
-    initial.extend(init_fn(ts.concatenate_states(chunk)).split())
-
-    batcher = InFlightAutoBatcher(
-        ts_model, memory_scales_with=scales_with, max_memory_scaler=capacity * (1 + 1e-9), return_indices=True
-    )
-    batcher.load_states(initial)
-    n_steps = [0] * len(atoms_list)
-    results: list[RelaxResult | None] = [None] * len(atoms_list)
-
-    state, _, current = batcher.next_batch(None, None)
-    while state is not None:
-        current = list(current)
-        fmax_now = _generalised_fmax(state)
-        converged = fmax_now < fmax
-        done = converged | torch.tensor([n_steps[i] >= steps for i in current], device=converged.device)
-        if done.any():
-            energies = state.energy.detach().cpu().double().numpy()
-            positions = state.positions.detach().cpu().double().numpy()
-            cells = state.row_vector_cell.detach().cpu().double().numpy()
-            system_idx = state.system_idx.cpu().numpy()
-            for k in torch.nonzero(done).flatten().tolist():
-                i = current[k]
-                relaxed = atoms_list[i].copy()
-                relaxed.calc = None
-                relaxed.set_cell(cells[k], scale_atoms=False)
-                relaxed.positions = positions[system_idx == k]
-                results[i] = RelaxResult(
-                    relaxed, float(energies[k]), n_steps[i], bool(converged[k]), float(fmax_now[k]), 0.0
-                )
-            state, _, current = batcher.next_batch(state, done)
-            continue  # newly loaded structures are checked before their first step
-        state = step_fn(state)
-        for i in current:
-            n_steps[i] += 1
-    wall = time.perf_counter() - t0
-    for res in results:
-        res.wall_s = wall / len(atoms_list)
-    return results  # type: ignore[return-value]
-
-
-def throughput(
-    n: int = 40,
-    model: str = "geodite",
-    backends: tuple[str, ...] = ("ase", "torch-sim"),
-    device: str = "cpu",
-    dtype: str = "float32",
-    fmax: float = 0.05,
-    steps: int = 500,
-    max_batch_atoms: int | None = None,
-) -> dict:
-    """Structures per hour of each backend on the first ``n`` offline WBM materials, started from
-    DiscoveryTask's perturbation (strain ±0.03, rattle 0.05 Å, seed 0). Also returns the mean
-    steps, the converged count and the per-atom energy differences between the backends."""
-    from pymatgen.core import Structure
-    from pymatgen.io.ase import AseAtomsAdaptor
-
-    from geodite.data import wbm
-
-    records = wbm.load_offline_wbm()[:n]
-    starts = [
-        wbm.perturb_atoms(AseAtomsAdaptor.get_atoms(Structure.from_dict(r["structure"])),
-                          wbm.item_seed(r["material_id"], 0), rattle=0.05, strain=0.03)
-        for r in records
-    ]
-    n_atoms = np.array([len(a) for a in starts])
-    out: dict = {"n": len(starts), "atoms_mean": float(n_atoms.mean()), "atoms_max": int(n_atoms.max())}
-    energies, details = {}, {}
-    for backend in backends:
-        if backend in ("ase", "batched"):
-            from geodite.registry import get_calculator
-
-            target = get_calculator(model, device=device, dtype=dtype)
-        else:
-            target = _torchsim_model(model, device, dtype)
-        t0 = time.perf_counter()
-        res = relax_structures(
-            starts, target, fmax, steps, backend=backend, device=device, dtype=dtype,
-            max_batch_atoms=max_batch_atoms,
-        )
-        wall = time.perf_counter() - t0
-        energies[backend] = np.array([r.energy for r in res]) / n_atoms
-        details[backend] = res
-        out[backend] = {
-            "wall_s": round(wall, 1),
-            "structures_per_hour": round(3600 * len(res) / wall, 1),
-            "mean_steps": float(np.mean([r.n_steps for r in res])),
-            "n_converged": int(sum(r.converged for r in res)),
-        }
-    if len(energies) == 2:
-        diff = np.abs(np.subtract(*energies.values()))
-        out["energy_diff_per_atom"] = {"median": float(np.median(diff)), "max": float(diff.max())}
-        out["over_1e-3_eV_per_atom"] = [
-            {"material_id": records[i]["material_id"], "n_atoms": int(n_atoms[i]), "diff": float(diff[i]),
-             **{f"{b}_steps_converged": (details[b][i].n_steps, details[b][i].converged) for b in details}}
-            for i in np.flatnonzero(diff > 1e-3)
-        ]
-    return out
-
-
-if __name__ == "__main__":
-    import argparse
-    import json
-
-    parser = argparse.ArgumentParser(description="Relaxation throughput of the ASE and torch-sim backends")
-    parser.add_argument("--n", type=int, default=40)
-    parser.add_argument("--model", default="geodite")
-    parser.add_argument("--backends", default="ase,torch-sim")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", default="float32")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--max-batch-atoms", type=int, default=None)
-    args = parser.parse_args()
-    import torch
-
-    torch.set_num_threads(args.threads)
-    print(json.dumps(throughput(args.n, args.model, tuple(args.backends.split(",")), args.device, args.dtype,
-                                max_batch_atoms=args.max_batch_atoms), indent=1))
+    if isinstance(obj, Evaluator):
+        return GeoditeCalculator(obj)
+    if not hasattr(obj, "calculate") and isinstance(getattr(obj, "evaluator", None), Evaluator):
+        return GeoditeCalculator(obj.evaluator)  # a GeoditeTorchSimModel
+    return obj

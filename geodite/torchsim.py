@@ -5,6 +5,11 @@
 ``Evaluator.check`` and batched by :func:`geodite.graph.build_graph` (vesin neighbour lists per
 system), then one ``Geodite.forward`` for the whole batch.
 
+:func:`relax_structures_torchsim` relaxes many structures with torch-sim's batched FIRE + Frechet cell
+filter (``relax_structures(..., backend="torch-sim")``); on some materials it ends in other minima than
+ASE's FIRE (docs/batched-engine.md), so the benchmarks relax with :mod:`geodite.relax`'s batched engine,
+which steps ASE's own optimiser.
+
 Conventions (torch-sim 0.3.0):
 
 * ``state.cell`` [B, 3, 3] holds the lattice vectors as *columns*; ``state.row_vector_cell``
@@ -16,15 +21,22 @@ Conventions (torch-sim 0.3.0):
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
+
 import numpy as np
 import torch
+import torch_sim as ts
 from ase import Atoms
+from torch_sim.autobatching import InFlightAutoBatcher, calculate_memory_scaler, estimate_max_memory_scaler
 from torch_sim.models.interface import ModelInterface
 from torch_sim.state import SimState
 
-from geodite.calculator import Evaluator, describe
+from geodite.calculator import Evaluator, GeoditeCalculator, describe
 from geodite.graph import DTYPES, StructureError, build_graph
 from geodite.model import Geodite
+from geodite.registry import get_calculator
+from geodite.relax import RelaxResult, RelaxSettings
 
 
 def _dtype_name(dtype: str | torch.dtype) -> str:
@@ -107,3 +119,138 @@ class GeoditeTorchSimModel(ModelInterface):
         if self._compute_stress:
             results["stress"] = out["stress"].detach()
         return results
+
+
+def _torchsim_model(obj, device: str, dtype: str) -> GeoditeTorchSimModel:
+    """A GeoditeTorchSimModel for a registry name, a Geodite, an Evaluator or a GeoditeCalculator (its
+    Evaluator); NotImplementedError for any other model."""
+    if isinstance(obj, GeoditeTorchSimModel):
+        return obj
+    if isinstance(obj, str):
+        obj = get_calculator(obj, device=device, dtype=dtype)
+    if isinstance(obj, GeoditeCalculator):
+        obj = obj.evaluator
+    if not isinstance(obj, (Geodite, Evaluator)):
+        raise NotImplementedError(
+            f"the torch-sim backend runs Geodite models only, not {type(obj).__name__} (use backend='ase')"
+        )
+    return GeoditeTorchSimModel(obj, device=device, dtype=dtype)
+
+
+def _generalised_fmax(state: SimState) -> torch.Tensor:
+    """Per system: max row norm of the FrechetCellFilter's generalised forces, as ASE's check.
+
+    Atom rows are forces · F (F the deformation gradient w.r.t. the start cell), as ASE's
+    UnitCell/FrechetCellFilter and torch-sim's step; cell rows are the log-space cell forces
+    (already divided by the cell factor, the number of atoms, as ASE's ``exp_cell_factor``).
+    """
+    deform = state.deform_grad()
+    atom_forces = torch.bmm(state.forces.unsqueeze(1), deform[state.system_idx]).squeeze(1)
+    atom_max = torch.zeros(state.n_systems, dtype=atom_forces.dtype, device=atom_forces.device)
+    atom_max = atom_max.scatter_reduce(0, state.system_idx, atom_forces.norm(dim=1), reduce="amax")
+    cell_max = state.cell_forces.norm(dim=2).amax(dim=1)
+    return torch.maximum(atom_max, cell_max)
+
+
+def relax_structures_torchsim(
+    atoms_list: Sequence[Atoms],
+    model,
+    settings: RelaxSettings = RelaxSettings(),
+    device: str = "cpu",
+    dtype: str = "float32",
+    max_batch_atoms: int | None = None,
+) -> list[RelaxResult]:
+    """Batched relaxation with torch-sim: FIRE (ASE flavour) + Frechet cell filter, in flight.
+
+    Many structures share each forward pass; each is checked after every step with ASE's
+    criterion (max generalised force < ``settings.fmax``, checked before the first step too) and leaves
+    the batch when converged or after ``settings.steps`` steps, its place taken by the next structure
+    (torch-sim's ``InFlightAutoBatcher``). Batch size: at most ``max_batch_atoms`` atoms
+    (default 2048 on CPU, the Evaluator's batch); on a GPU with ``max_batch_atoms=None``
+    torch-sim estimates it from memory (N × density). ``wall_s`` of each result is the total
+    wall time divided by the number of structures (a batched run has no per-structure time).
+
+    All structures must be fully periodic (torch-sim 0.3.0 has one ``pbc`` for a batch) and
+    unconstrained. Caveat of torch-sim 0.3.0's step: in the step after a structure joins the
+    batch, the others skip FIRE's dt/α update (its first-step branch is batch-wide); results
+    still match ASE (tests/test_relax.py).
+    A structure the model cannot evaluate raises StructureError (``index`` = its position).
+    """
+    if settings.optimizer != "FIRE" or settings.cell_filter != "FrechetCellFilter":
+        raise NotImplementedError(f"the torch-sim backend runs FIRE + FrechetCellFilter only, not "
+                                  f"{settings.optimizer} + {settings.cell_filter}")
+    t0 = time.perf_counter()
+    atoms_list = list(atoms_list)
+    if not atoms_list:
+        return []
+    for index, atoms in enumerate(atoms_list):
+        if not atoms.pbc.all():
+            raise ValueError(f"structure {index}: the torch-sim backend relaxes fully periodic structures")
+        if atoms.constraints:
+            raise NotImplementedError(f"structure {index}: constraints need the 'ase' backend")
+    ts_model = _torchsim_model(model, device, dtype)
+    for index, atoms in enumerate(atoms_list):
+        try:
+            ts_model.evaluator.check(atoms)
+        except StructureError as error:
+            raise StructureError(str(error), index=index) from None
+    init_fn, step_fn = ts.frechet_cell_fire(model=ts_model)  # ASE FIRE defaults: dt 0.1→1, maxstep 0.2 Å
+
+    singles = [ts.io.atoms_to_state([a], ts_model.device, ts_model.dtype) for a in atoms_list]
+    if max_batch_atoms is None and ts_model.device.type != "cpu":
+        scales_with = ts_model.memory_scales_with
+        metrics = [calculate_memory_scaler(s, scales_with) for s in singles]
+        capacity = 0.9 * estimate_max_memory_scaler(ts_model, singles, metrics)
+    else:
+        scales_with = "n_atoms"
+        metrics = [len(a) for a in atoms_list]
+        capacity = max_batch_atoms or 2048
+    capacity = max(capacity, max(metrics))  # a structure larger than a batch runs alone
+
+    # Initial energies/forces/stress (one forward per chunk of ≤ capacity), then one state each.
+    initial, chunk, load = [], [], 0.0
+    for state, metric in zip(singles, metrics):
+        if chunk and load + metric > capacity:
+            initial.extend(init_fn(ts.concatenate_states(chunk)).split())
+            chunk, load = [], 0.0
+        chunk.append(state)
+        load += metric
+    initial.extend(init_fn(ts.concatenate_states(chunk)).split())
+
+    batcher = InFlightAutoBatcher(
+        ts_model, memory_scales_with=scales_with, max_memory_scaler=capacity * (1 + 1e-9), return_indices=True
+    )
+    batcher.load_states(initial)
+    n_steps = [0] * len(atoms_list)
+    results: list[RelaxResult | None] = [None] * len(atoms_list)
+
+    state, _, current = batcher.next_batch(None, None)
+    while state is not None:
+        current = list(current)
+        fmax_now = _generalised_fmax(state)
+        converged = fmax_now < settings.fmax
+        out_of_steps = [n_steps[i] >= settings.steps for i in current]
+        done = converged | torch.tensor(out_of_steps, device=converged.device)
+        if done.any():
+            energies = state.energy.detach().cpu().double().numpy()
+            positions = state.positions.detach().cpu().double().numpy()
+            cells = state.row_vector_cell.detach().cpu().double().numpy()
+            system_idx = state.system_idx.cpu().numpy()
+            for k in torch.nonzero(done).flatten().tolist():
+                i = current[k]
+                relaxed = atoms_list[i].copy()
+                relaxed.calc = None
+                relaxed.set_cell(cells[k], scale_atoms=False)
+                relaxed.positions = positions[system_idx == k]
+                results[i] = RelaxResult(
+                    relaxed, float(energies[k]), n_steps[i], bool(converged[k]), float(fmax_now[k]), 0.0
+                )
+            state, _, current = batcher.next_batch(state, done)
+            continue  # newly loaded structures are checked before their first step
+        state = step_fn(state)
+        for i in current:
+            n_steps[i] += 1
+    wall = time.perf_counter() - t0
+    for res in results:
+        res.wall_s = wall / len(atoms_list)
+    return results  # type: ignore[return-value]

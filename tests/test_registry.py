@@ -60,15 +60,13 @@ def test_missing_extra_message(monkeypatch):
 
 def test_geodite_goes_through_calculator(monkeypatch):
     """Geodite names and paths are built by geodite.calculator.GeoditeCalculator."""
-    import geodite.calculator
-
     seen = {}
 
     class Fake:
         def __init__(self, model, device, dtype, **kw):
             seen.update(model=model, device=device, dtype=dtype)
 
-    monkeypatch.setattr(geodite.calculator, "GeoditeCalculator", Fake)
+    monkeypatch.setattr(registry, "GeoditeCalculator", Fake)
     get_calculator("geodite-mp", device="cpu", dtype="float64")
     assert seen == {"model": "geodite-mp", "device": "cpu", "dtype": "float64"}
 

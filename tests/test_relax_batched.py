@@ -89,7 +89,8 @@ def test_discovery_engines_agree(tmp_path):
     import pandas as pd
 
     from geodite.tasks.discovery import DiscoveryTask
-    from geodite.tasks.runner import RunOptions, protocol_config, run_task
+    from geodite.tasks.contract import protocol_config
+    from geodite.tasks.runner import RunOptions, run_task
 
     data = Path(__file__).parent / "data"
     with gzip.open(data / "wbm-random-60.json.gz", "rt") as fh:

@@ -50,8 +50,8 @@ def eval_command(
     """
     from geodite.checkpoints import CheckpointError
     from geodite.evaluate import DataFileError, MixedDataError, UnreadableFrame, data_key, evaluate_structures
-    from geodite.evaluate import make_evaluator, public_columns, read_structures, summarise, write_comparison
-    from geodite.registry import ModelNotAvailableError, get_spec, model_label
+    from geodite.evaluate import public_columns, read_structures, summarise, write_comparison
+    from geodite.registry import ModelNotAvailableError, get_calculator, get_spec, model_label
 
     try:
         structures = read_structures(data)[:limit]
@@ -65,7 +65,7 @@ def eval_command(
                      f"they are failed rows, the rest is evaluated[/yellow]")
     for model, spec in zip(models, specs):
         try:
-            evaluator = make_evaluator(model, device=device, dtype=dtype)
+            calculator = get_calculator(model, device=device, dtype=dtype)
         except (FileNotFoundError, CheckpointError, ValueError, ModelNotAvailableError) as error:
             o.fail(str(error), as_json)
         start = time.perf_counter()
@@ -76,7 +76,7 @@ def eval_command(
                 done = bar.tasks[0].completed + n
                 bar.update(task, advance=n, rate=f"{done / (time.perf_counter() - start):.1f} structures/s")
 
-            table = evaluate_structures(evaluator, structures, progress=advance)
+            table = evaluate_structures(calculator, structures, progress=advance)
         summary = summarise(table) | {"model": model, "energy_convention": spec.energy_convention,
                                       "data": str(data.resolve()), "data_sha256": sha256,
                                       "n_unreadable": len(unreadable), "wall_s": round(time.perf_counter() - start, 3)}

@@ -27,7 +27,8 @@ from ase import Atoms
 from ase.data import atomic_numbers, chemical_symbols, covalent_radii, vdw_alvarez
 
 from geodite.metrics import diatomics as m
-from geodite.tasks.runner import PROTOCOL, failed_row
+from geodite.metrics import diatomics_pbe as m_pbe
+from geodite.tasks.contract import PROTOCOL, failed_row
 
 MBD_SKIPPED = ("Po", "At", "Rn", "Fr", "Ra")
 MBD_BOX = 50.0  # Å
@@ -106,11 +107,11 @@ def curve_metrics(symbol: str, r: np.ndarray, e: np.ndarray, f: np.ndarray, forc
     if len(r_ref) < 5 or m.is_bad_reference_curve(r_ref, e_ref):
         return row
     row["pbe_reference_excluded"] = False
-    row["pbe_energy_mae"] = m.pbe_energy_mae(r_ref, e_ref, r, e)
-    row["pbe_force_mae"] = m.pbe_force_mae(r_ref, forces_ref, r, forces)
-    row["pbe_bond_length_error"] = m.bond_length_error(r_ref, e_ref, r, e)
-    row["pbe_well_depth_error"] = m.well_depth_error(r_ref, e_ref, r, e)
-    row["pbe_frequency_error"] = m.vibrational_frequency_error(r_ref, e_ref, r, e, symbol)
+    row["pbe_energy_mae"] = m_pbe.pbe_energy_mae(r_ref, e_ref, r, e)
+    row["pbe_force_mae"] = m_pbe.pbe_force_mae(r_ref, forces_ref, r, forces)
+    row["pbe_bond_length_error"] = m_pbe.bond_length_error(r_ref, e_ref, r, e)
+    row["pbe_well_depth_error"] = m_pbe.well_depth_error(r_ref, e_ref, r, e)
+    row["pbe_frequency_error"] = m_pbe.vibrational_frequency_error(r_ref, e_ref, r, e, symbol)
     return row  # the wall error needs the whole curve: diatomics_summary scores it (MBD's 0.8·r_cov range)
 
 
@@ -176,7 +177,8 @@ def wall_errors(ok: pd.DataFrame) -> pd.Series:
         excluded = row.get("pbe_reference_excluded", True)
         if ref is None or pd.isna(excluded) or bool(excluded) or "distances" not in row:
             return float("nan")
-        return m.wall_distance_error_raw(row["element"], ref["distances"], ref["energies"], row["distances"], row["energies"])
+        return m_pbe.wall_distance_error_raw(row["element"], ref["distances"], ref["energies"], row["distances"],
+                                             row["energies"])
 
     return ok.apply(one, axis=1) if len(ok) else pd.Series(dtype=float)
 
@@ -216,7 +218,7 @@ def diatomics_summary(df: pd.DataFrame, protocol: str) -> dict:
         }
         summary["run_time_sec"] = run_time
         summary["n_excluded"] = n_excluded
-        summary["CDS"] = m.combined_dimer_score({k: _four_significant(v) for k, v in cds_inputs.items()}, n_excluded)
+        summary["CDS"] = m_pbe.combined_dimer_score({k: _four_significant(v) for k, v in cds_inputs.items()}, n_excluded)
     return summary
 
 

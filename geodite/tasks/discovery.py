@@ -62,7 +62,7 @@ import pandas as pd
 from geodite.data import downloads
 from geodite.data import wbm as wbm_data
 from geodite.metrics.symmetry import symmetry_comparison, symmetry_metrics_from_rows
-from geodite.tasks.runner import PROTOCOL, failed_row, item_rows
+from geodite.tasks.contract import PROTOCOL, failed_row, item_rows
 
 FULL_FILES = ["wbm_summary", "wbm_initial_structures", "wbm_computed_structure_entries", "mp_elemental_ref_entries"]
 MAX_E_FORM_ERROR = 5.0  # eV/atom; larger errors count as missing predictions (MBD)
@@ -162,10 +162,11 @@ class DiscoveryTask:
 
     def run_item(self, item: dict, ctx) -> dict:
         """One material with ASE's own relaxation loop (the ``ase`` engine)."""
-        from geodite.relax import relax_atoms
+        from geodite.relax import RelaxSettings, relax_atoms
 
         start = self.start_structure(item)
-        res = relax_atoms(start, ctx.calculator, self.fmax, self.steps, self.optimizer, self.cell_filter)
+        settings = RelaxSettings(self.fmax, self.steps, self.optimizer, self.cell_filter)
+        res = relax_atoms(start, ctx.calculator, settings)
         return self.row(item, start, res, ctx)
 
     def run_batch(self, items: list[dict], ctx) -> Iterator[dict]:
@@ -174,7 +175,7 @@ class DiscoveryTask:
         if self.engine == "ase":
             yield from item_rows(self.run_item, items, ctx)
             return
-        from geodite.relax import default_max_atoms, relax_in_flight
+        from geodite.relax import RelaxSettings, default_max_atoms, relax_in_flight
 
         by_key = {item["key"]: item for item in items}
         starts: dict[str, object] = {}
@@ -184,8 +185,8 @@ class DiscoveryTask:
             except Exception as exc:  # noqa: BLE001 - a bad record fails its own row
                 yield failed_row(item["key"], exc)
         budget = self.max_atoms or default_max_atoms(ctx.device)
-        relaxations = relax_in_flight(starts.items(), ctx.evaluate, self.fmax, self.steps, self.optimizer,
-                                      self.cell_filter, budget)
+        settings = RelaxSettings(self.fmax, self.steps, self.optimizer, self.cell_filter)
+        relaxations = relax_in_flight(starts.items(), ctx.evaluate, settings, budget)
         for key, res in relaxations:
             if isinstance(res, str):
                 yield {"key": key, "status": "failed", "error": f"StructureError: {res}"}

@@ -52,7 +52,7 @@ import pandas as pd
 from geodite.data import downloads
 from geodite.data import kappa as kdata
 from geodite.metrics.phonons import SRME_PENALTY, kappa_scalar, kappa_srd, kappa_sre, kappa_srme_per_material
-from geodite.tasks.runner import PROTOCOL
+from geodite.tasks.contract import PROTOCOL
 
 FULL_FILES = [kdata.STRUCTURES_KEY]
 IMAGINARY_ACOUSTIC_THRESHOLD = -0.01  # THz, MBD's check_imaginary_freqs
@@ -110,7 +110,7 @@ def spacegroup_number(atoms, symprec: float = 1e-5) -> int | None:
 
 def supercell_forces(supercells, evaluate, n_atoms: int) -> np.ndarray:
     """Forces (eV/Å) on phono3py's displaced supercells; zeros for ``None`` entries (skipped displacements).
-    ``evaluate``: the worker's :meth:`~geodite.tasks.runner.WorkerContext.evaluate`, so the whole set goes in
+    ``evaluate``: the worker's :meth:`~geodite.tasks.contract.WorkerContext.evaluate`, so the whole set goes in
     one call (forward passes of up to the Evaluator's ``max_atoms`` atoms for Geodite)."""
     from ase import Atoms
 

@@ -33,7 +33,7 @@ from ase.io import Trajectory
 
 from geodite.data.md_reference import ReferenceSystem, load_reference_set
 from geodite.metrics import rdf as rdf_metrics
-from geodite.tasks.runner import PROTOCOL
+from geodite.tasks.contract import PROTOCOL
 
 COLLAPSE_DISTANCE = 0.5  # Å
 ISOLATION_DISTANCE = 5.0  # Å

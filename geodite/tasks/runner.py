@@ -1,10 +1,10 @@
 """One runner for every benchmark task.
 
-A task (see :class:`Task`) is a protocol over items producing one row per item, then
-metrics over the rows. The runner owns everything else:
+A task (:class:`~geodite.tasks.contract.Task`, the contract in :mod:`geodite.tasks.contract`) is a
+protocol over items producing one row per item, then metrics over the rows. The runner owns everything else:
 
 * the model: built once per worker from :mod:`geodite.registry`; tasks evaluate structures through
-  :meth:`WorkerContext.evaluate` (batched for Geodite, a loop for any other ASE calculator);
+  :meth:`~geodite.tasks.contract.WorkerContext.evaluate` (batched for Geodite, a loop for any other ASE calculator);
 * batches: a task with ``run_batch(items, ctx)`` gets chunks of items and yields their rows as
   they finish (a relaxation keeps a budget of atoms in flight); other tasks get ``run_item``
   one item at a time;
@@ -36,173 +36,56 @@ import os
 import shutil
 import sys
 import time
-import traceback
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
 
 import pandas as pd
+import yaml
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
 
+from geodite.checkpoints import file_sha256, resolve_model_path
+from geodite.registry import ModelNotAvailableError, get_spec, model_label
 from geodite.submission import write_submission
+from geodite.tasks.contract import Task, WorkerContext, failed_row, item_rows, protocol_config
 from geodite.tasks.lifetime import die_with_parent
 from geodite.tasks.lock import RunLock
 from geodite.tasks.results import task_dir, write_metrics, write_rows
 from geodite.tasks.store import ResultStore
-
-THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-
-
-PROTOCOL = {"protocol": True}  # field(metadata=PROTOCOL): a protocol parameter, hashed into the store's config
-
-
-def protocol_config(task) -> dict:
-    """The task's protocol (JSON-able): its fields marked ``metadata=PROTOCOL`` plus its optional
-    ``protocol_extras()`` (derived entries such as data-file hashes). A change invalidates the store."""
-    config = {f.name: getattr(task, f.name) for f in dataclasses.fields(task) if f.metadata.get("protocol")}
-    extras = getattr(task, "protocol_extras", None)
-    return config | (extras() if extras is not None else {})
-
-
-@dataclass
-class WorkerContext:
-    """What a task's ``run_item``/``run_batch`` gets: the model name, its registry entry and calculator,
-    and the task's scratch folder (owned by the runner; None outside a run)."""
-
-    model: str
-    spec: Any
-    calculator: Any
-    device: str = "cpu"
-    cache: dict = field(default_factory=dict)
-    scratch: Path | None = None
-
-    @property
-    def evaluator(self):
-        """The Geodite :class:`~geodite.calculator.Evaluator` behind the calculator, or None (other models)."""
-        return getattr(self.calculator, "evaluator", None)
-
-    def evaluate(self, structures: Sequence, compute_stress: bool = True) -> list:
-        """One :class:`~geodite.calculator.Prediction` per structure (energy eV, forces eV/Å, stress eV/Å³),
-        in order: batched through the Evaluator for Geodite, one structure at a time through the ASE
-        calculator otherwise. A structure that cannot be evaluated gets a Prediction with ``error``."""
-        if self.evaluator is not None:
-            return self.evaluator.evaluate(list(structures), compute_stress)
-        return [_predict_one(atoms, self.calculator, compute_stress) for atoms in structures]
-
-    def md_calculator(self, skin: float):
-        """The calculator for MD: Geodite reuses neighbour lists within ``skin`` Å (same results); others as they are."""
-        if self.evaluator is None or skin <= 0:
-            return self.calculator
-        from geodite.calculator import GeoditeCalculator
-
-        evaluator = self.evaluator
-        return GeoditeCalculator(evaluator.model, device=str(evaluator.device),
-                                 dtype=str(evaluator.dtype).removeprefix("torch."), skin=skin)
-
-
-def _predict_one(atoms, calculator, compute_stress: bool):
-    """A Prediction from an ASE calculator (stress only for fully periodic structures)."""
-    from geodite.calculator import Prediction, describe
-
-    atoms = atoms.copy()
-    atoms.calc = calculator
-    try:
-        stress = atoms.get_stress(voigt=False) if compute_stress and atoms.pbc.all() else None
-        return Prediction(energy=float(atoms.get_potential_energy()), forces=atoms.get_forces(), stress=stress)
-    except Exception as error:  # noqa: BLE001 - the structure's error, as the Evaluator reports it
-        return Prediction(error=f"{describe(atoms)}: {type(error).__name__}: {error}")
-
-
-@runtime_checkable
-class Task(Protocol):
-    """A benchmark task. Besides these, a task implements ``run_item(item, ctx) -> row`` or
-    ``run_batch(items, ctx) -> Iterator[row]`` (rows with their item's ``key``, yielded as they finish)."""
-
-    name: str
-
-    def items(self) -> list[dict]: ...  # each with a unique str "key"
-
-    def metrics(self, df: pd.DataFrame, model: str) -> dict: ...  # rows -> metrics
-
-    def plots(self, df: pd.DataFrame, out_dir: Path, model: str) -> list[Path]: ...
-
+from geodite.threads import (
+    THREAD_ENV,
+    limit_blas_threads,
+    set_threads,
+    set_torch_threads,
+    thread_env,
+    threads_per_worker,
+)
 
 # --------------------------------------------------------------------------- worker side
 
 _WORKER_CTX: dict[tuple, WorkerContext] = {}
 
 
-def threads_per_worker(workers: int, cores: int | None = None) -> int:
-    if cores is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, (cores or 1) // max(1, workers))
-
-
-def thread_env(n: int) -> dict[str, str]:
-    """Thread settings for a worker: ``n`` OpenMP/MKL threads for the model (torch), one
-    OpenBLAS thread for numpy/scipy (ASE optimisers and pymatgen work on 3×3 matrices, where
-    BLAS threads only add contention: on 2 busy cores an EMT cell relaxation took 8.3 s
-    with 2 OpenBLAS threads and 0.24 s with 1)."""
-    return {"OMP_NUM_THREADS": str(n), "MKL_NUM_THREADS": str(n), "OPENBLAS_NUM_THREADS": "1"}
-
-
-def limit_blas_threads(n: int = 1):
-    """Context manager limiting numpy/scipy BLAS threads (no-op without threadpoolctl)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=n, user_api="blas")
-
-
-def set_threads(n: int) -> None:
-    """Per-process thread settings of a worker (see :func:`thread_env`)."""
-    os.environ.update(thread_env(n))
-    limit_blas_threads(1)  # stays in effect (not used as a context manager)
-    if "torch" in sys.modules:  # else torch reads OMP_NUM_THREADS when the model imports it
-        sys.modules["torch"].set_num_threads(n)
-
-
-def _set_torch_threads(n: int) -> int | None:
-    """Set torch's intra-op threads, returning the previous value (None without torch)."""
-    try:
-        import torch
-    except ImportError:
-        return None
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    return old
-
-
 def get_context_for(model: str, device: str = "cpu", dtype: str = "float32") -> WorkerContext:
     """The (cached, one per process) model context."""
     key = (model, device, dtype)
     if key not in _WORKER_CTX:
-        from geodite.registry import get_spec
-
         spec = get_spec(model)
         calc = spec.make_calculator(device=device, dtype=dtype)
         _WORKER_CTX[key] = WorkerContext(model=model, spec=spec, calculator=calc, device=device)
     return _WORKER_CTX[key]
-
-
-def failed_row(key: str, exc: BaseException) -> dict:
-    """The row of an item whose computation raised ``exc`` (call it inside the ``except`` block)."""
-    return {"key": key, "status": "failed", "error": f"{type(exc).__name__}: {exc}",
-            "traceback": traceback.format_exc(limit=5)}
-
-
-def item_rows(run_item, items: list[dict], ctx: WorkerContext) -> Iterator[dict]:
-    """``run_item(item, ctx)`` for one item after the other, each row with its ``key``; an item's exception
-    becomes its failed row. What the runner does for a task without ``run_batch``."""
-    for item in items:
-        try:
-            row = dict(run_item(item, ctx))
-        except Exception as exc:  # noqa: BLE001 - a failing item must not stop the run
-            row = failed_row(item["key"], exc)
-        yield row | {"key": item["key"]}
 
 
 def iter_chunk(
@@ -325,8 +208,6 @@ def dask_client(scheduler: str | None = None, slurm_config: str | Path | None = 
         from dask_jobqueue import SLURMCluster
     except ImportError as exc:
         raise RuntimeError("dask-jobqueue is not installed: pip install 'geodite[dask]'") from exc
-    import yaml
-
     cfg = yaml.safe_load(Path(slurm_config).read_text()) or {}
     jobs = int(cfg.pop("jobs", workers))
     cluster = SLURMCluster(**cfg)
@@ -367,31 +248,22 @@ class RunOptions:
     chunk_items: int | None = None  # items per chunk of a run_batch task (see chunks())
 
 
+class _RateColumn(ProgressColumn):
+    """Items per hour in a rich progress bar."""
+
+    def render(self, task) -> Text:
+        speed = task.finished_speed or task.speed
+        if not speed:
+            return Text("? it/h", style="progress.data.speed")
+        return Text(f"{speed * 3600:,.0f} it/h", style="progress.data.speed")
+
+
 def _progress(enabled: bool, total: int, done: int, description: str):
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        ProgressColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-    from rich.text import Text
-
-    class RateColumn(ProgressColumn):
-        def render(self, task):
-            speed = task.finished_speed or task.speed
-            if not speed:
-                return Text("? it/h", style="progress.data.speed")
-            return Text(f"{speed * 3600:,.0f} it/h", style="progress.data.speed")
-
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        RateColumn(),
+        _RateColumn(),
         TimeElapsedColumn(),
         TextColumn("ETA"),
         TimeRemainingColumn(),
@@ -409,22 +281,16 @@ def _weights_identity(spec) -> dict:
     The published 'geodite-mp' file is fixed by its name; peers' weights come with their packages."""
     if spec.checkpoint is None or spec.checkpoint == "geodite-mp":
         return {}
-    from geodite.checkpoints import file_sha256, resolve_model_path
-
     return {"weights_sha256": file_sha256(resolve_model_path(spec.checkpoint))}
 
 
 def run_task(task: Task, opts: RunOptions, client=None, log=None) -> dict:
     """Run ``task`` for ``opts.model``; returns the summary (what ``--json`` prints)."""
-    from geodite.registry import get_spec, model_label
-
     log = log or (lambda msg: print(msg, file=sys.stderr))
     t0 = time.perf_counter()
     spec = get_spec(opts.model)  # fail fast on unknown names
     label = model_label(opts.model)
     if not spec.available():
-        from geodite.registry import ModelNotAvailableError
-
         raise ModelNotAvailableError(spec.missing_message())
     out_dir = task_dir(opts.results_dir, task.name, label)
     store = ResultStore(out_dir / "store")
@@ -434,8 +300,6 @@ def run_task(task: Task, opts: RunOptions, client=None, log=None) -> dict:
 
 def _run_locked(task: Task, opts: RunOptions, client, log, spec, store: ResultStore, t0: float) -> dict:
     """The run itself, once the results folder is held."""
-    from geodite.registry import model_label
-
     label = model_label(opts.model)
     out_dir = store.dir.parent
     scratch = out_dir / "scratch"  # the task's resumable state besides the store (MD trajectories)
@@ -466,7 +330,7 @@ def _run_locked(task: Task, opts: RunOptions, client, log, spec, store: ResultSt
     n_threads = opts.threads or threads_per_worker(opts.workers)
     use_dask = bool(opts.scheduler or opts.slurm_config or client is not None)
     in_process = bool(todo) and not use_dask and opts.workers <= 1
-    torch_threads = _set_torch_threads(n_threads) if in_process else None
+    torch_threads = set_torch_threads(n_threads) if in_process else None
     t_loop = time.perf_counter()
     try:
         if in_process:
@@ -493,7 +357,7 @@ def _run_locked(task: Task, opts: RunOptions, client, log, spec, store: ResultSt
         if own_client is not None:
             own_client.close()
         if torch_threads is not None:
-            _set_torch_threads(torch_threads)  # restore the caller's setting
+            set_torch_threads(torch_threads)  # restore the caller's setting
     loop_s = time.perf_counter() - t_loop
     compute_s = time.perf_counter() - t0
 

@@ -28,8 +28,9 @@ from geodite.provenance import hardware, model_provenance, package_versions, utc
 from geodite.registry import model_label
 from geodite.tasks.cps import cps_summary
 from geodite.tasks.results import task_dir
-from geodite.tasks.runner import RunOptions, run_task, threads_per_worker
+from geodite.tasks.runner import RunOptions, run_task
 from geodite.tasks.store import jsonable
+from geodite.threads import threads_per_worker
 
 TASKS = ("discovery", "kappa", "diatomics", "md", "speed")
 # Quick mode (a limit given). MD: the shipped model takes 1.5-5 s per step of the 416-atom argyrodites on

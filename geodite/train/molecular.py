@@ -17,7 +17,9 @@ from math import gcd
 
 import numpy as np
 from ase import Atoms
+from ase.collections import g2
 from ase.data import atomic_numbers, covalent_radii, vdw_radii
+from pymatgen.core import Element
 
 #: bond length = this × (sum of covalent radii): close to the real C–O, N–O, B–O, Si–O, P–O bonds (within
 #: ~0.1 Å; the teacher relaxation corrects the rest)
@@ -104,8 +106,6 @@ _NON_CATIONS = {"H", "He", "B", "C", "N", "O", "F", "Ne", "P", "S", "Cl", "Ar", 
 
 def cation_charges(elements: list[str]) -> dict[str, list[int]]:
     """Positive common oxidation states (1–4) of each element that can act as a cation (pymatgen)."""
-    from pymatgen.core import Element
-
     charges = {}
     for symbol in elements:
         if symbol in _NON_CATIONS:
@@ -216,8 +216,6 @@ def molecular_salts(elements: list[str], count: int, rng: np.random.Generator,
 def g2_molecules(min_atoms: int = 2, box: float = 12.0) -> list[tuple[str, Atoms]]:
     """ASE's G2 molecules (≥ ``min_atoms`` atoms) centred in a periodic cubic ``box`` (Å), wide enough
     that no atom sees another molecule within a 5 Å cutoff."""
-    from ase.collections import g2
-
     out = []
     for name in g2.names:
         molecule = g2[name]
@@ -233,8 +231,6 @@ def molecular_packings(count: int, rng: np.random.Generator, max_atoms: int = 40
                        first_index: int = 0) -> list[tuple[str, Atoms]]:
     """``count`` random packings (uid, atoms) of 2–8 copies of one closed-shell-sized G2 molecule (≥ 3
     atoms): molecular crystals' intermolecular contacts. Uids are numbered from ``first_index``."""
-    from ase.collections import g2
-
     names = [n for n in g2.names if 3 <= len(g2[n]) <= max_atoms // 2]
     out = []
     while len(out) < count:

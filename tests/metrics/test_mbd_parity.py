@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from geodite.metrics import diatomics as dia
+from geodite.metrics import diatomics_pbe as pbe
 from geodite.metrics.cps import combined_performance_score
 from geodite.metrics.discovery import METRIC_KEYS, SUBSETS, discovery_metrics_by_subset
 from geodite.metrics.phonons import kappa_scalar, kappa_srd, kappa_sre, kappa_srme_censored, phonon_spectrum_w1
@@ -101,7 +102,7 @@ def test_diatomics_per_element(symbol):
     w = (r >= lo) & (r <= hi)
     row = curve_metrics(symbol, r[w], e[w], f[w], forces[w])
     ref = pbe_reference()[f"{symbol}-{symbol}"]
-    row["pbe_wall_dist_mae"] = dia.wall_distance_error_raw(symbol, ref["distances"], ref["energies"], r, e)
+    row["pbe_wall_dist_mae"] = pbe.wall_distance_error_raw(symbol, ref["distances"], ref["energies"], r, e)
     expected = data["expected"][symbol]
     assert len(expected) == 12
     for key, value in expected.items():
@@ -152,4 +153,4 @@ def test_cds_matches_leaderboard():
     data = load("combined-scores")
     for values, theirs in zip(data["inputs"]["cds"], data["expected"]["cds"], strict=True):
         excluded = len(values.pop("excluded_formula_reasons", {}))
-        assert same(dia.combined_dimer_score(values, excluded), theirs), values
+        assert same(pbe.combined_dimer_score(values, excluded), theirs), values

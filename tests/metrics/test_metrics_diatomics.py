@@ -1,4 +1,4 @@
-"""Tests for geodite.metrics.diatomics on hand-computed curves and the real MBD PBE reference."""
+"""Tests for geodite.metrics.diatomics and diatomics_pbe on hand-computed curves and the real MBD PBE reference."""
 
 import gzip
 import json
@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from geodite.metrics import diatomics as dia
+from geodite.metrics import diatomics_pbe as pbe
 
 DFT_FILE = Path(__file__).parents[1] / "data" / "diatomics-dft.json.gz"
 
@@ -116,21 +117,21 @@ def test_is_bad_reference_curve_needs_both():
 
 def test_harmonic_wavenumber_units():
     # 1 eV/Å² with μ = 1 amu is 521.47 cm⁻¹ (√(eV/Å²/amu) in cm⁻¹)
-    assert dia.harmonic_wavenumber(1.0, 1.0) == pytest.approx(521.47, abs=0.01)
-    assert dia.reduced_mass("H") == pytest.approx(1.008 / 2, abs=1e-3)
-    assert dia.reduced_mass("H", "Cl") == pytest.approx(1.008 * 35.45 / 36.458, abs=1e-3)
-    assert np.isnan(dia.harmonic_wavenumber(-1.0, 1.0))
+    assert pbe.harmonic_wavenumber(1.0, 1.0) == pytest.approx(521.47, abs=0.01)
+    assert pbe.reduced_mass("H") == pytest.approx(1.008 / 2, abs=1e-3)
+    assert pbe.reduced_mass("H", "Cl") == pytest.approx(1.008 * 35.45 / 36.458, abs=1e-3)
+    assert np.isnan(pbe.harmonic_wavenumber(-1.0, 1.0))
 
 
 def test_morse_well_fit_matches_analytic():
     e, _ = morse(R)
-    r_eq, k = dia.quadratic_well_fit(R, e)
+    r_eq, k = pbe.quadratic_well_fit(R, e)
     assert r_eq == pytest.approx(R_E, abs=1e-3)
     assert k == pytest.approx(2 * A**2 * D_E, rel=1e-2)  # k = 2a²D_e = 13.5 eV/Å²
     e_far = D_E * (1 - np.exp(-A * (R[-1] - R_E))) ** 2 - D_E  # Morse not quite 0 at 6 Å
-    assert dia.well_depth(R, e) == pytest.approx(e_far + D_E, abs=1e-6)
-    nu = dia.harmonic_wavenumber(k, dia.reduced_mass("O"))
-    nu_exact = dia.harmonic_wavenumber(2 * A**2 * D_E, dia.reduced_mass("O"))
+    assert pbe.well_depth(R, e) == pytest.approx(e_far + D_E, abs=1e-6)
+    nu = pbe.harmonic_wavenumber(k, pbe.reduced_mass("O"))
+    nu_exact = pbe.harmonic_wavenumber(2 * A**2 * D_E, pbe.reduced_mass("O"))
     assert nu == pytest.approx(nu_exact, rel=1e-2)
 
 
@@ -140,37 +141,37 @@ def test_pbe_metrics_against_itself_are_zero():
     e2, f2 = morse(r2)
     # zero up to round-off (an energy offset of 7 eV moves the last bits; 1e-15 was seen with another numpy),
     # far below any physical difference (the shifted Morse below: 0.1 Å, 0.5 eV)
-    assert dia.bond_length_error(R, e, R, e + 7.0) == pytest.approx(0.0, abs=1e-9)  # Å
-    assert dia.well_depth_error(R, e, R, e + 7.0) == pytest.approx(0.0, abs=1e-9)  # eV
-    assert dia.vibrational_frequency_error(R, e, R, e, "O") == pytest.approx(0.0, abs=1e-6)  # cm⁻¹
-    assert dia.repulsive_wall_distance_error(R, e, R, e) == pytest.approx(0.0, abs=1e-9)  # Å
-    assert dia.pbe_energy_mae(R, e, R, e - 3.0) == pytest.approx(0.0, abs=1e-12)  # offset removed
-    assert dia.pbe_energy_mae(R, e, r2, e2) < 5e-3  # only interpolation error
-    assert dia.pbe_force_mae(R, f, r2, f2) < 2e-2
-    assert dia.bond_length_error(R, e, r2, e2) < 2e-3
+    assert pbe.bond_length_error(R, e, R, e + 7.0) == pytest.approx(0.0, abs=1e-9)  # Å
+    assert pbe.well_depth_error(R, e, R, e + 7.0) == pytest.approx(0.0, abs=1e-9)  # eV
+    assert pbe.vibrational_frequency_error(R, e, R, e, "O") == pytest.approx(0.0, abs=1e-6)  # cm⁻¹
+    assert pbe.repulsive_wall_distance_error(R, e, R, e) == pytest.approx(0.0, abs=1e-9)  # Å
+    assert pbe.pbe_energy_mae(R, e, R, e - 3.0) == pytest.approx(0.0, abs=1e-12)  # offset removed
+    assert pbe.pbe_energy_mae(R, e, r2, e2) < 5e-3  # only interpolation error
+    assert pbe.pbe_force_mae(R, f, r2, f2) < 2e-2
+    assert pbe.bond_length_error(R, e, r2, e2) < 2e-3
 
 
 def test_pbe_metrics_shifted_morse():
     e_ref, f_ref = morse(R)
     e_pred, _ = morse(R, d_e=D_E + 0.5, r_e=R_E + 0.1)
-    assert dia.bond_length_error(R, e_ref, R, e_pred) == pytest.approx(0.1, abs=2e-3)
+    assert pbe.bond_length_error(R, e_ref, R, e_pred) == pytest.approx(0.1, abs=2e-3)
     depth_ref = D_E * (1 - np.exp(-A * (R[-1] - R_E))) ** 2
     depth_pred = (D_E + 0.5) * (1 - np.exp(-A * (R[-1] - R_E - 0.1))) ** 2
-    assert dia.well_depth_error(R, e_ref, R, e_pred) == pytest.approx(depth_pred - depth_ref, abs=1e-6)
+    assert pbe.well_depth_error(R, e_ref, R, e_pred) == pytest.approx(depth_pred - depth_ref, abs=1e-6)
     k_ref, k_pred = 2 * A**2 * D_E, 2 * A**2 * (D_E + 0.5)
-    mu = dia.reduced_mass("O")
-    expected = dia.harmonic_wavenumber(k_pred, mu) - dia.harmonic_wavenumber(k_ref, mu)
-    assert dia.vibrational_frequency_error(R, e_ref, R, e_pred, "O") == pytest.approx(expected, rel=2e-2)
-    assert dia.pbe_force_mae(R, f_ref, R, f_ref + 0.3) == pytest.approx(0.3)
+    mu = pbe.reduced_mass("O")
+    expected = pbe.harmonic_wavenumber(k_pred, mu) - pbe.harmonic_wavenumber(k_ref, mu)
+    assert pbe.vibrational_frequency_error(R, e_ref, R, e_pred, "O") == pytest.approx(expected, rel=2e-2)
+    assert pbe.pbe_force_mae(R, f_ref, R, f_ref + 0.3) == pytest.approx(0.3)
 
 
 def test_repulsive_wall_radius_analytic():
     e, _ = morse(R)
-    for t in dia.WALL_THRESHOLDS_EV:
-        assert dia.repulsive_wall_radius(R, e, t) == pytest.approx(morse_wall(t), abs=1e-3)
-    assert np.isnan(dia.repulsive_wall_radius(R, e, 1e4))  # never reached
+    for t in pbe.WALL_THRESHOLDS_EV:
+        assert pbe.repulsive_wall_radius(R, e, t) == pytest.approx(morse_wall(t), abs=1e-3)
+    assert np.isnan(pbe.repulsive_wall_radius(R, e, 1e4))  # never reached
     shifted, _ = morse(R, r_e=R_E + 0.05)
-    assert dia.repulsive_wall_distance_error(R, e, R, shifted) == pytest.approx(0.05, abs=1e-3)
+    assert pbe.repulsive_wall_distance_error(R, e, R, shifted) == pytest.approx(0.05, abs=1e-3)
 
 
 def test_repulsive_wall_missing_prediction_costs_reference_radius():
@@ -178,7 +179,7 @@ def test_repulsive_wall_missing_prediction_costs_reference_radius():
     r_short = R[R >= 1.0]  # the prediction stops at 1 Å: E_min + 36.4 eV, misses 50 and 100 eV
     e_pred, _ = morse(r_short)
     errors = [0.0, 0.0, 0.0, 0.0, morse_wall(50), morse_wall(100)]
-    assert dia.repulsive_wall_distance_error(R, e_ref, r_short, e_pred) == pytest.approx(
+    assert pbe.repulsive_wall_distance_error(R, e_ref, r_short, e_pred) == pytest.approx(
         np.mean(errors), abs=1e-3
     )
 
@@ -187,9 +188,9 @@ def test_unbound_reference_gives_nan():
     r = np.linspace(0.5, 5, 60)
     e_rep = np.exp(-2 * r)  # purely repulsive, no well
     e_pred, _ = morse(r)
-    assert np.isnan(dia.bond_length_error(r, e_rep, r, e_pred))
-    assert np.isnan(dia.well_depth_error(r, e_rep, r, e_pred))
-    assert np.isnan(dia.vibrational_frequency_error(r, e_rep, r, e_pred, "He"))
+    assert np.isnan(pbe.bond_length_error(r, e_rep, r, e_pred))
+    assert np.isnan(pbe.well_depth_error(r, e_rep, r, e_pred))
+    assert np.isnan(pbe.vibrational_frequency_error(r, e_rep, r, e_pred, "He"))
 
 
 def test_force_mae_cartesian_is_mbd_component_mean():
@@ -200,7 +201,7 @@ def test_force_mae_cartesian_is_mbd_component_mean():
     shifted = cart.copy()
     shifted[:, 0, 0] -= 0.3
     shifted[:, 1, 0] += 0.3
-    assert dia.pbe_force_mae(R, cart, R, shifted) == pytest.approx(0.3 * 2 / 6)
+    assert pbe.pbe_force_mae(R, cart, R, shifted) == pytest.approx(0.3 * 2 / 6)
 
 
 def test_invalid_curves_raise():

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from geodite.threads import limit_blas_threads
+
 DATA = Path(__file__).resolve().parents[1] / "data"
 WBM60 = DATA / "wbm-random-60.json.gz"
 
@@ -30,7 +32,5 @@ def wbm5_path(wbm60, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session", autouse=True)
 def _one_blas_thread():
     """numpy/scipy on 3×3 matrices: OpenBLAS threads only contend on the shared 2 cores."""
-    from geodite.tasks.runner import limit_blas_threads
-
     with limit_blas_threads(1):
         yield

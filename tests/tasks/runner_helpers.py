@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from geodite.tasks.runner import PROTOCOL
+from geodite.tasks.contract import PROTOCOL
 
 ROOT = Path(__file__).resolve().parents[2]
 

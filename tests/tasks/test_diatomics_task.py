@@ -8,7 +8,8 @@ from ase.calculators.calculator import Calculator, all_changes
 
 from geodite.calculator import GeoditeCalculator
 from geodite.tasks.diatomics import DiatomicsTask, curve_arrays, diatomics_summary, dimer, distances_for
-from geodite.tasks.runner import RunOptions, WorkerContext, run_task
+from geodite.tasks.contract import WorkerContext
+from geodite.tasks.runner import RunOptions, run_task
 from tests.conftest import DATA
 
 

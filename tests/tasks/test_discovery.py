@@ -172,7 +172,7 @@ def test_dask_local_cluster_same_table(reference, wbm5_path, tmp_path):
 def test_task_is_picklable(wbm5_path):
     import pickle
 
-    from geodite.tasks.runner import protocol_config
+    from geodite.tasks.contract import protocol_config
 
     task = DiscoveryTask(mode="offline", offline_path=str(wbm5_path))
     assert protocol_config(pickle.loads(pickle.dumps(task))) == protocol_config(task)

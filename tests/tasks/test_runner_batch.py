@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 from ase.build import bulk
 
-from geodite.tasks.runner import PROTOCOL, RunOptions, WorkerContext, chunks, protocol_config, run_task
+from geodite.tasks.contract import PROTOCOL, WorkerContext, protocol_config
+from geodite.tasks.runner import RunOptions, chunks, run_task
 from geodite.tasks.store import ConfigMismatchError
 
 

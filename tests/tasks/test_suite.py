@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from geodite.cli.main import app
-from geodite.tasks import runner, suite
+from geodite.tasks import contract, runner, suite
 
 
 def captured_runs(monkeypatch) -> list[tuple]:
@@ -34,7 +34,7 @@ def test_single_command_and_bench_all_build_the_same_task(task, tmp_path, monkey
     suite.run_all(suite.AllOptions(model="emt", limit=1, tasks=(task,), results_dir=tmp_path, fresh=True,
                                    progress=False))
     (from_command, command_opts), (from_all, all_opts) = calls
-    assert runner.protocol_config(from_command) == runner.protocol_config(from_all)  # each resumes the other's store
+    assert contract.protocol_config(from_command) == contract.protocol_config(from_all)  # each resumes the other's store
     assert command_opts == all_opts  # --fresh, --limit, the folder: one RunOptions either way
 
 

@@ -1,0 +1,93 @@
+"""What a benchmark task is and what it gets: the contract between the tasks and the runner.
+
+A task (:class:`Task`) is a protocol over items producing one row per item, then metrics over the rows.
+It implements ``run_item(item, ctx) -> row`` or ``run_batch(items, ctx) -> Iterator[row]``; ``ctx`` is a
+:class:`WorkerContext` (the model, :meth:`WorkerContext.evaluate`, the scratch folder). Its protocol
+parameters are dataclass fields marked ``field(metadata=PROTOCOL)`` (:func:`protocol_config`). An item's
+exception is its :func:`failed_row`; :func:`item_rows` runs ``run_item`` over a chunk. Everything else
+(workers, Dask, the store, resumption) is :mod:`geodite.tasks.runner`'s.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import traceback
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import pandas as pd
+
+from geodite.calculator import GeoditeCalculator, Prediction, predict
+
+PROTOCOL = {"protocol": True}  # field(metadata=PROTOCOL): a protocol parameter, hashed into the store's config
+
+
+def protocol_config(task) -> dict:
+    """The task's protocol (JSON-able): its fields marked ``metadata=PROTOCOL`` plus its optional
+    ``protocol_extras()`` (derived entries such as data-file hashes). A change invalidates the store."""
+    config = {f.name: getattr(task, f.name) for f in dataclasses.fields(task) if f.metadata.get("protocol")}
+    extras = getattr(task, "protocol_extras", None)
+    return config | (extras() if extras is not None else {})
+
+
+@dataclass
+class WorkerContext:
+    """What a task's ``run_item``/``run_batch`` gets: the model name, its registry entry and calculator,
+    and the task's scratch folder (owned by the runner; None outside a run)."""
+
+    model: str
+    spec: Any
+    calculator: Any
+    device: str = "cpu"
+    cache: dict = field(default_factory=dict)
+    scratch: Path | None = None
+
+    @property
+    def evaluator(self):
+        """The Geodite :class:`~geodite.calculator.Evaluator` behind the calculator, or None (other models)."""
+        return getattr(self.calculator, "evaluator", None)
+
+    def evaluate(self, structures: Sequence, compute_stress: bool = True) -> list[Prediction]:
+        """One :class:`~geodite.calculator.Prediction` per structure (energy eV, forces eV/Å, stress eV/Å³),
+        in order: batched through the Evaluator for Geodite, one structure at a time through the ASE
+        calculator otherwise. A structure that cannot be evaluated gets a Prediction with ``error``."""
+        return predict(self.calculator, structures, compute_stress)
+
+    def md_calculator(self, skin: float):
+        """The calculator for MD: Geodite reuses neighbour lists within ``skin`` Å (same results); others as they are."""
+        if self.evaluator is None or skin <= 0:
+            return self.calculator
+        return GeoditeCalculator(self.evaluator, skin=skin)
+
+
+@runtime_checkable
+class Task(Protocol):
+    """A benchmark task. Besides these, a task implements ``run_item(item, ctx) -> row`` or
+    ``run_batch(items, ctx) -> Iterator[row]`` (rows with their item's ``key``, yielded as they finish)."""
+
+    name: str
+
+    def items(self) -> list[dict]: ...  # each with a unique str "key"
+
+    def metrics(self, df: pd.DataFrame, model: str) -> dict: ...  # rows -> metrics
+
+    def plots(self, df: pd.DataFrame, out_dir: Path, model: str) -> list[Path]: ...
+
+
+def failed_row(key: str, exc: BaseException) -> dict:
+    """The row of an item whose computation raised ``exc`` (call it inside the ``except`` block)."""
+    return {"key": key, "status": "failed", "error": f"{type(exc).__name__}: {exc}",
+            "traceback": traceback.format_exc(limit=5)}
+
+
+def item_rows(run_item, items: list[dict], ctx: WorkerContext) -> Iterator[dict]:
+    """``run_item(item, ctx)`` for one item after the other, each row with its ``key``; an item's exception
+    becomes its failed row. What the runner does for a task without ``run_batch``."""
+    for item in items:
+        try:
+            row = dict(run_item(item, ctx))
+        except Exception as exc:  # noqa: BLE001 - a failing item must not stop the run
+            row = failed_row(item["key"], exc)
+        yield row | {"key": item["key"]}
