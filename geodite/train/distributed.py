@@ -7,7 +7,8 @@ import os
 
 import torch
 import torch.distributed as dist
-from torch import Tensor
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 
 
 def is_initialised() -> bool:
@@ -54,3 +55,12 @@ def sum_over_ranks(values: Tensor, device: torch.device) -> Tensor:
     reduced = values.to(device if device.type == "cuda" else torch.device("cpu"))
     dist.all_reduce(reduced)
     return reduced.cpu()
+
+
+def data_parallel(model: nn.Module, device: torch.device) -> nn.Module:
+    """``model`` in DistributedDataParallel when distributed (which broadcasts rank 0's initial weights, so
+    every rank starts identical), else ``model`` itself."""
+    if world_size() == 1:
+        return model
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                   broadcast_buffers=True)

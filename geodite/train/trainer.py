@@ -4,8 +4,10 @@ exact resume from checkpoints, DistributedDataParallel (torchrun; NCCL on GPU, g
 Read top-down: :meth:`Trainer.train` runs epochs (:meth:`Trainer._train_epoch`) of micro-batches
 (:meth:`Trainer._accumulate`) and optimiser steps (:meth:`Trainer._optimiser_step`), validates
 (:meth:`Trainer._validate_and_record`) and stops at the end of the epochs or of the step or time budget
-(:meth:`Trainer._out_of_budget`). The config is :mod:`geodite.train.config`, the resumable files
-:mod:`geodite.train.state`, e0 and the normalisation :mod:`geodite.train.references`.
+(:meth:`Trainer._out_of_budget`). Around it: the config (:mod:`geodite.train.config`), what a run starts
+from (:mod:`geodite.train.initial`: frames, model with e0 and normalisation, optimiser), the loss
+(:class:`geodite.train.optim.TrainingLoss`), the resumable files (:mod:`geodite.train.state`), the
+metrics record (:mod:`geodite.train.metrics_log`) and the process group (:mod:`geodite.train.distributed`).
 
 Determinism and resume: the order of training frames in epoch e is a permutation drawn from (seed, e);
 a checkpoint records the epoch, the position inside it (in global batches), the model, optimiser, EMA,
@@ -30,23 +32,17 @@ import numpy as np
 import torch
 from rich.console import Console
 from torch import Tensor
-from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
 
-from geodite.checkpoints import load_model, save_checkpoint
-from geodite.data.dataset import Batch, FrameDataset, FrameStore, GraphCollate, split_by_material
-from geodite.data.mptrj import open_store
+from geodite.checkpoints import save_checkpoint
+from geodite.data.dataset import Batch, FrameDataset, FrameStore, GraphCollate
 from geodite.graph import DTYPES
-from geodite.model import Geodite, GeoditeConfig
+from geodite.model import Geodite
 from geodite.train import distributed
 from geodite.train.config import TrainConfig
+from geodite.train.initial import initial_model, optimiser, training_frames
 from geodite.train.metrics_log import MetricsLog, metrics_table
-from geodite.train.optim import EMA, Normalisation, ZClip, elementwise_loss, warmup_linear_decay
-from geodite.train.references import (
-    compute_normalisation,
-    isolated_atom_energies,
-    isolated_limit_mismatches,
-    reference_energies,
-)
+from geodite.train.optim import Normalisation, TrainingLoss, validation_errors
 from geodite.train.state import (
     BEST_FILE,
     STATE_FILE,
@@ -93,9 +89,7 @@ class Trainer:
         np.random.seed(run.seed)
         random.seed(run.seed)
 
-        self._build_data()
-        self._build_model()
-        self._build_optim()
+        self._build()
         self.step = 0
         self.epoch = 0
         self.batch_in_epoch = 0
@@ -105,6 +99,9 @@ class Trainer:
         self.history: list[dict] = []
         self.best_valid = math.inf
         self._resume()
+        loss = config.loss  # built after _resume: a resumed run's loss has its checkpoint's normalisation
+        self.loss = TrainingLoss(loss.weights, loss.function, loss.huber_delta, self.e0, self.norm, self.dtype,
+                                 self.world)
         self.metrics_log = MetricsLog(self.out_dir, run.tensorboard and self.rank == 0, self.log)
 
     # ---------------------------------------------------------------- set-up
@@ -116,116 +113,213 @@ class Trainer:
         else:
             print(message, flush=True)
 
-    def _open_sources(self, sources: list[str], name: str) -> FrameStore:
-        store_root = Path(self.config.data.store_dir or (self.out_dir / "store"))
-        return open_store(sources, store_root / name, data_dir=self.config.data.data_dir,
-                          convert=self.rank == 0, barrier=distributed.barrier)
-
-    def _build_data(self) -> None:
-        data = self.config.data
-        if not data.train:
-            raise ValueError("config data.train lists no training data")
-        self.store = self._open_sources(data.train, "train")
-        if data.valid:
-            self.valid_store = self._open_sources(data.valid, "valid")
-            self.train_idx = np.arange(len(self.store))
-            self.valid_idx = np.arange(len(self.valid_store))
-        else:
-            self.valid_store = self.store
-            self.train_idx, self.valid_idx = split_by_material(self.store, data.valid_fraction, data.split_seed)
-        if data.max_frames is not None:
-            self.train_idx = self.train_idx[: data.max_frames]
-        subset = min(self.config.run.train_subset, len(self.train_idx))
-        self.train_subset = np.sort(np.random.default_rng(data.split_seed).choice(self.train_idx, subset,
-                                                                                 replace=False))
-        if self.rank == 0:
-            self.log(f"data: {len(self.train_idx)} training frames, {len(self.valid_idx)} validation frames "
-                     f"({len(np.unique(self.store.material_of(self.train_idx)))} training materials)")
-        model = self.config.model
-        self.collate = GraphCollate(model.architecture.cutoff if not model.init_from else 0.0, self.dtype)
-
-    def _initial_model(self) -> Geodite:
-        """A fresh Geodite of the config's architecture, or the ``model.init_from`` checkpoint (float64) with
-        the config's attention dropout."""
-        section = self.config.model
-        if not section.init_from:
-            return Geodite(section.architecture)
-        model = load_model(section.init_from)
-        values = model.config.to_dict() | {"attn_dropout": section.architecture.attn_dropout}
-        fresh = Geodite(GeoditeConfig.from_dict(values)).double()
-        fresh.load_state_dict(model.state_dict())
-        self.collate.cutoff = fresh.cutoff
-        self.log(f"fine-tuning from {section.init_from} ({sum(p.numel() for p in fresh.parameters())} parameters)")
-        return fresh
-
-    def _loss_normalisation(self, model: Geodite, e0: np.ndarray) -> Normalisation:
-        """The constants of ``loss.normalisation`` ("data": of the training frames; "model" and its alias
-        "published": the model's μ_E and σ_E), each replaced by its ``loss`` key where the config sets one."""
-        loss = self.config.loss
-        if loss.normalisation == "data":
-            norm = compute_normalisation(self.store, self.train_idx, e0, seed=self.config.data.split_seed)
-        else:
-            norm = Normalisation(energy_mean=float(model.energy_shift), energy_std=float(model.energy_scale))
-        for key in ("energy_mean", "energy_std", "force_std", "stress_mean", "stress_std"):
-            if getattr(loss, key) is not None:
-                setattr(norm, key, float(getattr(loss, key)))
-        return norm
-
-    def _build_model(self) -> None:
-        fine_tuning, loss = self.config.model.init_from, self.config.loss
-        model = self._initial_model()
-        e0 = model.e0.detach().cpu().numpy().astype(np.float64)
-        isolated = isolated_atom_energies(self.store, self.train_idx)
-        if not fine_tuning:
-            e0 = reference_energies(loss.e0, e0, isolated, self.store, self.train_idx, self.log)
-        model.e0.copy_(torch.as_tensor(e0))
-        self.norm = norm = self._loss_normalisation(model, e0)
-        if not fine_tuning:
-            # μ_E stays in the loss only (it cancels there): a shift in the model would move every isolated atom
-            # away from e0, the limit the vacuum embedding pins it to
-            model.energy_shift.fill_(0.0)
-            model.energy_scale.fill_(norm.energy_std)
-        bad = isolated_limit_mismatches(e0 + float(model.energy_shift), isolated, loss.e0_tolerance)
-        if bad:
-            raise ValueError(f"the model's isolated atoms disagree with the data's single-atom frames by more than "
-                             f"{loss.e0_tolerance} eV ({len(bad)} elements; {'; '.join(bad[:3])}): set loss.e0 to "
-                             f"'isolated' or train on data with the same isolated-atom limit")
+    def _build(self) -> None:
+        """The frames, the model (on the run's device and dtype; DDP-wrapped when distributed) with its e0 and
+        loss normalisation, and the optimiser, in this order (:mod:`geodite.train.initial`)."""
+        config = self.config
+        frames = training_frames(config, self.out_dir, self.rank)
+        self.store, self.train_idx = frames.store, frames.train_idx
+        self.valid_store, self.valid_idx, self.train_subset = frames.valid_store, frames.valid_idx, frames.train_subset
+        self.log(f"data: {len(self.train_idx)} training frames, {len(self.valid_idx)} validation frames "
+                 f"({len(np.unique(self.store.material_of(self.train_idx)))} training materials)")
+        model, e0, self.norm = initial_model(config, frames, self.log)
+        self.collate = GraphCollate(model.cutoff, self.dtype)
         self.e0 = torch.as_tensor(e0)
         self.model = model.to(device=self.device, dtype=self.dtype)
-        self.log(f"normalisation: {norm.to_dict()}")
-        if self.world > 1:
-            # broadcasts rank 0's initial weights so every rank starts identical
-            self.ddp = DistributedDataParallel(self.model, device_ids=[self.device.index]
-                                               if self.device.type == "cuda" else None,
-                                               broadcast_buffers=True)
-        else:
-            self.ddp = self.model
-
-    def _build_optim(self) -> None:
-        o = self.config.optim
-        decay, no_decay = [], []
-        for name, param in self.model.named_parameters():
-            (no_decay if param.ndim <= 1 else decay).append(param)
-        self.optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=o.lr, betas=tuple(o.betas))
+        self.log(f"normalisation: {self.norm.to_dict()}")
+        self.ddp = distributed.data_parallel(self.model, self.device)
         self.steps_per_epoch = max(1, len(epoch_batches(len(self.train_idx), self._global_batch(), 0, 0))
-                                   // o.grad_accum)
-        total = o.total_steps or self.steps_per_epoch * self.config.run.epochs
-        self.total_steps = total
-        if o.scheduler == "warmup-linear":
-            self.scheduler = warmup_linear_decay(self.optimizer, o.lr_start / o.lr, o.warmup_steps, total,
-                                                 o.lr_end / o.lr)
-        elif o.scheduler == "plateau":
-            self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-                self.optimizer, factor=o.plateau_factor, patience=o.plateau_patience)
-        else:  # "constant"
-            self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: 1.0)
-        self.ema = EMA(self.model, o.ema_decay, warmup=o.ema_warmup)
-        self.zclip = ZClip(o.zclip_alpha, o.zclip_z, o.zclip_warmup)
+                                   // config.optim.grad_accum)
+        self.total_steps = config.optim.total_steps or self.steps_per_epoch * config.run.epochs
+        self.optimizer, self.scheduler, self.ema, self.zclip = optimiser(config.optim, self.model, self.total_steps)
 
     def _global_batch(self) -> int:
         return self.config.data.batch_size * self.world
+
+    # ---------------------------------------------------------------- loop
+    def train(self) -> dict:
+        """Train epoch after epoch until ``run.epochs``, ``run.max_steps`` or ``run.max_minutes``, validate the
+        final weights if no validation saw them, export the model (rank 0). Returns the last metrics."""
+        run = self.config.run
+        started = time.perf_counter()
+        while self.epoch < run.epochs:
+            if self._train_epoch(started):
+                break
+        if (run.valid_every or not run.valid_each_epoch) and (not self.history or self.history[-1]["step"] != self.step):
+            # stopped mid-epoch or between validations: validate the final weights too (keep_best sees them)
+            self._validate_and_record(time.perf_counter(), [])
+        if self.rank == 0:
+            self.export_model()
+        self.metrics_log.close()
+        return self.history[-1] if self.history else {}
+
+    def _train_epoch(self, started: float) -> bool:
+        """Train the rest of the current epoch (from ``batch_in_epoch``), then close it (:meth:`_end_epoch`);
+        True when the step or time budget ran out (then stopped with a checkpoint, mid-epoch or after closing)."""
+        run, accum = self.config.run, self.config.optim.grad_accum
+        batches = [self.train_idx[b] for b in
+                   epoch_batches(len(self.train_idx), self._global_batch(), self.epoch, run.seed)]
+        n_batches = (len(batches) // accum) * accum
+        self.ddp.train()
+        self.epoch_start = time.perf_counter() - self.epoch_seconds
+        self.optimizer.zero_grad(set_to_none=True)
+        stop = False
+        for batch in self._loader(self.store, batches[self.batch_in_epoch:n_batches]):
+            loss, parts = self._accumulate(batch.to(self.device))
+            if self.batch_in_epoch % accum:
+                continue
+            grad_norm = self._optimiser_step()
+            self._log_step(loss, parts, grad_norm)
+            stop = self._out_of_budget(started)
+            if run.valid_every and self.step % run.valid_every == 0 and not stop:
+                self._validate_and_record(self.epoch_start, self.epoch_losses)
+            if run.checkpoint_every and self.step % run.checkpoint_every == 0 or stop:
+                self.save_state()
+            if stop:
+                break
+        if stop and self.batch_in_epoch < n_batches:
+            return True  # stopped inside the epoch: its checkpoint resumes it there
+        self._end_epoch()
+        return stop
+
+    def _accumulate(self, batch: Batch) -> tuple[Tensor, dict]:
+        """Forward and backward of one micro-batch: its gradients add to those of the optimiser step's other
+        ``optim.grad_accum`` − 1 micro-batches (DDP synchronises them on the last one only). Returns the loss
+        (times the world size) and its parts."""
+        accum = self.config.optim.grad_accum
+        last_micro = (self.batch_in_epoch + 1) % accum == 0
+        counts = self._counts(batch)
+        context = self.ddp.no_sync() if (self.world > 1 and not last_micro) else nullcontext()
+        with context:
+            out = self.ddp(batch.graph, compute_stress=self.config.loss.weights[2] > 0)
+            loss, parts = self.loss(batch, out, counts)
+            (loss / accum).backward()
+        self.epoch_losses.append(float(loss.detach()) / self.world)
+        self.batch_in_epoch += 1
+        return loss, parts
+
+    def _counts(self, batch: Batch) -> Tensor:
+        """[frames, force components, stress components] of the global batch (summed over the ranks)."""
+        atoms_with_forces = batch.has_forces[batch.graph.batch].sum()
+        counts = torch.tensor([batch.graph.num_graphs, 3 * int(atoms_with_forces), 9 * int(batch.has_stress.sum())],
+                              dtype=torch.float64)
+        return distributed.sum_over_ranks(counts, self.device).to(self.device)
+
+    def _optimiser_step(self) -> float:
+        """One optimiser step on the accumulated gradients: ZClip, AdamW, EMA update, LR schedule (every step,
+        except the plateau scheduler's, which steps on validations). Returns the gradient norm before clipping."""
+        grad_norm = self.zclip(self.model.parameters())
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.ema.update(self.model)
+        if self.config.optim.scheduler != "plateau":
+            self.scheduler.step()
+        self.step += 1
+        return grad_norm
+
+    def _log_step(self, loss: Tensor, parts: dict, grad_norm: float) -> None:
+        """Every ``run.log_every`` steps: a log line (mean loss of the last micro-batches, the last one's parts,
+        |g|, LR) and the TensorBoard scalars."""
+        every = self.config.run.log_every
+        if not every or self.step % every:
+            return
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.log(f"epoch {self.epoch} step {self.step} loss {np.mean(self.epoch_losses[-every:]):.4f} "
+                 f"(E {parts['energy']:.4f} F {parts['forces']:.4f} S {parts['stress']:.4f}) "
+                 f"|g| {grad_norm:.3g} lr {lr:.3g}")
+        self.metrics_log.scalars({"train/loss": float(loss) / self.world, "train/lr": lr}, self.step)
+
+    def _out_of_budget(self, started: float) -> bool:
+        """Whether ``run.max_steps`` steps are done or ``run.max_minutes`` have passed since ``started`` (on any
+        rank: the ranks stop together)."""
+        run = self.config.run
+        out_of_time = run.max_minutes is not None and (time.perf_counter() - started) / 60 > run.max_minutes
+        out_of_time = bool(distributed.sum_over_ranks(torch.tensor([int(out_of_time)]), self.device).item())
+        out_of_steps = run.max_steps is not None and self.step >= run.max_steps
+        return out_of_time or out_of_steps
+
+    def _end_epoch(self) -> None:
+        """Close the current epoch: validate (``run.valid_each_epoch``; the plateau scheduler steps on it), move
+        to the next epoch, checkpoint."""
+        if self.config.run.valid_each_epoch:
+            metrics = self._validate_and_record(self.epoch_start, self.epoch_losses)
+            if self.config.optim.scheduler == "plateau":
+                self.scheduler.step(metrics["valid_loss"])
+        self.epoch += 1
+        self.batch_in_epoch = 0
+        self.epoch_losses, self.epoch_seconds = [], 0.0
+        self.save_state()
+
+    def _loader(self, store: FrameStore, batches: list[np.ndarray], shard: bool = True) -> DataLoader:
+        """Rank shard of each global batch (``shard``; else the batches are this rank's already); graphs
+        built in DataLoader workers."""
+        shards = []
+        for global_batch in batches:
+            parts = np.array_split(global_batch, self.world) if shard else [global_batch] * self.world
+            shards.append([int(i) for i in parts[self.rank]])
+        dataset = FrameDataset(store)
+        workers = self.config.data.num_workers
+        return DataLoader(dataset, batch_sampler=shards, collate_fn=self.collate, num_workers=workers,
+                          persistent_workers=False, prefetch_factor=4 if workers > 0 else None)
+
+    # ---------------------------------------------------------------- validation
+    def _validate_and_record(self, epoch_start: float, epoch_losses: list[float]) -> dict:
+        """Validate (EMA weights), append to the history and metrics.csv; with ``run.keep_best``, save the EMA
+        weights when the validation force MAE is the best so far. ``epoch_losses`` give train_loss (NaN when
+        empty), ``epoch_start`` (perf_counter seconds) epoch_seconds."""
+        metrics = self.validate()
+        metrics |= {"epoch": self.epoch, "step": self.step, "train_loss": float(np.mean(epoch_losses[-TRAIN_LOSS_WINDOW:]))
+                    if epoch_losses else float("nan"), "lr": self.optimizer.param_groups[0]["lr"],
+                    "epoch_seconds": time.perf_counter() - epoch_start}
+        self.history.append(metrics)
+        self._record(metrics)
+        force = metrics.get("valid_force_mae_mev_a", math.inf)
+        if self.config.run.keep_best and force < self.best_valid:
+            self.best_valid = force
+            if self.rank == 0:
+                model = self.ema.model_copy(self.model)
+                save_atomically({"model": model.state_dict(), "step": self.step, "metrics": metrics},
+                                self.out_dir / BEST_FILE)
+                self.log(f"best validation force MAE so far: {force:.1f} meV/Å at step {self.step}")
+        return metrics
+
+    def _record(self, metrics: dict) -> None:
+        """Rank 0: the metrics as a row of metrics.csv (and TensorBoard) and as a table on the console."""
+        if self.rank != 0:
+            return
+        columns = self.metrics_log.append(metrics, self.step)
+        if self.console is None:
+            self.console = Console()
+        self.console.print(metrics_table(metrics, columns))
+
+    def validate(self) -> dict:
+        """EMA weights on the validation frames and on a fixed subset of the training frames (``run.train_subset``;
+        the pair tells under- from over-fitting): energy/atom (meV/atom), force (meV/Å), stress (meV/Å³) MAE,
+        and the validation loss; the raw (optimised) weights on the validation frames too (``raw_valid_*``: an
+        EMA lagging behind the raw weights shows there)."""
+        if len(self.valid_idx) == 0:
+            return {"valid_loss": float("nan")}
+        model = self.ema.model_copy(self.model)
+        model.eval()
+        metrics = self._errors(model, self.valid_store, self.valid_idx, "valid")
+        was_training = self.model.training
+        self.model.eval()
+        raw = self._errors(self.model, self.valid_store, self.valid_idx, "valid")
+        self.model.train(was_training)
+        metrics |= {f"raw_{key}": value for key, value in raw.items() if key != "valid_loss"}
+        if len(self.train_subset):
+            train = self._errors(model, self.store, self.train_subset, "train")
+            train.pop("train_loss")  # "train_loss" in the history is the running mean of the optimised loss
+            metrics |= train
+        return metrics
+
+    def _errors(self, model: Geodite, store: FrameStore, indices: np.ndarray, prefix: str) -> dict:
+        """MAEs and loss of ``model`` on ``store[indices]`` (each rank measures its shard)."""
+        batch_size = self.config.data.batch_size
+        shard = np.array_split(indices, self.world)[self.rank]
+        batches = [np.asarray(shard[i:i + batch_size]) for i in range(0, len(shard), batch_size)]
+        loader = self._loader(store, batches, shard=False) if len(shard) else []
+        return validation_errors(model, loader, self.loss, self.device, prefix)
 
     # ---------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict:
@@ -287,241 +381,6 @@ class Trainer:
         meta |= dict(metadata or {})
         return save_checkpoint(model, path or (self.out_dir / MODEL_FILE), metadata=meta)
 
-    # ---------------------------------------------------------------- loss
-    def _targets_per_atom(self, batch: Batch, energy: Tensor) -> Tensor:
-        graph = batch.graph
-        n = graph.num_atoms.to(torch.float64)
-        e0 = self.e0.to(graph.z.device)[graph.z]
-        e0_sum = torch.zeros(graph.num_graphs, dtype=torch.float64, device=graph.z.device).index_add_(
-            0, graph.batch, e0)
-        return ((energy.to(torch.float64) - e0_sum) / n - self.norm.energy_mean) / self.norm.energy_std
-
-    def loss(self, batch: Batch, out: dict[str, Tensor], counts: Tensor) -> tuple[Tensor, dict]:
-        """Σ over the local shard of the elementwise loss terms (``loss.function``), divided by the global counts
-        [frames, force components, stress components], times the world size (DDP averages gradients)."""
-        function, delta = self.config.loss.function, self.config.loss.huber_delta
-
-        def elementwise(pred: Tensor, true: Tensor) -> Tensor:
-            return elementwise_loss(pred, true, function, delta)
-
-        w_e, w_f, w_s = self.config.loss.weights
-        pred_e = self._targets_per_atom(batch, out["energy"]).to(self.dtype)
-        true_e = self._targets_per_atom(batch, batch.energy).to(self.dtype)
-        loss_e = elementwise(pred_e, true_e).sum() / counts[0]
-        atom_mask = batch.has_forces[batch.graph.batch]
-        loss_f = (elementwise(out["forces"] / self.norm.force_std, batch.forces / self.norm.force_std)
-                  * atom_mask[:, None]).sum() / counts[1].clamp(min=1)
-        total = w_e * loss_e + w_f * loss_f
-        loss_s = torch.zeros((), dtype=self.dtype, device=total.device)
-        if w_s > 0 and "stress" in out:
-            pred_s = (out["stress"] - self.norm.stress_mean) / self.norm.stress_std
-            true_s = (batch.stress - self.norm.stress_mean) / self.norm.stress_std
-            loss_s = (elementwise(pred_s, true_s) * batch.has_stress[:, None, None]).sum() / counts[2].clamp(min=1)
-            total = total + w_s * loss_s
-        parts = {"energy": float(loss_e.detach()) * self.world, "forces": float(loss_f.detach()) * self.world,
-                 "stress": float(loss_s.detach()) * self.world}
-        return total * self.world, parts
-
-    def _counts(self, batch: Batch) -> Tensor:
-        """[frames, force components, stress components] of the global batch (summed over the ranks)."""
-        atoms_with_forces = batch.has_forces[batch.graph.batch].sum()
-        counts = torch.tensor([batch.graph.num_graphs, 3 * int(atoms_with_forces), 9 * int(batch.has_stress.sum())],
-                              dtype=torch.float64)
-        return distributed.sum_over_ranks(counts, self.device).to(self.device)
-
-    # ---------------------------------------------------------------- loop
-    def _loader(self, store: FrameStore, batches: list[np.ndarray], shard: bool = True):
-        """Rank shard of each global batch (``shard``; else the batches are this rank's already); graphs
-        built in DataLoader workers."""
-        shards = []
-        for global_batch in batches:
-            parts = np.array_split(global_batch, self.world) if shard else [global_batch] * self.world
-            shards.append([int(i) for i in parts[self.rank]])
-        dataset = FrameDataset(store)
-        workers = self.config.data.num_workers
-        return torch.utils.data.DataLoader(dataset, batch_sampler=shards, collate_fn=self.collate,
-                                           num_workers=workers, persistent_workers=False,
-                                           prefetch_factor=4 if workers > 0 else None)
-
-    def train(self) -> dict:
-        """Train epoch after epoch until ``run.epochs``, ``run.max_steps`` or ``run.max_minutes``, validate the
-        final weights if no validation saw them, export the model (rank 0). Returns the last metrics."""
-        run = self.config.run
-        started = time.perf_counter()
-        while self.epoch < run.epochs:
-            if self._train_epoch(started):
-                break
-        if (run.valid_every or not run.valid_each_epoch) and (not self.history or self.history[-1]["step"] != self.step):
-            # stopped mid-epoch or between validations: validate the final weights too (keep_best sees them)
-            self._validate_and_record(time.perf_counter(), [])
-        if self.rank == 0:
-            self.export_model()
-        self.metrics_log.close()
-        return self.history[-1] if self.history else {}
-
-    def _train_epoch(self, started: float) -> bool:
-        """Train the rest of the current epoch (from ``batch_in_epoch``), then close it (:meth:`_end_epoch`);
-        True when the step or time budget ran out (then stopped with a checkpoint, mid-epoch or after closing)."""
-        run, accum = self.config.run, self.config.optim.grad_accum
-        batches = [self.train_idx[b] for b in
-                   epoch_batches(len(self.train_idx), self._global_batch(), self.epoch, run.seed)]
-        n_batches = (len(batches) // accum) * accum
-        self.ddp.train()
-        self.epoch_start = time.perf_counter() - self.epoch_seconds
-        self.optimizer.zero_grad(set_to_none=True)
-        stop = False
-        for batch in self._loader(self.store, batches[self.batch_in_epoch:n_batches]):
-            loss, parts = self._accumulate(batch.to(self.device))
-            if self.batch_in_epoch % accum:
-                continue
-            grad_norm = self._optimiser_step()
-            self._log_step(loss, parts, grad_norm)
-            stop = self._out_of_budget(started)
-            if run.valid_every and self.step % run.valid_every == 0 and not stop:
-                self._validate_and_record(self.epoch_start, self.epoch_losses)
-            if run.checkpoint_every and self.step % run.checkpoint_every == 0 or stop:
-                self.save_state()
-            if stop:
-                break
-        if stop and self.batch_in_epoch < n_batches:
-            return True
-        self._end_epoch()
-        return stop
-
-    def _accumulate(self, batch: Batch) -> tuple[Tensor, dict]:
-        """Forward and backward of one micro-batch: its gradients add to those of the optimiser step's other
-        ``optim.grad_accum`` − 1 micro-batches (DDP synchronises them on the last one only). Returns the loss
-        (times the world size) and its parts."""
-        accum = self.config.optim.grad_accum
-        last_micro = (self.batch_in_epoch + 1) % accum == 0
-        counts = self._counts(batch)
-        context = self.ddp.no_sync() if (self.world > 1 and not last_micro) else nullcontext()
-        with context:
-            out = self.ddp(batch.graph, compute_stress=self.config.loss.weights[2] > 0)
-            loss, parts = self.loss(batch, out, counts)
-            (loss / accum).backward()
-        self.epoch_losses.append(float(loss.detach()) / self.world)
-        self.batch_in_epoch += 1
-        return loss, parts
-
-    def _optimiser_step(self) -> float:
-        """One optimiser step on the accumulated gradients: ZClip, AdamW, EMA update, LR schedule (every step,
-        except the plateau scheduler's, which steps on validations). Returns the gradient norm before clipping."""
-        grad_norm = self.zclip(self.model.parameters())
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.ema.update(self.model)
-        if self.config.optim.scheduler != "plateau":
-            self.scheduler.step()
-        self.step += 1
-        return grad_norm
-
-    def _log_step(self, loss: Tensor, parts: dict, grad_norm: float) -> None:
-        """Every ``run.log_every`` steps: a log line (mean loss of the last micro-batches, the last one's parts,
-        |g|, LR) and the TensorBoard scalars."""
-        every = self.config.run.log_every
-        if not every or self.step % every:
-            return
-        lr = self.optimizer.param_groups[0]["lr"]
-        self.log(f"epoch {self.epoch} step {self.step} loss {np.mean(self.epoch_losses[-every:]):.4f} "
-                 f"(E {parts['energy']:.4f} F {parts['forces']:.4f} S {parts['stress']:.4f}) "
-                 f"|g| {grad_norm:.3g} lr {lr:.3g}")
-        self.metrics_log.scalars({"train/loss": float(loss) / self.world, "train/lr": lr}, self.step)
-
-    def _out_of_budget(self, started: float) -> bool:
-        """Whether ``run.max_steps`` steps are done or ``run.max_minutes`` have passed since ``started`` (on any
-        rank: the ranks stop together)."""
-        run = self.config.run
-        out_of_time = run.max_minutes is not None and (time.perf_counter() - started) / 60 > run.max_minutes
-        out_of_time = bool(distributed.sum_over_ranks(torch.tensor([int(out_of_time)]), self.device).item())
-        out_of_steps = run.max_steps is not None and self.step >= run.max_steps
-        return out_of_time or out_of_steps
-
-    def _end_epoch(self) -> None:
-        """Close the current epoch: validate (``run.valid_each_epoch``; the plateau scheduler steps on it), move
-        to the next epoch, checkpoint."""
-        if self.config.run.valid_each_epoch:
-            metrics = self._validate_and_record(self.epoch_start, self.epoch_losses)
-            if self.config.optim.scheduler == "plateau":
-                self.scheduler.step(metrics["valid_loss"])
-        self.epoch += 1
-        self.batch_in_epoch = 0
-        self.epoch_losses, self.epoch_seconds = [], 0.0
-        self.save_state()
-
-    # ---------------------------------------------------------------- validation
-    def _validate_and_record(self, epoch_start: float, epoch_losses: list[float]) -> dict:
-        """Validate (EMA weights), append to the history and metrics.csv; with ``run.keep_best``, save the EMA
-        weights when the validation force MAE is the best so far. ``epoch_losses`` give train_loss (NaN when
-        empty), ``epoch_start`` (perf_counter seconds) epoch_seconds."""
-        metrics = self.validate()
-        metrics |= {"epoch": self.epoch, "step": self.step, "train_loss": float(np.mean(epoch_losses[-TRAIN_LOSS_WINDOW:]))
-                    if epoch_losses else float("nan"), "lr": self.optimizer.param_groups[0]["lr"],
-                    "epoch_seconds": time.perf_counter() - epoch_start}
-        self.history.append(metrics)
-        self._record(metrics)
-        force = metrics.get("valid_force_mae_mev_a", math.inf)
-        if self.config.run.keep_best and force < self.best_valid:
-            self.best_valid = force
-            if self.rank == 0:
-                model = self.ema.model_copy(self.model)
-                save_atomically({"model": model.state_dict(), "step": self.step, "metrics": metrics},
-                                self.out_dir / BEST_FILE)
-                self.log(f"best validation force MAE so far: {force:.1f} meV/Å at step {self.step}")
-        return metrics
-
-    def _record(self, metrics: dict) -> None:
-        """Rank 0: the metrics as a row of metrics.csv (and TensorBoard) and as a table on the console."""
-        if self.rank != 0:
-            return
-        columns = self.metrics_log.append(metrics, self.step)
-        if self.console is None:
-            self.console = Console()
-        self.console.print(metrics_table(metrics, columns))
-
-    def validate(self) -> dict:
-        """EMA weights on the validation frames and on a fixed subset of the training frames (``run.train_subset``;
-        the pair tells under- from over-fitting): energy/atom (meV/atom), force (meV/Å), stress (meV/Å³) MAE,
-        and the validation loss; the raw (optimised) weights on the validation frames too (``raw_valid_*``: an
-        EMA lagging behind the raw weights shows there)."""
-        if len(self.valid_idx) == 0:
-            return {"valid_loss": float("nan")}
-        model = self.ema.model_copy(self.model)
-        model.eval()
-        metrics = self._errors(model, self.valid_store, self.valid_idx, "valid")
-        was_training = self.model.training
-        self.model.eval()
-        raw = self._errors(self.model, self.valid_store, self.valid_idx, "valid")
-        self.model.train(was_training)
-        metrics |= {f"raw_{key}": value for key, value in raw.items() if key != "valid_loss"}
-        if len(self.train_subset):
-            train = self._errors(model, self.store, self.train_subset, "train")
-            train.pop("train_loss")  # "train_loss" in the history is the running mean of the optimised loss
-            metrics |= train
-        return metrics
-
-    def _errors(self, model: Geodite, store: FrameStore, indices: np.ndarray, prefix: str) -> dict:
-        """MAEs and loss of ``model`` on ``store[indices]`` (sharded across ranks, sums all-reduced)."""
-        batch_size = self.config.data.batch_size
-        shard = np.array_split(indices, self.world)[self.rank]
-        batches = [np.asarray(shard[i:i + batch_size]) for i in range(0, len(shard), batch_size)]
-        sums = torch.zeros(7, dtype=torch.float64)
-        for batch in self._loader(store, batches, shard=False) if len(shard) else []:
-            batch = batch.to(self.device)
-            with torch.enable_grad():
-                out = model(batch.graph, compute_stress=True)
-            n = batch.graph.num_atoms.to(torch.float64)
-            e_err = ((out["energy"].double() - batch.energy) / n).abs()
-            f_err = (out["forces"] - batch.forces).abs().double()[batch.has_forces[batch.graph.batch]]
-            s_err = (out["stress"] - batch.stress).abs().double()[batch.has_stress]
-            counts = torch.tensor([batch.graph.num_graphs, f_err.numel(), s_err.numel()], dtype=torch.float64)
-            loss, _ = self.loss(batch, {k: v.detach() for k, v in out.items()}, counts.to(self.device))
-            sums += torch.tensor([e_err.sum().item(), f_err.sum().item(), s_err.sum().item(),
-                                  counts[0], counts[1], counts[2], float(loss) / self.world * counts[0]])
-        e, f, s, ne, nf, ns, loss_sum = distributed.sum_over_ranks(sums, self.device).tolist()
-        return {f"{prefix}_energy_mae_mev_atom": 1000 * e / max(ne, 1),
-                f"{prefix}_force_mae_mev_a": 1000 * f / max(nf, 1),
-                f"{prefix}_stress_mae_mev_a3": 1000 * s / max(ns, 1), f"{prefix}_loss": loss_sum / max(ne, 1)}
 
 
 def train(config: TrainConfig | dict | str | Path, console: Console | None = None) -> dict:
