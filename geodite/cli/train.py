@@ -22,12 +22,15 @@ def train_command(
 
     Rerunning the same command after an interruption resumes from OUT_DIR/checkpoint.pt.
     """
-    import yaml
     from rich.console import Console
 
-    from geodite.train.trainer import FINETUNE_DEFAULTS, TrainConfig, Trainer
+    from geodite.train.config import FINETUNE_DEFAULTS, ConfigError, TrainConfig, read_yaml
+    from geodite.train.trainer import Trainer
 
-    values = yaml.safe_load(config.read_text()) or {}
+    try:
+        values = read_yaml(config)
+    except ConfigError as error:  # not YAML, or not a mapping of sections
+        raise typer.BadParameter(str(error)) from None
     if finetune:
         for section, overrides in FINETUNE_DEFAULTS.items():
             values.setdefault(section, {})
@@ -73,10 +76,11 @@ def distill_command(
     relaxed by the teacher, dimers, isolated atoms; geodite.train.pools), split the labels by material, train.
     Every stage resumes where it stopped. Never touches the mptrj-random-1k test set."""
     import torch
-    import yaml
     from rich.console import Console
 
+    from geodite.train.config import TrainConfig, read_yaml
     from geodite.train.distill import PoolSeedError, label_shard, read_distill_config, split_shards
+    from geodite.train.trainer import Trainer
 
     console = Console()
     if stage not in DISTILL_STAGES:
@@ -88,7 +92,7 @@ def distill_command(
     if stage == "all" and count > 1:
         raise typer.BadParameter("--shard labels one part: use it with --stage label")
     try:
-        section, values = read_distill_config(yaml.safe_load(config.read_text()) or {})
+        section, values = read_distill_config(read_yaml(config))
         if stage in ("label", "all"):
             torch.set_num_threads(threads)
             rows = label_shard(section, index, count, data_root, reuse=reuse, device=device, log=console.print)
@@ -99,8 +103,6 @@ def distill_command(
         raise typer.BadParameter(str(error)) from None
     if stage not in ("train", "all"):
         return
-    from geodite.train.trainer import TrainConfig, Trainer
-
     try:
         trainer = Trainer(TrainConfig.from_dict(values), console=console)
     except ValueError as error:  # e.g. e0 and the data disagree at the isolated-atom limit

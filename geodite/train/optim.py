@@ -1,14 +1,18 @@
-"""Training pieces: the published Huber loss (or MSE) on normalised targets, EMA of weights (with warm-up),
-ZClip, LR schedules."""
+"""Training pieces: the published Huber loss (or MSE) on normalised targets, the training loss of a batch and
+the validation errors, EMA of weights (with warm-up), ZClip, LR schedules."""
 
 from __future__ import annotations
 
 import copy
 import math
 from dataclasses import asdict, dataclass
+from typing import Iterable
 
 import torch
 from torch import Tensor, nn
+
+from geodite.data.dataset import Batch
+from geodite.train import distributed
 
 
 @dataclass
@@ -44,6 +48,80 @@ def elementwise_loss(pred: Tensor, target: Tensor, function: str, delta: float) 
     if function == "mse":
         return 0.5 * (pred - target) ** 2
     raise ValueError(f"unknown loss function {function!r} (one of {', '.join(LOSS_FUNCTIONS)})")
+
+
+@dataclass
+class TrainingLoss:
+    """The training loss of one rank's shard of a global batch: the elementwise loss (``function``, Huber with
+    ``huber_delta`` or MSE) of normalised targets — per-atom energies after e0 (``e0``: eV by Z), forces,
+    stresses — each summed and divided by its *global* count [frames, force components, stress components],
+    weighted E:F:S (``weights``) and multiplied by ``world`` (DDP averages the ranks' gradients, which gives
+    the gradient of the whole global batch's loss)."""
+
+    weights: list[float]
+    function: str
+    huber_delta: float
+    e0: Tensor
+    norm: Normalisation
+    dtype: torch.dtype
+    world: int = 1
+
+    def __call__(self, batch: Batch, out: dict[str, Tensor], counts: Tensor) -> tuple[Tensor, dict[str, float]]:
+        """The loss of ``batch`` for the model's output ``out`` and the global ``counts``, and its energy,
+        forces and stress terms (floats, unweighted)."""
+        w_e, w_f, w_s = self.weights
+        norm = self.norm
+        pred_e = self._targets_per_atom(batch, out["energy"]).to(self.dtype)
+        true_e = self._targets_per_atom(batch, batch.energy).to(self.dtype)
+        loss_e = self._elementwise(pred_e, true_e).sum() / counts[0]
+        atom_mask = batch.has_forces[batch.graph.batch]
+        loss_f = (self._elementwise(out["forces"] / norm.force_std, batch.forces / norm.force_std)
+                  * atom_mask[:, None]).sum() / counts[1].clamp(min=1)
+        total = w_e * loss_e + w_f * loss_f
+        loss_s = torch.zeros((), dtype=self.dtype, device=total.device)
+        if w_s > 0 and "stress" in out:
+            pred_s = (out["stress"] - norm.stress_mean) / norm.stress_std
+            true_s = (batch.stress - norm.stress_mean) / norm.stress_std
+            loss_s = (self._elementwise(pred_s, true_s) * batch.has_stress[:, None, None]).sum() / counts[2].clamp(min=1)
+            total = total + w_s * loss_s
+        parts = {"energy": float(loss_e.detach()) * self.world, "forces": float(loss_f.detach()) * self.world,
+                 "stress": float(loss_s.detach()) * self.world}
+        return total * self.world, parts
+
+    def _elementwise(self, pred: Tensor, true: Tensor) -> Tensor:
+        return elementwise_loss(pred, true, self.function, self.huber_delta)
+
+    def _targets_per_atom(self, batch: Batch, energy: Tensor) -> Tensor:
+        """((E − Σ e0)/N − μ_E)/σ_E of each frame (float64)."""
+        graph = batch.graph
+        n = graph.num_atoms.to(torch.float64)
+        e0 = self.e0.to(graph.z.device)[graph.z]
+        e0_sum = torch.zeros(graph.num_graphs, dtype=torch.float64, device=graph.z.device).index_add_(
+            0, graph.batch, e0)
+        return ((energy.to(torch.float64) - e0_sum) / n - self.norm.energy_mean) / self.norm.energy_std
+
+
+def validation_errors(model: nn.Module, batches: Iterable[Batch], loss: TrainingLoss, device: torch.device,
+                      prefix: str) -> dict[str, float]:
+    """Energy/atom (meV/atom), force (meV/Å) and stress (meV/Å³) MAE and the mean loss per frame of ``model``
+    on ``batches`` (one rank's share; the sums are added over the ranks), keyed ``<prefix>_<metric>``."""
+    sums = torch.zeros(7, dtype=torch.float64)
+    for batch in batches:
+        batch = batch.to(device)
+        with torch.enable_grad():
+            out = model(batch.graph, compute_stress=True)
+        n = batch.graph.num_atoms.to(torch.float64)
+        e_err = ((out["energy"].double() - batch.energy) / n).abs()
+        f_err = (out["forces"] - batch.forces).abs().double()[batch.has_forces[batch.graph.batch]]
+        s_err = (out["stress"] - batch.stress).abs().double()[batch.has_stress]
+        counts = torch.tensor([batch.graph.num_graphs, f_err.numel(), s_err.numel()], dtype=torch.float64)
+        value, _ = loss(batch, {k: v.detach() for k, v in out.items()}, counts.to(device))
+        sums += torch.tensor([e_err.sum().item(), f_err.sum().item(), s_err.sum().item(),
+                              counts[0], counts[1], counts[2], float(value) / loss.world * counts[0]])
+    e, f, s, ne, nf, ns, loss_sum = distributed.sum_over_ranks(sums, device).tolist()
+    return {f"{prefix}_energy_mae_mev_atom": 1000 * e / max(ne, 1),
+            f"{prefix}_force_mae_mev_a": 1000 * f / max(nf, 1),
+            f"{prefix}_stress_mae_mev_a3": 1000 * s / max(ns, 1), f"{prefix}_loss": loss_sum / max(ne, 1)}
 
 
 class EMA:

@@ -7,7 +7,9 @@ from ase import Atoms
 from ase.calculators.lj import LennardJones
 
 from geodite.train.distill import copy_labels, label_structures
-from geodite.train.trainer import BEST_FILE, Trainer, TrainConfig
+from geodite.train.config import TrainConfig
+from geodite.train.state import BEST_FILE
+from geodite.train.trainer import Trainer
 from train_helpers import tiny_config
 
 

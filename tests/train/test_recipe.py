@@ -10,9 +10,11 @@ from ase.calculators.emt import EMT
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.db import connect
 
+from geodite.train.config import TrainConfig
 from geodite.train.optim import EMA, elementwise_loss
 from geodite.train.pools import boxed
-from geodite.train.trainer import TrainConfig, Trainer, isolated_limit_mismatches
+from geodite.train.references import isolated_limit_mismatches
+from geodite.train.trainer import Trainer
 from train_helpers import tiny_config
 
 ELEMENTS = (13, 29)  # Al, Cu: EMT has both

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import torch
 
+from geodite.train.config import FINETUNE_DEFAULTS, TrainConfig
 from geodite.train.optim import EMA, ZClip, warmup_linear_decay
-from geodite.train.trainer import TrainConfig, Trainer, epoch_batches, train
+from geodite.train.trainer import Trainer, epoch_batches, train
 from train_helpers import tiny_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -164,7 +165,6 @@ def test_ddp_two_gloo_processes_match_single_process(tmp_path, mptrj10):
 def test_finetune_from_checkpoint_with_plateau(tmp_path, mptrj10):
     from geodite.checkpoints import save_checkpoint
     from geodite.model import Geodite, GeoditeConfig
-    from geodite.train.trainer import FINETUNE_DEFAULTS
 
     base = Geodite(GeoditeConfig(num_channels=8, num_layers=1, num_heads=2, cutoff=4.0, num_rbf=4,
                                  energy_scale=0.5, energy_shift=-0.1))

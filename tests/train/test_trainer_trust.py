@@ -13,15 +13,9 @@ import yaml
 from typer.testing import CliRunner
 
 from geodite.cli.main import app
-from geodite.train.trainer import (
-    STATE_FILE,
-    ConfigError,
-    ResumeError,
-    TrainConfig,
-    Trainer,
-    _rng_state,
-    _set_rng_state,
-)
+from geodite.train.config import ConfigError, TrainConfig
+from geodite.train.state import STATE_FILE, ResumeError, rng_state, set_rng_state
+from geodite.train.trainer import Trainer
 from train_helpers import tiny_config
 
 
@@ -76,12 +70,12 @@ def test_rng_state_round_trip():
     np.random.seed(2)
     random.seed(3)
     np.random.standard_normal()  # leaves a cached Gaussian (has_gauss = 1)
-    state = _rng_state()
+    state = rng_state()
     expected = (torch.rand(3), np.random.standard_normal(3), random.random())
     torch.manual_seed(9)
     np.random.seed(9)
     random.seed(9)
-    _set_rng_state(state)
+    set_rng_state(state)
     again = (torch.rand(3), np.random.standard_normal(3), random.random())
     assert torch.equal(expected[0], again[0]) and np.array_equal(expected[1], again[1]) and expected[2] == again[2]
 
