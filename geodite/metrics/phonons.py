@@ -22,6 +22,8 @@ from the k_SRME package of Póta et al., arXiv:2408.00755):
   mixed-sign mode κ). κ_pred + κ_DFT = 0 gives 0 if every mode agrees, else 2.
   ``failure_rate`` is the fraction of censored materials.
 * κ_SRME (and mean κ_SRE) = arithmetic mean over the 103 materials, penalties included.
+
+Rows of ``geodite bench kappa`` → its metrics: :func:`kappa_metrics` (and :func:`compare_published`).
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ Two data modes:
   ``MaterialsProject2020Compatibility`` (a model with ``energy_convention ==
   "mp2020_corrected"``, e.g. CHGNet, is used as is, as MBD does); predicted hull distance
   = DFT hull distance + (predicted − DFT) corrected formation energy (missing when the
-  error exceeds 5 eV/atom); metrics (``geodite.metrics.discovery``) on the unique-prototype
+  error exceeds 5 eV/atom); metrics (:func:`geodite.metrics.discovery.full_metrics_from_rows`) on the unique-prototype
   subset (headline keys ``F1``, ``DAF``, ...), on all items (``full_*``) and on the 10k
   lowest predicted hull distances among unique prototypes (``most_stable_10k_*``).
 * ``offline`` — the shipped 1000-material WBM subset (DFT-relaxed structures and
@@ -34,7 +34,8 @@ Two data modes:
   formation-energy MAE/RMSE/R² in the uncorrected convention against the file's
   ``formation_energy_per_atom`` (``MAE``, ``RMSE``, ``R2``), the same in the MP2020
   convention against ``corrected_formation_energy_per_atom`` (``*_mp2020_corrected``),
-  ``RMSD`` (and ``RMSD_start`` for the perturbed starts), relaxation success rate.
+  ``RMSD`` (and ``RMSD_start`` for the perturbed starts), relaxation success rate
+  (:func:`geodite.metrics.discovery.offline_metrics_from_rows`).
   The file's MP2020 correction of each material, ``corrected_energy − energy``, converts
   a model's energy between the two conventions (the correction depends on composition,
   oxidation-state/anion assignment and U settings, not on the energy).

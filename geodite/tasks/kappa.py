@@ -1,5 +1,8 @@
 """Thermal conductivity (κ_SRME) benchmark — Matbench Discovery, docs/benchmarks.md §2, docs/kappa.md.
 
+The task only (items of two data modes, one material's run and scoring, metrics wiring, the parity plot);
+the phono3py steps are :mod:`geodite.phonons`, rows → metrics :func:`geodite.metrics.phonons.kappa_metrics`.
+
 Protocol per item (one phononDB material), as MBD's ``matbench_discovery/phonons/calc_kappa.py``:
 
 1. Structure. ``full``: the DFT unit cell of MBD's ``phonondb_pbe_103_structures`` with its
@@ -153,7 +156,6 @@ class KappaTask:
         if self.compare_with is not None and self.compare_with not in kdata.published_models(self.analysis_path):
             known = ", ".join(kdata.published_models(self.analysis_path))
             raise ValueError(f"unknown published model {self.compare_with!r}; known: {known}")
-        self._reference = None
         self._reference_reason: str | None = None
         self._items: list[dict] | None = None
 
