@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
+from geodite.metrics.symmetry import symmetry_metrics_from_rows
+
 METRIC_KEYS: tuple[str, ...] = (
     "F1", "DAF", "Precision", "Recall", "Accuracy", "TPR", "FPR", "TNR", "FNR",
     "TP", "FP", "TN", "FN", "MAE", "RMSE", "R2",
@@ -175,6 +177,7 @@ def stable_metrics(
 
 
 HULL_DECIMALS = 3  # MBD rounds its WBM table (DFT and predicted energies) to 3 decimals
+MAX_E_FORM_ERROR = 5.0  # eV/atom; larger formation-energy errors count as missing predictions (MBD)
 SUBSETS: tuple[str, ...] = ("full_test_set", "unique_prototypes", "most_stable_10k")
 
 
@@ -182,7 +185,7 @@ def predicted_hull_distance(
     e_form_pred: ArrayLike,
     e_form_dft: ArrayLike,
     e_above_hull_dft: ArrayLike,
-    max_error: float = 5.0,
+    max_error: float = MAX_E_FORM_ERROR,
     decimals: int | None = HULL_DECIMALS,
 ) -> np.ndarray | pd.Series:
     """Predicted hull distance with the DFT convex hull held fixed, as the leaderboard computes it.
@@ -255,7 +258,7 @@ def discovery_metrics_by_subset(
     e_above_hull_dft: pd.Series,
     unique_prototype: pd.Series,
     k: int = 10_000,
-    max_error: float = 5.0,
+    max_error: float = MAX_E_FORM_ERROR,
     stability_threshold: float = 0.0,
 ) -> dict[str, dict[str, float]]:
     """Stability metrics on MBD's three WBM subsets, exactly as its leaderboard pipeline.
@@ -294,3 +297,104 @@ def discovery_metrics_by_subset(
         "unique_prototypes": stable_metrics(each_true[uniq], each_pred[uniq], stability_threshold, prevalence),
         "most_stable_10k": stable_metrics(each_true[top], each_pred[top], stability_threshold, prevalence),
     }
+
+
+# --------------------------------------------------------------------------- rows → benchmark metrics
+# Rows of the discovery task (one per material): e_form_pred, e_form_dft (eV/atom), rmsd (Å), converged,
+# n_steps, relax_s, status ("ok" or "failed"), the symmetry fields, and per mode the columns below.
+
+OFFLINE_NUMERIC = ("e_form_pred", "e_form_pred_mp2020", "e_form_dft", "e_form_dft_mp2020", "rmsd", "rmsd_start",
+                   "n_steps", "relax_s")  # fmt: skip
+
+
+def _ok(df: pd.DataFrame) -> pd.Series:
+    """Rows whose material was computed (``status == "ok"``; all when there is no status column)."""
+    return df["status"] == "ok" if "status" in df else pd.Series(True, index=df.index)
+
+
+def masked_prediction(df: pd.DataFrame, pred: str, true: str, *, max_error: float = MAX_E_FORM_ERROR) -> pd.Series:
+    """Column ``pred`` (eV/atom), NaN where the row failed or |pred − true| > ``max_error`` (MBD's missing rule)."""
+    if pred not in df:
+        return pd.Series(np.nan, index=df.index)
+    p = df[pred].astype(float).where(_ok(df))
+    return p.where((p - df[true].astype(float)).abs() <= max_error)
+
+
+def mean_rmsd(df: pd.DataFrame, col: str = "rmsd", *, missing: float = 1.0) -> float:
+    """Mean structure RMSD (Å, pymatgen's normalisation) over all rows, a failed or unmatched one counting as
+    ``missing`` (MBD: 1.0); NaN without rows."""
+    if not len(df):
+        return float("nan")
+    vals = df[col].astype(float).where(_ok(df)) if col in df else pd.Series(np.nan, index=df.index)
+    return float(vals.fillna(missing).mean())
+
+
+def offline_metrics_from_rows(df: pd.DataFrame, *, max_error: float = MAX_E_FORM_ERROR) -> dict:
+    """Metrics of the offline discovery mode (perturbed DFT structures of the 1k WBM subset).
+
+    * ``MAE``, ``RMSE``, ``R2`` (:func:`regression_metrics`, eV/atom) of the uncorrected formation energy
+      against ``e_form_dft``, over the rows with a prediction (:func:`masked_prediction`); ``*_mp2020_corrected``
+      the same in the MP2020 convention; ``MAE_refs_consistent`` on the rows whose file references agree
+      with MBD's; ``n_missing`` the rows without a prediction.
+    * ``RMSD`` and ``RMSD_start`` (:func:`mean_rmsd`, Å) of the relaxed and the start structures; the
+      symmetry metrics of :func:`geodite.metrics.symmetry.symmetry_metrics_from_rows` on the ok rows.
+    * ``success_rate`` = converged ok rows / all rows, ``n_converged``, and the mean steps and relaxation
+      seconds of the ok rows.
+    """
+    out: dict = {"subset": "offline-wbm-1k (perturbed DFT structures)"}
+    df = df.copy()
+    for col in OFFLINE_NUMERIC:  # all items failed: columns absent
+        if col not in df:
+            df[col] = np.nan
+    for col in ("refs_consistent", "converged"):
+        if col not in df:
+            df[col] = False
+    ok = _ok(df)
+    pred = masked_prediction(df, "e_form_pred", "e_form_dft", max_error=max_error)
+    out |= regression_metrics(df["e_form_dft"], pred)
+    cor = regression_metrics(
+        df["e_form_dft_mp2020"], masked_prediction(df, "e_form_pred_mp2020", "e_form_dft_mp2020", max_error=max_error)
+    )
+    out |= {f"{k}_mp2020_corrected": v for k, v in cor.items()}
+    cons = df["refs_consistent"].fillna(False).astype(bool)
+    out["MAE_refs_consistent"] = regression_metrics(df["e_form_dft"][cons], pred[cons])["MAE"]
+    out["n_missing"] = int(pred.isna().sum())
+    out["RMSD"] = mean_rmsd(df)
+    out |= symmetry_metrics_from_rows(df[ok])
+    out["RMSD_start"] = mean_rmsd(df, "rmsd_start")
+    converged = df["converged"].fillna(False).astype(bool) & ok
+    out["success_rate"] = float(converged.mean())
+    out["n_converged"] = int(converged.sum())
+    out["mean_steps"] = float(df.loc[ok, "n_steps"].mean()) if ok.any() else float("nan")
+    out["mean_relax_s"] = float(df.loc[ok, "relax_s"].mean()) if ok.any() else float("nan")
+    return out
+
+
+def full_metrics_from_rows(df: pd.DataFrame, *, k: int = 10_000, max_error: float = MAX_E_FORM_ERROR) -> dict:
+    """Metrics of the full discovery mode (WBM initial structures, MP2020-corrected energies).
+
+    :func:`discovery_metrics_by_subset` of the rows (failed rows have no prediction): the unique-prototype
+    subset under the headline keys of :data:`METRIC_KEYS` (``F1``, ``DAF``, ...), all rows as ``full_*``
+    and the ``k`` lowest predicted hull distances among unique prototypes as ``most_stable_10k_*``; then
+    ``RMSD`` (:func:`mean_rmsd`, Å), the symmetry metrics of the ok rows, ``n_unique_prototypes`` and
+    ``success_rate`` = converged ok rows / all rows.
+    """
+    out: dict = {"subset": "unique_prototypes (headline); full_*; most_stable_10k_*"}
+    if not len(df) or "e_above_hull_dft" not in df:
+        return out | {"RMSD": mean_rmsd(df)}
+    by_subset = discovery_metrics_by_subset(
+        df["e_form_pred"].astype(float).where(_ok(df)),
+        df["e_form_dft"].astype(float),
+        df["e_above_hull_dft"].astype(float),
+        df["unique_prototype"].astype(bool),
+        k=k,
+        max_error=max_error,
+    )
+    out |= {key: by_subset["unique_prototypes"][key] for key in METRIC_KEYS}
+    out |= {f"full_{key}": by_subset["full_test_set"][key] for key in METRIC_KEYS}
+    out |= {f"most_stable_10k_{key}": by_subset["most_stable_10k"][key] for key in METRIC_KEYS}
+    out["RMSD"] = mean_rmsd(df)
+    out |= symmetry_metrics_from_rows(df[_ok(df)])
+    out["n_unique_prototypes"] = int(df["unique_prototype"].astype(bool).sum())
+    out["success_rate"] = float((df["converged"].fillna(False).astype(bool) & _ok(df)).mean())
+    return out

@@ -22,13 +22,17 @@ from the k_SRME package of Póta et al., arXiv:2408.00755):
   mixed-sign mode κ). κ_pred + κ_DFT = 0 gives 0 if every mode agrees, else 2.
   ``failure_rate`` is the fraction of censored materials.
 * κ_SRME (and mean κ_SRE) = arithmetic mean over the 103 materials, penalties included.
+
+Rows of ``geodite bench kappa`` → its metrics: :func:`kappa_metrics` (and :func:`compare_published`).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from numpy.typing import ArrayLike
 
 SRME_PENALTY = 2.0
@@ -203,3 +207,110 @@ def kappa_srme(per_material: ArrayLike) -> float:
     if values.size == 0:
         raise ValueError("no per-material values")
     return float(np.where(np.isnan(values), SRME_PENALTY, values).mean())
+
+
+# --------------------------------------------------------------------------- rows → benchmark metrics
+
+
+def _flag(df: pd.DataFrame, col: str) -> pd.Series:
+    """Boolean column ``col`` of result rows; missing column, None or NaN read as False."""
+    if col not in df:
+        return pd.Series(False, index=df.index)
+    return df[col].map(lambda v: bool(v) if v is not None and not (isinstance(v, float) and math.isnan(v)) else False)
+
+
+def compare_published(pred: pd.Series, published: pd.Series) -> dict:
+    """Agreement of per-material κ (W/(m·K)) with a published model's κ.
+
+    On the materials where both are finite and > 0 (``n_both``): ``spearman`` = Pearson correlation of
+    the ranks (None for fewer than 2), ``median_abs_log_ratio`` = median |ln(κ/κ_pub)|,
+    ``n_within_20pct`` = #{|κ/κ_pub − 1| ≤ 0.2}.
+    """
+    p, q = pred.astype(float), published.astype(float)
+    both = np.isfinite(p) & np.isfinite(q) & (p > 0) & (q > 0)
+    n = int(both.sum())
+    out: dict = {"n_both": n}
+    if n == 0:
+        return out | {"spearman": None, "median_abs_log_ratio": None, "n_within_20pct": 0}
+    ratio = p[both] / q[both]
+    out["spearman"] = float(p[both].rank().corr(q[both].rank())) if n > 1 else None
+    out["median_abs_log_ratio"] = float(np.median(np.abs(np.log(ratio))))
+    out["n_within_20pct"] = int((np.abs(ratio - 1) <= 0.2).sum())
+    return out
+
+
+def kappa_metrics(
+    df: pd.DataFrame, mode: str, *, reference_reason: str | None = None, compare_with: str | None = None
+) -> dict:
+    """Benchmark metrics of the κ task from its result rows (one per material).
+
+    Rows: ``kappa_dft``, ``kappa_pred`` (W/(m·K)), ``srme`` (per material, NaN without a mode-resolved
+    comparison), flags ``failed``, ``imaginary_modes``, ``broken_symmetry``, ``has_mode_reference``,
+    ``relax_converged``, ``status``; with ``compare_with`` also ``kappa_published``.
+
+    * A penalised material (failed, status not ok, imaginary modes, broken symmetry) has no κ_pred.
+    * κ_SRD = mean SRD, κ_SRE = mean |SRD| over the materials with a finite κ_DFT ≥ 0
+      (:func:`kappa_srd`; a missing κ_pred gives SRD = −2).
+    * Censored = penalised, or κ_pred missing/negative, or a mode reference without an ``srme`` (shapes
+      differed); censored materials get SRME = 2. κ_SRME = mean SRME over all materials when every one
+      has a mode-resolved comparison, else None with ``kappa_SRME_reason`` (``reference_reason`` if given).
+    * ``failure_rate`` = censored fraction, ``imaginary_mode_rate`` = fraction with imaginary modes.
+    * With ``compare_with`` (a published model key): :func:`compare_published` as ``published_*`` and that
+      model's mean SRE on the same materials (``published_kappa_SRE_same_materials``).
+
+    Args:
+        df: the rows.
+        mode: the task's data mode (``full`` or ``offline``), named in ``subset``.
+        reference_reason: why there is no mode-resolved reference, reported when κ_SRME is None.
+        compare_with: the published model whose κ is in ``kappa_published``.
+    """
+    out: dict = {"subset": f"{mode} ({len(df)} of 103 phononDB materials)"}
+    n = len(df)
+    out["n_materials"] = n
+    if not n or "kappa_dft" not in df:
+        return out | {"kappa_SRE": None, "kappa_SRD": None, "kappa_SRME": None, "kappa_SRME_reason": "no rows"}
+    kdft = df["kappa_dft"].astype(float)
+    pred = df["kappa_pred"].astype(float) if "kappa_pred" in df else pd.Series(np.nan, index=df.index)
+    failed = _flag(df, "failed") | (df["status"] != "ok" if "status" in df else False)
+    imag, broken = _flag(df, "imaginary_modes"), _flag(df, "broken_symmetry")
+    pred = pred.where(~(failed | imag | broken))
+    valid = np.isfinite(kdft) & (kdft >= 0)
+    if not valid.all():
+        out["n_without_kappa_dft"] = int((~valid).sum())  # not scored (no DFT κ for them)
+    srd = pd.Series(np.nan, index=df.index)
+    if valid.any():
+        srd[valid] = kappa_srd(pred[valid].to_numpy(), kdft[valid].to_numpy())
+    out["kappa_SRE"] = float(srd.abs().mean()) if valid.any() else None
+    out["kappa_SRD"] = float(srd.mean()) if valid.any() else None
+    out["n_kappa"] = int(np.isfinite(pred).sum())
+    out["n_failed"] = int(failed.sum())
+    out["n_imaginary_modes"] = int(imag.sum())
+    out["n_broken_symmetry"] = int(broken.sum())
+    if "relax_converged" in df:
+        out["n_relax_not_converged"] = int((~_flag(df, "relax_converged") & ~failed).sum())
+    srme = df["srme"].astype(float) if "srme" in df else pd.Series(np.nan, index=df.index)
+    has_ref = _flag(df, "has_mode_reference") if "has_mode_reference" in df else srme.notna() | failed | imag | broken
+    # censored as MBD: penalty flags, an unusable κ, or mode κ that could not be compared (shape mismatch)
+    censored = failed | imag | broken | ~(np.isfinite(pred) & (pred >= 0)) | (has_ref & srme.isna())
+    srme = srme.where(~censored, SRME_PENALTY)
+    out["imaginary_mode_rate"] = float(imag.mean())
+    out["failure_rate"] = float(censored.mean())  # without mode references: flags and unusable κ only
+    out["spectrum_w1"] = None  # rows keep only the lowest frequency, not the spectrum MBD's W1 needs
+    out["spectrum_w1_reason"] = "not computable: rows store min_frequency only, not the phonon spectrum"
+    if has_ref.all() and srme.notna().all():
+        out["kappa_SRME"] = float(srme.mean())
+        out["kappa_SRME_reason"] = None
+    else:
+        out["kappa_SRME"] = None
+        missing = int((~has_ref | srme.isna()).sum())
+        out["kappa_SRME_reason"] = reference_reason or (
+            f"{missing} of {n} materials have no mode-resolved comparison (no reference, or srme_error in rows)"
+        )
+    if compare_with and "kappa_published" in df:
+        cmp = compare_published(pred, df["kappa_published"])
+        out |= {f"published_{k}": v for k, v in cmp.items()}
+        out["published_model"] = compare_with
+        if valid.any():
+            pub_srd = kappa_srd(df["kappa_published"].astype(float)[valid].to_numpy(), kdft[valid].to_numpy())
+            out["published_kappa_SRE_same_materials"] = float(np.abs(pub_srd).mean())
+    return out

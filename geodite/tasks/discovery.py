@@ -24,7 +24,7 @@ Two data modes:
   ``MaterialsProject2020Compatibility`` (a model with ``energy_convention ==
   "mp2020_corrected"``, e.g. CHGNet, is used as is, as MBD does); predicted hull distance
   = DFT hull distance + (predicted − DFT) corrected formation energy (missing when the
-  error exceeds 5 eV/atom); metrics (``geodite.metrics.discovery``) on the unique-prototype
+  error exceeds 5 eV/atom); metrics (:func:`geodite.metrics.discovery.full_metrics_from_rows`) on the unique-prototype
   subset (headline keys ``F1``, ``DAF``, ...), on all items (``full_*``) and on the 10k
   lowest predicted hull distances among unique prototypes (``most_stable_10k_*``).
 * ``offline`` — the shipped 1000-material WBM subset (DFT-relaxed structures and
@@ -34,7 +34,8 @@ Two data modes:
   formation-energy MAE/RMSE/R² in the uncorrected convention against the file's
   ``formation_energy_per_atom`` (``MAE``, ``RMSE``, ``R2``), the same in the MP2020
   convention against ``corrected_formation_energy_per_atom`` (``*_mp2020_corrected``),
-  ``RMSD`` (and ``RMSD_start`` for the perturbed starts), relaxation success rate.
+  ``RMSD`` (and ``RMSD_start`` for the perturbed starts), relaxation success rate
+  (:func:`geodite.metrics.discovery.offline_metrics_from_rows`).
   The file's MP2020 correction of each material, ``corrected_energy − energy``, converts
   a model's energy between the two conventions (the correction depends on composition,
   oxidation-state/anion assignment and U settings, not on the energy).
@@ -61,14 +62,12 @@ import pandas as pd
 
 from geodite.data import downloads
 from geodite.data import wbm as wbm_data
-from geodite.metrics.symmetry import symmetry_comparison, symmetry_metrics_from_rows
+from geodite.metrics.discovery import full_metrics_from_rows, offline_metrics_from_rows
+from geodite.metrics.symmetry import symmetry_comparison
 from geodite.tasks.contract import PROTOCOL, failed_row, item_rows
 
 FULL_FILES = ["wbm_summary", "wbm_initial_structures", "wbm_computed_structure_entries", "mp_elemental_ref_entries"]
-MAX_E_FORM_ERROR = 5.0  # eV/atom; larger errors count as missing predictions (MBD)
 REFS_CONSISTENT_TOL = 1e-3  # eV/atom
-REGRESSION_KEYS = ("MAE", "RMSE", "R2")
-STABILITY_KEYS = ("F1", "DAF", "Precision", "Recall", "Accuracy", "TPR", "FPR", "TNR", "FNR", "TP", "FP", "TN", "FN")
 
 
 def structure_rmsd(relaxed, reference, stol: float = 1.0) -> float:
@@ -282,7 +281,7 @@ class DiscoveryTask:
 
     # ------------------------------------------------------------------ metrics
     def metrics(self, df: pd.DataFrame, model: str) -> dict:
-        return offline_metrics(df) if self.mode == "offline" else full_metrics(df)
+        return offline_metrics_from_rows(df) if self.mode == "offline" else full_metrics_from_rows(df)
 
     def plots(self, df: pd.DataFrame, out_dir: Path, model: str) -> list[Path]:
         cols = ("e_form_dft", "e_form_pred")
@@ -291,85 +290,6 @@ class DiscoveryTask:
         ok = df[np.isfinite(df["e_form_pred"].astype(float))]
         label = "uncorrected" if self.mode == "offline" else "MP2020-corrected"
         return parity_and_hist(ok["e_form_dft"], ok["e_form_pred"], out_dir, model, label)
-
-
-OFFLINE_NUMERIC = ("e_form_pred", "e_form_pred_mp2020", "e_form_dft", "e_form_dft_mp2020", "rmsd", "rmsd_start",
-                   "n_steps", "relax_s")  # fmt: skip
-
-
-def _ok(df: pd.DataFrame) -> pd.Series:
-    return df["status"] == "ok" if "status" in df else pd.Series(True, index=df.index)
-
-
-def _masked_pred(df: pd.DataFrame, pred: str, true: str) -> pd.Series:
-    """Predictions, NaN where failed or more than 5 eV/atom off (MBD's missing rule)."""
-    if pred not in df:
-        return pd.Series(np.nan, index=df.index)
-    p = df[pred].astype(float).where(_ok(df))
-    return p.where((p - df[true].astype(float)).abs() <= MAX_E_FORM_ERROR)
-
-
-def _rmsd(df: pd.DataFrame, col: str = "rmsd") -> float:
-    """Mean RMSD with failed/unmatched items counted as 1.0 (MBD)."""
-    if not len(df):
-        return float("nan")
-    vals = df[col].astype(float).where(_ok(df)) if col in df else pd.Series(np.nan, index=df.index)
-    return float(vals.fillna(1.0).mean())
-
-
-def offline_metrics(df: pd.DataFrame) -> dict:
-    from geodite.metrics.discovery import regression_metrics
-
-    out: dict = {"subset": "offline-wbm-1k (perturbed DFT structures)"}
-    df = df.copy()
-    for col in OFFLINE_NUMERIC:  # all items failed: columns absent
-        if col not in df:
-            df[col] = np.nan
-    for col in ("refs_consistent", "converged"):
-        if col not in df:
-            df[col] = False
-    ok = _ok(df)
-    pred = _masked_pred(df, "e_form_pred", "e_form_dft")
-    out |= regression_metrics(df["e_form_dft"], pred)
-    cor = regression_metrics(df["e_form_dft_mp2020"], _masked_pred(df, "e_form_pred_mp2020", "e_form_dft_mp2020"))
-    out |= {f"{k}_mp2020_corrected": v for k, v in cor.items()}
-    cons = df["refs_consistent"].fillna(False).astype(bool)
-    out["MAE_refs_consistent"] = regression_metrics(df["e_form_dft"][cons], pred[cons])["MAE"]
-    out["n_missing"] = int(pred.isna().sum())
-    out["RMSD"] = _rmsd(df)
-    out |= symmetry_metrics_from_rows(df[ok])
-    out["RMSD_start"] = _rmsd(df, "rmsd_start")
-    converged = df["converged"].fillna(False).astype(bool) & ok
-    out["success_rate"] = float(converged.mean())
-    out["n_converged"] = int(converged.sum())
-    out["mean_steps"] = float(df.loc[ok, "n_steps"].mean()) if ok.any() else float("nan")
-    out["mean_relax_s"] = float(df.loc[ok, "relax_s"].mean()) if ok.any() else float("nan")
-    return out
-
-
-def full_metrics(df: pd.DataFrame, k: int = 10_000) -> dict:
-    from geodite.metrics.discovery import discovery_metrics_by_subset
-
-    out: dict = {"subset": "unique_prototypes (headline); full_*; most_stable_10k_*"}
-    if not len(df) or "e_above_hull_dft" not in df:
-        return out | {"RMSD": _rmsd(df)}
-    by_subset = discovery_metrics_by_subset(
-        df["e_form_pred"].astype(float).where(_ok(df)),
-        df["e_form_dft"].astype(float),
-        df["e_above_hull_dft"].astype(float),
-        df["unique_prototype"].astype(bool),
-        k=k,
-        max_error=MAX_E_FORM_ERROR,
-    )
-    keys = STABILITY_KEYS + REGRESSION_KEYS
-    out |= {key: by_subset["unique_prototypes"][key] for key in keys}
-    out |= {f"full_{key}": by_subset["full_test_set"][key] for key in keys}
-    out |= {f"most_stable_10k_{key}": by_subset["most_stable_10k"][key] for key in keys}
-    out["RMSD"] = _rmsd(df)
-    out |= symmetry_metrics_from_rows(df[_ok(df)])
-    out["n_unique_prototypes"] = int(df["unique_prototype"].astype(bool).sum())
-    out["success_rate"] = float((df["converged"].fillna(False).astype(bool) & _ok(df)).mean())
-    return out
 
 
 def parity_and_hist(true, pred, out_dir: Path, model: str, label: str) -> list[Path]:

@@ -7,8 +7,10 @@ import pytest
 from geodite.metrics.discovery import (
     METRIC_KEYS,
     classify_stable,
+    full_metrics_from_rows,
     metrics_from_counts,
     most_stable_k,
+    offline_metrics_from_rows,
     predicted_hull_distance,
     stable_metrics,
     discovery_metrics_by_subset,
@@ -148,3 +150,43 @@ def test_discovery_subsets_daf_prevalence_unrounded():
     assert uniq["DAF"] == pytest.approx(uniq["Precision"] / 0.5)  # prevalence 2/4 from unrounded values
     assert out["full_test_set"]["DAF"] == pytest.approx(uniq["Precision"] / 0.75)  # its own rounded prevalence
     assert out["most_stable_10k"]["TP"] + out["most_stable_10k"]["FP"] == 2
+
+
+def test_full_metrics_from_rows_subsets():
+    rng = np.random.default_rng(0)
+    n = 200
+    hull = rng.normal(0.05, 0.1, n)
+    e_form = rng.normal(-1, 0.5, n)
+    df = pd.DataFrame({
+        "key": [f"m{i}" for i in range(n)], "status": ["ok"] * (n - 5) + ["failed"] * 5,
+        "e_form_dft": e_form, "e_form_pred": e_form + rng.normal(0, 0.05, n),
+        "e_above_hull_dft": hull, "unique_prototype": rng.random(n) < 0.8,
+        "rmsd": rng.random(n) * 0.1, "converged": True,
+    })  # fmt: skip
+    m = full_metrics_from_rows(df, k=50)
+    pred = predicted_hull_distance(df.e_form_pred.where(df.status == "ok"), df.e_form_dft, hull)
+    uniq = df.unique_prototype.to_numpy()
+    ref = stable_metrics(np.round(hull, 3)[uniq], pred[uniq], prevalence=(hull[uniq] <= 0).mean())  # unrounded (MBD)
+    assert m["F1"] == pytest.approx(ref["F1"]) and m["DAF"] == pytest.approx(ref["DAF"])
+    assert m["full_TP"] + m["full_FN"] == (np.round(hull, 3) <= 0).sum()
+    assert sum(m[f"most_stable_10k_{c}"] for c in ("TP", "FP", "TN", "FN")) == 50
+    assert m["RMSD"] == pytest.approx((df.rmsd[:-5].sum() + 5) / n)
+
+
+def test_offline_metrics_from_rows_hand_computed():
+    """Failed rows and errors over 5 eV/atom are missing predictions (not in the MAE); RMSD counts failed
+    rows as 1.0; success rate = converged ok rows / all rows."""
+    df = pd.DataFrame({
+        "status": ["ok", "ok", "ok", "failed"], "e_form_dft": [-1.0, -2.0, 0.5, -1.0],
+        "e_form_pred": [-1.1, -1.8, 6.0, np.nan], "e_form_dft_mp2020": [-1.2, -2.2, 0.3, -1.2],
+        "e_form_pred_mp2020": [-1.2, -2.2, 0.3, np.nan], "refs_consistent": [True, False, True, False],
+        "rmsd": [0.01, 0.03, 0.02, np.nan], "rmsd_start": [0.1, 0.1, 0.1, 0.1], "converged": [True, True, False, False],
+        "n_steps": [10, 20, 30, 0], "relax_s": [1.0, 2.0, 3.0, 0.0],
+    })  # fmt: skip
+    m = offline_metrics_from_rows(df)
+    assert m["n_missing"] == 2  # row 3: |6.0 − 0.5| > 5 eV/atom; row 4 failed
+    assert m["MAE"] == pytest.approx((0.1 + 0.2) / 2)
+    assert m["RMSE"] == pytest.approx(np.sqrt((0.01 + 0.04) / 2))
+    assert m["MAE_mp2020_corrected"] == 0.0 and m["MAE_refs_consistent"] == pytest.approx(0.1)
+    assert m["RMSD"] == pytest.approx((0.01 + 0.03 + 0.02 + 1.0) / 4) and m["RMSD_start"] == pytest.approx(0.1 * 3 / 4 + 0.25)
+    assert m["success_rate"] == 0.5 and m["n_converged"] == 2 and m["mean_steps"] == 20.0

@@ -16,7 +16,7 @@ from pymatgen.core import Structure
 from typer.testing import CliRunner
 
 from geodite.data import wbm as wbm_data
-from geodite.tasks.discovery import DiscoveryTask, full_metrics, structure_rmsd
+from geodite.tasks.discovery import DiscoveryTask, structure_rmsd
 from geodite.tasks.runner import RunOptions, run_task
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -204,29 +204,6 @@ def test_full_mode_item_with_emt(wbm60):
     assert row["e_form_pred"] == pytest.approx(
         wbm_data.formation_energy_per_atom(row["energy_pred"], s_dft.composition, refs)
     )
-
-
-def test_full_metrics_subsets():
-    rng = np.random.default_rng(0)
-    n = 200
-    hull = rng.normal(0.05, 0.1, n)
-    e_form = rng.normal(-1, 0.5, n)
-    df = pd.DataFrame({
-        "key": [f"m{i}" for i in range(n)], "status": ["ok"] * (n - 5) + ["failed"] * 5,
-        "e_form_dft": e_form, "e_form_pred": e_form + rng.normal(0, 0.05, n),
-        "e_above_hull_dft": hull, "unique_prototype": rng.random(n) < 0.8,
-        "rmsd": rng.random(n) * 0.1, "converged": True,
-    })  # fmt: skip
-    m = full_metrics(df, k=50)
-    from geodite.metrics.discovery import predicted_hull_distance, stable_metrics
-
-    pred = predicted_hull_distance(df.e_form_pred.where(df.status == "ok"), df.e_form_dft, hull)
-    uniq = df.unique_prototype.to_numpy()
-    ref = stable_metrics(np.round(hull, 3)[uniq], pred[uniq], prevalence=(hull[uniq] <= 0).mean())  # unrounded (MBD)
-    assert m["F1"] == pytest.approx(ref["F1"]) and m["DAF"] == pytest.approx(ref["DAF"])
-    assert m["full_TP"] + m["full_FN"] == (np.round(hull, 3) <= 0).sum()
-    assert sum(m[f"most_stable_10k_{c}"] for c in ("TP", "FP", "TN", "FN")) == 50
-    assert m["RMSD"] == pytest.approx((df.rmsd[:-5].sum() + 5) / n)
 
 
 def test_structure_rmsd_unmatched_is_one(wbm60):
