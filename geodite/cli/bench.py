@@ -37,7 +37,8 @@ from geodite.tasks.store import ConfigMismatchError, jsonable
 bench_app = typer.Typer(help="Benchmarks (Matbench Discovery, CPS, ...).", no_args_is_help=True)
 
 # each task's defaults, which are its options' defaults
-DISCOVERY, KAPPA, DIATOMICS, MD = (suite.task_defaults(name) for name in ("discovery", "kappa", "diatomics", "md"))
+DISCOVERY, KAPPA, DIATOMICS, MD = (
+    suite.task_defaults(name) for name in ("discovery", "kappa", "diatomics", "md"))
 SPEED = speed.SpeedOptions()
 
 #: What a command prints when ``--mode auto`` found no full data and fell back to the offline set.
@@ -99,7 +100,8 @@ def discovery_command(
     rattle: Annotated[float, typer.Option(
         callback=non_negative, help="offline mode: rattle σ (Å) of the start structure")] = DISCOVERY["rattle"],
     strain: Annotated[float, typer.Option(
-        callback=non_negative, help="offline mode: max strain component of the start structure")] = DISCOVERY["strain"],
+        callback=non_negative, help="offline mode: max strain component of the start structure")
+    ] = DISCOVERY["strain"],
     seed: Annotated[int, typer.Option(help="offline mode: perturbation seed")] = DISCOVERY["seed"],
     *, run: RunOptions, as_json: Json = False,
 ) -> None:
@@ -156,7 +158,8 @@ def kappa_command(
     """Thermal conductivity (κ_SRME, κ_SRE) of the 103 phononDB materials with phono3py."""
     settings = dict(
         mode=mode, data_dir=str(data_dir) if data_dir else None, download=download,
-        materials=split_names(materials), space_groups=parse_ints(space_groups, "--space-groups", None, high=230) or [],
+        materials=split_names(materials),
+        space_groups=parse_ints(space_groups, "--space-groups", None, high=230) or [],
         fmax=fmax, steps=steps, displacement=displacement, temperature=temperature, symprec=symprec,
         relax_symprec=relax_symprec, fc2_supercell=parse_ints(fc2_supercell, "--fc2-supercell"),
         fc3_supercell=parse_ints(fc3_supercell, "--fc3-supercell"), q_mesh=parse_ints(q_mesh, "--q-mesh"),
@@ -216,12 +219,13 @@ def speed_command(
         min=1, help="interleaved repetitions (min and median reported)")] = SPEED.repeats,
     threads: Annotated[int, typer.Option(min=1, help="torch threads (fixed for all models)")] = SPEED.threads,
     memory: Annotated[bool, typer.Option(help="measure peak memory in child processes")] = SPEED.memory,
-    device: Device = SPEED.device, dtype: Dtype = SPEED.dtype, results_dir: ResultsDir = RUN_DEFAULTS["results_dir"],
-    as_json: Json = False,
+    device: Device = SPEED.device, dtype: Dtype = SPEED.dtype,
+    results_dir: ResultsDir = RUN_DEFAULTS["results_dir"], as_json: Json = False,
 ) -> None:
     """Time energy+forces+stress per call for Geodite and its peers, side by side, interleaved."""
     options = speed.SpeedOptions(
-        models=tuple(split_names(models)), sizes=tuple(parse_ints(sizes, "--sizes", None, high=speed.MAX_ATOMS) or ()),
+        models=tuple(split_names(models)),
+        sizes=tuple(parse_ints(sizes, "--sizes", None, high=speed.MAX_ATOMS) or ()),
         structure=structure, repeats=repeats, threads=threads, device=device, dtype=dtype, memory=memory,
     )
     try:
@@ -244,7 +248,8 @@ def print_speed(summary: dict, as_json: bool) -> None:
             return "—" if value is None else format(value, spec)
 
         table.add_row(row["model"], str(row["n_atoms"]), cell("us_per_atom_step", ".0f"),
-                      cell("us_per_atom_step_min", ".0f"), cell("atom_steps_per_s", ".0f"), cell("peak_mem_mb", ".0f"),
+                      cell("us_per_atom_step_min", ".0f"), cell("atom_steps_per_s", ".0f"),
+                      cell("peak_mem_mb", ".0f"),
                       cell("geodite-published_speedup", ".2f") if not row.get("error") else row["error"][:40])
     (stderr if as_json else Console()).print(table)
     stderr.print(f"results: {summary['results_dir']}")
@@ -294,8 +299,8 @@ def all_command(
         table.add_column(column)
     for name, result in summary["tasks"].items():
         note = result.get("error") or result.get("reason") or result.get("results_dir", "")
-        table.add_row(name, result["status"], format_value(result.get("wall_s")), format_value(result.get("n_items")),
-                      str(note)[:90])
+        table.add_row(name, result["status"], format_value(result.get("wall_s")),
+                      format_value(result.get("n_items")), str(note)[:90])
     cps = summary["cps"]
     table.add_row("cps", "ok" if cps["CPS"] is not None else "null", "", "",
                   format_value(cps["CPS"]) if cps["CPS"] is not None else (cps["reason"] or "")[:90])

@@ -16,8 +16,9 @@ from geodite.report import write_report
 
 
 def report_command(
-    models: Annotated[str, typer.Option("--models", "--model", "-m",
-                                        help="comma-separated models, side by side (e.g. geodite,chgnet)")] = RUN_DEFAULTS["model"],
+    models: Annotated[str, typer.Option(
+        "--models", "--model", "-m", help="comma-separated models, side by side (e.g. geodite,chgnet)")
+    ] = RUN_DEFAULTS["model"],
     results_dir: ResultsDir = RUN_DEFAULTS["results_dir"],
     out: Annotated[Optional[Path], typer.Option(help="output folder (default results/<model>/, or results/<a>_vs_<b>/)")] = None,
     embed: Annotated[bool, typer.Option(help="embed the figures in the HTML (base64); else link them relatively")] = True,
