@@ -91,3 +91,19 @@ def test_task_defaults_are_the_task_class_defaults_and_speed_is_not_a_runner_tas
     assert "systems" not in suite.task_defaults("md")  # a default factory, not a value
     with pytest.raises(ValueError, match="speed"):
         suite.task_defaults("speed")
+
+
+def test_bench_all_hands_its_options_to_run_all(monkeypatch):
+    seen = []
+
+    def record(opts, log=None):
+        seen.append(opts)
+        return {"tasks": {}, "cps": {"CPS": None, "reason": None}}
+
+    monkeypatch.setattr(suite, "run_all", record)
+    result = CliRunner().invoke(app, ["bench", "all", "--model", "emt", "--limit", "2", "--workers", "3", "--fresh",
+                                      "--tasks", "md,speed", "--md-time", "2ps", "--speed-sizes", "64,216",
+                                      "--no-report"])
+    assert result.exit_code == 0, result.output
+    assert seen == [suite.AllOptions(model="emt", limit=2, workers=3, fresh=True, tasks=("md", "speed"),
+                                     md_time="2ps", speed_sizes=(64, 216), results_dir=Path("results"))]
