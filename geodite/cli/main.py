@@ -1,4 +1,10 @@
-"""The `geodite` command line. Commands only parse arguments and call library functions."""
+"""The `geodite` command line: assembles the app from the command groups and holds the global commands
+(`eval`, `convert`, `models`). Commands only parse arguments and call library functions.
+
+Command groups, one module each: `geodite bench ...` (cli/bench.py), `geodite report` (cli/report.py),
+`geodite train` / `distill` (cli/train.py), `geodite export` / `lammps` (cli/export.py); shared option
+declarations and output helpers in cli/common.py.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +15,17 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from geodite.cli import common as o
+from geodite.cli.bench import bench_app
+from geodite.cli.common import Device, Dtype, Limit, fail, stderr
+from geodite.cli.export import export_command, lammps_command
+from geodite.cli.report import report_command
+from geodite.cli.train import distill_command, train_command
 
 app = typer.Typer(help="Geodite: an equivariant interatomic potential and its benchmark suite.", no_args_is_help=True)
-stderr = Console(stderr=True)
 
 
 def progress_bar() -> Progress:
@@ -35,9 +45,9 @@ def eval_command(
     data: Path = typer.Option(..., "--data", help="extxyz file or ASE database with reference energies/forces/stresses"),
     models: list[str] = typer.Option(["geodite"], "--model", help="registry name (geodite, geodite-mp, sevennet-0, "
                                      "chgnet, ...) or a checkpoint path; repeat to compare several"),
-    device: o.Device = "cpu",
-    dtype: o.Dtype = "float64",
-    limit: o.Limit = None,
+    device: Device = "cpu",
+    dtype: Dtype = "float64",
+    limit: Limit = None,
     results_dir: Path = typer.Option(Path("results"), help="where the per-structure tables and the comparison go"),
     as_json: bool = typer.Option(False, "--json", help="print each summary as one JSON object on stdout"),
 ) -> None:
@@ -57,7 +67,7 @@ def eval_command(
         structures = read_structures(data)[:limit]
         specs = [get_spec(model) for model in models]
     except (DataFileError, KeyError) as error:
-        o.fail(str(error).strip("'\""), as_json)
+        fail(str(error).strip("'\""), as_json)
     key, sha256 = data_key(data)
     unreadable = [frame for frame in structures if isinstance(frame, UnreadableFrame)]
     if unreadable:
@@ -67,7 +77,7 @@ def eval_command(
         try:
             calculator = get_calculator(model, device=device, dtype=dtype)
         except (FileNotFoundError, CheckpointError, ValueError, ModelNotAvailableError) as error:
-            o.fail(str(error), as_json)
+            fail(str(error), as_json)
         start = time.perf_counter()
         with progress_bar() as bar:
             task = bar.add_task(f"eval {model_label(model)} on {data.name}", total=len(structures), rate="")
@@ -102,7 +112,7 @@ def eval_command(
     try:
         path, rows = write_comparison(results_dir, key, data.name)
     except MixedDataError as error:
-        o.fail(str(error), as_json)
+        fail(str(error), as_json)
     stderr.print(f"comparison of {rows} models: {path}")
 
 
@@ -118,33 +128,35 @@ def convert_command(
     try:
         model = load_checkpoint(source, num_heads=num_heads or None)
     except CheckpointError as error:
-        stderr.print(f"[red]error:[/red] {error}")
-        raise typer.Exit(2) from None
+        fail(str(error), as_json=False)
     save_checkpoint(model, destination, metadata={"converted_from": source.name})
     stderr.print(f"wrote {destination} ({model.config})")
 
 
-def _register_commands() -> None:
-    """Sub-commands that live in their own modules (each imports its heavy libraries lazily)."""
-    from geodite.cli.bench import bench_app, models_command
-    from geodite.cli.bench_tasks import diatomics_command, md_command, speed_command
-    from geodite.cli.export import export_command, lammps_command
-    from geodite.cli.kappa import kappa_command
-    from geodite.cli.report import all_command, report_command
-    from geodite.cli.train import distill_command, train_command
+def models_command(
+    as_json: bool = typer.Option(False, "--json", help="print the list as JSON on stdout"),
+) -> None:
+    """List the models of the registry and whether each can be used here."""
+    from geodite.registry import list_models
 
-    bench_app.command("kappa")(kappa_command)
-    bench_app.command("diatomics")(diatomics_command)
-    bench_app.command("md")(md_command)
-    bench_app.command("speed")(speed_command)
-    bench_app.command("all")(all_command)
-    app.add_typer(bench_app, name="bench")
-    app.command("models")(models_command)
-    app.command("report")(report_command)
-    app.command("train")(train_command)
-    app.command("distill")(distill_command)
-    app.command("export")(export_command)
-    app.command("lammps")(lammps_command)
+    rows = list_models()
+    if as_json:
+        sys.stdout.write(json.dumps(rows) + "\n")
+        return
+    table = Table(title="Geodite model registry (--model NAME or a checkpoint path)")
+    for column in ("name", "available", "energy convention", "extra", "description"):
+        table.add_column(column)
+    for row in rows:
+        available = "[green]yes[/green]" if row["available"] else "[red]no[/red]"
+        extra = escape(f"geodite[{row['extra']}]") if row["extra"] else ""
+        table.add_row(row["name"], available, row["energy_convention"], extra, row["description"])
+    Console().print(table)
 
 
-_register_commands()
+app.add_typer(bench_app, name="bench")
+app.command("models")(models_command)
+app.command("report")(report_command)
+app.command("train")(train_command)
+app.command("distill")(distill_command)
+app.command("export")(export_command)
+app.command("lammps")(lammps_command)

@@ -33,6 +33,7 @@ from geodite.model.priors import MPTRJ_E0
 
 DEFAULT_MODELS = ("geodite-published", "geodite", "sevennet-0", "chgnet", "mace-mp-0-medium")
 DEFAULT_SIZES = (64, 216, 1000)
+MAX_ATOMS = 10_000  # the largest structure a speed run builds (`--sizes`, `--speed-sizes` refuse more)
 STRUCTURES = ("si", "oxide")
 
 

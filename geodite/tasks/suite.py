@@ -5,8 +5,10 @@
   build their tasks here, so a default lives in one place; ``--fresh`` is the runner's
   (:func:`geodite.tasks.runner.run_task` also empties the task's ``scratch/`` folder, e.g. the MD
   trajectories), whichever command asked for it.
+* :func:`task_defaults` gives a task's constructor defaults (what ``geodite bench <task> --help`` shows).
 * :func:`run_options` builds the runner's :class:`~geodite.tasks.runner.RunOptions` from any set of named
-  settings (a command's shared options, :class:`AllOptions`).
+  settings (a command's shared options, :class:`AllOptions`); :func:`all_options` builds :class:`AllOptions`
+  from RunOptions and ``bench all``'s own settings.
 * :func:`run_all` runs discovery, kappa, diatomics, MD and speed for one model (each runner task →
   :func:`geodite.tasks.runner.run_task`; speed → :func:`geodite.tasks.speed.run_speed`), resuming what is
   stored, going on with the next task when one fails, and records the run's provenance in
@@ -15,12 +17,13 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
 import time
 import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +52,30 @@ class TaskNotRun(Exception):
     """A task that cannot run here for a known, benign reason (an optional package is missing)."""
 
 
+#: The runner tasks: name → (module, class). Imported on demand, so a command loads only its own task.
+RUNNER_TASKS = {
+    "discovery": ("geodite.tasks.discovery", "DiscoveryTask"),
+    "kappa": ("geodite.tasks.kappa", "KappaTask"),
+    "diatomics": ("geodite.tasks.diatomics", "DiatomicsTask"),
+    "md": ("geodite.tasks.md", "MDTask"),
+}
+
+
+def task_class(name: str) -> type:
+    """The class of the runner task ``name``; ``ValueError`` for a name that is not a runner task (speed has
+    no runner task: see :func:`speed_options`)."""
+    if name not in RUNNER_TASKS:
+        raise ValueError(f"{name!r} is not a runner task")
+    module, cls = RUNNER_TASKS[name]
+    return getattr(importlib.import_module(module), cls)
+
+
+def task_defaults(name: str) -> dict[str, Any]:
+    """The constructor defaults of the runner task ``name`` (fields with a plain default value), e.g.
+    ``task_defaults("discovery")["fmax"]`` = 0.05 eV/Å: the one place a task's default lives."""
+    return {f.name: f.default for f in fields(task_class(name)) if f.default is not MISSING}
+
+
 def make_task(name: str, model: str, **settings: Any):
     """The runner task ``name`` for ``model``: its constructor defaults, the defaults that depend on the
     model, then ``settings`` (constructor arguments) over them.
@@ -56,35 +83,28 @@ def make_task(name: str, model: str, **settings: Any):
     Raises :class:`TaskNotRun` for kappa without phono3py, ``ValueError`` for a name that is not a runner
     task (speed has no runner task: see :func:`speed_options`) or a bad setting.
     """
-    if name == "discovery":
-        from geodite.tasks.discovery import DiscoveryTask
-
-        return DiscoveryTask(**settings)
     if name == "kappa":
         if importlib.util.find_spec("phono3py") is None:
             raise TaskNotRun("phono3py is not installed: pip install 'geodite[phonons]'")
         try:
-            from geodite.tasks.kappa import KappaTask
+            kappa_task = task_class("kappa")
         except ImportError as error:
             raise TaskNotRun(f"the kappa task is not available in this installation ({error})") from None
-        compare_with = settings.pop("compare_with", None) or KappaTask.published_key_for(model)
-        return KappaTask(compare_with=compare_with, **settings)
-    if name == "diatomics":
-        from geodite.tasks.diatomics import DiatomicsTask
+        compare_with = settings.pop("compare_with", None) or kappa_task.published_key_for(model)
+        return kappa_task(compare_with=compare_with, **settings)
+    return task_class(name)(**settings)
 
-        return DiatomicsTask(**settings)
-    if name == "md":
-        from geodite.tasks.md import MDTask
 
-        return MDTask(**settings)
-    raise ValueError(f"{name!r} is not a runner task")
+def known_fields(cls: type, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The entries of ``settings`` that are fields of the dataclass ``cls`` (the others are left out)."""
+    names = {f.name for f in fields(cls)}
+    return {key: value for key, value in settings.items() if key in names}
 
 
 def run_options(settings: Mapping[str, Any]) -> RunOptions:
     """The runner's options out of named settings: every key that is a :class:`RunOptions` field is taken
     (others are ignored, missing ones keep their default); a ``slurm_config`` path becomes a string."""
-    names = {f.name for f in fields(RunOptions)}
-    values = {key: value for key, value in settings.items() if key in names}
+    values = known_fields(RunOptions, settings)
     if values.get("slurm_config") is not None:
         values["slurm_config"] = str(values["slurm_config"])
     return RunOptions(**values)
@@ -125,6 +145,12 @@ class AllOptions:
         unknown = set(self.tasks) - set(TASKS)
         if unknown:
             raise ValueError(f"unknown task(s) {sorted(unknown)}; choose from {', '.join(TASKS)}")
+
+
+def all_options(run: RunOptions, **settings: Any) -> AllOptions:
+    """``bench all``'s options: the runner options it shares with the single-task commands (``run``; those
+    AllOptions has no field for, such as the Dask scheduler, are left out) and its own ``settings``."""
+    return AllOptions(**known_fields(AllOptions, asdict(run)), **settings)
 
 
 def task_settings(name: str, opts: AllOptions) -> dict[str, Any]:

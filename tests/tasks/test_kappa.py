@@ -207,7 +207,7 @@ def test_cli_offline_json_and_resume(tmp_path):
     import typer
     from typer.testing import CliRunner
 
-    from geodite.cli.kappa import kappa_command
+    from geodite.cli.bench import kappa_command
 
     app = typer.Typer()
     app.command("kappa")(kappa_command)
