@@ -9,8 +9,8 @@ from ase import Atoms
 from ase.build import bulk
 
 from geodite.calculator import Evaluator, GeoditeCalculator
-from geodite.export import (OUTPUT_NAMES, ExportableGeodite, ExportError, export_model, graph_inputs, load_exported,
-                             trace)
+from geodite.export import (OUTPUT_NAMES, PACKAGE_FORMAT, ExportableGeodite, ExportError, export_model, graph_inputs,
+                             load_exported, trace)
 from geodite.graph import build_graph
 
 FLOAT64_ENERGY_TOL = 1e-10  # eV
@@ -186,3 +186,13 @@ def test_package_batches_like_eager(exported_small, small_model, small_cases):
     for a, b in zip(exported, eager):
         assert abs(a.energy - b.energy) < FLOAT64_ENERGY_TOL
         assert np.abs(a.forces - b.forces).max() < 1e-9
+
+
+@pytest.mark.slow
+def test_package_atomic_virials_equal_the_module(exported_small, small_model, small_cases):
+    """The compiled package (format 2) returns the eager module's per-atom virials."""
+    package = load_exported(exported_small)
+    assert package.format == PACKAGE_FORMAT
+    graph = build_graph(small_cases, small_model.cutoff, torch.float64)
+    eager = package_outputs(ExportableGeodite(small_model), graph)["atomic_virials"]
+    assert torch.allclose(package(graph)["atomic_virials"], eager, rtol=0, atol=1e-10)
