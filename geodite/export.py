@@ -7,6 +7,11 @@ not export and are replaced by exact equivalents: the vacuum atoms (``torch.uniq
 ``vacuum_features`` table, and the edge-chunked inference kernels (Python loops over edge blocks) by
 the plain autograd path of training mode, with attention dropout off.
 
+The energy is differentiated with respect to the edge vectors r_ij (receiver i to sender j), not the
+positions: the per-edge gradients ∂E/∂r_ij give the forces, the virial and its split over atoms, which
+LAMMPS needs for ``compute stress/atom`` (the eager model differentiates positions and a strain instead;
+both agree to float rounding).
+
 The package's function takes, in this order (N atoms, E edges, B structures; lengths in Å):
 
     positions [N, 3], cell [B, 3, 3], pbc [B, 3] bool, z [N] long, batch [N] long,
@@ -14,8 +19,14 @@ The package's function takes, in this order (N atoms, E edges, B structures; len
     local [N] (1.0 for atoms whose energy counts, 0.0 for ghost copies)
 
 and returns (energy [B] eV, atomic_energies [N] eV, forces [N, 3] eV/Å, stress [B, 3, 3] eV/Å³, ASE sign;
-zeros if exported without stress). Floating inputs have the export dtype. Its metadata (``METADATA_KEYS``)
-records the cutoff, layers, dtype, elements and whether stress was exported.
+zeros if exported without stress or not periodic, atomic_virials [N, 3, 3] eV). Floating inputs have the
+export dtype. Its metadata (``METADATA_KEYS``) records the cutoff, layers, dtype, elements, whether stress
+was exported, and ``format`` (``PACKAGE_FORMAT``; packages without it are format 1, which lack
+atomic_virials).
+
+Per-atom virials (LAMMPS's sign, W = Σ r ⊗ F): W_i = −½ Σ_{edges e touching i} r_e ⊗ ∂E/∂r_e, half of each
+edge's term to each end, row index from r. They sum to the virial of the structure, −stress × volume if
+periodic, and with ghost copies (LAMMPS domains) the copies of an atom sum to its periodic W_i.
 """
 
 from __future__ import annotations
@@ -33,10 +44,13 @@ from torch import Tensor, nn
 
 from geodite.graph import DTYPES, AtomGraph, build_graph
 from geodite.model import Geodite
+from geodite.model.ops import scatter_sum
 
 INPUT_NAMES = ("positions", "cell", "pbc", "z", "batch", "edge_index", "shifts", "local")
-OUTPUT_NAMES = ("energy", "atomic_energies", "forces", "stress")
+OUTPUT_NAMES = ("energy", "atomic_energies", "forces", "stress", "atomic_virials")
 METADATA_KEYS = ("cutoff", "num_layers", "max_z", "dtype", "stress", "elements")
+#: version of the package's inputs and outputs: 1 had no atomic_virials and no ``format`` key; 2 adds them
+PACKAGE_FORMAT = 2
 
 
 class ExportError(ValueError):
@@ -62,12 +76,38 @@ class ExportableGeodite(nn.Module):
         self.compute_stress = compute_stress
 
     def forward(self, positions: Tensor, cell: Tensor, pbc: Tensor, z: Tensor, batch: Tensor, edge_index: Tensor,
-                shifts: Tensor, local: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        graph = AtomGraph(z=z, positions=positions, cell=cell, pbc=pbc, batch=batch, edge_index=edge_index,
-                          shifts=shifts)
-        out = self.model(graph, compute_stress=self.compute_stress, vacuum=self.vacuum, local=local)
-        stress = out["stress"] if self.compute_stress else torch.zeros_like(cell)
-        return out["energy"].detach(), out["atomic_energies"], out["forces"].detach(), stress.detach()
+                shifts: Tensor, local: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """The package's function (module docstring): energy, atomic energies, forces, stress, atomic virials."""
+        num_atoms, num_structures = positions.shape[0], cell.shape[0]
+        sender, receiver = edge_index
+        vectors = edge_vectors(positions, cell, batch, edge_index, shifts).detach().requires_grad_(True)
+        atomic = self.model.atomic_energies(z, edge_index, vectors, self.vacuum) * local
+        energy = scatter_sum(atomic, batch, num_structures)
+        (gradients,) = torch.autograd.grad(energy.sum(), [vectors], materialize_grads=True)  # ∂E/∂r_e [E, 3] eV/Å
+        forces = scatter_sum(gradients, receiver, num_atoms) - scatter_sum(gradients, sender, num_atoms)
+        edge_virials = -vectors.detach().unsqueeze(-1) * gradients.unsqueeze(-2)  # [E, 3, 3] eV
+        atomic_virials = 0.5 * (scatter_sum(edge_virials, sender, num_atoms)
+                                + scatter_sum(edge_virials, receiver, num_atoms))
+        if self.compute_stress:
+            stress = virial_stress(scatter_sum(edge_virials, batch[receiver], num_structures), cell, pbc)
+        else:
+            stress = torch.zeros_like(cell)
+        return energy.detach(), atomic.detach(), forces, stress, atomic_virials
+
+
+def edge_vectors(positions: Tensor, cell: Tensor, batch: Tensor, edge_index: Tensor, shifts: Tensor) -> Tensor:
+    """r_e = x_sender − x_receiver + shift · cell [E, 3] Å: from the receiver to the sender's image."""
+    sender, receiver = edge_index
+    return positions[sender] - positions[receiver] + torch.einsum("ei,eij->ej", shifts, cell[batch[receiver]])
+
+
+def virial_stress(virial: Tensor, cell: Tensor, pbc: Tensor) -> Tensor:
+    """ASE stress [B, 3, 3] eV/Å³ = −sym(W) / V of virials ``virial`` [B, 3, 3] eV; zero where not periodic."""
+    volume = torch.linalg.det(cell).abs()
+    periodic = pbc.all(dim=-1) & (volume > 0)
+    volume = torch.where(periodic, volume, torch.ones_like(volume)).view(-1, 1, 1)
+    stress = -0.5 * (virial + virial.transpose(-1, -2)) / volume
+    return torch.where(periodic.view(-1, 1, 1), stress, torch.zeros_like(stress))
 
 
 def graph_inputs(graph: AtomGraph, local: Tensor | None = None) -> tuple[Tensor, ...]:
@@ -109,11 +149,12 @@ def export_program(model: Geodite, dtype: str = "float64", compute_stress: bool 
 
 
 def package_metadata(model: Geodite, dtype: str, compute_stress: bool) -> dict[str, str]:
-    """What a loader needs besides the function: cutoff (Å), layers, max_z, dtype, stress, supported Z."""
+    """What a loader needs besides the function: cutoff (Å), layers, max_z, dtype, stress, supported Z and the
+    package format."""
     elements = [z for z, ok in enumerate(model.supported_elements()) if ok]
     return {"cutoff": repr(float(model.cutoff)), "num_layers": str(model.config.num_layers),
             "max_z": str(model.config.max_z), "dtype": dtype, "stress": str(int(compute_stress)),
-            "elements": ",".join(map(str, elements))}
+            "elements": ",".join(map(str, elements)), "format": str(PACKAGE_FORMAT)}
 
 
 @dataclass
@@ -163,6 +204,10 @@ class ExportedGeodite(nn.Module):
         missing = [key for key in METADATA_KEYS if key not in metadata]
         if missing:
             raise ExportError(f"{path} is not a Geodite package (metadata lacks {', '.join(missing)})")
+        self.format = int(metadata.get("format", "1"))
+        if self.format > PACKAGE_FORMAT:
+            raise ExportError(f"{path} is package format {self.format}, newer than this geodite reads "
+                              f"({PACKAGE_FORMAT}): update geodite")
         self.path = path
         self.dtype = DTYPES[metadata["dtype"]]
         self.has_stress = metadata["stress"] == "1"
@@ -177,11 +222,14 @@ class ExportedGeodite(nn.Module):
         return [z in self.elements for z in range(self.config.max_z)]
 
     def forward(self, graph: AtomGraph, compute_stress: bool = True) -> dict[str, Tensor]:
-        """The eager model's outputs: energy [B] eV, forces [N, 3] eV/Å, stress [B, 3, 3] eV/Å³, atomic_energies."""
+        """The eager model's outputs: energy [B] eV, forces [N, 3] eV/Å, stress [B, 3, 3] eV/Å³, atomic_energies;
+        and atomic_virials [N, 3, 3] eV from packages of format ≥ 2."""
         if compute_stress and not self.has_stress:
             raise ExportError(f"{self.path} was exported without stress")
-        energy, atomic, forces, stress = self.runner(*graph_inputs(graph.to(dtype=self.dtype)))
+        energy, atomic, forces, stress, *rest = self.runner(*graph_inputs(graph.to(dtype=self.dtype)))
         out = {"energy": energy, "forces": forces, "atomic_energies": atomic}
+        if rest:
+            out["atomic_virials"] = rest[0]
         if compute_stress:
             out["stress"] = stress
         return out

@@ -4,7 +4,9 @@ or the exported package).
     PYTHONPATH=. python lammps/bench.py --model geodite --package PKG.pt2 --sizes 1000,10000 --ranks 1,2
 
 All run NVE from the same Si crystal at 300 K (1 fs); the first step (set-up, neighbour lists, warm-up)
-is excluded. Prints one markdown row per (engine, atoms, ranks): seconds per step, atom-steps per second.
+is excluded. Prints one markdown row per (engine, package, atoms, ranks): seconds per step, atom-steps per
+second. Several packages (``--package A.pt2,B.pt2``) are timed in turn in each row group; engine
+``lammps-virial`` is LAMMPS computing per-atom virials every step (``compute stress/atom``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from geodite.lammps import run_pair_style
 from geodite.tasks.speed import crystal
 
 MD = "velocity all create 300 12345 mom yes rot no\nfix nve all nve\ntimestep 0.001\nrun 1\nrun {steps}"
+PER_ATOM_VIRIAL = "compute virial all stress/atom NULL pair\nfix virial all ave/atom 1 1 1 c_virial[*]\n"
 
 
 def ase_seconds_per_step(model: str, dtype: str, n_atoms: int, steps: int) -> float:
@@ -40,38 +43,47 @@ def ase_seconds_per_step(model: str, dtype: str, n_atoms: int, steps: int) -> fl
 
 
 def lammps_seconds_per_step(executable: Path, package: Path, n_atoms: int, steps: int, ranks: int,
-                            threads: int) -> float:
+                            threads: int, per_atom_virial: bool = False) -> float:
+    md = (PER_ATOM_VIRIAL if per_atom_virial else "") + MD.format(steps=steps)
     with tempfile.TemporaryDirectory() as directory:
         result = run_pair_style(executable, package, crystal("si", n_atoms), ["Si"], Path(directory), ranks=ranks,
-                                md=MD.format(steps=steps), thermo_every=steps, threads=max(1, threads // ranks))
+                                md=md, thermo_every=steps, threads=max(1, threads // ranks))
     return result.loop_seconds[-1] / steps
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="geodite", help="eager model for ASE (name or checkpoint)")
-    parser.add_argument("--package", type=Path, required=True, help="the same model exported (geodite export)")
+    parser.add_argument("--package", required=True,
+                        help="the same model exported (geodite export); several, comma-separated, are timed in turn")
     parser.add_argument("--executable", type=Path, default=Path("build/lammps/lmp_geodite"))
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--sizes", default="1000,10000")
     parser.add_argument("--ranks", default="1,2")
     parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--engines", default="ase,lammps", help="of ase (eager), ase-exported (the package), lammps")
+    parser.add_argument("--engines", default="ase,lammps",
+                        help="of ase (eager), ase-exported (the package), lammps, lammps-virial (per-atom virials)")
     parser.add_argument("--threads", type=int, default=2, help="cores in all: torch threads = threads / ranks")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    engines, packages = args.engines.split(","), [Path(p) for p in args.package.split(",")]
     print("| engine | atoms | MPI ranks x threads | s/step | atom-steps/s |\n|---|---|---|---|---|", flush=True)
     for n in (int(s) for s in args.sizes.split(",")):
         atoms = len(crystal("si", n))
-        for engine, model in (("ase", args.model), ("ase-exported", str(args.package))):
-            if engine in args.engines.split(","):
+        models = [("ase", args.model)] + [("ase-exported", str(package)) for package in packages]
+        for engine, model in models:
+            if engine in engines:
                 seconds = ase_seconds_per_step(model, args.dtype, n, args.steps)
                 print(f"| ASE + GeoditeCalculator({model}) | {atoms} | 1 x {args.threads} | {seconds:.3f} "
                       f"| {atoms / seconds:.0f} |", flush=True)
-        for ranks in (int(r) for r in args.ranks.split(",") if "lammps" in args.engines.split(",")):
-            seconds = lammps_seconds_per_step(args.executable, args.package, n, args.steps, ranks, args.threads)
-            print(f"| LAMMPS pair_style geodite | {atoms} | {ranks} x {max(1, args.threads // ranks)} | {seconds:.3f} "
-                  f"| {atoms / seconds:.0f} |", flush=True)
+        for engine in (e for e in ("lammps", "lammps-virial") if e in engines):
+            for ranks in (int(r) for r in args.ranks.split(",")):
+                for package in packages:
+                    seconds = lammps_seconds_per_step(args.executable, package, n, args.steps, ranks, args.threads,
+                                                      per_atom_virial=engine == "lammps-virial")
+                    print(f"| LAMMPS pair_style geodite{' + stress/atom' if engine == 'lammps-virial' else ''} "
+                          f"({package.name}) | {atoms} | {ranks} x {max(1, args.threads // ranks)} | {seconds:.3f} "
+                          f"| {atoms / seconds:.0f} |", flush=True)
 
 
 if __name__ == "__main__":

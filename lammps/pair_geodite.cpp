@@ -56,6 +56,7 @@ PairGeodite::PairGeodite(LAMMPS *lmp) : Pair(lmp)
   one_coeff = 1;
   manybody_flag = 1;
   ghostneigh = 1;
+  centroidstressflag = CENTROID_AVAIL;    // cvatom: the full (non-symmetric) per-atom virial
 }
 
 PairGeodite::~PairGeodite()
@@ -100,6 +101,12 @@ void PairGeodite::coeff(int narg, char **arg)
   for (const char *key : {"cutoff", "num_layers", "dtype", "elements"})
     if (metadata.find(key) == metadata.end())
       error->all(FLERR, "pair geodite: {} is not a Geodite package (no '{}' in its metadata)", arg[2], key);
+  // format 1 (no 'format' key): energies and forces only; 2 adds the per-atom virials (geodite/export.py)
+  package = arg[2];
+  package_format = metadata.count("format") ? std::stoi(metadata["format"]) : 1;
+  if (package_format > PACKAGE_FORMAT)
+    error->all(FLERR, "pair geodite: {} is package format {}, newer than this pair style reads ({})", arg[2],
+               package_format, PACKAGE_FORMAT);
   cutoff = std::stod(metadata["cutoff"]);
   num_layers = std::stoi(metadata["num_layers"]);
   double_precision = metadata["dtype"] == "float64";
@@ -146,7 +153,9 @@ double PairGeodite::init_one(int i, int j)
 void PairGeodite::compute(int eflag, int vflag)
 {
   ev_init(eflag, vflag);
-  if (vflag_atom) error->all(FLERR, "pair geodite: per-atom virial is not implemented (global virial is)");
+  if ((vflag_atom || cvflag_atom) && package_format < 2)
+    error->all(FLERR, "pair geodite: {} has no per-atom virials (package format {}): export it again with "
+               "geodite export", package, package_format);
 
   double **x = atom->x;
   double **f = atom->f;
@@ -202,5 +211,19 @@ void PairGeodite::compute(int eflag, int vflag)
     const double *atomic_data = atomic.data_ptr<double>();
     for (int i = 0; i < nlocal; ++i) eatom[i] += atomic_data[i];
   }
+  if (vflag_atom || cvflag_atom) tally_atomic_virials(outputs[4].to(torch::kFloat64).contiguous(), nall);
   if (vflag_fdotr) virial_fdotr_compute();
+}
+
+/* The package's per-atom virials W [nall, 3, 3] (eV, W = sum r (x) F, half of each edge to each end) into
+   vatom (xx, yy, zz, xy, xz, yz) and cvatom (the same, then yx, zx, zy), owned and ghost atoms: compute
+   stress/atom's reverse communication adds the ghosts' shares to their owners. */
+void PairGeodite::tally_atomic_virials(const at::Tensor &virials, int nall)
+{
+  const double *w = virials.data_ptr<double>();
+  const int rows[9] = {0, 1, 2, 0, 0, 1, 1, 2, 2}, columns[9] = {0, 1, 2, 1, 2, 2, 0, 0, 1};
+  for (int i = 0; i < nall; ++i) {
+    for (int k = 0; k < 6 && vflag_atom; ++k) vatom[i][k] += w[9 * i + 3 * rows[k] + columns[k]];
+    for (int k = 0; k < 9 && cvflag_atom; ++k) cvatom[i][k] += w[9 * i + 3 * rows[k] + columns[k]];
+  }
 }

@@ -5,7 +5,8 @@
    node embedding and every interaction layer each reach one cutoff further, so the energies of the
    owned atoms are exact without exchanging features between ranks. Only owned atoms' energies are
    summed; forces land on owned and ghost atoms and LAMMPS's reverse communication (newton on) adds
-   the ghosts' forces to their owners. The global virial is sum r.f over owned and ghost atoms. */
+   the ghosts' forces to their owners. The global virial is sum r.f over owned and ghost atoms; per-atom
+   virials (compute stress/atom, centroid/stress/atom) come from the package (format 2). */
 
 #ifdef PAIR_CLASS
 // clang-format off
@@ -25,6 +26,9 @@ PairStyle(geodite,PairGeodite);
 namespace torch::inductor {
 class AOTIModelPackageLoader;
 }
+namespace at {
+class Tensor;
+}
 
 namespace LAMMPS_NS {
 
@@ -40,11 +44,15 @@ class PairGeodite : public Pair {
 
  private:
   void allocate();
+  void tally_atomic_virials(const at::Tensor &virials, int nall);
+  static constexpr int PACKAGE_FORMAT = 2;  // the newest package format read (geodite/export.py)
   std::unique_ptr<torch::inductor::AOTIModelPackageLoader> model;
   std::vector<long> type_to_z;  // LAMMPS type (1-based) -> atomic number
   double cutoff = 0.0;          // model cutoff, Angstrom
   int num_layers = 0;
   bool double_precision = true;
+  std::string package;          // the package's path
+  int package_format = 1;       // 1: no per-atom virials
 };
 
 }    // namespace LAMMPS_NS

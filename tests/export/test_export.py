@@ -5,10 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from ase import Atoms
 from ase.build import bulk
 
 from geodite.calculator import Evaluator, GeoditeCalculator
-from geodite.export import ExportableGeodite, ExportError, export_model, graph_inputs, load_exported, trace
+from geodite.export import (OUTPUT_NAMES, PACKAGE_FORMAT, ExportableGeodite, ExportError, export_model, graph_inputs,
+                             load_exported, trace)
 from geodite.graph import build_graph
 
 FLOAT64_ENERGY_TOL = 1e-10  # eV
@@ -40,7 +42,8 @@ def test_traced_graph_equals_eager(small_model, small_cases):
     for structures in singles + [small_cases]:
         graph = build_graph(structures, small_model.cutoff, torch.float64)
         reference = small_model(graph)
-        energy, atomic, forces, stress = traced(*graph_inputs(graph))
+        energy, atomic, forces, stress, atomic_virials = traced(*graph_inputs(graph))
+        assert atomic_virials.shape == (len(graph.z), 3, 3)
         assert torch.allclose(energy, reference["energy"], rtol=0, atol=1e-12)
         assert torch.allclose(forces, reference["forces"], rtol=0, atol=1e-11)
         assert torch.allclose(stress, reference["stress"], rtol=0, atol=1e-12)
@@ -93,6 +96,62 @@ def test_local_energies_of_ghost_copies_equal_periodic(small_model):
     assert abs(short["energy"].item() - periodic.energy) > 1e-9
 
 
+def package_outputs(module: ExportableGeodite, graph, local=None) -> dict[str, torch.Tensor]:
+    """The package's function run eagerly (no tracing or compiling), its outputs by name."""
+    return dict(zip(OUTPUT_NAMES, module(*graph_inputs(graph, local))))
+
+
+def test_atomic_virials_sum_to_the_virial(small_model, small_cases):
+    """Σ_i W_i of each fixture structure is its virial: −stress × V of the eager model's strain derivative
+    (periodic ones), Σ_i x_i ⊗ F_i (molecules, an isolated atom)."""
+    graph = build_graph(small_cases, small_model.cutoff, torch.float64)
+    reference = small_model(graph)
+    out = package_outputs(ExportableGeodite(small_model), graph)
+    assert torch.allclose(out["forces"], reference["forces"], rtol=0, atol=1e-11)
+    assert torch.allclose(out["stress"], reference["stress"], rtol=0, atol=1e-12)
+    sums = torch.zeros(len(small_cases), 3, 3, dtype=torch.float64).index_add_(0, graph.batch, out["atomic_virials"])
+    periodic = 0
+    for k, atoms in enumerate(small_cases):
+        if atoms.pbc.all():
+            periodic += 1
+            expected = -reference["stress"][k].detach() * atoms.get_volume()
+        else:
+            expected = torch.einsum("ni,nj->ij", graph.positions, out["forces"] * (graph.batch == k).unsqueeze(-1))
+        assert torch.allclose(sums[k], expected, rtol=0, atol=1e-11), atoms.info["case"]
+    assert 0 < periodic < len(small_cases)
+    assert sums[graph.batch.unique()].abs().max() > 1.0  # eV: the sum rule is not checked on zeros
+
+
+def test_atomic_virials_of_a_dimer_are_half_r_times_f(small_model):
+    """Two atoms: each gets half of (x_1 − x_2) ⊗ F_1 (LAMMPS's sign: W = Σ r ⊗ F, positive when repulsive)."""
+    dimer = Atoms("NaCl", positions=[[0.1, 0.2, 0.3], [1.5, 1.0, 1.2]])  # 1.8 Å: compressed, repulsive
+    out = package_outputs(ExportableGeodite(small_model), build_graph([dimer], small_model.cutoff, torch.float64))
+    half = 0.5 * torch.outer(torch.tensor(dimer.positions[0] - dimer.positions[1]), out["forces"][0])
+    assert torch.allclose(out["atomic_virials"][0], half, rtol=0, atol=1e-13)
+    assert torch.allclose(out["atomic_virials"][1], half, rtol=0, atol=1e-13)
+    assert torch.trace(half) > 0.1
+
+
+def test_atomic_virials_of_ghost_copies_fold_to_periodic(small_model):
+    """The LAMMPS contract for per-atom virials: in a domain with explicit ghost copies (only owned energies
+    counted), the shares of an atom's copies add up to its per-atom virial in the periodic structure (LAMMPS
+    adds ghosts' shares to their owners), and all of them to −stress × V."""
+    atoms = bulk("NaCl", "rocksalt", a=7.0, cubic=True)
+    atoms.rattle(0.3, seed=3)
+    module = ExportableGeodite(small_model)
+    periodic = package_outputs(module, build_graph([atoms], small_model.cutoff, torch.float64))
+    cluster, owners = ghost_copies(atoms, (small_model.config.num_layers + 1) * small_model.cutoff)
+    local = torch.zeros(len(cluster), dtype=torch.float64)
+    local[: len(atoms)] = 1.0
+    domain = package_outputs(module, build_graph([cluster], small_model.cutoff, torch.float64), local)
+    folded = torch.zeros(len(atoms), 3, 3, dtype=torch.float64).index_add_(0, torch.as_tensor(owners),
+                                                                         domain["atomic_virials"])
+    assert torch.allclose(folded, periodic["atomic_virials"], rtol=0, atol=1e-11)
+    assert torch.allclose(folded.sum(0), -periodic["stress"][0] * atoms.get_volume(), rtol=0, atol=1e-11)
+    spread = periodic["atomic_virials"] - periodic["atomic_virials"].mean(0)
+    assert spread.abs().max() > 1e-2  # eV: the atoms' shares differ, so the check is per atom, not only of the sum
+
+
 def test_exportable_module_is_not_the_callers_model(small_model):
     ExportableGeodite(small_model)
     assert not small_model.training
@@ -127,3 +186,13 @@ def test_package_batches_like_eager(exported_small, small_model, small_cases):
     for a, b in zip(exported, eager):
         assert abs(a.energy - b.energy) < FLOAT64_ENERGY_TOL
         assert np.abs(a.forces - b.forces).max() < 1e-9
+
+
+@pytest.mark.slow
+def test_package_atomic_virials_equal_the_module(exported_small, small_model, small_cases):
+    """The compiled package (format 2) returns the eager module's per-atom virials."""
+    package = load_exported(exported_small)
+    assert package.format == PACKAGE_FORMAT
+    graph = build_graph(small_cases, small_model.cutoff, torch.float64)
+    eager = package_outputs(ExportableGeodite(small_model), graph)["atomic_virials"]
+    assert torch.allclose(package(graph)["atomic_virials"], eager, rtol=0, atol=1e-10)

@@ -7,10 +7,13 @@ import re
 
 import numpy as np
 import pytest
+import torch
 from ase import Atoms
 from ase.build import bulk
 
 from geodite.calculator import Evaluator, GeoditeCalculator
+from geodite.export import load_exported
+from geodite.graph import build_graph
 from geodite.lammps import EV_PER_A3_IN_BAR, LammpsDriverError, open_lammps, run_pair_style, run_script, write_structure
 from tests.conftest import DATA
 
@@ -65,6 +68,53 @@ def test_cell_smaller_than_ghost_cutoff(lmp_geodite, exported_small, tmp_path, r
     assert_relative(result.energy, energy, "energy")
     assert_relative(result.forces, forces, "forces")
     assert_relative(result.stress, stress, "stress", tol=1e-7)
+
+
+PER_ATOM_VIRIAL = """compute virial all stress/atom NULL pair
+compute centroid all centroid/stress/atom NULL pair
+dump virial all custom 1 virial.dump id c_virial[*] c_centroid[*]
+dump_modify virial format float %.17g sort id
+run 0"""
+
+
+def per_atom_virials(lmp_geodite, package, atoms, elements, directory, ranks=1):
+    """pair_style geodite's stress/atom (pair part) of ``atoms``, [N, 6] by atom id, and centroid/stress/atom
+    [N, 9] (bar·Å³, LAMMPS's −P·V sign), with the run's result (pressure, forces)."""
+    result = run_pair_style(lmp_geodite, package, atoms, elements, directory, ranks=ranks, md=PER_ATOM_VIRIAL)
+    table = np.loadtxt(directory / "virial.dump", skiprows=9)
+    assert np.array_equal(table[:, 0], np.arange(1, len(atoms) + 1))
+    return table[:, 1:7], table[:, 7:], result
+
+
+@pytest.mark.slow
+def test_per_atom_virial_sums_to_pressure_and_matches_the_package(lmp_geodite, exported_small, tmp_path):
+    """compute stress/atom NULL pair: summed over atoms, −P·V of LAMMPS's pressure and the ASE stress × V;
+    atom by atom, the package's periodic per-atom virials (−W_i in bar·Å³: LAMMPS added the ghosts' shares to
+    their owners); centroid/stress/atom has the same six components and the transposed three."""
+    virial, centroid, result = per_atom_virials(lmp_geodite, exported_small, rattled_salt(), ["Na", "Cl"], tmp_path)
+    atoms = result.atoms
+    voigt = ([0, 1, 2, 0, 0, 1], [0, 1, 2, 1, 2, 2])
+    transposed = ([1, 2, 2], [0, 0, 1])
+    minus_pv = result.stress[voigt] * atoms.get_volume() * EV_PER_A3_IN_BAR  # −P·V, bar·Å³
+    assert_relative(virial.sum(axis=0), minus_pv, "Σ stress/atom vs −P·V")
+    _, _, stress = ase_reference(atoms)
+    assert_relative(virial.sum(axis=0), stress[voigt] * atoms.get_volume() * EV_PER_A3_IN_BAR, "Σ stress/atom vs ASE")
+    package = load_exported(exported_small)
+    out = package(build_graph([atoms], package.cutoff, torch.float64), compute_stress=False)
+    expected = -out["atomic_virials"].numpy() * EV_PER_A3_IN_BAR
+    assert_relative(virial, expected[:, voigt[0], voigt[1]], "stress/atom vs package")
+    assert_relative(centroid[:, :6], virial, "centroid/stress/atom vs stress/atom", tol=0)
+    assert_relative(centroid[:, 6:], expected[:, transposed[0], transposed[1]], "centroid yx, zx, zy vs package")
+    spread = np.abs(virial - virial.mean(axis=0)).max() / np.abs(virial).max()
+    assert spread > 0.01, "atoms' virials hardly differ: the per-atom check would be one of the sum only"
+
+
+@pytest.mark.slow
+def test_per_atom_virial_mpi_equals_serial(lmp_geodite, exported_small, tmp_path):
+    serial, _, _ = per_atom_virials(lmp_geodite, exported_small, rattled_salt(), ["Na", "Cl"], tmp_path / "serial")
+    parallel, _, _ = per_atom_virials(lmp_geodite, exported_small, rattled_salt(), ["Na", "Cl"], tmp_path / "mpi",
+                                      ranks=2)
+    assert_relative(parallel, serial, "per-atom virial, 2 ranks vs serial", tol=1e-12)
 
 
 def dilute_silicon(n_atoms: int = 32, box: float = 13.0, closest: float = 2.2, seed: int = 0) -> Atoms:
