@@ -10,6 +10,10 @@ nothing (running every task is :func:`geodite.tasks.suite.run_all`).
 
 The seed paper's published table (docs/benchmarks.md, "Published table") is shown beside our numbers,
 every published row marked as published: those numbers are the paper's, not results of this run.
+
+About 400 lines because it holds one small builder per report section (discovery, κ, diatomics, MD, speed,
+CPS, provenance); each reads only its own task's metrics, so splitting them apart would scatter the report's
+one layout over several modules.
 """
 
 from __future__ import annotations

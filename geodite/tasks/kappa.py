@@ -34,6 +34,10 @@ srme (NaN offline), imaginary_modes, broken_symmetry, failed, stage, error, spg_
 spg_relaxed, a0_guess, scan_scale, relax_steps, relax_converged, relax_fmax, volume_per_atom,
 n_fc2_supercells, n_fc3_supercells, min_frequency (THz), relax_s, fc2_s, fc3_s, conductivity_s,
 wall_s. (``kappa_published`` of a compared model is added in metrics/plots, not stored.)
+
+Over 400 lines because it keeps the whole protocol text above (MBD's recipe with the parameters that make
+our numbers comparable to the leaderboard's) beside the two data modes' items, scoring and the parity plot;
+the phonon physics itself is in :mod:`geodite.phonons`.
 """
 
 from __future__ import annotations
