@@ -34,3 +34,19 @@ def small_cases() -> list:
 @pytest.fixture(autouse=True)
 def _deterministic():
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def runner_calls(monkeypatch) -> list[tuple]:
+    """The runner replaced by a recorder of (task, options), wherever a command or `bench all` reaches it."""
+    from geodite.tasks import runner, suite
+
+    calls: list[tuple] = []
+
+    def record(task, opts, client=None, log=None):
+        calls.append((task, opts))
+        return {"task": task.name, "model": opts.model, "n_items": 0, "results_dir": str(opts.results_dir)}
+
+    monkeypatch.setattr(runner, "run_task", record)
+    monkeypatch.setattr(suite, "run_task", record)
+    return calls

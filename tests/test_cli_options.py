@@ -16,18 +16,6 @@ from geodite.tasks import runner, suite
 COMMAND_ONLY = {"discovery": {"download": True}, "kappa": {"download": True}, "diatomics": {}, "md": {}}
 
 
-def recorded_runs(monkeypatch) -> list[tuple]:
-    """Replace the runner by a recorder of (task, options)."""
-    calls: list[tuple] = []
-
-    def record(task, opts, client=None, log=None):
-        calls.append((task, opts))
-        return {"task": task.name, "model": opts.model, "n_items": 0, "results_dir": str(opts.results_dir)}
-
-    monkeypatch.setattr(runner, "run_task", record)
-    return calls
-
-
 def runner_tasks() -> list[str]:
     return [name for name in suite.RUNNER_TASKS if name != "kappa" or _have("phono3py")]
 
@@ -39,8 +27,8 @@ def _have(module: str) -> bool:
 
 
 @pytest.mark.parametrize("name", runner_tasks())
-def test_a_command_without_task_options_builds_the_library_s_default_task(name, tmp_path, monkeypatch):
-    calls = recorded_runs(monkeypatch)
+def test_a_command_without_task_options_builds_the_library_s_default_task(name, tmp_path, runner_calls):
+    calls = runner_calls
     result = CliRunner().invoke(app, ["bench", name, "--model", "emt", "--results-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
     [(task, _)] = calls
@@ -49,8 +37,8 @@ def test_a_command_without_task_options_builds_the_library_s_default_task(name, 
 
 
 @pytest.mark.parametrize("name", runner_tasks())
-def test_every_runner_command_hands_its_shared_options_to_the_runner(name, tmp_path, monkeypatch):
-    calls = recorded_runs(monkeypatch)
+def test_every_runner_command_hands_its_shared_options_to_the_runner(name, tmp_path, runner_calls):
+    calls = runner_calls
     slurm = tmp_path / "slurm.yaml"
     slurm.write_text("jobs: 1\n")
     shared = ["--model", "emt", "--limit", "2", "--workers", "3", "--threads", "2", "--scheduler", "tcp://host:1",
@@ -65,8 +53,8 @@ def test_every_runner_command_hands_its_shared_options_to_the_runner(name, tmp_p
 
 
 @pytest.mark.parametrize("name", runner_tasks())
-def test_without_shared_options_the_runner_gets_its_own_defaults(name, monkeypatch):
-    calls = recorded_runs(monkeypatch)
+def test_without_shared_options_the_runner_gets_its_own_defaults(name, runner_calls):
+    calls = runner_calls
     result = CliRunner().invoke(app, ["bench", name, "--model", "emt"])
     assert result.exit_code == 0, result.output
     [(_, options)] = calls

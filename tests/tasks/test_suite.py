@@ -11,22 +11,9 @@ from geodite.cli.main import app
 from geodite.tasks import contract, runner, suite
 
 
-def captured_runs(monkeypatch) -> list[tuple]:
-    """Replace the runner by a recorder of (task, options); both entry points reach it."""
-    calls: list[tuple] = []
-
-    def record(task, opts, client=None, log=None):
-        calls.append((task, opts))
-        return {"task": task.name, "model": opts.model, "n_items": 0, "results_dir": str(opts.results_dir)}
-
-    monkeypatch.setattr(runner, "run_task", record)
-    monkeypatch.setattr(suite, "run_task", record)
-    return calls
-
-
 @pytest.mark.parametrize("task", ["md", "diatomics"])
-def test_single_command_and_bench_all_build_the_same_task(task, tmp_path, monkeypatch):
-    calls = captured_runs(monkeypatch)
+def test_single_command_and_bench_all_build_the_same_task(task, tmp_path, runner_calls):
+    calls = runner_calls
     shared = ["--model", "emt", "--results-dir", str(tmp_path), "--limit", "1", "--fresh", "--no-progress"]
     single = {"md": ["--time", "40fs", "--frame-interval", "5"], "diatomics": []}[task]
     result = CliRunner().invoke(app, ["bench", task, *shared, *single])
