@@ -44,7 +44,7 @@ from torch import Tensor, nn
 
 from geodite.graph import DTYPES, AtomGraph, build_graph
 from geodite.model import Geodite
-from geodite.model.ops import scatter_sum
+from geodite.model.ops import edge_vectors, scatter_sum
 
 INPUT_NAMES = ("positions", "cell", "pbc", "z", "batch", "edge_index", "shifts", "local")
 OUTPUT_NAMES = ("energy", "atomic_energies", "forces", "stress", "atomic_virials")
@@ -93,12 +93,6 @@ class ExportableGeodite(nn.Module):
         else:
             stress = torch.zeros_like(cell)
         return energy.detach(), atomic.detach(), forces, stress, atomic_virials
-
-
-def edge_vectors(positions: Tensor, cell: Tensor, batch: Tensor, edge_index: Tensor, shifts: Tensor) -> Tensor:
-    """r_e = x_sender − x_receiver + shift · cell [E, 3] Å: from the receiver to the sender's image."""
-    sender, receiver = edge_index
-    return positions[sender] - positions[receiver] + torch.einsum("ei,eij->ej", shifts, cell[batch[receiver]])
 
 
 def virial_stress(virial: Tensor, cell: Tensor, pbc: Tensor) -> Tensor:

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from geodite.graph import AtomGraph
 from geodite.model.coupling import EquivariantCoupling
 from geodite.model.embedding import EdgeEmbedding, NodeEmbedding
-from geodite.model.ops import scatter_sum
+from geodite.model.ops import edge_vectors, scatter_sum
 from geodite.model.harmonics import NUM_STEERABLE, spherical_harmonics_l12
 from geodite.model.interaction import InteractionBlock
 from geodite.model.priors import MPTRJ_E0, ZBLRepulsion
@@ -161,13 +161,7 @@ class Geodite(nn.Module):
             symmetric = 0.5 * (strain + strain.transpose(-1, -2))
             positions = positions + torch.einsum("ni,nij->nj", positions, symmetric[graph.batch])
             cell = cell + torch.matmul(cell, symmetric)
-        sender, receiver = graph.edge_index
-        edge_cell = cell[graph.batch[receiver]]
-        vectors = (
-            positions.index_select(0, sender)
-            - positions.index_select(0, receiver)
-            + torch.einsum("ei,eij->ej", graph.shifts, edge_cell)
-        )
+        vectors = edge_vectors(positions, cell, graph.batch, graph.edge_index, graph.shifts)
         atomic = self.atomic_energies(graph.z, graph.edge_index, vectors, vacuum)
         if local is not None:
             atomic = atomic * local
