@@ -101,11 +101,13 @@ class Evaluator:
         check_structure(atoms, self.model.config.max_z, self.supported)
 
     def evaluate(
-        self, structures: Sequence[Atoms], compute_stress: bool = True, neighbours: NeighbourCache | None = None
+        self, structures: Sequence[Atoms], compute_stress: bool = True,
+        neighbours: Sequence[NeighbourCache | None] | None = None,
     ) -> list[Prediction]:
-        """One Prediction per structure, in order. ``neighbours`` caches the list of a single structure."""
-        if neighbours is not None and len(structures) != 1:
-            raise ValueError("a neighbour cache serves exactly one structure")
+        """One Prediction per structure, in order. ``neighbours`` (one per structure, or None) are the neighbour
+        caches of structures evaluated repeatedly (MD, relaxations): the same edges as a fresh list."""
+        if neighbours is not None and len(neighbours) != len(structures):
+            raise ValueError(f"{len(neighbours)} neighbour caches for {len(structures)} structures")
         results: list[Prediction | None] = [None] * len(structures)
         batch: list[int] = []
         batch_atoms = 0
@@ -127,13 +129,14 @@ class Evaluator:
     def _run(self, structures, indices, results, compute_stress, neighbours=None) -> None:
         chosen = [structures[i] for i in indices]
         try:
-            graph = build_graph(chosen, self.cutoff, self.dtype, self.device, neighbours)
+            graph = build_graph(chosen, self.cutoff, self.dtype, self.device,
+                                None if neighbours is None else [neighbours[i] for i in indices])
         except StructureError as error:  # e.g. overlapping atoms, found while building neighbours
             bad = indices[error.index]
             results[bad] = Prediction(error=f"{describe(structures[bad], bad)}: {error}")
             rest = [i for i in indices if i != bad]
             if rest:
-                self._run(structures, rest, results, compute_stress)
+                self._run(structures, rest, results, compute_stress, neighbours)
             return
         out = self.model(graph, compute_stress=compute_stress)
         energy = out["energy"].detach().cpu().double().numpy()
@@ -205,10 +208,15 @@ class GeoditeCalculator(Calculator):
         if getattr(self, "neighbours", None) is not None:
             self.neighbours = NeighbourCache(self.neighbours.cutoff, self.neighbours.skin)
 
+    def predict_atoms(self, compute_stress: bool) -> Prediction:
+        """The model's prediction for ``self.atoms`` (one Evaluator call; see :mod:`geodite.lockstep` for
+        calculators whose calls are batched with those of other structures)."""
+        return self.evaluator.evaluate([self.atoms], compute_stress, neighbours=[self.neighbours])[0]
+
     def calculate(self, atoms=None, properties=None, system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
         compute_stress = properties is None or "stress" in properties  # MD and most relaxations skip it
-        prediction = self.evaluator.evaluate([self.atoms], compute_stress, neighbours=self.neighbours)[0]
+        prediction = self.predict_atoms(compute_stress)
         if not prediction.ok:
             raise StructureError(prediction.error)
         self.results = {"energy": prediction.energy, "free_energy": prediction.energy, "forces": prediction.forces}

@@ -145,18 +145,19 @@ def build_graph(
     cutoff: float,
     dtype: torch.dtype = torch.float64,
     device: torch.device | str = "cpu",
-    neighbours: "NeighbourCache | None" = None,
+    neighbours: "Sequence[NeighbourCache | None] | None" = None,
 ) -> AtomGraph:
     """Batch structures into one AtomGraph. Call ``check_structure`` first for clear errors.
 
-    ``neighbours`` (a NeighbourCache, for a single structure evaluated repeatedly) replaces the fresh
-    neighbour list.
+    ``neighbours`` (one per structure, or None): a structure's NeighbourCache (a structure evaluated
+    repeatedly) replaces its fresh neighbour list.
     """
     z, positions, cells, pbcs, batch, senders, receivers, shifts = [], [], [], [], [], [], [], []
     offset = 0
     for index, atoms in enumerate(structures):
         try:
-            i, j, s = neighbours(atoms) if neighbours is not None else neighbour_list(atoms, cutoff)
+            cache = neighbours[index] if neighbours is not None else None
+            i, j, s = cache(atoms) if cache is not None else neighbour_list(atoms, cutoff)
         except StructureError as error:
             raise StructureError(str(error), index=index) from None
         receivers.append(i + offset)

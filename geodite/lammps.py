@@ -107,7 +107,7 @@ class GeoditeFixExternal:
     def compute(self, step: int, nlocal: int, x: np.ndarray, f: np.ndarray) -> None:
         atoms = self.atoms(np.array(x[:nlocal]))
         periodic = bool(atoms.pbc.all())
-        prediction = self.evaluator.evaluate([atoms], compute_stress=periodic, neighbours=self.neighbours)[0]
+        prediction = self.evaluator.evaluate([atoms], compute_stress=periodic, neighbours=[self.neighbours])[0]
         if not prediction.ok:
             raise LammpsDriverError(prediction.error)
         f[:nlocal] = prediction.forces

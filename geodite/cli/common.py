@@ -148,6 +148,8 @@ RUN_OPTIONS: dict[str, Any] = {
         exists=True, dir_okay=False, help="YAML of dask_jobqueue.SLURMCluster kwargs (+ jobs: N)")],
     "device": Device,
     "dtype": Dtype,
+    "batch_atoms": Annotated[Optional[int], typer.Option(
+        min=1, help="Geodite: most atoms in one model call (default 2048; 1 = one structure a call)")],
     "results_dir": ResultsDir,
     "retry_failed": Annotated[bool, typer.Option(help="recompute items that failed in an earlier run")],
     "fresh": Annotated[bool, typer.Option(help="discard stored results of this task and model")],

@@ -77,9 +77,9 @@ class Task(Protocol):
 
 
 def failed_row(key: str, exc: BaseException) -> dict:
-    """The row of an item whose computation raised ``exc`` (call it inside the ``except`` block)."""
+    """The row of an item whose computation raised ``exc``."""
     return {"key": key, "status": "failed", "error": f"{type(exc).__name__}: {exc}",
-            "traceback": traceback.format_exc(limit=5)}
+            "traceback": "".join(traceback.format_exception(exc, limit=5))}
 
 
 def item_rows(run_item, items: list[dict], ctx: WorkerContext) -> Iterator[dict]:

@@ -75,30 +75,42 @@ from geodite.threads import (
 
 # --------------------------------------------------------------------------- worker side
 
-_WORKER_CTX: dict[tuple, WorkerContext] = {}
+@dataclass(frozen=True)
+class ModelSetup:
+    """What a worker builds its model from: a registry name or checkpoint path, the device, the dtype and,
+    for Geodite, ``batch_atoms``: the most atoms one model call takes (the Evaluator's ``max_atoms``;
+    None keeps its default). Other calculators evaluate one structure at a time whatever it says."""
+
+    model: str
+    device: str = "cpu"
+    dtype: str = "float32"
+    batch_atoms: int | None = None
 
 
-def get_context_for(model: str, device: str = "cpu", dtype: str = "float32") -> WorkerContext:
-    """The (cached, one per process) model context."""
-    key = (model, device, dtype)
-    if key not in _WORKER_CTX:
-        spec = get_spec(model)
-        calc = spec.make_calculator(device=device, dtype=dtype)
-        _WORKER_CTX[key] = WorkerContext(model=model, spec=spec, calculator=calc, device=device)
-    return _WORKER_CTX[key]
+_WORKER_CTX: dict[ModelSetup, WorkerContext] = {}
 
 
-def iter_chunk(
-    task: Task, items: list[dict], model: str, device: str = "cpu", dtype: str = "float32",
-    scratch: Path | None = None,
-) -> Iterator[dict]:
+def get_context_for(setup: ModelSetup | str) -> WorkerContext:
+    """The (cached, one per process) model context of ``setup`` (a bare name: CPU, float32)."""
+    setup = ModelSetup(setup) if isinstance(setup, str) else setup
+    if setup not in _WORKER_CTX:
+        spec = get_spec(setup.model)
+        calc = spec.make_calculator(device=setup.device, dtype=setup.dtype)
+        evaluator = getattr(calc, "evaluator", None)
+        if evaluator is not None and setup.batch_atoms is not None:
+            evaluator.max_atoms = setup.batch_atoms
+        _WORKER_CTX[setup] = WorkerContext(model=setup.model, spec=spec, calculator=calc, device=setup.device)
+    return _WORKER_CTX[setup]
+
+
+def iter_chunk(task: Task, items: list[dict], setup: ModelSetup, scratch: Path | None = None) -> Iterator[dict]:
     """Run ``task`` on a chunk of items in this process, yielding each row as it finishes (any order).
 
     ``item_wall_s`` of a row is the time since the previous row of the chunk (a batch has no
     per-item time). An exception escaping ``run_batch`` fails the items it had not finished; only
     a model that cannot be built raises."""
     with contextlib.redirect_stdout(sys.stderr):  # stdout is reserved for --json
-        ctx = dataclasses.replace(get_context_for(model, device, dtype), scratch=scratch)
+        ctx = dataclasses.replace(get_context_for(setup), scratch=scratch)
         pending = {item["key"] for item in items}
         last = time.perf_counter()
         try:
@@ -115,12 +127,9 @@ def iter_chunk(
                 yield failed_row(key, exc) | {"item_wall_s": 0.0}
 
 
-def run_chunk(
-    task: Task, items: list[dict], model: str, device: str = "cpu", dtype: str = "float32",
-    scratch: Path | None = None,
-) -> list[dict]:
+def run_chunk(task: Task, items: list[dict], setup: ModelSetup, scratch: Path | None = None) -> list[dict]:
     """:func:`iter_chunk` as a list (what a pool or Dask worker returns)."""
-    return list(iter_chunk(task, items, model, device, dtype, scratch))
+    return list(iter_chunk(task, items, setup, scratch))
 
 
 def _pool_init(n_threads: int, parent_pid: int) -> None:
@@ -131,12 +140,12 @@ def _pool_init(n_threads: int, parent_pid: int) -> None:
 _DASK_THREADS_SET = False
 
 
-def _dask_run_chunk(task: Task, items: list[dict], model: str, device: str, dtype: str, scratch) -> list[dict]:
+def _dask_run_chunk(task: Task, items: list[dict], setup: ModelSetup, scratch) -> list[dict]:
     global _DASK_THREADS_SET
     if not _DASK_THREADS_SET:  # once per worker process: BLAS to 1 thread (torch keeps dask's setting)
         limit_blas_threads(1)
         _DASK_THREADS_SET = True
-    return run_chunk(task, items, model, device, dtype, scratch)
+    return run_chunk(task, items, setup, scratch)
 
 
 # --------------------------------------------------------------------------- executors
@@ -157,10 +166,10 @@ def chunks(task: Task, items: list[dict], workers: int, chunk_items: int | None 
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def _iter_local(task, parts, model, device, dtype, workers, n_threads, scratch) -> Iterable[dict]:
+def _iter_local(task, parts, setup: ModelSetup, workers, n_threads, scratch) -> Iterable[dict]:
     if workers <= 1:
         for part in parts:
-            yield from iter_chunk(task, part, model, device, dtype, scratch)
+            yield from iter_chunk(task, part, setup, scratch)
         return
     # children inherit the environment at spawn: set thread env before they import torch
     saved = {v: os.environ.get(v) for v in THREAD_ENV}
@@ -174,7 +183,7 @@ def _iter_local(task, parts, model, device, dtype, workers, n_threads, scratch) 
             it = iter(parts)
             # keep a bounded queue so a kill loses little queued work and memory stays flat
             for part in it:
-                pending.add(pool.submit(run_chunk, task, part, model, device, dtype, scratch))
+                pending.add(pool.submit(run_chunk, task, part, setup, scratch))
                 if len(pending) >= 2 * workers:
                     break
             while pending:
@@ -183,7 +192,7 @@ def _iter_local(task, parts, model, device, dtype, workers, n_threads, scratch) 
                     yield from fut.result()
                     nxt = next(it, None)
                     if nxt is not None:
-                        pending.add(pool.submit(run_chunk, task, nxt, model, device, dtype, scratch))
+                        pending.add(pool.submit(run_chunk, task, nxt, setup, scratch))
     finally:
         for var, val in saved.items():
             if val is None:
@@ -215,11 +224,11 @@ def dask_client(scheduler: str | None = None, slurm_config: str | Path | None = 
     return Client(cluster)
 
 
-def _iter_dask(task, parts, model, device, dtype, client, scratch) -> Iterable[dict]:
+def _iter_dask(task, parts, setup: ModelSetup, client, scratch) -> Iterable[dict]:
     from dask.distributed import as_completed
 
     futures = [
-        client.submit(_dask_run_chunk, task, part, model, device, dtype, scratch,
+        client.submit(_dask_run_chunk, task, part, setup, scratch,
                       key=f"{task.name}-{part[0]['key']}-{len(part)}", pure=False)
         for part in parts
     ]
@@ -246,6 +255,7 @@ class RunOptions:
     progress: bool = True
     plots: bool = True
     chunk_items: int | None = None  # items per chunk of a run_batch task (see chunks())
+    batch_atoms: int | None = None  # Geodite: most atoms per model call (ModelSetup); None: the Evaluator's default
 
 
 class _RateColumn(ProgressColumn):
@@ -328,6 +338,7 @@ def _run_locked(task: Task, opts: RunOptions, client, log, spec, store: ResultSt
     progress, tid = _progress(opts.progress, len(items), len(done), f"{task.name}:{label}")
     own_client = None
     n_threads = opts.threads or threads_per_worker(opts.workers)
+    setup = ModelSetup(opts.model, opts.device, opts.dtype, opts.batch_atoms)
     use_dask = bool(opts.scheduler or opts.slurm_config or client is not None)
     in_process = bool(todo) and not use_dask and opts.workers <= 1
     torch_threads = set_torch_threads(n_threads) if in_process else None
@@ -335,7 +346,7 @@ def _run_locked(task: Task, opts: RunOptions, client, log, spec, store: ResultSt
     try:
         if in_process:
             with contextlib.redirect_stdout(sys.stderr):
-                get_context_for(opts.model, opts.device, opts.dtype)  # build the model once, up front
+                get_context_for(setup)  # build the model once, up front
             t_loop = time.perf_counter()
         with store, progress, limit_blas_threads(1):
             if use_dask:
@@ -344,10 +355,10 @@ def _run_locked(task: Task, opts: RunOptions, client, log, spec, store: ResultSt
                 # chunks enough to keep every worker of the cluster busy (not one chunk for a whole cluster)
                 n_workers = max(opts.workers, len(client.scheduler_info().get("workers", {})))
                 parts = chunks(task, todo, n_workers, opts.chunk_items)
-                rows = _iter_dask(task, parts, opts.model, opts.device, opts.dtype, client, scratch)
+                rows = _iter_dask(task, parts, setup, client, scratch)
             else:
                 parts = chunks(task, todo, 1 if in_process else opts.workers, opts.chunk_items)
-                rows = _iter_local(task, parts, opts.model, opts.device, opts.dtype, opts.workers, n_threads, scratch)
+                rows = _iter_local(task, parts, setup, opts.workers, n_threads, scratch)
             for row in rows:
                 store.append(row)
                 n_computed += 1

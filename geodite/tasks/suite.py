@@ -126,6 +126,7 @@ class AllOptions:
     results_dir: str | Path = "results"
     device: str = "cpu"
     dtype: str = "float32"
+    batch_atoms: int | None = None  # Geodite: most atoms per model call (RunOptions.batch_atoms)
     workers: int = 1
     threads: int | None = None
     retry_failed: bool = False
