@@ -49,6 +49,8 @@ class Lockstep:
                  neighbours: NeighbourCache | None) -> Prediction:
         """``member``'s prediction for ``atoms`` (energy eV, forces eV/Å, stress eV/Å³ if asked)."""
         with self._condition:
+            if self._cancelled:
+                raise LockstepCancelled("the lockstep batch was stopped")
             self._waiting[member] = (atoms, compute_stress, neighbours)
             self._run_if_all_waiting()
             while member not in self._results:

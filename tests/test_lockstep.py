@@ -122,3 +122,19 @@ def test_batch_atoms_sets_the_atoms_per_model_call_of_the_worker_model():
     finally:
         del ctx.evaluator.model.forward
     assert calls == [1, 1, 1]
+
+
+def test_stopping_the_iteration_ends_the_waiting_members(evaluator):
+    """An interrupt (the consumer stops after the first result) wakes the members waiting for the others'
+    forces and ends their threads instead of leaving them blocked."""
+    import threading
+
+    results = run_in_lockstep(evaluator, list(zip(systems(), [2, 400, 400])),
+                              lambda job, calculator: nvt(job[0], calculator, job[1]))
+    first, _ = next(results)
+    assert first[1] == 2
+    closer = threading.Thread(target=results.close)
+    closer.start()
+    closer.join(timeout=60)
+    assert not closer.is_alive()
+    assert not [t for t in threading.enumerate() if t.name.startswith("lockstep")]
