@@ -19,15 +19,19 @@ fused.py's Functions, which is what energy → forces and stress needs).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 from torch import Tensor
+
+from geodite.model.fused import COMPILED_KERNELS
 
 SOURCE = Path(__file__).parent / "csrc" / "fused_ops.cpp"
 LIBRARY_NAME = "libgeodite_ops"
@@ -95,6 +99,18 @@ def load_library(path: Path | None = None) -> Path:
         _register()
         _loaded = path
     return _loaded
+
+
+@contextlib.contextmanager
+def compiled_kernels() -> Iterator[None]:
+    """Within: the model's edge-chunked kernels (fused.interaction_messages, fused.rejected_inner_product_edges)
+    run the ``geodite::`` operators, loaded on entry, instead of fused.py's Python Functions."""
+    load_library()
+    token = COMPILED_KERNELS.set(True)
+    try:
+        yield
+    finally:
+        COMPILED_KERNELS.reset(token)
 
 
 def _register() -> None:

@@ -49,10 +49,9 @@ import torch
 from ase.build import bulk
 from torch import Tensor, nn
 
-from geodite.custom_ops import SOURCE, load_library
+from geodite.custom_ops import SOURCE, compiled_kernels, load_library
 from geodite.graph import DTYPES, AtomGraph, build_graph
 from geodite.model import Geodite
-from geodite.model.fused import compiled_kernels
 from geodite.model.ops import edge_vectors, scatter_sum
 
 INPUT_NAMES = ("positions", "cell", "pbc", "z", "batch", "edge_index", "shifts", "local")
@@ -271,14 +270,15 @@ def load_exported(path: str | Path) -> ExportedGeodite:
 
 def export_key(model: Geodite, dtype: str, compute_stress: bool, kernels: str = "ops") -> str:
     """What decides a package's content: weights, config, dtype, stress, kernels, the torch version and the
-    sources of the model, of this exporter and of the kernels' library."""
+    sources of the model, of this exporter and of the kernels (custom_ops.py, csrc/fused_ops.cpp)."""
     digest = hashlib.sha256(f"{torch.__version__} {dtype} {compute_stress} {kernels}".encode())
     digest.update(json.dumps(model.config.to_dict(), sort_keys=True).encode())
     for name, tensor in sorted(model.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().double().numpy().tobytes())
     package = Path(__file__).parent
-    for source in [Path(__file__), package / "graph.py", *sorted((package / "model").glob("*.py")), SOURCE]:
+    for source in [Path(__file__), package / "graph.py", *sorted((package / "model").glob("*.py")),
+                   package / "custom_ops.py", SOURCE]:
         digest.update(source.read_bytes())
     return digest.hexdigest()[:16]
 
