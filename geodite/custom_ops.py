@@ -35,8 +35,6 @@ from geodite.model.fused import COMPILED_KERNELS
 
 SOURCE = Path(__file__).parent / "csrc" / "fused_ops.cpp"
 LIBRARY_NAME = "libgeodite_ops"
-#: the interaction's tensor inputs, in the operator's order (the gradients of the backward operator follow it)
-INTERACTION_INPUTS = ("attention_in", "filter_in", "Y", "q", "k", "values", "filters", "X")
 
 _loaded: Path | None = None
 
@@ -122,8 +120,8 @@ def _register() -> None:
         return X.new_empty((X.shape[0], X.shape[-1])), torch.empty_like(X)
 
     @torch.library.register_fake("geodite::interaction_messages_backward")
-    def _(grad_h, grad_X, *inputs):
-        return tuple(torch.empty_like(x) for x in inputs[: len(INTERACTION_INPUTS)])
+    def _(grad_h, grad_X, attention_in, filter_in, Y, q, k, values, filters, X, sender, receiver, num_heads):
+        return tuple(torch.empty_like(x) for x in (attention_in, filter_in, Y, q, k, values, filters, X))
 
     @torch.library.register_fake("geodite::rejected_inner_product")
     def _(Q, K, Y, sender, receiver):
@@ -140,17 +138,14 @@ def _register() -> None:
     def save_rejected(ctx, inputs, output) -> None:
         ctx.save_for_backward(*inputs)
 
-    def interaction_backward(ctx, grad_h: Tensor | None, grad_X: Tensor | None):
-        saved = ctx.saved_tensors
-        X = saved[INTERACTION_INPUTS.index("X")]
-        grad_h = grad_h if grad_h is not None else X.new_zeros((X.shape[0], X.shape[-1]))
-        grad_X = grad_X if grad_X is not None else torch.zeros_like(X)
-        return (*ops.interaction_messages_backward(grad_h, grad_X, *saved, ctx.num_heads), None, None, None)
+    def interaction_backward(ctx, grad_h: Tensor, grad_X: Tensor):  # autograd gives zeros for unused outputs
+        return (*ops.interaction_messages_backward(grad_h, grad_X, *ctx.saved_tensors, ctx.num_heads), None, None,
+                None)
 
     def rejected_backward(ctx, grad: Tensor):
         return (*ops.rejected_inner_product_backward(grad, *ctx.saved_tensors), None, None)
 
     torch.library.register_autograd("geodite::interaction_messages", interaction_backward,
-                                 setup_context=save_interaction)
+                                    setup_context=save_interaction)
     torch.library.register_autograd("geodite::rejected_inner_product", rejected_backward, setup_context=save_rejected)
 
