@@ -89,7 +89,7 @@ def test_compiled_kernels_switch_the_model(small_model, small_cases):
         assert torch.allclose(compiled[key], python[key], rtol=0, atol=1e-12), key
 
 
-def test_build_errors_are_one_line(monkeypatch, tmp_path):
+def test_build_errors_name_the_cause(monkeypatch, tmp_path):
     monkeypatch.setenv("CXX", "no-such-compiler")
     with pytest.raises(CustomOpsError, match="no C.. compiler 'no-such-compiler'"):
         compile_command(tmp_path / "lib.so")
