@@ -3,9 +3,14 @@
 Recipe: the energy and its force/stress autograd are traced together with ``make_fx(tracing_mode="symbolic")``
 (torch.export cannot trace ``torch.autograd.grad`` itself), the traced graph is exported with dynamic
 numbers of atoms, edges and structures, then compiled by AOTInductor. Two parts of the eager model do
-not export and are replaced by exact equivalents: the vacuum atoms (``torch.unique``) by the
-``vacuum_features`` table, and the edge-chunked inference kernels (Python loops over edge blocks) by
-the plain autograd path of training mode, with attention dropout off.
+not export as they are: the vacuum atoms (``torch.unique``) are replaced by the exact ``vacuum_features``
+table, and the edge-chunked inference kernels (Python loops over edge blocks) by either (``kernels``)
+
+- ``ops`` (default): the same loops compiled in C++ as the custom operators ``geodite::*``
+  (geodite/custom_ops.py), which the package calls by name; whoever runs it must load that library first
+  (``ExportedGeodite`` does; ``pair_style geodite`` links it), or
+- ``plain``: the plain autograd path of training mode, with attention dropout off: a self-contained graph
+  that keeps [E, 3F] and [E, 8, F] per-edge tensors for the backward pass.
 
 The energy is differentiated with respect to the edge vectors r_ij (receiver i to sender j), not the
 positions: the per-edge gradients ∂E/∂r_ij give the forces, the virial and its split over atoms, which
@@ -21,8 +26,8 @@ The package's function takes, in this order (N atoms, E edges, B structures; len
 and returns (energy [B] eV, atomic_energies [N] eV, forces [N, 3] eV/Å, stress [B, 3, 3] eV/Å³, ASE sign;
 zeros if exported without stress or not periodic, atomic_virials [N, 3, 3] eV). Floating inputs have the
 export dtype. Its metadata (``METADATA_KEYS``) records the cutoff, layers, dtype, elements, whether stress
-was exported, and ``format`` (``PACKAGE_FORMAT``; packages without it are format 1, which lack
-atomic_virials).
+was exported, and ``format`` (packages without it are format 1, which lack atomic_virials; format 2 adds
+them; format 3 packages call the ``geodite::`` operators, named by the ``kernels`` key).
 
 Per-atom virials (LAMMPS's sign, W = Σ r ⊗ F): W_i = −½ Σ_{edges e touching i} r_e ⊗ ∂E/∂r_e, half of each
 edge's term to each end, row index from r. They sum to the virial of the structure, −stress × volume if
@@ -31,10 +36,12 @@ periodic, and with ghost copies (LAMMPS domains) the copies of an atom sum to it
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +49,7 @@ import torch
 from ase.build import bulk
 from torch import Tensor, nn
 
+from geodite.custom_ops import SOURCE, compiled_kernels, load_library
 from geodite.graph import DTYPES, AtomGraph, build_graph
 from geodite.model import Geodite
 from geodite.model.ops import edge_vectors, scatter_sum
@@ -49,8 +57,11 @@ from geodite.model.ops import edge_vectors, scatter_sum
 INPUT_NAMES = ("positions", "cell", "pbc", "z", "batch", "edge_index", "shifts", "local")
 OUTPUT_NAMES = ("energy", "atomic_energies", "forces", "stress", "atomic_virials")
 METADATA_KEYS = ("cutoff", "num_layers", "max_z", "dtype", "stress", "elements")
-#: version of the package's inputs and outputs: 1 had no atomic_virials and no ``format`` key; 2 adds them
-PACKAGE_FORMAT = 2
+#: version of what a package needs from its reader: 1 had no atomic_virials and no ``format`` key; 2 adds them;
+#: 3 (``kernels`` = ``ops``) calls the ``geodite::`` custom operators, which the reader must load first
+PACKAGE_FORMAT = 3
+#: the implementations of the edge-chunked kernels an export can use (module docstring)
+KERNELS = ("ops", "plain")
 
 
 class ExportError(ValueError):
@@ -60,20 +71,26 @@ class ExportError(ValueError):
 class ExportableGeodite(nn.Module):
     """Geodite with tensor-only inputs and outputs (see the module docstring), ready for tracing.
 
-    Holds its own copy of ``model`` in training mode (plain autograd kernels) with attention dropout
-    off, so its numbers are the eager evaluation's up to float rounding.
+    Holds its own copy of ``model``: in evaluation mode running the ``geodite::`` operators (``kernels="ops"``),
+    or in training mode (plain autograd kernels) with attention dropout off (``"plain"``); either way its
+    numbers are the eager evaluation's up to float rounding.
     """
 
-    def __init__(self, model: Geodite, compute_stress: bool = True):
+    def __init__(self, model: Geodite, compute_stress: bool = True, kernels: str = "ops"):
         super().__init__()
+        if kernels not in KERNELS:
+            raise ExportError(f"kernels must be one of {', '.join(KERNELS)}, not {kernels!r}")
         model = copy.deepcopy(model).eval()
         with torch.no_grad():
             vacuum = model.vacuum_features()
-        for interaction in model.interactions:
-            interaction.attn_dropout = 0.0
-        self.model = model.train()
+        if kernels == "plain":
+            for interaction in model.interactions:
+                interaction.attn_dropout = 0.0
+            model.train()
+        self.model = model
         self.register_buffer("vacuum", vacuum)
         self.compute_stress = compute_stress
+        self.kernels = kernels
 
     def forward(self, positions: Tensor, cell: Tensor, pbc: Tensor, z: Tensor, batch: Tensor, edge_index: Tensor,
                 shifts: Tensor, local: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
@@ -81,7 +98,8 @@ class ExportableGeodite(nn.Module):
         num_atoms, num_structures = positions.shape[0], cell.shape[0]
         sender, receiver = edge_index
         vectors = edge_vectors(positions, cell, batch, edge_index, shifts).detach().requires_grad_(True)
-        atomic = self.model.atomic_energies(z, edge_index, vectors, self.vacuum) * local
+        with compiled_kernels() if self.kernels == "ops" else contextlib.nullcontext():
+            atomic = self.model.atomic_energies(z, edge_index, vectors, self.vacuum) * local
         energy = scatter_sum(atomic, batch, num_structures)
         (gradients,) = torch.autograd.grad(energy.sum(), [vectors], materialize_grads=True)  # ∂E/∂r_e [E, 3] eV/Å
         forces = scatter_sum(gradients, receiver, num_atoms) - scatter_sum(gradients, sender, num_atoms)
@@ -121,20 +139,22 @@ def example_graph(cutoff: float, dtype: torch.dtype) -> AtomGraph:
     return build_graph(structures, cutoff, dtype)
 
 
-def trace(model: Geodite, dtype: str = "float64", compute_stress: bool = True) -> torch.fx.GraphModule:
+def trace(model: Geodite, dtype: str = "float64", compute_stress: bool = True,
+          kernels: str = "ops") -> torch.fx.GraphModule:
     """The energy, forces and stress of ``model`` as one symbolic FX graph without autograd calls."""
     from torch.fx.experimental.proxy_tensor import make_fx
 
     if dtype not in DTYPES:
         raise ExportError(f"dtype must be one of {sorted(DTYPES)}, not {dtype!r}")
-    module = ExportableGeodite(model.to(DTYPES[dtype]), compute_stress)
+    module = ExportableGeodite(model.to(DTYPES[dtype]), compute_stress, kernels)
     example = graph_inputs(example_graph(model.cutoff, DTYPES[dtype]))
     return make_fx(module, tracing_mode="symbolic", _allow_non_fake_inputs=True)(*example)
 
 
-def export_program(model: Geodite, dtype: str = "float64", compute_stress: bool = True) -> torch.export.ExportedProgram:
+def export_program(model: Geodite, dtype: str = "float64", compute_stress: bool = True,
+                   kernels: str = "ops") -> torch.export.ExportedProgram:
     """torch.export of the traced graph with dynamic atoms (N), edges (E) and structures (B)."""
-    traced = trace(model, dtype, compute_stress)
+    traced = trace(model, dtype, compute_stress, kernels)
     example = graph_inputs(example_graph(model.cutoff, DTYPES[dtype]))
     atoms, edges, structures = (torch.export.Dim(name, min=0) for name in ("atoms", "edges", "structures"))
     dynamic = ({0: atoms}, {0: structures}, {0: structures}, {0: atoms}, {0: atoms}, {1: edges}, {0: edges},
@@ -142,13 +162,14 @@ def export_program(model: Geodite, dtype: str = "float64", compute_stress: bool 
     return torch.export.export(traced, example, dynamic_shapes=dynamic, strict=False)
 
 
-def package_metadata(model: Geodite, dtype: str, compute_stress: bool) -> dict[str, str]:
-    """What a loader needs besides the function: cutoff (Å), layers, max_z, dtype, stress, supported Z and the
-    package format."""
+def package_metadata(model: Geodite, dtype: str, compute_stress: bool, kernels: str) -> dict[str, str]:
+    """What a loader needs besides the function: cutoff (Å), layers, max_z, dtype, stress, supported Z, the
+    kernels and the package format (3 if it calls the ``geodite::`` operators, else 2)."""
     elements = [z for z, ok in enumerate(model.supported_elements()) if ok]
     return {"cutoff": repr(float(model.cutoff)), "num_layers": str(model.config.num_layers),
             "max_z": str(model.config.max_z), "dtype": dtype, "stress": str(int(compute_stress)),
-            "elements": ",".join(map(str, elements)), "format": str(PACKAGE_FORMAT)}
+            "elements": ",".join(map(str, elements)), "kernels": kernels,
+            "format": str(PACKAGE_FORMAT if kernels == "ops" else 2)}
 
 
 @dataclass
@@ -159,19 +180,30 @@ class ExportReport:
     cached: bool = False  # found in the cache (``seconds`` is then the original compilation's)
 
 
-def export_model(model: Geodite, out: Path, dtype: str = "float64", compute_stress: bool = True) -> ExportReport:
-    """Write ``model`` as an AOTInductor package to ``out`` (.pt2). Takes minutes (C++ compilation)."""
+def export_model(model: Geodite, out: Path, dtype: str = "float64", compute_stress: bool = True,
+                 kernels: str = "ops") -> ExportReport:
+    """Write ``model`` as an AOTInductor package to ``out`` (.pt2) with the ``kernels`` of KERNELS. Takes
+    minutes (C++ compilation)."""
     out = Path(out)
     if out.suffix != ".pt2":
         raise ExportError(f"the package name must end in .pt2, not {out.name!r}")
     start = time.perf_counter()
-    program = export_program(model, dtype, compute_stress)
+    program = export_program(model, dtype, compute_stress, kernels)
     out.parent.mkdir(parents=True, exist_ok=True)
-    metadata = package_metadata(model, dtype, compute_stress)
+    metadata = package_metadata(model, dtype, compute_stress, kernels)
     torch._inductor.aoti_compile_and_package(
         program, package_path=str(out), inductor_configs={"aot_inductor.metadata": metadata}
     )
     return ExportReport(out, time.perf_counter() - start, out.stat().st_size / 1e6)
+
+
+def stored_metadata(path: Path) -> dict[str, str]:
+    """A package's metadata read from its archive without loading it (empty if not found)."""
+    with zipfile.ZipFile(path) as archive:
+        for name in archive.namelist():
+            if name.endswith("wrapper_metadata.json"):
+                return json.loads(archive.read(name))
+    return {}
 
 
 @dataclass(frozen=True)
@@ -193,6 +225,8 @@ class ExportedGeodite(nn.Module):
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"no exported model at {path}")
+        if stored_metadata(path).get("kernels") == "ops":
+            load_library()  # the package calls the geodite:: operators: loading it needs them registered
         self.runner = torch._inductor.aoti_load_package(str(path))
         metadata = self.runner.get_metadata()
         missing = [key for key in METADATA_KEYS if key not in metadata]
@@ -234,29 +268,31 @@ def load_exported(path: str | Path) -> ExportedGeodite:
     return ExportedGeodite(path)
 
 
-def export_key(model: Geodite, dtype: str, compute_stress: bool) -> str:
-    """What decides a package's content: weights, config, dtype, stress, the torch version and the sources of
-    the model and of this exporter."""
-    digest = hashlib.sha256(f"{torch.__version__} {dtype} {compute_stress}".encode())
+def export_key(model: Geodite, dtype: str, compute_stress: bool, kernels: str = "ops") -> str:
+    """What decides a package's content: weights, config, dtype, stress, kernels, the torch version and the
+    sources of the model, of this exporter and of the kernels (custom_ops.py, csrc/fused_ops.cpp)."""
+    digest = hashlib.sha256(f"{torch.__version__} {dtype} {compute_stress} {kernels}".encode())
     digest.update(json.dumps(model.config.to_dict(), sort_keys=True).encode())
     for name, tensor in sorted(model.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().double().numpy().tobytes())
     package = Path(__file__).parent
-    for source in [Path(__file__), package / "graph.py", *sorted((package / "model").glob("*.py"))]:
+    for source in [Path(__file__), package / "graph.py", *sorted((package / "model").glob("*.py")),
+                   package / "custom_ops.py", SOURCE]:
         digest.update(source.read_bytes())
     return digest.hexdigest()[:16]
 
 
-def cached_export(model: Geodite, directory: Path, name: str, dtype: str = "float64",
-                  compute_stress: bool = True) -> ExportReport:
-    """``export_model`` into ``directory``/NAME-DTYPE-KEY.pt2 unless that package exists already."""
-    path = Path(directory) / f"{name}-{dtype}-{export_key(model, dtype, compute_stress)}.pt2"
+def cached_export(model: Geodite, directory: Path, name: str, dtype: str = "float64", compute_stress: bool = True,
+                  kernels: str = "ops") -> ExportReport:
+    """``export_model`` into ``directory``/NAME-DTYPE-KERNELS-KEY.pt2 unless that package exists already."""
+    key = export_key(model, dtype, compute_stress, kernels)
+    path = Path(directory) / f"{name}-{dtype}-{kernels}-{key}.pt2"
     record = path.with_suffix(".json")
     if path.exists() and record.exists():
         return ExportReport(path, json.loads(record.read_text())["seconds"], path.stat().st_size / 1e6, cached=True)
     partial = path.with_name(path.stem + ".partial.pt2")
-    report = export_model(model, partial, dtype, compute_stress)
+    report = export_model(model, partial, dtype, compute_stress, kernels)
     partial.rename(path)
     record.write_text(json.dumps({"seconds": report.seconds}))
     return ExportReport(path, report.seconds, report.size_mb)

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build lmp_geodite (Debian's LAMMPS 20220106 + OpenMPI + pair_style geodite, libtorch from the torch wheel).
+# Build lmp_geodite (Debian's LAMMPS 20220106 + OpenMPI + pair_style geodite, libtorch from the torch wheel,
+# Geodite's kernels libgeodite_ops).
 # Usage: lammps/build.sh PYTHON BUILD_DIR   (make lammps runs it). Needs root for apt-get on first use.
 set -euo pipefail
 PYTHON=${1:?python with torch}
@@ -30,10 +31,15 @@ if [ ! -e "$HEADERS/neigh_request.h" ]; then
   cmp -s "$HEADERS/pair.h" /usr/include/lammps/pair.h || { echo "LAMMPS headers do not match liblammps-dev" >&2; exit 1; }
 fi
 
-# 3. pair_style geodite and the lmp_geodite executable
+# 3. Geodite's kernels (the geodite:: operators that exported packages call), by the recipe the exporter uses
+OPS=$(nice -n 5 "$PYTHON" -c 'import sys; from geodite.custom_ops import build_library; print(build_library(sys.argv[1]))' \
+  "$BUILD")
+
+# 4. pair_style geodite and the lmp_geodite executable, linked to the kernels
 TORCH_CMAKE=$("$PYTHON" -c 'import torch; print(torch.utils.cmake_prefix_path)')
 cmake -S "$HERE" -B "$BUILD/cmake" -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$TORCH_CMAKE" \
-  -DLAMMPS_HEADERS="$HEADERS" -DLAMMPS_LIBRARY=/usr/lib/x86_64-linux-gnu/liblammps.so > "$BUILD/cmake.log"
+  -DLAMMPS_HEADERS="$HEADERS" -DLAMMPS_LIBRARY=/usr/lib/x86_64-linux-gnu/liblammps.so \
+  -DGEODITE_OPS_LIBRARY="$OPS" > "$BUILD/cmake.log"
 nice -n 5 cmake --build "$BUILD/cmake" -j 1
 ln -sf cmake/lmp_geodite "$BUILD/lmp_geodite"
 echo "built $BUILD/lmp_geodite"

@@ -95,13 +95,17 @@ void PairGeodite::coeff(int narg, char **arg)
   try {
     model = std::make_unique<torch::inductor::AOTIModelPackageLoader>(arg[2]);
   } catch (const std::exception &e) {
-    error->all(FLERR, "pair geodite: cannot load {}: {}", arg[2], e.what());
+    // format 3 packages call Geodite's kernels: lmp_geodite links them; a LAMMPS built otherwise must too
+    const bool kernels = std::string(e.what()).find("geodite::") != std::string::npos;
+    error->all(FLERR, "pair geodite: cannot load {}: {}{}", arg[2], e.what(),
+               kernels ? " (link Geodite's kernels, geodite/csrc/fused_ops.cpp: docs/lammps.md)" : "");
   }
   auto metadata = model->get_metadata();
   for (const char *key : {"cutoff", "num_layers", "dtype", "elements"})
     if (metadata.find(key) == metadata.end())
       error->all(FLERR, "pair geodite: {} is not a Geodite package (no '{}' in its metadata)", arg[2], key);
-  // format 1 (no 'format' key): energies and forces only; 2 adds the per-atom virials (geodite/export.py)
+  // format 1 (no 'format' key): energies and forces only; 2 adds the per-atom virials; 3 calls the geodite::
+  // operators, which are registered once loaded (geodite/export.py)
   package = arg[2];
   package_format = metadata.count("format") ? std::stoi(metadata["format"]) : 1;
   if (package_format > PACKAGE_FORMAT)

@@ -6,7 +6,8 @@
    owned atoms are exact without exchanging features between ranks. Only owned atoms' energies are
    summed; forces land on owned and ghost atoms and LAMMPS's reverse communication (newton on) adds
    the ghosts' forces to their owners. The global virial is sum r.f over owned and ghost atoms; per-atom
-   virials (compute stress/atom, centroid/stress/atom) come from the package (format 2). */
+   virials (compute stress/atom, centroid/stress/atom) come from the package (format 2). Packages of format 3
+   call Geodite's edge-chunked kernels (geodite:: custom operators), which lmp_geodite links (libgeodite_ops). */
 
 #ifdef PAIR_CLASS
 // clang-format off
@@ -45,7 +46,7 @@ class PairGeodite : public Pair {
  private:
   void allocate();
   void tally_atomic_virials(const at::Tensor &virials, int nall);
-  static constexpr int PACKAGE_FORMAT = 2;  // the newest package format read (geodite/export.py)
+  static constexpr int PACKAGE_FORMAT = 3;  // the newest package format read (geodite/export.py)
   std::unique_ptr<torch::inductor::AOTIModelPackageLoader> model;
   std::vector<long> type_to_z;  // LAMMPS type (1-based) -> atomic number
   double cutoff = 0.0;          // model cutoff, Angstrom

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from geodite.cli.common import RUN_DEFAULTS, Dtype, Model, fail, non_negative, stderr
+from geodite.cli.common import RUN_DEFAULTS, Dtype, Model, fail, non_negative, one_of, stderr
 
 
 def export_command(
@@ -15,19 +15,23 @@ def export_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="the package to write (FILE.pt2)")],
     dtype: Dtype = "float64",
     stress: Annotated[bool, typer.Option(help="export the stress too (needed by ASE stress, NPT)")] = True,
+    kernels: Annotated[str, typer.Option(callback=one_of("ops", "plain"), help=(
+        "ops: the edge-chunked C++ kernels (geodite:: custom operators; readers load them); "
+        "plain: a self-contained plain-autograd graph"))] = "ops",
 ) -> None:
     """Export MODEL as an AOTInductor package for C++/LAMMPS (pair_style geodite) and GeoditeCalculator.
 
     Compiles C++ with the system compiler: minutes for the published size.
     """
     from geodite.checkpoints import CheckpointError, load_model
+    from geodite.custom_ops import CustomOpsError
     from geodite.export import ExportError, export_model
 
     try:
         loaded = load_model(model)
-        stderr.print(f"exporting {model} ({dtype}) to {out}: tracing, exporting, compiling ...")
-        report = export_model(loaded, out, dtype=dtype, compute_stress=stress)
-    except (FileNotFoundError, CheckpointError, ExportError) as error:
+        stderr.print(f"exporting {model} ({dtype}, {kernels} kernels) to {out}: tracing, exporting, compiling ...")
+        report = export_model(loaded, out, dtype=dtype, compute_stress=stress, kernels=kernels)
+    except (FileNotFoundError, CheckpointError, ExportError, CustomOpsError) as error:
         fail(str(error), as_json=False)
     stderr.print(f"wrote {report.path} ({report.size_mb:.1f} MB) in {report.seconds:.0f} s")
 

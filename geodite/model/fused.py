@@ -8,10 +8,14 @@ cache, in the forward and the backward pass, and keep only their [N, ·] and [E,
 
 They are differentiable once (forces and stress); training, which differentiates the forces again, uses
 the plain path (``Geodite.train()`` switches it). Both paths give the same numbers up to float rounding.
+
+Inside ``geodite.custom_ops.compiled_kernels()`` the two entry points call the same loops compiled in C++
+instead (``torch.ops.geodite``): what ``geodite export`` traces, so packages run them without Python.
 """
 
 from __future__ import annotations
 
+import contextvars
 import math
 
 import torch
@@ -21,6 +25,9 @@ from torch.autograd.function import once_differentiable
 #: bytes of one block's [edges, 8, F] temporary: fits the L2/L3 cache of a CPU core; large on GPUs, where
 #: the blocks only bound memory.
 BLOCK_BYTES = {"cpu": 2 << 20, "cuda": 512 << 20}
+#: while True, ``interaction_messages`` and ``rejected_inner_product_edges`` run the ``geodite::`` operators
+#: instead of the Python Functions below (set by geodite.custom_ops.compiled_kernels, which loads them first)
+COMPILED_KERNELS = contextvars.ContextVar("compiled_kernels", default=False)
 
 
 def edge_blocks(num_edges: int, row_bytes: int, device: torch.device) -> list[slice]:
@@ -188,9 +195,14 @@ def interaction_messages(attention_in: Tensor, filter_in: Tensor, Y: Tensor, q: 
                          filters: Tensor, X: Tensor, sender: Tensor, receiver: Tensor,
                          num_heads: int) -> tuple[Tensor, Tensor]:
     """Edge-chunked (Δh [N, F], ΔX [N, 8, F]) of an interaction block (see InteractionMessages)."""
+    if COMPILED_KERNELS.get():
+        return torch.ops.geodite.interaction_messages(attention_in, filter_in, Y, q, k, values, filters, X, sender,
+                                                      receiver, num_heads)
     return InteractionMessages.apply(attention_in, filter_in, Y, q, k, values, filters, X, sender, receiver, num_heads)
 
 
 def rejected_inner_product_edges(Q: Tensor, K: Tensor, Y: Tensor, sender: Tensor, receiver: Tensor) -> Tensor:
     """⟨Q_receiver ⊥ Y, K_sender ⊥ Y⟩ per edge and channel, edge-chunked: [E, C]."""
+    if COMPILED_KERNELS.get():
+        return torch.ops.geodite.rejected_inner_product(Q, K, Y, sender, receiver)
     return RejectedInnerProduct.apply(Q, K, Y, sender, receiver)

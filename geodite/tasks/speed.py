@@ -8,13 +8,15 @@ set during one call above the resident set before it (CPU; Linux /proc) or the C
 Timed models: any registry name (the shipped ``geodite``, ``sevennet-0``, ``chgnet``, …) and untrained
 architectures at their published sizes, which time the same as trained ones:
 ``geodite-published`` (F = 192, 4 layers, 8 heads, 6 Å), the same exported by AOTInductor
-(``geodite-published-aoti``, compiled once and cached) and ``mace-mp-0-medium`` (128x0e+128x1o, L = 1,
+(``geodite-published-aoti`` with the compiled edge-chunked kernels, ``geodite-published-aoti-plain`` as a
+plain-autograd graph; compiled once and cached) and ``mace-mp-0-medium`` (128x0e+128x1o, L = 1,
 2 interactions, correlation 3, 6 Å; 4.69 M parameters, built in-process from mace-torch).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import subprocess
 import sys
@@ -66,9 +68,10 @@ def geodite_published(device: str, dtype: str):
     return GeoditeCalculator(Geodite(GeoditeConfig()).eval(), device=device, dtype=dtype)
 
 
-def geodite_published_aoti(device: str, dtype: str):
-    """``geodite-published`` exported by AOTInductor (``geodite export``), compiled on first use and cached in
-    $GEODITE_CACHE/exported (minutes); the calculator's ``setup_note`` says how long compilation took."""
+def geodite_published_aoti(device: str, dtype: str, kernels: str = "ops"):
+    """``geodite-published`` exported by AOTInductor (``geodite export --kernels KERNELS``), compiled on first
+    use and cached in $GEODITE_CACHE/exported (minutes); the calculator's ``setup_note`` says how long
+    compilation took."""
     import torch
 
     from geodite.calculator import GeoditeCalculator
@@ -79,7 +82,8 @@ def geodite_published_aoti(device: str, dtype: str):
     if device != "cpu":
         raise ValueError("geodite-published-aoti is compiled for the CPU only")
     torch.manual_seed(0)
-    report = cached_export(Geodite(GeoditeConfig()).eval(), cache_dir() / "exported", "geodite-published", dtype)
+    report = cached_export(Geodite(GeoditeConfig()).eval(), cache_dir() / "exported", "geodite-published", dtype,
+                           kernels=kernels)
     calculator = GeoditeCalculator(str(report.path), device=device, dtype=dtype)
     state = "cached; compiled" if report.cached else "compiled"
     calculator.setup_note = f"{report.path.name} ({report.size_mb:.1f} MB, {state} in {report.seconds:.0f} s)"
@@ -112,6 +116,7 @@ def mace_mp0_medium(device: str, dtype: str):
 
 
 ARCHITECTURES = {"geodite-published": geodite_published, "geodite-published-aoti": geodite_published_aoti,
+                 "geodite-published-aoti-plain": functools.partial(geodite_published_aoti, kernels="plain"),
                  "mace-mp-0-medium": mace_mp0_medium}
 
 

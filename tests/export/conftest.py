@@ -19,8 +19,16 @@ SMALL_CHECKPOINT = DATA / "geodite_small_checkpoint.pt"
 
 @pytest.fixture(scope="session")
 def exported_small() -> Path:
-    """The small golden model as a float64 package (AOTInductor: minutes to compile, so cached in build/)."""
+    """The small golden model as a float64 package calling the geodite:: kernels (AOTInductor: a minute or more
+    to compile, so cached in build/)."""
     return cached_export(load_checkpoint(SMALL_CHECKPOINT), CACHE, "geodite_small", dtype="float64").path
+
+
+@pytest.fixture(scope="session")
+def exported_small_plain() -> Path:
+    """The same as a plain-autograd package (``--kernels plain``)."""
+    return cached_export(load_checkpoint(SMALL_CHECKPOINT), CACHE, "geodite_small", dtype="float64",
+                         kernels="plain").path
 
 
 @pytest.fixture(scope="session")

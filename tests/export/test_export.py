@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from collections import Counter
+
 import numpy as np
 import pytest
 import torch
@@ -9,9 +14,10 @@ from ase import Atoms
 from ase.build import bulk
 
 from geodite.calculator import Evaluator, GeoditeCalculator
-from geodite.export import (OUTPUT_NAMES, PACKAGE_FORMAT, ExportableGeodite, ExportError, export_model, graph_inputs,
-                             load_exported, trace)
+from geodite.export import (KERNELS, OUTPUT_NAMES, PACKAGE_FORMAT, ExportableGeodite, ExportError, export_model,
+                             graph_inputs, load_exported, stored_metadata, trace)
 from geodite.graph import build_graph
+from tests.export.conftest import ROOT
 
 FLOAT64_ENERGY_TOL = 1e-10  # eV
 
@@ -32,11 +38,20 @@ def test_vacuum_table_equals_vacuum_atoms(small_model, small_cases):
     assert one["energy"].item() == small_model.e0[isolated.numbers[0]].item()
 
 
-def test_traced_graph_equals_eager(small_model, small_cases):
+@pytest.mark.parametrize("kernels", KERNELS)
+def test_traced_graph_equals_eager(small_model, small_cases, kernels):
     """make_fx's symbolic graph (force autograd unrolled) on sizes it was not traced with: single structures
-    (an isolated atom: 0 edges; a molecule; a crystal) and all fixture cases together."""
-    traced = trace(small_model, "float64")
+    (an isolated atom: 0 edges; a molecule; a crystal) and all fixture cases together. With ``ops`` the graph
+    calls the geodite:: operators, forward and backward, once per layer each (2 layers, 2 edge updates)."""
+    traced = trace(small_model, "float64", kernels=kernels)
     assert "autograd" not in traced.code
+    calls = Counter(str(node.target) for node in traced.graph.nodes if str(node.target).startswith("geodite."))
+    if kernels == "ops":
+        assert calls == {f"geodite.{name}.default": 2 for name in ("interaction_messages", "rejected_inner_product",
+                                                                   "interaction_messages_backward",
+                                                                   "rejected_inner_product_backward")}
+    else:
+        assert not calls
     singles = [[case] for case in small_cases if case.info["case"] in ("f_Cu_isolated", "e_H2_molecule", "h_Mg_triclinic")]
     assert len(singles) == 3
     for structures in singles + [small_cases]:
@@ -163,6 +178,8 @@ def test_export_refuses_bad_names(small_model, tmp_path):
         export_model(small_model, tmp_path / "model.pt")
     with pytest.raises(ExportError, match="dtype"):
         trace(small_model, "float16")
+    with pytest.raises(ExportError, match="kernels must be one of ops, plain, not 'fused'"):
+        trace(small_model, "float64", kernels="fused")
     with pytest.raises(FileNotFoundError, match="no exported model"):
         load_exported(tmp_path / "missing.pt2")
 
@@ -196,3 +213,28 @@ def test_package_atomic_virials_equal_the_module(exported_small, small_model, sm
     graph = build_graph(small_cases, small_model.cutoff, torch.float64)
     eager = package_outputs(ExportableGeodite(small_model), graph)["atomic_virials"]
     assert torch.allclose(package(graph)["atomic_virials"], eager, rtol=0, atol=1e-10)
+
+
+@pytest.mark.slow
+def test_ops_package_equals_plain_package(exported_small, exported_small_plain, small_model, small_cases):
+    """The two kernels' packages give the same numbers (float64 round-off); their metadata says which they call:
+    format 3 with the operators, 2 for the self-contained plain graph (which readers of format 2 load)."""
+    assert (stored_metadata(exported_small)["kernels"], stored_metadata(exported_small)["format"]) == ("ops", "3")
+    assert (stored_metadata(exported_small_plain)["kernels"], stored_metadata(exported_small_plain)["format"]) == (
+        "plain", "2")
+    graph = build_graph(small_cases, small_model.cutoff, torch.float64)
+    ops, plain = load_exported(exported_small)(graph), load_exported(exported_small_plain)(graph)
+    assert load_exported(exported_small_plain).format == 2
+    for key in ("energy", "forces", "stress", "atomic_virials"):
+        assert torch.allclose(ops[key], plain[key], rtol=0, atol=1e-10), key
+
+
+@pytest.mark.slow
+def test_package_loads_the_kernels_itself(exported_small):
+    """A fresh process: load_exported registers the geodite:: operators before loading a format-3 package."""
+    code = ("import sys, torch; from geodite.export import load_exported; "
+            "assert not hasattr(torch.ops.geodite, 'interaction_messages'); print(load_exported(sys.argv[1]).format)")
+    result = subprocess.run([sys.executable, "-c", code, str(exported_small)], capture_output=True, text=True,
+                            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split()[-1] == "3"

@@ -39,8 +39,10 @@ def rattled_salt():
 
 
 @pytest.mark.slow
-def test_serial_pair_style_equals_ase(lmp_geodite, exported_small, tmp_path):
-    result = run_pair_style(lmp_geodite, exported_small, rattled_salt(), ["Na", "Cl"], tmp_path)
+@pytest.mark.parametrize("package", ["exported_small", "exported_small_plain"])
+def test_serial_pair_style_equals_ase(lmp_geodite, package, request, tmp_path):
+    """Both kernels' packages: format 3 (the geodite:: operators, linked into lmp_geodite) and format 2."""
+    result = run_pair_style(lmp_geodite, request.getfixturevalue(package), rattled_salt(), ["Na", "Cl"], tmp_path)
     energy, forces, stress = ase_reference(result.atoms)
     assert_relative(result.energy, energy, "energy")
     assert_relative(result.forces, forces, "forces")

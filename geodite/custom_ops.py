@@ -1,0 +1,151 @@
+"""The edge-chunked kernels of ``geodite/model/fused.py`` as compiled custom operators (``torch.ops.geodite``).
+
+``geodite/csrc/fused_ops.cpp`` translates fused.py's forward and backward block loops into ATen C++ and defines
+four operators (CPU):
+
+    geodite::interaction_messages(attention_in, filter_in, Y, q, k, values, filters, X, sender, receiver, num_heads)
+        -> (Δh [N, F], ΔX [N, 8, F])
+    geodite::interaction_messages_backward(grad_h, grad_X, <the 10 tensors above>, num_heads) -> 8 gradients
+    geodite::rejected_inner_product(Q, K, Y, sender, receiver) -> w [E, C]
+    geodite::rejected_inner_product_backward(grad_w, Q, K, Y, sender, receiver) -> (grad_Q, grad_K, grad_Y)
+
+Being C++, they run where Python does not: an exported package (``geodite export``) calls them by name, and
+a C++ program runs such a package once the library is loaded (``pair_style geodite`` links it). This module
+builds the library (``build_library``: the system C++ compiler against the torch wheel's headers and
+libtorch; the one recipe, which ``lammps/build.sh`` uses too), loads it, and registers for each forward
+operator its fake (shape) kernel and its autograd formula (the backward operator; differentiable once, like
+fused.py's Functions, which is what energy → forces and stress needs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from geodite.model.fused import COMPILED_KERNELS
+
+SOURCE = Path(__file__).parent / "csrc" / "fused_ops.cpp"
+LIBRARY_NAME = "libgeodite_ops"
+
+_loaded: Path | None = None
+
+
+class CustomOpsError(RuntimeError):
+    """The kernels' library cannot be built (no C++ compiler, a compiler error)."""
+
+
+def library_key() -> str:
+    """What decides the library's binary: its source, the torch version and the C++ ABI."""
+    digest = hashlib.sha256(SOURCE.read_bytes())
+    digest.update(f"{torch.__version__} {torch._C._GLIBCXX_USE_CXX11_ABI}".encode())
+    return digest.hexdigest()[:16]
+
+
+def compile_command(output: Path) -> list[str]:
+    """The compiler call that builds ``output`` (a shared library) from SOURCE against the torch wheel.
+
+    ``$CXX`` (default ``c++``) with torch's include and library paths, its C++ ABI and an rpath to libtorch."""
+    from torch.utils.cpp_extension import include_paths, library_paths
+
+    compiler = os.environ.get("CXX", "c++")
+    if shutil.which(compiler) is None:
+        raise CustomOpsError(f"no C++ compiler {compiler!r} on PATH (set CXX) to build Geodite's kernels")
+    torch_lib = library_paths()[0]
+    return [compiler, "-O3", "-std=c++17", "-shared", "-fPIC",
+            f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}",
+            *(f"-I{path}" for path in include_paths()), str(SOURCE), "-o", str(output),
+            f"-L{torch_lib}", "-lc10", "-ltorch_cpu", f"-Wl,-rpath,{torch_lib}"]
+
+
+def build_library(directory: Path | None = None) -> Path:
+    """``directory``/libgeodite_ops-KEY.so, compiled unless it exists (default directory: the geodite cache's
+    ``ops``). About a minute on one core."""
+    if directory is None:
+        from geodite.data.downloads import cache_dir
+
+        directory = cache_dir() / "ops"
+    directory = Path(directory)
+    path = directory / f"{LIBRARY_NAME}-{library_key()}.so"
+    if path.exists():
+        return path
+    directory.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=directory) as scratch:
+        partial = Path(scratch) / path.name
+        result = subprocess.run(compile_command(partial), capture_output=True, text=True)
+        if result.returncode != 0:
+            raise CustomOpsError(f"compiling {SOURCE.name} failed:\n{result.stderr[-4000:]}")
+        partial.replace(path)
+    return path
+
+
+def load_library(path: Path | None = None) -> Path:
+    """Load the kernels (built by ``build_library`` unless ``path`` is given) into this process, once, and
+    register their fake kernels and autograd formulas. Returns the library loaded."""
+    global _loaded
+    if _loaded is None:
+        path = Path(path) if path is not None else build_library()
+        torch.ops.load_library(str(path))
+        _register()
+        _loaded = path
+    return _loaded
+
+
+@contextlib.contextmanager
+def compiled_kernels() -> Iterator[None]:
+    """Within: the model's edge-chunked kernels (fused.interaction_messages, fused.rejected_inner_product_edges)
+    run the ``geodite::`` operators, loaded on entry, instead of fused.py's Python Functions."""
+    load_library()
+    token = COMPILED_KERNELS.set(True)
+    try:
+        yield
+    finally:
+        COMPILED_KERNELS.reset(token)
+
+
+def _register() -> None:
+    """Fake kernels (output shapes for tracing) and autograd formulas of the two forward operators."""
+    ops = torch.ops.geodite
+
+    @torch.library.register_fake("geodite::interaction_messages")
+    def _(attention_in, filter_in, Y, q, k, values, filters, X, sender, receiver, num_heads):
+        return X.new_empty((X.shape[0], X.shape[-1])), torch.empty_like(X)
+
+    @torch.library.register_fake("geodite::interaction_messages_backward")
+    def _(grad_h, grad_X, attention_in, filter_in, Y, q, k, values, filters, X, sender, receiver, num_heads):
+        return tuple(torch.empty_like(x) for x in (attention_in, filter_in, Y, q, k, values, filters, X))
+
+    @torch.library.register_fake("geodite::rejected_inner_product")
+    def _(Q, K, Y, sender, receiver):
+        return Q.new_empty((Y.shape[0], Q.shape[-1]))
+
+    @torch.library.register_fake("geodite::rejected_inner_product_backward")
+    def _(grad, Q, K, Y, sender, receiver):
+        return torch.empty_like(Q), torch.empty_like(K), torch.empty_like(Y)
+
+    def save_interaction(ctx, inputs, output) -> None:
+        ctx.save_for_backward(*inputs[:-1])
+        ctx.num_heads = inputs[-1]
+
+    def save_rejected(ctx, inputs, output) -> None:
+        ctx.save_for_backward(*inputs)
+
+    def interaction_backward(ctx, grad_h: Tensor, grad_X: Tensor):  # autograd gives zeros for unused outputs
+        return (*ops.interaction_messages_backward(grad_h, grad_X, *ctx.saved_tensors, ctx.num_heads), None, None,
+                None)
+
+    def rejected_backward(ctx, grad: Tensor):
+        return (*ops.rejected_inner_product_backward(grad, *ctx.saved_tensors), None, None)
+
+    torch.library.register_autograd("geodite::interaction_messages", interaction_backward,
+                                    setup_context=save_interaction)
+    torch.library.register_autograd("geodite::rejected_inner_product", rejected_backward, setup_context=save_rejected)
+
