@@ -2,9 +2,10 @@
 
 Each simulation (an ASE integrator, unchanged: the same Nosé–Hoover chain or Langevin code as a run
 alone) runs in its own thread with a :class:`LockstepCalculator`. A force call blocks until every
-simulation still running has asked for its forces; the last to ask evaluates them all in one
+simulation still running has asked for its forces; then the calling thread of :func:`run_in_lockstep`
+(the only one that calls the model) evaluates them all in one
 :meth:`~geodite.calculator.Evaluator.evaluate` call (forward passes of up to the Evaluator's
-``max_atoms`` atoms) and wakes the others. A simulation that ends (finished, unstable or failed) leaves,
+``max_atoms`` atoms) and wakes them. A simulation that ends (finished, unstable or failed) leaves,
 and the rest go on without it. Threads only wait for each other: the model call, the one expensive part,
 runs once per step for all of them.
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from ase import Atoms
@@ -33,8 +34,9 @@ class LockstepCancelled(RuntimeError):
 
 
 class Lockstep:
-    """The meeting point of ``members`` simulations: :meth:`evaluate` returns when all members still in
-    have asked, after one Evaluator call for all of them; :meth:`leave` takes a member out."""
+    """The meeting point of ``members`` simulations: :meth:`evaluate` (a member's thread) returns once every
+    member still in has asked and :meth:`serve` (the one thread that calls the model) has evaluated them all
+    in one Evaluator call; :meth:`leave` takes a member out."""
 
     def __init__(self, evaluator: Evaluator, members: int):
         self.evaluator = evaluator
@@ -44,6 +46,7 @@ class Lockstep:
         self._waiting: dict[int, tuple[Atoms, bool, NeighbourCache | None]] = {}
         self._results: dict[int, Prediction | BaseException] = {}
         self._cancelled = False
+        self._left = False
 
     def evaluate(self, member: int, atoms: Atoms, compute_stress: bool,
                  neighbours: NeighbourCache | None) -> Prediction:
@@ -52,7 +55,7 @@ class Lockstep:
             if self._cancelled:
                 raise LockstepCancelled("the lockstep batch was stopped")
             self._waiting[member] = (atoms, compute_stress, neighbours)
-            self._run_if_all_waiting()
+            self._condition.notify_all()
             while member not in self._results:
                 if self._cancelled:
                     raise LockstepCancelled("the lockstep batch was stopped")
@@ -66,7 +69,8 @@ class Lockstep:
         """One member fewer: the others no longer wait for it."""
         with self._condition:
             self.members -= 1
-            self._run_if_all_waiting()
+            self._left = True
+            self._condition.notify_all()
 
     def cancel(self) -> None:
         """Wake every waiting member with :class:`LockstepCancelled`."""
@@ -74,20 +78,29 @@ class Lockstep:
             self._cancelled = True
             self._condition.notify_all()
 
-    def _run_if_all_waiting(self) -> None:
-        if not self._waiting or len(self._waiting) < self.members:
-            return
-        members = list(self._waiting)
-        requests = [self._waiting.pop(m) for m in members]
+    def serve(self, timeout: float) -> None:
+        """Wait (≤ ``timeout`` s) until every member still in waits, then evaluate them all in one call, in
+        this thread; return early when a member leaves. All model calls come from the thread that serves:
+        torch's OpenMP thread team belongs to the calling thread, and calls from many threads made as many
+        teams spin against each other (3× slower on 2 cores)."""
+        with self._condition:
+            ready = self._condition.wait_for(
+                lambda: self._left or (self._waiting and len(self._waiting) >= self.members), timeout)
+            self._left = False
+            if not ready or not self._waiting or len(self._waiting) < self.members:
+                return
+            members = list(self._waiting)
+            requests = [self._waiting.pop(m) for m in members]
         try:
             predictions: list = self.evaluator.evaluate(
                 [atoms for atoms, _, _ in requests], any(stress for _, stress, _ in requests),
                 neighbours=[cache for _, _, cache in requests])
         except Exception as error:  # noqa: BLE001 - every member waiting on this call gets the error
             predictions = [error] * len(members)
-        self.calls += 1
-        self._results.update(zip(members, predictions))
-        self._condition.notify_all()
+        with self._condition:
+            self.calls += 1
+            self._results.update(zip(members, predictions))
+            self._condition.notify_all()
 
 
 class LockstepCalculator(GeoditeCalculator):
@@ -123,8 +136,11 @@ def run_in_lockstep(
     with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="lockstep") as pool:
         futures = {pool.submit(member, index): index for index in range(len(jobs))}
         try:
-            for future in as_completed(futures):
-                error = future.exception()
-                yield jobs[futures[future]], future.result() if error is None else error
+            while futures:
+                lockstep.serve(timeout=0.05)
+                for future in [f for f in futures if f.done()]:
+                    index = futures.pop(future)
+                    error = future.exception()
+                    yield jobs[index], future.result() if error is None else error
         finally:
             lockstep.cancel()
