@@ -131,9 +131,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--batch-atoms", type=int, help="atoms per call of the batched mode (default: the Evaluator's)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     calculator = make_calculator(args.model, "cpu", args.dtype)
+    if args.batch_atoms:
+        calculator.evaluator.max_atoms = args.batch_atoms
     out: dict = {"model": args.model, "threads": args.threads, "dtype": args.dtype,
                  "batch_atoms": calculator.evaluator.max_atoms}
     workloads = args.workloads.split(",")
