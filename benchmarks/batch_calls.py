@@ -66,16 +66,21 @@ def compare(work: Callable[[bool], object], repeats: int, evaluator: Evaluator |
     return {"one_s": round(one, 3), "batched_s": round(batched, 3), "speedup": round(one / batched, 2)}
 
 
+def prototype_supercells(item: dict) -> list:
+    """The FC2 + FC3 displaced supercells (ase.Atoms) of a κ item's prototype structure, with the task's
+    supercells (``geodite.data.kappa.offline_items``), skipped displacements left out."""
+    atoms = kdata.prototype_atoms(item["formula"], item["spg_num"], cell=item["cell"])
+    ph3 = phonons.init_phono3py(atoms, fc2_supercell=item["fc2_supercell"], fc3_supercell=item["fc3_supercell"],
+                                q_mesh=item["q_mesh"])
+    return [c for c in phonons.fc2_displacements(ph3) + phonons.fc3_displacements(ph3) if c is not None]
+
+
 def kappa_sets(calculator: GeoditeCalculator, n_materials: int, repeats: int) -> list[dict]:
     """FC2 + FC3 displacement sets of the first ``n_materials`` offline materials, one structure a call vs
     batched."""
     out = []
     for item in kdata.offline_items()[:n_materials]:
-        atoms = kdata.prototype_atoms(item["formula"], item["spg_num"], cell=item["cell"])
-        ph3 = phonons.init_phono3py(atoms, fc2_supercell=item["fc2_supercell"], fc3_supercell=item["fc3_supercell"],
-                                    q_mesh=item["q_mesh"])
-        cells = phonons.fc2_displacements(ph3) + phonons.fc3_displacements(ph3)
-        cells = [c for c in cells if c is not None]
+        cells = prototype_supercells(item)
         evaluate = lambda structures, compute_stress: predict(calculator, structures, compute_stress)  # noqa: E731
         row = compare(lambda batched: supercell_forces(cells, evaluate), repeats, calculator.evaluator)
         out.append({"material": item["formula"], "supercells": len(cells),

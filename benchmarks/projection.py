@@ -32,13 +32,14 @@ import numpy as np
 import pandas as pd
 import torch
 from pymatgen.core import Structure
-from pymatgen.io.ase import AseAtomsAdaptor
 
-from geodite import phonons
+from batch_calls import prototype_supercells  # this folder's script (run as python benchmarks/projection.py)
+
 from geodite.calculator import Evaluator
 from geodite.data import kappa as kdata
 from geodite.data import wbm
 from geodite.relax import RelaxSettings, relax_in_flight
+from geodite.tasks.discovery import DiscoveryTask
 from geodite.tasks.speed import make_calculator
 
 WBM_STRUCTURES = 256_963  # Matbench Discovery's full test set (docs/benchmarks.md)
@@ -61,9 +62,8 @@ def starts(n: int, initial: str | None = None) -> list:
         from ase.db import connect
 
         return [row.toatoms() for row in connect(initial).select(limit=n)]
-    records = wbm.load_offline_wbm()[:n]
-    return [wbm.perturb_atoms(AseAtomsAdaptor.get_atoms(Structure.from_dict(r["structure"])),
-                              wbm.item_seed(r["material_id"], 0)) for r in records]
+    task = DiscoveryTask(mode="offline")
+    return [task.start_structure(item) for item in task.items()[:n]]
 
 
 def measure_relaxations(evaluator: Evaluator, structures: list, budget: int) -> dict:
@@ -96,13 +96,9 @@ def kappa_workload() -> pd.DataFrame:
     """Displaced supercells (FC2 + FC3) and their atoms per material of the 103."""
     rows = []
     for item in kdata.offline_items():
-        atoms = kdata.prototype_atoms(item["formula"], item["spg_num"], cell=item["cell"])
-        ph3 = phonons.init_phono3py(atoms, fc2_supercell=item["fc2_supercell"], fc3_supercell=item["fc3_supercell"],
-                                    q_mesh=item["q_mesh"])
-        fc2 = [c for c in phonons.fc2_displacements(ph3) if c is not None]
-        fc3 = [c for c in phonons.fc3_displacements(ph3) if c is not None]
+        cells = prototype_supercells(item)
         rows.append({"material": item["material_id"], "formula": item["formula"],
-                     "atom_evaluations": sum(map(len, fc2)) + sum(map(len, fc3)), "supercells": len(fc2) + len(fc3)})
+                     "atom_evaluations": sum(map(len, cells)), "supercells": len(cells)})
     return pd.DataFrame(rows)
 
 
@@ -133,8 +129,7 @@ def main() -> None:
     structures = starts(args.n, args.initial)
     evaluator = make_calculator(args.model, "cpu", "float32").evaluator
     measured = measure_relaxations(evaluator, structures, 512)
-    sizes = np.array([len(AseAtomsAdaptor.get_atoms(Structure.from_dict(r["structure"])))
-                      for r in wbm.load_offline_wbm()])
+    sizes = np.array([len(Structure.from_dict(r["structure"])) for r in wbm.load_offline_wbm()])
     kappa = kappa_workload()
     speed = pd.read_csv(args.speed)
     calibration = 1.0

@@ -19,11 +19,8 @@ import time
 
 import numpy as np
 import torch
-from pymatgen.core import Structure
-from pymatgen.io.ase import AseAtomsAdaptor
-
-from geodite.data import wbm
 from geodite.relax import relax_structures
+from geodite.tasks.discovery import DiscoveryTask
 from geodite.tasks.speed import make_calculator
 
 
@@ -40,12 +37,9 @@ def throughput(
     0.05 eV/Å, ≤ ``steps`` steps), and the per-atom energy differences (eV/atom) between two backends.
     ``model``: a registry name, or ``geodite-published`` (the published size with untrained weights, for
     timing only: a fixed ``steps`` makes the work comparable)."""
-    records = wbm.load_offline_wbm()[:n]
-    starts = [
-        wbm.perturb_atoms(AseAtomsAdaptor.get_atoms(Structure.from_dict(r["structure"])),
-                          wbm.item_seed(r["material_id"], 0), rattle=0.05, strain=0.03)
-        for r in records
-    ]
+    task = DiscoveryTask(mode="offline")
+    records = task.items()[:n]
+    starts = [task.start_structure(r) for r in records]
     n_atoms = np.array([len(a) for a in starts])
     out: dict = {"n": len(starts), "atoms_mean": float(n_atoms.mean()), "atoms_max": int(n_atoms.max())}
     energies, details = {}, {}
