@@ -7,6 +7,8 @@ LIMIT  ?=
 JOBS   ?= 2
 ## the locked test set (pip-tools, hashed): what `make install` installs, CI included; `make lock` writes it
 LOCK   := requirements/test.txt
+## the installer, pinned and hashed: bootstrapped into every venv before anything else is installed
+PIP_LOCK := requirements/pip.txt
 
 .PHONY: install lock peers test test-slow bench bench-speed clean
 
@@ -14,9 +16,11 @@ $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || \
 		{ echo "error: Python 3.11 is needed (PYTHON=$(PYTHON) is $$($(PYTHON) --version))"; exit 2; }
 	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --require-hashes -r $(PIP_LOCK)
 
 ## install: exactly the locked versions (hash-checked), then the package itself, editable, without resolving
-$(VENV)/.installed: $(LOCK) pyproject.toml | $(BIN)/python
+$(VENV)/.installed: $(LOCK) $(PIP_LOCK) pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --require-hashes -r $(PIP_LOCK)
 	$(BIN)/pip install --quiet --require-hashes -r $(LOCK)
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
@@ -29,7 +33,8 @@ install: $(VENV)/.installed
 LOCK_VENV := .venv-lock
 $(LOCK_VENV)/bin/pip-compile:
 	$(PYTHON) -m venv $(LOCK_VENV)
-	$(LOCK_VENV)/bin/pip install --quiet 'pip==26.3' 'pip-tools==7.6.2'
+	$(LOCK_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --require-hashes -r $(PIP_LOCK)
+	$(LOCK_VENV)/bin/pip install --quiet 'pip-tools==7.6.2'
 
 lock: $(LOCK_VENV)/bin/pip-compile
 	$(LOCK_VENV)/bin/pip-compile --quiet $(if $(UPGRADE),--upgrade) --generate-hashes --allow-unsafe --strip-extras \
