@@ -17,7 +17,6 @@ from ase.stress import voigt_6_to_full_3x3_stress
 
 from geodite.calculator import Prediction, describe, predict
 from geodite.checkpoints import file_sha256
-from geodite.registry import model_label
 from geodite.tasks.results import table_markdown
 
 #: where reference values may sit on an Atoms object, first match wins
@@ -230,13 +229,14 @@ def public_columns(table: pd.DataFrame) -> pd.DataFrame:
     return table[[c for c in table.columns if not c.startswith("_")]]
 
 
-def summary_row(summary: dict) -> dict:
-    """One model's ``geodite eval`` summary as a row of the comparison table, in meV units."""
+def summary_row(summary: dict, label: str) -> dict:
+    """One model's ``geodite eval`` summary, filed under ``label`` (its folder, see
+    :func:`~geodite.registry.model_label`), as a row of the comparison table, in meV units."""
     def milli(key: str) -> float:
         return np.nan if summary.get(key) is None else 1000 * summary[key]
 
     return {
-        "model": model_label(summary["model"]),
+        "model": label,
         "energy convention": summary.get("energy_convention", ""),
         "structures": summary["n_structures"],
         "failed": summary["n_failed"],
@@ -272,7 +272,7 @@ def comparison_table(results_dir: str | Path, key: str) -> pd.DataFrame:
                          for path, summary in zip(paths, summaries))
         raise MixedDataError(f"the results filed as {key} were scored on different files ({seen}); "
                              f"rerun those models on one file")
-    table = pd.DataFrame([summary_row(summary) for summary in summaries])
+    table = pd.DataFrame([summary_row(summary, path.parent.name) for path, summary in zip(paths, summaries)])
     return table.sort_values("force MAE (meV/Å)", ignore_index=True) if len(table) else table
 
 

@@ -14,10 +14,12 @@ The peers' packages (optional extras) are imported only inside their factories.
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ import ase.filters
 from ase.calculators.emt import EMT
 
 from geodite.calculator import GeoditeCalculator, torch_device
+from geodite.checkpoints import file_sha256, resolve_model_path
 
 UNCORRECTED = "uncorrected"
 MP2020_CORRECTED = "mp2020_corrected"
@@ -61,6 +64,15 @@ class ModelSpec:
             f"Model {self.name!r} needs {', '.join(self.requires)} which is not installed. "
             f"Install it with: {hint}"
         )
+
+    def weights_identity(self) -> dict[str, str]:
+        """What fixes this model's weights, for a results store's protocol: the sha256 of a Geodite checkpoint
+        file (the shipped one, the published ``geodite-mp``, downloaded if not cached, or a path), else the
+        version of the package the weights come with (``"chgnet 0.3.8"``), so rows of other weights are
+        never reused under the same name."""
+        if self.checkpoint is not None:
+            return {"weights_sha256": file_sha256(resolve_model_path(self.checkpoint))}
+        return {"weights_package": " ".join(_package_version(module) for module in self.requires[:1])}
 
     def make_calculator(self, device: str = "cpu", dtype: str = "float32", **kwargs: Any):
         if not self.available():
@@ -170,6 +182,15 @@ REGISTRY: dict[str, ModelSpec] = {
 DEFAULT_MODEL = "geodite"
 
 
+def _package_version(module: str) -> str:
+    """"<distribution> <version>" of the installed package providing ``module`` (e.g. mace → mace-torch)."""
+    distribution = (importlib.metadata.packages_distributions().get(module) or [module])[0]
+    try:
+        return f"{distribution} {importlib.metadata.version(distribution)}"
+    except importlib.metadata.PackageNotFoundError:
+        return f"{distribution} (not installed)"
+
+
 def _looks_like_path(name: str) -> bool:
     return name not in REGISTRY and (
         Path(name).suffix in {".pt", ".pth", ".ckpt"} or "/" in name or Path(name).exists()
@@ -191,12 +212,39 @@ def get_calculator(name: str = DEFAULT_MODEL, device: str = "cpu", dtype: str = 
     return get_spec(name).make_calculator(device=device, dtype=dtype, **kwargs)
 
 
+LABEL_HASH_CHARS = 8  # hex digits of a checkpoint's sha256 in its label
+
+
+@lru_cache(maxsize=64)
+def _weights_digest(path: str, mtime_ns: int, size: int) -> str:
+    """sha256 of a checkpoint file, once per (path, modification time, size)."""
+    return file_sha256(path)
+
+
 def model_label(name: str) -> str:
-    """A filesystem-safe label for results directories (checkpoint path → file stem)."""
+    """The filesystem-safe label a model's results are filed under (``results/<task>/<label>/``): a registry
+    name as it is; a checkpoint path → its file stem and the first 8 hex digits of its weights' sha256
+    (``best.pt`` → ``best-1a2b3c4d``), so two checkpoint files never share results unless their weights are the
+    same, and a user's ``geodite.pt`` never lands on the shipped model's; anything else (a label) cleaned.
+    A path that looks like a checkpoint but is not a file raises KeyError (nothing to label)."""
     if name in REGISTRY:
         return name
-    stem = Path(name).stem if _looks_like_path(name) else name
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in stem)
+    if not _looks_like_path(name):
+        return _filename_safe(name)
+    path = Path(name).expanduser()
+    try:
+        stat = path.resolve().stat()
+    except OSError:
+        stat = None
+    if stat is None or not path.is_file():
+        raise KeyError(f"no checkpoint at {name}: a checkpoint's results are filed under its file name and weights' "
+                       "hash, so the file must exist (or pass the label, e.g. best-1a2b3c4d)")
+    digest = _weights_digest(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    return f"{_filename_safe(path.stem)}-{digest[:LABEL_HASH_CHARS]}"
+
+
+def _filename_safe(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
 
 
 def list_models() -> list[dict[str, Any]]:

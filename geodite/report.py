@@ -135,11 +135,15 @@ def stored_items(directory: Path) -> int:
 
 
 def status_label(result: TaskResult) -> str:
-    """"ok", "partial: K of N ok (F failed)" when items failed, the partial/not-run reason of a task without
-    metrics, or "not run"."""
+    """"ok", "partial: K of N ok (F failed)" when items failed, "partial: S items stored, the metrics cover N"
+    when rows were stored after the metrics were written (a run that did not finish), the partial/not-run
+    reason of a task without metrics, or "not run"."""
     if result.metrics is None:
         return result.reason if result.reason and result.reason.startswith("partial") else "not run"
     n, failed = result.metrics.get("n_items"), result.metrics.get("n_failed") or 0
+    if n is not None and result.stored > n:
+        return (f"partial: {result.stored} items stored, the metrics cover {n} (the last run did not finish: "
+                "run it again to summarise them all)")
     return f"partial: {n - failed} of {n} ok ({failed} failed)" if n and failed else "ok"
 
 
@@ -284,7 +288,8 @@ def task_section(task: str, labels: Sequence[str], results_dir: Path) -> list[Bl
             reason = r.reason if r.reason.startswith(("not run", "partial")) else "not run — " + r.reason
             doc.append(("note", f"**{r.model}**: {task} {reason}"))
         elif status_label(r) != "ok":
-            doc.append(("note", f"**{r.model}**: {task} {status_label(r)}; the metrics cover the items that ran"))
+            covered = "" if "the metrics cover" in status_label(r) else "; the metrics cover the items that ran"
+            doc.append(("note", f"**{r.model}**: {task} {status_label(r)}{covered}"))
     ran = [r for r in results if r.metrics is not None]
     if not ran:
         return doc

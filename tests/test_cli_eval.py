@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,6 +12,7 @@ from typer.testing import CliRunner
 
 from geodite.cli.main import app
 from geodite.evaluate import data_key
+from geodite.registry import model_label
 from tests.conftest import DATA
 
 runner = CliRunner()
@@ -32,7 +34,7 @@ def test_eval_golden_fixture_at_round_off(tmp_path):
     assert summary["energy_per_atom_mae"] < 1e-6 and summary["max_abs_energy_error"] < 1e-6
     assert summary["max_abs_force_error"] < 1e-6 and summary["stress_rmse"] < 1e-6
     key, _ = data_key(DATA / "geodite_small_cases.extxyz")
-    table = (tmp_path / "eval" / "geodite_small_checkpoint" / f"{key}.csv").read_text()
+    table = (tmp_path / "eval" / model_label(str(DATA / "geodite_small_checkpoint.pt")) / f"{key}.csv").read_text()
     assert "a_Si_diamond" in table
 
 
@@ -71,7 +73,7 @@ def test_eval_compares_geodite_with_an_ase_calculator(tmp_path):
     assert emt["zero_forces_mae"] == 0.0 and emt["forces_mae"] > 0.0
     key, _ = data_key(tmp_path / "cu.extxyz")
     table = pd.read_csv(tmp_path / "eval" / f"{key}.csv")
-    assert sorted(table["model"]) == ["emt", "geodite_small_checkpoint"]
+    assert sorted(table["model"]) == ["emt", model_label(str(DATA / "geodite_small_checkpoint.pt"))]
     assert (table["structures"] == 3).all()
     assert "| emt |" in (tmp_path / "eval" / f"{key}.md").read_text()
 
@@ -80,3 +82,28 @@ def test_eval_unknown_model_is_a_clear_error(tmp_path):
     result = runner.invoke(app, ["eval", "--data", str(DATA / "mptrj-10-systems.db"), "--model", "no-such-model"])
     assert result.exit_code == 2
     assert "unknown model" in result.output
+
+
+def test_checkpoints_never_share_a_label_with_another_model(tmp_path):
+    """A user's geodite.pt beside the shipped geodite, and two checkpoints named alike with other weights: each
+    keeps its own summary and the comparison has one row per model (not "comparison of 1 models")."""
+    import shutil
+
+    import geodite
+
+    users = tmp_path / "mine" / "geodite.pt"
+    other = tmp_path / "theirs" / "geodite.pt"
+    for path, source in ((users, DATA / "geodite_small_checkpoint.pt"),
+                         (other, Path(geodite.__file__).parent / "weights" / "geodite-distilled.pt")):
+        path.parent.mkdir()
+        shutil.copy(source, path)
+    data = DATA / "geodite_small_cases.extxyz"
+    result = runner.invoke(app, ["eval", "--data", str(data), "--results-dir", str(tmp_path / "r"), "--limit", "2",
+                                 "--model", "geodite", "--model", str(users), "--model", str(other)])
+    assert result.exit_code == 0, result.output
+    assert "comparison of 3 models" in " ".join(result.output.split())
+    key, _ = data_key(data)
+    shipped = json.loads((tmp_path / "r" / "eval" / "geodite" / f"{key}.summary.json").read_text())
+    assert shipped["model"] == "geodite"  # not overwritten by the user's geodite.pt
+    table = pd.read_csv(tmp_path / "r" / "eval" / f"{key}.csv")
+    assert sorted(table["model"]) == sorted(["geodite", model_label(str(users)), model_label(str(other))])

@@ -11,12 +11,13 @@ from typer.testing import CliRunner
 
 from geodite.cli.main import app
 from geodite.evaluate import data_key
+from geodite.registry import model_label
 from tests.conftest import DATA
 
 runner = CliRunner()
 CASES = DATA / "geodite_small_cases.extxyz"  # 8 frames with the small model's own references
 MODEL = str(DATA / "geodite_small_checkpoint.pt")
-LABEL = "geodite_small_checkpoint"
+LABEL = model_label(MODEL)
 
 
 def evaluate(data, results_dir, *models: str):

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 import typer
@@ -42,12 +45,49 @@ def test_unknown_name():
         get_spec("no-such-model")
 
 
+SMALL = Path(__file__).parent / "data" / "geodite_small_checkpoint.pt"
+SHIPPED = Path(registry.__file__).parent / "weights" / "geodite-distilled.pt"
+
+
+def _copy(source: Path, destination: Path) -> str:
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(source, destination)
+    return str(destination)
+
+
 def test_checkpoint_path_entry(tmp_path):
-    path = tmp_path / "my-run" / "best.pt"
-    spec = get_spec(str(path))
-    assert spec.path == str(path) and spec.energy_convention == UNCORRECTED
-    assert model_label(str(path)) == "best"
+    path = _copy(SMALL, tmp_path / "my-run" / "best.pt")
+    spec = get_spec(path)
+    assert spec.path == path and spec.energy_convention == UNCORRECTED
+    assert model_label(path) == "best-" + hashlib.sha256(SMALL.read_bytes()).hexdigest()[:8]
     assert model_label("geodite-mp") == "geodite-mp"
+    with pytest.raises(KeyError, match="no checkpoint at"):
+        model_label(str(tmp_path / "gone.pt"))
+
+
+def test_checkpoint_labels_are_unique_per_weights(tmp_path):
+    """A user's geodite.pt never files its results under the shipped model's label; two checkpoints whose names
+    clean up alike get two labels unless their weights are the same file content."""
+    users = _copy(SMALL, tmp_path / "geodite.pt")
+    assert model_label(users) != "geodite" and model_label(users).startswith("geodite-")
+    first, second = _copy(SMALL, tmp_path / "my model.pt"), _copy(SHIPPED, tmp_path / "my_model.pt")
+    assert model_label(first) != model_label(second)
+    same = _copy(SMALL, tmp_path / "elsewhere" / "my model.pt")
+    assert model_label(same) == model_label(first)
+
+
+def test_weights_identity_fixes_every_models_weights(tmp_path, monkeypatch):
+    """The store's protocol gets the checkpoint's sha256 for every Geodite entry, geodite-mp's cached download
+    included, and the package version for peers whose weights come with their package."""
+    monkeypatch.setenv("GEODITE_CACHE_DIR", str(tmp_path))
+    from geodite.checkpoints import cache_dir
+
+    _copy(SMALL, cache_dir() / "Geodite-MP.ckpt")
+    expected = hashlib.sha256(SMALL.read_bytes()).hexdigest()
+    assert get_spec("geodite-mp").weights_identity() == {"weights_sha256": expected}
+    shipped = hashlib.sha256(SHIPPED.read_bytes()).hexdigest()
+    assert get_spec("geodite").weights_identity() == {"weights_sha256": shipped}
+    assert get_spec("emt").weights_identity()["weights_package"].startswith("ase ")
 
 
 def test_missing_extra_message(monkeypatch):

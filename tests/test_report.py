@@ -14,9 +14,10 @@ from geodite import report as rep
 from geodite.tasks import suite
 from geodite.provenance import data_files
 from geodite.cli.main import app
+from geodite.registry import model_label
 
 SMALL = str(Path(__file__).parent / "data" / "geodite_small_checkpoint.pt")
-LABEL = "geodite_small_checkpoint"
+LABEL = model_label(SMALL)
 PNG_1x1 = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
 )

@@ -79,3 +79,27 @@ def test_status_label():
     ok = rep.TaskResult("md", "geodite", metrics={"n_items": 6, "n_failed": 0})
     assert rep.status_label(ok) == "ok"
     assert rep.status_label(rep.TaskResult("md", "geodite", reason="not run (no results in x)")) == "not run"
+
+
+def test_the_report_shows_everything_stored_not_the_last_run(tmp_path):
+    """The README's walk: a wider run, then a narrower one (--elements, --limit) reusing stored rows; the
+    metrics files and the report still cover every stored item, and the narrower run says what it covered."""
+    bench = ["bench", "diatomics", "--model", "emt", "--results-dir", str(tmp_path), "--no-progress", "--no-plots"]
+    assert runner.invoke(app, [*bench, "--elements", "H,N,O,Cu"]).exit_code == 0
+    narrower = runner.invoke(app, [*bench, "--elements", "H,N", "--limit", "1", "--json"])
+    assert narrower.exit_code == 0, narrower.output
+    summary = json.loads(narrower.stdout.strip().splitlines()[-1])
+    assert (summary["n_items"], summary["n_scored"], summary["n_run_items"]) == (4, 4, 1)
+    assert "the summary covers all 4 items stored" in flat(narrower.output)
+    result = runner.invoke(app, ["report", "--model", "emt", "--results-dir", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    markdown = Path(json.loads(result.stdout.strip().splitlines()[-1])["markdown"]).read_text()
+    assert "| n_items | 4 |" in markdown and "| n_scored | 4 |" in markdown
+
+
+def test_rows_stored_after_the_metrics_are_not_hidden(tmp_path):
+    """A later run that stored rows but did not finish: the report says the metrics cover fewer items."""
+    finished(tmp_path, "discovery", "geodite", 2)
+    interrupted(tmp_path, "discovery", "geodite", 5)
+    status = json.loads(report(tmp_path).stdout.strip().splitlines()[-1])["status"]["discovery"]["geodite"]
+    assert status.startswith("partial: 5 items stored, the metrics cover 2")

@@ -3,7 +3,8 @@
 A task (:class:`Task`) is a protocol over items producing one row per item, then metrics over the rows.
 It implements ``run_item(item, ctx) -> row`` or ``run_batch(items, ctx) -> Iterator[row]``; ``ctx`` is a
 :class:`WorkerContext` (the model, :meth:`WorkerContext.evaluate`, the scratch folder). Its protocol
-parameters are dataclass fields marked ``field(metadata=PROTOCOL)`` (:func:`protocol_config`). An item's
+parameters are dataclass fields marked ``field(metadata=PROTOCOL)`` (:func:`protocol_config`), to which the
+runner adds the model's weights and dtype (:func:`model_protocol`). An item's
 exception is its :func:`failed_row`; :func:`item_rows` runs ``run_item`` over a chunk. Everything else
 (workers, Dask, the store, resumption) is :mod:`geodite.tasks.runner`'s.
 """
@@ -30,6 +31,13 @@ def protocol_config(task) -> dict:
     config = {f.name: getattr(task, f.name) for f in dataclasses.fields(task) if f.metadata.get("protocol")}
     extras = getattr(task, "protocol_extras", None)
     return config | (extras() if extras is not None else {})
+
+
+def model_protocol(spec, dtype: str) -> dict:
+    """The model's part of a store's protocol: what fixes its weights (``spec.weights_identity()``: a checkpoint's
+    sha256, or the package the weights come with) and the floating-point ``dtype`` it ran in, so rows of other
+    weights or another precision are refused rather than reused."""
+    return spec.weights_identity() | {"dtype": dtype}
 
 
 @dataclass

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -135,18 +136,26 @@ class DiatomicsTask:
         return [{"key": s, "symbol": s} for s in symbols]
 
     def run_batch(self, items: list[dict], ctx) -> Iterator[dict]:
-        """Every dimer of every element of ``items`` in one ``ctx.evaluate`` call, then one row per element."""
+        """Every dimer of every element of ``items`` in one ``ctx.evaluate`` call, then one row per element.
+
+        Each row's ``item_wall_s`` (s) is its share of that call, in proportion to its points, plus its own
+        scoring time: the run time the CDS sums is then the same for the same rows however they were chunked
+        (the call's whole time is not charged to the chunk's first element)."""
         curves = {item["key"]: distances_for(item["symbol"], self.protocol) for item in items}
         structures = [dimer(item["symbol"], x, self.protocol) for item in items for x in curves[item["key"]]]
+        started = time.perf_counter()
         predictions = ctx.evaluate(structures, compute_stress=False)
+        per_point_s = (time.perf_counter() - started) / max(1, len(structures))
         start = 0
         for item in items:
             r = curves[item["key"]]
+            scoring = time.perf_counter()
             try:
-                yield self.row(item["symbol"], r, *curve_arrays(predictions[start : start + len(r)], r)) | {"key": item["key"]}
+                row = self.row(item["symbol"], r, *curve_arrays(predictions[start : start + len(r)], r))
             except Exception as exc:  # noqa: BLE001 - one element's curve must not stop the others
-                yield failed_row(item["key"], exc)
+                row = failed_row(item["key"], exc)
             start += len(r)
+            yield row | {"key": item["key"], "item_wall_s": per_point_s * len(r) + time.perf_counter() - scoring}
 
     def row(self, symbol: str, r: np.ndarray, energies: np.ndarray, forces: np.ndarray) -> dict:
         """The row of one element's curve: r (Å), energies (eV), Cartesian forces [n, 2, 3] (eV/Å)."""

@@ -56,10 +56,9 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from geodite.checkpoints import file_sha256, resolve_model_path
 from geodite.registry import ModelNotAvailableError, get_spec, model_label
 from geodite.submission import write_submission
-from geodite.tasks.contract import Task, WorkerContext, failed_row, item_rows, protocol_config
+from geodite.tasks.contract import Task, WorkerContext, failed_row, item_rows, model_protocol, protocol_config
 from geodite.tasks.lifetime import die_with_parent
 from geodite.tasks.lock import RunLock
 from geodite.tasks.results import task_dir, write_metrics, write_rows
@@ -106,9 +105,9 @@ def get_context_for(setup: ModelSetup | str) -> WorkerContext:
 def iter_chunk(task: Task, items: list[dict], setup: ModelSetup, scratch: Path | None = None) -> Iterator[dict]:
     """Run ``task`` on a chunk of items in this process, yielding each row as it finishes (any order).
 
-    ``item_wall_s`` of a row is the time since the previous row of the chunk (a batch has no
-    per-item time). An exception escaping ``run_batch`` fails the items it had not finished; only
-    a model that cannot be built raises."""
+    ``item_wall_s`` (s) of a row is the task's own charge where it gives one (a batch task sharing a model call
+    among its items, e.g. diatomics), else the time since the previous row of the chunk. An exception escaping
+    ``run_batch`` fails the items it had not finished; only a model that cannot be built raises."""
     with contextlib.redirect_stdout(sys.stderr):  # stdout is reserved for --json
         ctx = dataclasses.replace(get_context_for(setup), scratch=scratch)
         pending = {item["key"] for item in items}
@@ -120,7 +119,8 @@ def iter_chunk(task: Task, items: list[dict], setup: ModelSetup, scratch: Path |
                 row.setdefault("status", "ok")
                 pending.discard(row["key"])
                 now = time.perf_counter()
-                row["item_wall_s"], last = now - last, now
+                row.setdefault("item_wall_s", now - last)
+                last = now
                 yield row
         except Exception as exc:  # noqa: BLE001 - the batch failed: its unfinished items fail with it
             for key in [item["key"] for item in items if item["key"] in pending]:
@@ -285,17 +285,27 @@ def _progress(enabled: bool, total: int, done: int, description: str):
     return progress, tid
 
 
-def _weights_identity(spec) -> dict:
-    """For a Geodite checkpoint file here ('geodite', a path): its sha256, so a store of results made with other
-    weights under the same name (e.g. after the shipped checkpoint changed) is refused, not silently resumed.
-    The published 'geodite-mp' file is fixed by its name; peers' weights come with their packages."""
-    if spec.checkpoint is None or spec.checkpoint == "geodite-mp":
-        return {}
-    return {"weights_sha256": file_sha256(resolve_model_path(spec.checkpoint))}
+def stored_frame(rows: dict[str, dict], order: list[str]) -> pd.DataFrame:
+    """Every stored row (``key`` → row, all of one protocol) as the table the metrics are computed from: those
+    of the task's items in ``order`` first, then any others (items of an earlier, wider selection such as
+    more ``--elements``) in store order; the traceback column is left in the store."""
+    listed = set(order)
+    keys = [k for k in order if k in rows] + [k for k in rows if k not in listed]
+    df = pd.DataFrame([rows[k] for k in keys]) if keys else pd.DataFrame(columns=["key", "status"])
+    return df.drop(columns=["traceback"], errors="ignore")
+
+
+def run_scope(n_stored: int, n_run: int, n_task: int, limit: int | None) -> str:
+    """One line saying what a summary covers (every stored item of the protocol) and what this run asked for."""
+    asked = (f"the first {n_run} of the task's {n_task} items (--limit {limit})" if limit is not None and n_run < n_task
+             else f"{n_run} items")
+    return f"the summary covers all {n_stored} items stored under this protocol; this run: {asked}"
 
 
 def run_task(task: Task, opts: RunOptions, client=None, log=None) -> dict:
-    """Run ``task`` for ``opts.model``; returns the summary (what ``--json`` prints)."""
+    """Run ``task`` for ``opts.model``; returns the summary (what ``--json`` prints). The metrics, table, files
+    and plots cover every item stored under the task's protocol, not only this run's (``--limit``, a narrower
+    selection): a run over a subset never replaces a fuller summary; ``scope`` says what each covers."""
     log = log or (lambda msg: print(msg, file=sys.stderr))
     t0 = time.perf_counter()
     spec = get_spec(opts.model)  # fail fast on unknown names
@@ -317,19 +327,19 @@ def _run_locked(task: Task, opts: RunOptions, client, log, spec, store: ResultSt
         store.discard()
         shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True, exist_ok=True)
-    config = protocol_config(task) | _weights_identity(spec)
+    config = protocol_config(task) | model_protocol(spec, opts.dtype)
     store.check_or_write_meta(
         {"task": task.name, "model": opts.model, "energy_convention": spec.energy_convention}, config
     )
     damaged = store.set_aside_bad_lines()
     if damaged:
         log(damaged)
-    items = task.items()
-    if opts.limit is not None:
-        items = items[: opts.limit]
-    keys = [it["key"] for it in items]
-    if len(set(keys)) != len(keys):
+    task_items = task.items()
+    task_keys = [it["key"] for it in task_items]
+    if len(set(task_keys)) != len(task_keys):
         raise ValueError(f"task {task.name} produced duplicate item keys")
+    items = task_items if opts.limit is None else task_items[: opts.limit]
+    keys = task_keys[: len(items)]
     done = store.done_keys(retry_failed=opts.retry_failed) & set(keys)
     todo = [it for it in items if it["key"] not in done]
     log(f"{task.name} / {label}: {len(items)} items, {len(done)} already done, {len(todo)} to compute")
@@ -372,21 +382,22 @@ def _run_locked(task: Task, opts: RunOptions, client, log, spec, store: ResultSt
     loop_s = time.perf_counter() - t_loop
     compute_s = time.perf_counter() - t0
 
-    all_rows = store.read_rows()
-    df = pd.DataFrame([all_rows[k] for k in keys if k in all_rows])
-    if df.empty:
-        df = pd.DataFrame(columns=["key", "status"])
-    df = df.drop(columns=["traceback"], errors="ignore")  # kept in the store only
+    df = stored_frame(store.read_rows(), task_keys)
     metrics = task.metrics(df, opts.model)
     n_failed = int((df["status"] != "ok").sum()) if len(df) else 0
+    scope = run_scope(len(df), len(items), len(task_items), opts.limit)
+    if len(df) != len(items):
+        log(f"{task.name} / {label}: {scope}")
     summary = {
         "task": task.name,
         "model": opts.model,
         "energy_convention": spec.energy_convention,
-        "n_items": len(items),
+        "n_items": len(df),
+        "n_failed": n_failed,
+        "scope": scope,
+        "n_run_items": len(items),
         "n_skipped": len(done),
         "n_computed": n_computed,
-        "n_failed": n_failed,
         "wall_s": round(compute_s, 3),
         "items_per_hour": round(3600 * n_computed / loop_s, 1) if n_computed and loop_s > 0 else None,
         "workers": opts.workers,

@@ -67,6 +67,25 @@ def config_hash(config: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def _shown(value: Any, width: int = 40) -> str:
+    """A protocol value in a one-line message (long ones cut, e.g. a sha256 to its first 12 digits)."""
+    if value is None:
+        return "not recorded"
+    text = value if isinstance(value, str) else json.dumps(value)
+    if isinstance(value, str) and len(text) == 64 and all(c in "0123456789abcdef" for c in text):
+        return text[:12] + "…"
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def config_changes(stored: dict, config: dict, shown: int = 4) -> str:
+    """What differs between a stored protocol and ``config``, on one line: "dtype float32 → float64; ...";
+    an entry missing on either side is "not recorded"."""
+    now = json.loads(json.dumps(jsonable(config), default=_default))
+    keys = [k for k in sorted(set(stored) | set(now)) if stored.get(k) != now.get(k)]
+    listed = "; ".join(f"{k} {_shown(stored.get(k))} → {_shown(now.get(k))}" for k in keys[:shown])
+    return listed + (f" and {len(keys) - shown} more" if len(keys) > shown else "")
+
+
 def _parse_line(line: bytes) -> dict | str:
     """A complete store line as its row (a JSON object with str ``key`` and ``status``), or what is wrong."""
     try:
@@ -121,9 +140,13 @@ class ResultStore:
         if self.rows_path.exists() and self.rows_path.stat().st_size:
             old = self._read_meta()
             if old["config_hash"] != h:
+                changes = config_changes(old.get("config") or {}, config)
+                if old.get("model", meta.get("model")) != meta.get("model"):  # --fresh would destroy another's rows
+                    raise ConfigMismatchError(
+                        f"{self.dir} holds results of a different configuration (stored → now: {changes}) made "
+                        f"by --model {old['model']}; they are that model's: use --results-dir to write elsewhere")
                 raise ConfigMismatchError(
-                    f"{self.dir} holds results of a different configuration "
-                    f"(stored {old.get('config')}, now {jsonable(config)}); "
+                    f"{self.dir} holds results of a different configuration (stored → now: {changes}); "
                     "use --fresh to discard them or --results-dir to write elsewhere"
                 )
         body = {**meta, "config": config, "config_hash": h}

@@ -20,6 +20,7 @@ distributed = pytest.importorskip("distributed")
 from distributed.diagnostics.plugin import WorkerPlugin  # noqa: E402
 
 from geodite.cli.main import app  # noqa: E402
+from geodite.registry import model_label  # noqa: E402
 from geodite.tasks.store import ResultStore  # noqa: E402
 from tests.conftest import DATA  # noqa: E402
 from tests.rows import assert_rows_close  # noqa: E402
@@ -87,7 +88,7 @@ def cluster(tmp_path):
 
 
 def _rows(results_dir: Path) -> dict[str, dict]:
-    store = ResultStore(results_dir / "diatomics" / "geodite_small_checkpoint" / "store")
+    store = ResultStore(results_dir / "diatomics" / model_label(SMALL) / "store")
     return {key: {k: v for k, v in row.items() if k not in TIMING} for key, row in store.read_rows().items()}
 
 

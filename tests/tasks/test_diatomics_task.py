@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 from ase.calculators.calculator import Calculator, all_changes
@@ -55,7 +58,7 @@ def test_run_writes_rows_metrics_and_figures(tmp_path):
     assert summary["n_scored"] == 2
     for key in ("force_flips", "tortuosity", "pbe_energy_mae", "pbe_bond_length_error"):
         assert summary[key] is not None
-    out = tmp_path / "diatomics" / "geodite_small_checkpoint"
+    out = Path(summary["results_dir"])
     assert (out / "diatomics-curves.png").exists() and (out / "diatomics-wall.png").exists()
 
 
@@ -71,8 +74,7 @@ def test_one_call_for_all_elements_equals_one_element_at_a_time(tmp_path):
         summary = run_task(DiatomicsTask(elements=["H", "C", "Po", "Cu"]), opts)
         assert summary["n_failed"] == 1  # Po (no isolated-atom energy): the others are unaffected
         assert summary["n_scored"] == 3
-        tables[chunk] = pd.read_parquet(tmp_path / str(chunk) / "diatomics" / "geodite_small_checkpoint" /
-                                        "rows.parquet").drop(columns=["item_wall_s"])
+        tables[chunk] = pd.read_parquet(Path(summary["results_dir"]) / "rows.parquet").drop(columns=["item_wall_s"])
     curves = ["distances", "energies", "bond_forces"]
     for column in curves:  # float64 round-off of a different batch: equal to 1e-9
         for batched, single in zip(tables[None][column], tables[1][column]):
@@ -96,22 +98,62 @@ def test_unknown_protocol_or_element():
         DiatomicsTask(elements=["Xx"])
 
 
-def test_results_of_other_weights_under_the_same_name_are_not_resumed(tmp_path):
-    """The store records the checkpoint's sha256: after the weights behind a name change, resuming is refused."""
+def test_results_of_other_weights_at_the_same_path_are_not_resumed(tmp_path):
+    """A checkpoint's label carries its weights' hash: after the weights at a path change, a run files its rows
+    under a new label and computes them; the old weights' results stay as they were."""
     import shutil
 
     import torch
 
     from geodite.checkpoints import load_model, save_checkpoint
-    from geodite.tasks.store import ConfigMismatchError
 
     path = tmp_path / "model.pt"
     shutil.copy(DATA / "geodite_small_checkpoint.pt", path)
-    opts = RunOptions(model=str(path), results_dir=tmp_path / "results", progress=False)
-    run_task(DiatomicsTask(elements=["H"]), opts)
+    opts = RunOptions(model=str(path), results_dir=tmp_path / "results", progress=False, plots=False)
+    first = run_task(DiatomicsTask(elements=["H"]), opts)
     model = load_model(str(path))
     with torch.no_grad():
         next(model.parameters()).add_(0.01)
     save_checkpoint(model, path)
-    with pytest.raises(ConfigMismatchError, match="different configuration"):
-        run_task(DiatomicsTask(elements=["H"]), opts)
+    second = run_task(DiatomicsTask(elements=["H"]), opts)
+    assert (second["n_skipped"], second["n_computed"]) == (0, 1)
+    assert second["results_dir"] != first["results_dir"]
+    assert second["config"]["weights_sha256"] != first["config"]["weights_sha256"]
+    assert json.loads((Path(first["results_dir"]) / "metrics.json").read_text())["config"] == first["config"]
+
+
+def test_run_time_is_charged_per_curve_whatever_the_chunking(monkeypatch):
+    """A chunk's one model call is shared among its elements by their points: every row carries its own share
+    (not the chunk's first), so the same rows give the same run time and CDS however they were chunked.
+    The clock is a counter that the model call advances by 1 s per dimer, so the shares are exact."""
+    import time
+
+    import pandas as pd
+
+    from geodite.tasks import runner
+
+    clock = {"now": 0.0}
+    monkeypatch.setattr(time, "perf_counter", lambda: clock["now"])
+    context = runner.get_context_for("emt")
+
+    class Clocked(WorkerContext):
+        def evaluate(self, structures, compute_stress=True):
+            clock["now"] += len(structures)
+            return super().evaluate(structures, compute_stress)
+
+    setup = runner.ModelSetup("emt")
+    monkeypatch.setitem(runner._WORKER_CTX, setup, Clocked(**{f: getattr(context, f) for f in
+                                                             ("model", "spec", "calculator", "device")}))
+    task = DiatomicsTask(elements=["H", "N", "O", "Cu"])
+    items = {item["key"]: item for item in task.items()}
+    tables = {}
+    for chunking in ((("H", "N", "O", "Cu"),), (("Cu",), ("O", "N"), ("H",))):
+        rows = [row for chunk in chunking for row in runner.iter_chunk(task, [items[k] for k in chunk], setup)]
+        tables[chunking] = pd.DataFrame(rows).set_index("key").sort_index()
+    one, three = tables.values()
+    points = len(distances_for("H", "mbd"))
+    assert (one["item_wall_s"] == points).all() and (three["item_wall_s"] == points).all()
+    subset = ["N", "O", "Cu"]  # what a summary over these rows says must not depend on how they were computed
+    summaries = [diatomics_summary(table.loc[subset].reset_index(), "mbd") for table in (one, three)]
+    assert summaries[0]["run_time_sec"] == summaries[1]["run_time_sec"] == 3 * points
+    assert summaries[0]["CDS"] is not None and summaries[0]["CDS"] == summaries[1]["CDS"]

@@ -1,13 +1,20 @@
 """The runner with a damaged store: refuses rows it cannot attribute, recomputes items whose lines were bad,
-and discards (``fresh``) everything a task can resume from, under its lock."""
+and discards (``fresh``) everything a task can resume from, under its lock; what a summary covers (everything
+stored) and what the protocol holds besides the task's (the model's weights and dtype)."""
 
 from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
+import geodite
 from geodite.tasks.runner import RunOptions, run_task
-from geodite.tasks.store import ResultStore, StoreMetaError
+from geodite.tasks.store import ConfigMismatchError, ResultStore, StoreMetaError
+from tests.conftest import DATA
 from tests.tasks.runner_helpers import SleepTask
 
 
@@ -53,3 +60,45 @@ def test_fresh_discards_the_tasks_other_resumable_state(tmp_path):
     assert (scratch / "old.traj").exists()  # kept without fresh: a run resumes from it
     summary = run_task(SleepTask(n=2), _options(tmp_path, fresh=True))
     assert not (scratch / "old.traj").exists() and summary["n_computed"] == 2
+
+
+def test_a_limited_run_summarises_everything_stored(tmp_path):
+    """--limit 3 after --limit 6 reuses 3 stored rows; its summary, metrics files and table still cover all 6
+    stored items (a subset run never replaces a fuller summary) and it says what it covered."""
+    run_task(SleepTask(n=10), _options(tmp_path, limit=6))
+    messages = []
+    summary = run_task(SleepTask(n=10), _options(tmp_path, limit=3), log=messages.append)
+    assert (summary["n_items"], summary["n_ok"], summary["n_run_items"]) == (6, 6, 3)
+    assert (summary["n_skipped"], summary["n_computed"]) == (3, 0)
+    assert "all 6 items stored" in summary["scope"] and "the first 3 of the task's 10 items" in summary["scope"]
+    assert summary["scope"] in "\n".join(messages)
+    out = tmp_path / "sleep" / "emt"
+    assert json.loads((out / "metrics.json").read_text())["n_items"] == 6
+    assert list(pd.read_csv(out / "rows.csv")["index"]) == [0, 1, 2, 3, 4, 5]
+
+
+def test_dtype_and_weights_are_part_of_the_protocol(tmp_path):
+    """Rows made in float32 are not reused by a float64 run: refused in one line naming what differs."""
+    run_task(SleepTask(n=2), _options(tmp_path, dtype="float32"))
+    with pytest.raises(ConfigMismatchError) as refused:
+        run_task(SleepTask(n=2), _options(tmp_path, dtype="float64"))
+    message = str(refused.value)
+    assert "dtype float32 → float64" in message and "\n" not in message and "--fresh" in message
+    stored = json.loads(_store(tmp_path).meta_path.read_text())["config"]
+    assert stored["dtype"] == "float32" and stored["weights_package"].startswith("ase ")
+
+
+def test_swapped_geodite_mp_weights_are_not_reused(tmp_path, monkeypatch):
+    """geodite-mp (a cached download) is keyed by its weights' sha256 like every checkpoint: after the cached
+    file changes, the stored rows are refused, not reused."""
+    from geodite.checkpoints import cache_dir
+
+    monkeypatch.setenv("GEODITE_CACHE_DIR", str(tmp_path / "cache"))
+    cached = cache_dir() / "Geodite-MP.ckpt"
+    cached.parent.mkdir(parents=True)
+    shutil.copy(DATA / "geodite_small_checkpoint.pt", cached)
+    options = RunOptions(model="geodite-mp", results_dir=tmp_path, progress=False, plots=False)
+    run_task(SleepTask(n=1), options)
+    shutil.copy(Path(geodite.__file__).parent / "weights" / "geodite-distilled.pt", cached)
+    with pytest.raises(ConfigMismatchError, match="weights_sha256"):
+        run_task(SleepTask(n=1), options)

@@ -55,6 +55,20 @@ def test_config_mismatch_and_fresh(tmp_path):
     assert store.read_rows() == {}
 
 
+def test_a_refusal_never_offers_to_discard_another_models_results(tmp_path):
+    """Rows made by another --model under the same label (same weights, another dtype) are that model's:
+    the one-line refusal names it and says where to write instead, not --fresh."""
+    store = ResultStore(tmp_path)
+    store.check_or_write_meta({"task": "t", "model": "runs/a/model.pt"}, {"dtype": "float32"})
+    with store:
+        store.append({"key": "a", "status": "ok"})
+    with pytest.raises(ConfigMismatchError) as refused:
+        store.check_or_write_meta({"task": "t", "model": "runs/b/model.pt"}, {"dtype": "float64"})
+    message = str(refused.value)
+    assert "--model runs/a/model.pt" in message and "--results-dir" in message and "--fresh" not in message
+    assert "dtype float32 → float64" in message and "\n" not in message
+
+
 def test_jsonable():
     import numpy as np
 
