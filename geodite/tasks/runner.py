@@ -9,8 +9,8 @@ protocol over items producing one row per item, then metrics over the rows. The 
   they finish (a relaxation keeps a budget of atoms in flight); other tasks get ``run_item``
   one item at a time;
 * the protocol: dataclass fields marked ``field(metadata=PROTOCOL)`` (plus the task's optional
-  ``protocol_extras()``, e.g. data-file hashes) are hashed into the store's config
-  (:func:`protocol_config`); a store of another protocol is refused;
+  ``protocol_extras()``, e.g. data-file hashes) and the model's weights and dtype are hashed into the
+  store's config (:func:`protocol_config`, :func:`model_protocol`); a store of another protocol is refused;
 * the task's scratch folder (``<results>/<task>/<model>/scratch``, e.g. MD trajectories), handed
   to workers as ``ctx.scratch``; ``--fresh`` empties it together with the stored rows;
 * parallelism: in-process (``workers=1``), a local process pool (``workers=N``, spawn
@@ -25,7 +25,8 @@ protocol over items producing one row per item, then metrics over the rows. The 
 * worker processes die with the run (:func:`die_with_parent`), even when it is killed;
 * failures: an exception in an item becomes a row with ``status="failed"`` and ``error``; an
   exception escaping ``run_batch`` fails the items of the chunk it had not finished;
-* progress (rich, on stderr), the per-item table, metrics files and plots.
+* progress (rich, on stderr); the per-item table, metrics files and plots over every stored row
+  (:func:`stored_frame`), whatever this run's ``limit`` or selection.
 """
 
 from __future__ import annotations
