@@ -287,11 +287,11 @@ def _progress(enabled: bool, total: int, done: int, description: str):
 
 
 def stored_frame(rows: dict[str, dict], order: list[str]) -> pd.DataFrame:
-    """Every stored row (``key`` → row, all of one protocol) as the table the metrics are computed from: those
-    of the task's items in ``order`` first, then any others (items of an earlier, wider selection such as
-    more ``--elements``) in store order; the traceback column is left in the store."""
-    listed = set(order)
-    keys = [k for k in order if k in rows] + [k for k in rows if k not in listed]
+    """Every stored row (``key`` → row, all of one protocol, in store order) as the table the metrics are
+    computed from: in the task's item ``order`` when it lists them all, else (rows of an earlier, wider
+    selection such as more ``--elements``) in store order, so the table does not depend on this run's selection;
+    the traceback column is left in the store."""
+    keys = [k for k in order if k in rows] if set(rows) <= set(order) else list(rows)
     df = pd.DataFrame([rows[k] for k in keys]) if keys else pd.DataFrame(columns=["key", "status"])
     return df.drop(columns=["traceback"], errors="ignore")
 
