@@ -294,7 +294,10 @@ def task_section(task: str, labels: Sequence[str], results_dir: Path) -> list[Bl
     if not ran:
         return doc
     for r in ran:
-        doc.append(("p", f"`{r.model}`: results in `{r.directory}`, wall time {_fmt(r.metrics.get('wall_s'))} s."))
+        last = "" if task == "speed" else (f" ({_fmt(r.metrics.get('n_computed'))} items computed, "
+                                           f"{_fmt(r.metrics.get('n_skipped'))} reused from the store)")
+        doc.append(("p", f"`{r.model}`: results in `{r.directory}`; the last run took "
+                         f"{_fmt(r.metrics.get('wall_s'))} s{last}."))
     if task == "speed":
         for r in ran:
             doc.append(("p", f"Machine of the timing ({r.model}): {r.metrics.get('machine', '?')}; "
