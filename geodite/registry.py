@@ -72,7 +72,7 @@ class ModelSpec:
         never reused under the same name."""
         if self.checkpoint is not None:
             return {"weights_sha256": file_sha256(resolve_model_path(self.checkpoint))}
-        return {"weights_package": " ".join(_package_version(module) for module in self.requires[:1])}
+        return {"weights_package": _package_version(self.requires[0]) if self.requires else "none"}
 
     def make_calculator(self, device: str = "cpu", dtype: str = "float32", **kwargs: Any):
         if not self.available():
@@ -231,16 +231,13 @@ def model_label(name: str) -> str:
         return name
     if not _looks_like_path(name):
         return _filename_safe(name)
-    path = Path(name).expanduser()
-    try:
-        stat = path.resolve().stat()
-    except OSError:
-        stat = None
-    if stat is None or not path.is_file():
+    path = Path(name).expanduser().resolve()
+    if not path.is_file():
         raise KeyError(f"no checkpoint at {name}: a checkpoint's results are filed under its file name and weights' "
                        "hash, so the file must exist (or pass the label, e.g. best-1a2b3c4d)")
-    digest = _weights_digest(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
-    return f"{_filename_safe(path.stem)}-{digest[:LABEL_HASH_CHARS]}"
+    stat = path.stat()
+    digest = _weights_digest(str(path), stat.st_mtime_ns, stat.st_size)
+    return f"{_filename_safe(Path(name).stem)}-{digest[:LABEL_HASH_CHARS]}"
 
 
 def _filename_safe(text: str) -> str:

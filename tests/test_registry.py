@@ -122,3 +122,14 @@ def test_models_command():
     assert rows["emt"]["available"] is True
     res = CliRunner().invoke(app, [])
     assert res.exit_code == 0 and "emt" in res.output
+
+
+def test_a_missing_checkpoint_has_no_label_one_line(tmp_path):
+    """Nothing to label without the file: `bench cps` and `report` say so in one line (exit 2)."""
+    from geodite.cli.main import app
+
+    for command in (["bench", "cps"], ["report"]):
+        result = CliRunner().invoke(app, [*command, "--model", str(tmp_path / "gone.pt"), "--results-dir",
+                                          str(tmp_path)])
+        assert result.exit_code == 2 and "no checkpoint at" in result.output
+        assert "Traceback" not in result.output

@@ -120,7 +120,11 @@ def cps_command(
     as_json: Annotated[bool, typer.Option("--json", help="print the result as one JSON object on stdout")] = False,
 ) -> None:
     """Combined performance score from the latest discovery (F1, RMSD) and kappa (κ_SRME) results."""
-    print_summary(cps_summary(model_label(model), results_dir), as_json, f"CPS — {model}")
+    try:
+        label = model_label(model)
+    except KeyError as error:  # a checkpoint path that is not a file: nothing to label
+        fail(str(error).strip("'\""), as_json)
+    print_summary(cps_summary(label, results_dir), as_json, f"CPS — {model}")
 
 
 @bench_app.command("kappa")
