@@ -22,8 +22,8 @@ from rich.console import Console
 from rich.table import Table
 
 from geodite.cli.common import (
-    RUN_DEFAULTS, Device, Dtype, Json, Model, ResultsDir, fail, format_value, non_negative, one_of, parse_ints,
-    positive, print_summary, split_names, stderr, with_run_options,
+    RUN_DEFAULTS, Device, Dtype, Json, Model, ResultsDir, check_optimizer, fail, format_value, names, non_negative,
+    one_of, parse_ints, positive, print_summary, split_names, stderr, with_run_options,
 )
 from geodite.data.downloads import DataUnavailableError
 from geodite.registry import ModelNotAvailableError, model_label
@@ -64,7 +64,26 @@ def run_bench(task_name: str, settings: dict, run: RunOptions, as_json: bool) ->
         fail(str(error).strip("'\""), as_json)
     print_summary(summary, as_json, f"{summary['task']} — {run.model} ({summary['n_items']} items)")
     stderr.print(f"results: {summary['results_dir']}")
+    report_failures(summary)
     return summary
+
+
+def report_failures(summary: dict) -> None:
+    """Say why items failed (the commonest errors) and which the model does not cover; exit with code 1 when
+    no item gave a result because every one failed."""
+    if summary.get("unsupported"):
+        stderr.print(f"[yellow]{len(summary['unsupported'])} item(s) outside what the model covers, not counted as "
+                     f"failures: {', '.join(map(str, summary['unsupported']))}[/yellow]")
+    n_failed = summary.get("n_failed") or 0
+    if not n_failed:
+        return
+    hint = ("; --retry-failed computes them again" if summary.get("n_skipped") else "")
+    stderr.print(f"[yellow]{n_failed} of {summary['n_items']} item(s) failed{hint}:[/yellow]")
+    for reason in summary.get("failure_reasons", []):
+        stderr.print(f"  {reason}")
+    if n_failed + len(summary.get("unsupported", [])) >= summary["n_items"]:
+        stderr.print(f"[red]error:[/red] every item of {summary['task']} failed")
+        raise typer.Exit(1)
 
 
 def check_time(value: str | None) -> str | None:
@@ -89,7 +108,8 @@ def discovery_command(
         help="offline mode: WBM json.gz (default: shipped 1k subset)")] = None,
     fmax: Annotated[float, typer.Option(callback=positive, help="force convergence (eV/Å)")] = DISCOVERY["fmax"],
     steps: Annotated[int, typer.Option(min=1, help="max optimizer steps")] = DISCOVERY["steps"],
-    optimizer: Annotated[str, typer.Option(help="ASE optimizer")] = DISCOVERY["optimizer"],
+    optimizer: Annotated[str, typer.Option(
+        callback=check_optimizer, help="ASE optimizer (FIRE, BFGS, LBFGS, ...)")] = DISCOVERY["optimizer"],
     engine: Annotated[str, typer.Option(
         callback=one_of("batched", "ase"),
         help="batched (one model call per step for all structures in flight) or ase (one structure at a time); "
@@ -132,7 +152,8 @@ def kappa_command(
     ] = KAPPA["mode"],
     data_dir: Annotated[Optional[Path], typer.Option(help="directory with local copies of the MBD phonon files")] = None,
     download: Annotated[bool, typer.Option(help="in full mode, download missing files to the cache")] = True,
-    materials: Annotated[Optional[str], typer.Option(help="comma-separated material ids or formulas")] = None,
+    materials: Annotated[Optional[str], typer.Option(
+        callback=names, help="comma-separated material ids or formulas")] = None,
     space_groups: Annotated[Optional[str], typer.Option(help="comma-separated space groups to keep (225,216,186)")] = None,
     fmax: Annotated[float, typer.Option(
         callback=positive, help="relaxation force convergence (eV/Å)")] = KAPPA["fmax"],
@@ -175,7 +196,8 @@ def kappa_command(
 def diatomics_command(
     protocol: Annotated[str, typer.Option(
         help="mbd (Matbench Discovery) or arena (MLIP Arena)")] = DIATOMICS["protocol"],
-    elements: Annotated[Optional[str], typer.Option(help="comma-separated symbols (default: H…U)")] = None,
+    elements: Annotated[Optional[str], typer.Option(
+        callback=names, help="comma-separated symbols (default: H…U)")] = None,
     *, run: RunOptions, as_json: Json = False,
 ) -> None:
     """Homonuclear dimer curves: smoothness and PBE-relative accuracy, one item per element."""
@@ -194,7 +216,8 @@ def md_command(
         callback=one_of("nose-hoover-chain", "langevin"), help="nose-hoover-chain or langevin")] = MD["thermostat"],
     seed: Annotated[int, typer.Option(help="seed of the Maxwell–Boltzmann start")] = MD["seed"],
     reference: Annotated[Optional[Path], typer.Option(help="reference-set folder (default: shipped argyrodites)")] = None,
-    systems: Annotated[Optional[str], typer.Option(help="comma-separated system names (default: all)")] = None,
+    systems: Annotated[Optional[str], typer.Option(
+        callback=names, help="comma-separated system names (default: all)")] = None,
     *, run: RunOptions, as_json: Json = False,
 ) -> None:
     """NVT MD on solid electrolytes: stability and RDF overlap with AIMD, one item per system."""
@@ -209,7 +232,8 @@ def md_command(
 
 @bench_app.command("speed")
 def speed_command(
-    models: Annotated[str, typer.Option(help="comma-separated registry names or architectures")] = ",".join(
+    models: Annotated[str, typer.Option(
+        callback=names, help="comma-separated registry names or architectures")] = ",".join(
         SPEED.models),
     sizes: Annotated[str, typer.Option(help=f"comma-separated atom counts (up to {speed.MAX_ATOMS})")] = ",".join(
         map(str, SPEED.sizes)),
@@ -258,7 +282,8 @@ def print_speed(summary: dict, as_json: bool) -> None:
 @bench_app.command("all")
 @with_run_options(without=("scheduler", "slurm_config"))
 def all_command(
-    tasks: Annotated[str, typer.Option(help=f"comma-separated subset of {','.join(suite.TASKS)}")] = ",".join(
+    tasks: Annotated[str, typer.Option(
+        callback=names, help=f"comma-separated subset of {','.join(suite.TASKS)}")] = ",".join(
         suite.TASKS),
     md_time: Annotated[Optional[str], typer.Option(
         callback=check_time,
@@ -267,7 +292,7 @@ def all_command(
         f"speed: atom counts (default {','.join(map(str, speed.DEFAULT_SIZES))}; "
         f"quick: {','.join(map(str, suite.QUICK_SPEED_SIZES))})"))] = None,
     speed_models: Annotated[Optional[str], typer.Option(
-        help="speed: models timed side by side (default: the model and its peers; quick: the model)")] = None,
+        callback=names, help="speed: models timed side by side (default: the model and its peers; quick: the model)")] = None,
     report: Annotated[bool, typer.Option(help="write results/<model>/report.md and report.html at the end")] = True,
     limit: Annotated[Optional[int], typer.Option(min=1, help=(
         f"quick mode: first N items (N ≥ 1) of discovery/kappa/diatomics/md, {suite.QUICK_MD_TIME} MD, small kappa "

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import math
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -64,16 +65,36 @@ def print_summary(summary: dict, as_json: bool, title: str) -> None:
 
 
 def positive(value: float | None) -> float | None:
-    """Option callback: refuse a number ≤ 0 (a tolerance, a time step, a temperature); None passes."""
-    if value is not None and not value > 0:
-        raise typer.BadParameter(f"must be > 0, got {value}")
+    """Option callback: refuse a number ≤ 0 or not finite (a tolerance, a time step, a temperature); None passes."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise typer.BadParameter(f"must be a finite number > 0, got {value}")
     return value
 
 
 def non_negative(value: float | None) -> float | None:
-    """Option callback: refuse a number < 0 (an amplitude that may be switched off with 0); None passes."""
-    if value is not None and not value >= 0:
-        raise typer.BadParameter(f"must be ≥ 0, got {value}")
+    """Option callback: refuse a number < 0 or not finite (an amplitude that may be switched off with 0); None
+    passes."""
+    if value is not None and not (math.isfinite(value) and value >= 0):
+        raise typer.BadParameter(f"must be a finite number ≥ 0, got {value}")
+    return value
+
+
+def names(value: str | None) -> str | None:
+    """Option callback of a comma-separated list (elements, materials, systems, models): given, it must name
+    something (``--elements ""`` is refused, not read as "all"); None (not given) passes."""
+    if value is not None and not split_names(value):
+        raise typer.BadParameter(f"names nothing (got {value!r}); leave the option out for the default")
+    return value
+
+
+def check_optimizer(value: str) -> str:
+    """Option callback: the name of an ASE optimizer class (FIRE, BFGS, LBFGS, ...)."""
+    from geodite.relax import optimizer_class
+
+    try:
+        optimizer_class(value)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
     return value
 
 

@@ -76,6 +76,11 @@ class Task(Protocol):
     def plots(self, df: pd.DataFrame, out_dir: Path, model: str) -> list[Path]: ...
 
 
+#: The status of an item the model does not cover (e.g. an element outside its element set): no result, and not
+#: a failure of the model; the other statuses are "ok" and "failed".
+UNSUPPORTED = "unsupported"
+
+
 def failed_row(key: str, exc: BaseException) -> dict:
     """The row of an item whose computation raised ``exc``."""
     return {"key": key, "status": "failed", "error": f"{type(exc).__name__}: {exc}",

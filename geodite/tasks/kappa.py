@@ -146,12 +146,15 @@ class KappaTask:
     name: str = "kappa"
 
     def __post_init__(self) -> None:
+        from geodite.relax import RelaxSettings
+
         if self.mode not in {"auto", "offline", "full"}:
             raise ValueError(f"mode must be auto, offline or full, not {self.mode!r}")
         if self.mode == "auto":
             self.mode = "full" if downloads.have_all(FULL_FILES, self.data_dir) else "offline"
         if self.cell not in ("conventional", "primitive"):
             raise ValueError(f"cell must be conventional or primitive, not {self.cell!r}")
+        RelaxSettings(self.fmax, self.steps, self.optimizer, None)  # ValueError: unknown optimizer, fmax inf, ...
         for knob in ("fc2_supercell", "fc3_supercell", "q_mesh"):
             val = getattr(self, knob)
             if val is not None and len(val) != 3:

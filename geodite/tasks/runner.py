@@ -59,7 +59,7 @@ from rich.text import Text
 from geodite.checkpoints import file_sha256, resolve_model_path
 from geodite.registry import ModelNotAvailableError, get_spec, model_label
 from geodite.submission import write_submission
-from geodite.tasks.contract import Task, WorkerContext, failed_row, item_rows, protocol_config
+from geodite.tasks.contract import UNSUPPORTED, Task, WorkerContext, failed_row, item_rows, protocol_config
 from geodite.tasks.lifetime import die_with_parent
 from geodite.tasks.lock import RunLock
 from geodite.tasks.results import task_dir, write_metrics, write_rows
@@ -294,6 +294,16 @@ def _weights_identity(spec) -> dict:
     return {"weights_sha256": file_sha256(resolve_model_path(spec.checkpoint))}
 
 
+def failure_reasons(df: pd.DataFrame, shown: int = 3) -> list[str]:
+    """The most common errors of the failed rows, most frequent first, as "N× error" (at most ``shown``)."""
+    if not len(df):
+        return []
+    failed = df[~df["status"].isin(["ok", UNSUPPORTED])]
+    errors = failed["error"] if "error" in failed else pd.Series(None, index=failed.index, dtype=object)
+    counts = errors.fillna("no error recorded").astype(str).value_counts()
+    return [f"{n}× {error}" for error, n in counts.head(shown).items()]
+
+
 def run_task(task: Task, opts: RunOptions, client=None, log=None) -> dict:
     """Run ``task`` for ``opts.model``; returns the summary (what ``--json`` prints)."""
     log = log or (lambda msg: print(msg, file=sys.stderr))
@@ -318,9 +328,11 @@ def _run_locked(task: Task, opts: RunOptions, client, log, spec, store: ResultSt
         shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True, exist_ok=True)
     config = protocol_config(task) | _weights_identity(spec)
-    store.check_or_write_meta(
+    discarded = store.check_or_write_meta(
         {"task": task.name, "model": opts.model, "energy_convention": spec.energy_convention}, config
     )
+    if discarded:
+        log(discarded)
     damaged = store.set_aside_bad_lines()
     if damaged:
         log(damaged)
@@ -362,7 +374,7 @@ def _run_locked(task: Task, opts: RunOptions, client, log, spec, store: ResultSt
             for row in rows:
                 store.append(row)
                 n_computed += 1
-                n_failed_now += row.get("status") != "ok"
+                n_failed_now += row.get("status") not in ("ok", UNSUPPORTED)
                 progress.update(tid, advance=1, failed=n_failed_now)
     finally:
         if own_client is not None:
@@ -378,7 +390,8 @@ def _run_locked(task: Task, opts: RunOptions, client, log, spec, store: ResultSt
         df = pd.DataFrame(columns=["key", "status"])
     df = df.drop(columns=["traceback"], errors="ignore")  # kept in the store only
     metrics = task.metrics(df, opts.model)
-    n_failed = int((df["status"] != "ok").sum()) if len(df) else 0
+    n_failed = int((~df["status"].isin(["ok", UNSUPPORTED])).sum()) if len(df) else 0
+    unsupported = df.loc[df["status"] == UNSUPPORTED, "key"].tolist() if len(df) else []
     summary = {
         "task": task.name,
         "model": opts.model,
@@ -387,6 +400,7 @@ def _run_locked(task: Task, opts: RunOptions, client, log, spec, store: ResultSt
         "n_skipped": len(done),
         "n_computed": n_computed,
         "n_failed": n_failed,
+        "n_unsupported": len(unsupported),
         "wall_s": round(compute_s, 3),
         "items_per_hour": round(3600 * n_computed / loop_s, 1) if n_computed and loop_s > 0 else None,
         "workers": opts.workers,
@@ -394,8 +408,14 @@ def _run_locked(task: Task, opts: RunOptions, client, log, spec, store: ResultSt
         **metrics,
         "config": config,
         "results_dir": str(out_dir),
+        "failure_reasons": failure_reasons(df),
+        "unsupported": unsupported,
     }
-    summary["submission_files"] = [str(p) for p in write_submission(task.name, df, summary, opts.results_dir, label)]
+    try:
+        summary["submission_files"] = [str(p) for p in write_submission(task.name, df, summary, opts.results_dir,
+                                                                        label)]
+    except (KeyError, TypeError, ValueError) as exc:  # odd stored rows must not lose the tables and metrics
+        log(f"submission files not written: {type(exc).__name__}: {exc}")
     write_rows(df, out_dir)
     write_metrics(summary, out_dir, title=f"{task.name} — {label}")
     if opts.plots and len(df):
