@@ -22,8 +22,8 @@ from rich.console import Console
 from rich.table import Table
 
 from geodite.cli.common import (
-    RUN_DEFAULTS, Device, Dtype, Json, Model, ResultsDir, check_optimizer, fail, format_value, names, non_negative,
-    one_of, parse_ints, positive, print_summary, split_names, stderr, with_run_options,
+    RUN_DEFAULTS, Device, Dtype, Json, Model, ResultsDir, WritableResultsDir, check_optimizer, fail, format_value,
+    io_error, names, non_negative, one_of, parse_ints, positive, print_summary, split_names, stderr, with_run_options,
 )
 from geodite.data.downloads import DataUnavailableError
 from geodite.registry import ModelNotAvailableError, model_label
@@ -62,6 +62,9 @@ def run_bench(task_name: str, settings: dict, run: RunOptions, as_json: bool) ->
     except (DataUnavailableError, ModelNotAvailableError, ConfigMismatchError, suite.TaskNotRun, FileNotFoundError,
             KeyError, ValueError, RuntimeError) as error:
         fail(str(error).strip("'\""), as_json)
+    except OSError as error:  # disk full, a folder made read-only during the run: the stored rows are kept
+        fail(f"cannot write the results ({io_error(error)}); every item finished so far is stored, and the same "
+             "command resumes from there", as_json, code=1)
     print_summary(summary, as_json, f"{summary['task']} — {run.model} ({summary['n_items']} items)")
     stderr.print(f"results: {summary['results_dir']}")
     report_failures(summary)
@@ -244,7 +247,7 @@ def speed_command(
     threads: Annotated[int, typer.Option(min=1, help="torch threads (fixed for all models)")] = SPEED.threads,
     memory: Annotated[bool, typer.Option(help="measure peak memory in child processes")] = SPEED.memory,
     device: Device = SPEED.device, dtype: Dtype = SPEED.dtype,
-    results_dir: ResultsDir = RUN_DEFAULTS["results_dir"], as_json: Json = False,
+    results_dir: WritableResultsDir = RUN_DEFAULTS["results_dir"], as_json: Json = False,
 ) -> None:
     """Time energy+forces+stress per call for Geodite and its peers, side by side, interleaved."""
     options = speed.SpeedOptions(
@@ -256,6 +259,8 @@ def speed_command(
         summary = speed.run_speed(options, results_dir / "speed" / f"{structure}-{device}", log=stderr.print)
     except ValueError as error:
         fail(str(error), as_json)
+    except OSError as error:
+        fail(f"cannot write the speed results ({io_error(error)})", as_json, code=1)
     print_speed(summary, as_json)
 
 

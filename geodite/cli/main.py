@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from geodite.cli.bench import bench_app
-from geodite.cli.common import Device, Dtype, Limit, fail, stderr
+from geodite.cli.common import Device, Dtype, Limit, fail, io_error, stderr, writable_folder
 from geodite.cli.export import export_command, lammps_command
 from geodite.cli.report import report_command
 from geodite.cli.train import distill_command, train_command
@@ -48,7 +48,8 @@ def eval_command(
     device: Device = "cpu",
     dtype: Dtype = "float64",
     limit: Limit = None,
-    results_dir: Path = typer.Option(Path("results"), help="where the per-structure tables and the comparison go"),
+    results_dir: Path = typer.Option(Path("results"), file_okay=False, callback=writable_folder,
+                                     help="where the per-structure tables and the comparison go"),
     as_json: bool = typer.Option(False, "--json", help="print each summary as one JSON object on stdout"),
 ) -> None:
     """Errors of models against the reference energies, forces and stresses in a data file.
@@ -91,9 +92,12 @@ def eval_command(
                                       "data": str(data.resolve()), "data_sha256": sha256,
                                       "n_unreadable": len(unreadable), "wall_s": round(time.perf_counter() - start, 3)}
         out_dir = results_dir / "eval" / model_label(model)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        public_columns(table).to_csv(out_dir / f"{key}.csv", index=False)
-        (out_dir / f"{key}.summary.json").write_text(json.dumps(summary, indent=2))
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            public_columns(table).to_csv(out_dir / f"{key}.csv", index=False)
+            (out_dir / f"{key}.summary.json").write_text(json.dumps(summary, indent=2))
+        except OSError as error:
+            fail(f"cannot write the results of {model} ({io_error(error)})", as_json, code=1)
         for error in table["error"].dropna():
             stderr.print(f"[yellow]skipped[/yellow] {error}")
         if as_json:
@@ -113,6 +117,8 @@ def eval_command(
         path, rows = write_comparison(results_dir, key, data.name)
     except MixedDataError as error:
         fail(str(error), as_json)
+    except OSError as error:
+        fail(f"cannot write the comparison ({io_error(error)})", as_json, code=1)
     stderr.print(f"comparison of {rows} models: {path}")
 
 

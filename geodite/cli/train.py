@@ -47,9 +47,9 @@ def train_command(
         values["run"]["epochs"] = epochs
     try:
         trainer = Trainer(TrainConfig.from_dict(values), console=Console())
-    except (ValueError, FileNotFoundError, CheckpointError) as error:
-        # a bad config value, e0 and the data disagree at the isolated-atom limit, a missing data file, a
-        # checkpoint (--finetune, model.init_from) that cannot be used
+    except (ValueError, OSError, CheckpointError) as error:
+        # a bad config value, e0 and the data disagree at the isolated-atom limit, a missing data file, an
+        # out_dir that cannot be written, a checkpoint (--finetune, model.init_from) that cannot be used
         raise typer.BadParameter(str(error)) from None
     metrics = trainer.train()
     if trainer.model_path is not None:
