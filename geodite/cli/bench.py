@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -265,23 +266,36 @@ def speed_command(
 
 
 def print_speed(summary: dict, as_json: bool) -> None:
-    """The speed table (model × size); with --json, the summary {"rows": [...], ...} on stdout."""
+    """The speed table (model × size; narrow enough for 80 columns), each model's error below it once; with
+    --json, the summary {"rows": [...], ...} on stdout. Exit code 1 when no model could be timed."""
     if as_json:
         sys.stdout.write(json.dumps(jsonable(summary)) + "\n")
-    table = Table(title=f"speed — {summary['machine']}, {summary['threads']} threads, {summary['dtype']}")
-    for column in ("model", "atoms", "μs/atom-step (median)", "min", "atom-steps/s", "peak MB", "Geodite ×"):
-        table.add_column(column, justify="right" if column != "model" else "left")
+    table = Table(title=f"speed — {summary['threads']} threads, {summary['dtype']}", box=box.SIMPLE_HEAD,
+                  caption=summary["machine"])
+    for column in ("model", "atoms", "μs/atom-step", "min", "atom-steps/s", "peak MB", "× Geodite"):
+        table.add_column(column, justify="left" if column == "model" else "right",
+                         no_wrap=column != "model", overflow="fold")
+    errors: dict[str, str] = {}
     for row in summary["rows"]:
         def cell(key: str, spec: str) -> str:
             value = row.get(key)
             return "—" if value is None else format(value, spec)
 
+        if row.get("error"):
+            errors.setdefault(row["model"], row["error"])
         table.add_row(row["model"], str(row["n_atoms"]), cell("us_per_atom_step", ".0f"),
                       cell("us_per_atom_step_min", ".0f"), cell("atom_steps_per_s", ".0f"),
-                      cell("peak_mem_mb", ".0f"),
-                      cell("geodite-published_speedup", ".2f") if not row.get("error") else row["error"][:40])
+                      cell("peak_mem_mb", ".0f"), "failed" if row.get("error") else
+                      cell("geodite-published_speedup", ".2f"))
     (stderr if as_json else Console()).print(table)
+    stderr.print("μs/atom-step: median (and min) over repetitions; × Geodite: how many times faster Geodite at the "
+                 "published size is")
+    for model, error in errors.items():
+        stderr.print(f"[yellow]{model}:[/yellow] {error}")
     stderr.print(f"results: {summary['results_dir']}")
+    if summary["rows"] and all(row.get("error") for row in summary["rows"]):
+        stderr.print("[red]error:[/red] no model could be timed")
+        raise typer.Exit(1)
 
 
 @bench_app.command("all")

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -149,14 +150,18 @@ def models_command(
     if as_json:
         sys.stdout.write(json.dumps(rows) + "\n")
         return
-    table = Table(title="Geodite model registry (--model NAME or a checkpoint path)")
-    for column in ("name", "available", "energy convention", "extra", "description"):
-        table.add_column(column)
+    table = Table(title="Geodite model registry (--model NAME or a checkpoint path)", box=box.SIMPLE_HEAD,
+                  show_lines=False)
+    table.add_column("name", no_wrap=True)
+    table.add_column("here", no_wrap=True)
+    table.add_column("energies", no_wrap=True)
+    table.add_column("description", ratio=1)
     for row in rows:
-        available = "[green]yes[/green]" if row["available"] else "[red]no[/red]"
-        extra = escape(f"geodite[{row['extra']}]") if row["extra"] else ""
-        table.add_row(row["name"], available, row["energy_convention"], extra, row["description"])
+        here = "[green]yes[/green]" if row["available"] else "[red]no[/red]"
+        install = escape(f" (pip install 'geodite[{row['extra']}]')") if row["extra"] and not row["available"] else ""
+        table.add_row(row["name"], here, row["energy_convention"], escape(row["description"]) + install)
     Console().print(table)
+    stderr.print("energies: uncorrected DFT (PBE) or MP2020-corrected; `make peers` installs the peers")
 
 
 app.add_typer(bench_app, name="bench")
