@@ -101,6 +101,12 @@ def eval_command(
             fail(f"cannot write the results of {model} ({io_error(error)})", as_json, code=1)
         for error in table["error"].dropna():
             stderr.print(f"[yellow]skipped[/yellow] {error}")
+        nonfinite = table.dropna(subset=["nonfinite_reference"])
+        if len(nonfinite):
+            listed = ", ".join(f"structure {row.index} ({row.nonfinite_reference})" for row in nonfinite.head(5).itertuples())
+            more = f" and {len(nonfinite) - 5} more" if len(nonfinite) > 5 else ""
+            stderr.print(f"[yellow]{len(nonfinite)} structure(s) with a NaN or infinite reference, left out of that "
+                         f"error:[/yellow] {listed}{more}")
         if as_json:
             sys.stdout.write(json.dumps(summary) + "\n")
         else:
