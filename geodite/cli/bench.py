@@ -31,6 +31,7 @@ from geodite.registry import ModelNotAvailableError, model_label
 from geodite.report import write_report
 from geodite.tasks import runner, speed, suite
 from geodite.tasks.cps import cps_summary
+from geodite.tasks.diatomics import MBD_SKIPPED
 from geodite.tasks.md import parse_time_fs
 from geodite.tasks.runner import RunOptions
 from geodite.tasks.store import ConfigMismatchError, jsonable
@@ -76,8 +77,8 @@ def report_failures(summary: dict) -> None:
     """Say why items failed (the commonest errors) and which the model does not cover; exit with code 1 when
     no item gave a result because every one failed."""
     if summary.get("unsupported"):
-        stderr.print(f"[yellow]{len(summary['unsupported'])} item(s) outside what the model covers, not counted as "
-                     f"failures: {', '.join(map(str, summary['unsupported']))}[/yellow]")
+        stderr.print(f"{len(summary['unsupported'])} item(s) outside the model's elements, not counted as failures: "
+                     f"{', '.join(map(str, summary['unsupported']))}")
     n_failed = summary.get("n_failed") or 0
     if not n_failed:
         return
@@ -205,7 +206,11 @@ def diatomics_command(
     *, run: RunOptions, as_json: Json = False,
 ) -> None:
     """Homonuclear dimer curves: smoothness and PBE-relative accuracy, one item per element."""
-    run_bench("diatomics", {"protocol": protocol, "elements": split_names(elements)}, run, as_json)
+    summary = run_bench("diatomics", {"protocol": protocol, "elements": split_names(elements)}, run, as_json)
+    skipped_by_mbd = [symbol for symbol in summary.get("unsupported", []) if symbol in MBD_SKIPPED]
+    if protocol == "mbd" and skipped_by_mbd:
+        stderr.print(f"Matbench Discovery scores 87 elements, H…U without {', '.join(MBD_SKIPPED)}: "
+                     f"{', '.join(skipped_by_mbd)} would not count in the CDS of any model")
 
 
 @bench_app.command("md")

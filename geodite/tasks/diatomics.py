@@ -28,7 +28,7 @@ from ase.data import atomic_numbers, chemical_symbols, covalent_radii, vdw_alvar
 
 from geodite.metrics import diatomics as m
 from geodite.metrics import diatomics_pbe as m_pbe
-from geodite.tasks.contract import PROTOCOL, failed_row
+from geodite.tasks.contract import PROTOCOL, UNSUPPORTED, failed_row
 
 MBD_SKIPPED = ("Po", "At", "Rn", "Fr", "Ra")
 MBD_BOX = 50.0  # Å
@@ -83,6 +83,14 @@ def curve_arrays(predictions: list, r: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return np.array([p.energy for p in predictions]), np.stack([p.forces for p in predictions])
 
 
+def unsupported_row(key: str, symbol: str, protocol: str) -> dict:
+    """The row of an element the model has no embedding or isolated-atom energy for."""
+    scored = (" (MBD does not score it either)" if symbol in MBD_SKIPPED else " (it counts as not run in the CDS)"
+              ) if protocol == "mbd" else ""
+    return {"key": key, "status": UNSUPPORTED, "element": symbol, "Z": atomic_numbers[symbol],
+            "error": f"{symbol} is outside the model's elements{scored}"}
+
+
 def curve_metrics(symbol: str, r: np.ndarray, e: np.ndarray, f: np.ndarray, forces: np.ndarray) -> dict:
     """Self-consistency metrics of a model curve and its PBE-relative errors (NaN where not defined).
 
@@ -135,7 +143,14 @@ class DiatomicsTask:
         return [{"key": s, "symbol": s} for s in symbols]
 
     def run_batch(self, items: list[dict], ctx) -> Iterator[dict]:
-        """Every dimer of every element of ``items`` in one ``ctx.evaluate`` call, then one row per element."""
+        """Every dimer of every element of ``items`` in one ``ctx.evaluate`` call, then one row per element; an
+        element outside a Geodite model's elements is not evaluated: its row has status "unsupported" (not a
+        failure of the model; in the MBD score it counts as an element that did not run, as MBD counts it)."""
+        supported = ctx.evaluator.supported if ctx.evaluator is not None else None
+        outside = [item for item in items if supported is not None and not supported[atomic_numbers[item["symbol"]]]]
+        for item in outside:
+            yield unsupported_row(item["key"], item["symbol"], self.protocol)
+        items = [item for item in items if item not in outside]
         curves = {item["key"]: distances_for(item["symbol"], self.protocol) for item in items}
         structures = [dimer(item["symbol"], x, self.protocol) for item in items for x in curves[item["key"]]]
         predictions = ctx.evaluate(structures, compute_stress=False)
