@@ -239,6 +239,23 @@ def diatomics_summary(df: pd.DataFrame, protocol: str) -> dict:
 
 def plot_curves(df: pd.DataFrame, out_dir: Path, model: str) -> list[Path]:
     """A grid of model curves against PBE (energies zeroed at their far end), and a zoom on the wall."""
+    import matplotlib.pyplot as plt
+
+    paths = []
+    for zoom in (False, True):
+        fig = curves_figure(df, model, zoom)
+        path = out_dir / ("diatomics-wall.png" if zoom else "diatomics-curves.png")
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def curves_figure(df: pd.DataFrame, model: str, zoom: bool):
+    """The figure of :func:`plot_curves` (a matplotlib Figure): one panel per element that ran, the title
+    wrapped to the figure's width so that a grid of one or two panels does not clip it."""
+    import textwrap
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -247,36 +264,33 @@ def plot_curves(df: pd.DataFrame, out_dir: Path, model: str) -> list[Path]:
     ok = df[(df["status"] == "ok")] if "status" in df else df
     ok = ok.sort_values("Z")
     reference = pbe_reference()
-    paths = []
-    for zoom in (False, True):
-        n = len(ok)
-        cols = min(10, max(1, n))
-        rows = max(1, -(-n // cols))
-        fig, axes = plt.subplots(rows, cols, figsize=(2.0 * cols, 1.7 * rows), squeeze=False)
-        for ax in axes.flat[n:]:
-            ax.axis("off")
-        for ax, (_, row) in zip(axes.flat, ok.iterrows()):
-            r, e = np.asarray(row["distances"]), np.asarray(row["energies"])
-            ax.plot(r, e - e[-1], lw=1, label=model)
-            ref = reference.get(f"{row['element']}-{row['element']}")
-            if ref is not None:
-                r_ref, e_ref = np.asarray(ref["distances"]), np.asarray(ref["energies"])
-                ax.plot(r_ref, e_ref - e_ref[-1], "k--", lw=0.8, label="PBE")
-            r_cov = covalent_radii[int(row["Z"])]
-            if zoom:
-                ax.set_xlim(0.1, 1.2 * r_cov)
-                ax.set_yscale("symlog", linthresh=1.0)
-            else:
-                ax.set_xlim(0.5 * r_cov, 6.0)
-                ax.set_ylim(-6, 8)
-            ax.set_title(row["element"], fontsize=8, pad=2)
-            ax.tick_params(labelsize=5)
+    n = len(ok)
+    cols = min(10, max(1, n))
+    rows = max(1, -(-n // cols))
+    width = max(3.0, 2.0 * cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width, 1.7 * rows + 0.6), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    for ax, (_, row) in zip(axes.flat, ok.iterrows()):
+        r, e = np.asarray(row["distances"]), np.asarray(row["energies"])
+        ax.plot(r, e - e[-1], lw=1, label=model)
+        ref = reference.get(f"{row['element']}-{row['element']}")
+        if ref is not None:
+            r_ref, e_ref = np.asarray(ref["distances"]), np.asarray(ref["energies"])
+            ax.plot(r_ref, e_ref - e_ref[-1], "k--", lw=0.8, label="PBE")
+        r_cov = covalent_radii[int(row["Z"])]
+        if zoom:
+            ax.set_xlim(0.1, 1.2 * r_cov)
+            ax.set_yscale("symlog", linthresh=1.0)
+        else:
+            ax.set_xlim(0.5 * r_cov, 6.0)
+            ax.set_ylim(-6, 8)
+        ax.set_title(row["element"], fontsize=8, pad=2)
+        ax.tick_params(labelsize=5)
+    if n:
         axes.flat[0].legend(fontsize=5)
-        fig.suptitle(f"Homonuclear dimers: {model} (solid) vs PBE (dashed), E − E(r_max) in eV vs r in Å"
-                     + (" — repulsive wall" if zoom else ""), fontsize=9)
-        fig.tight_layout()
-        path = out_dir / ("diatomics-wall.png" if zoom else "diatomics-curves.png")
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        paths.append(path)
-    return paths
+    title = (f"Homonuclear dimers: {model} (solid) vs PBE (dashed), E − E(r_max) in eV vs r in Å"
+             + (" — repulsive wall" if zoom else ""))
+    fig.suptitle(textwrap.fill(title, width=int(11 * width)), fontsize=9)  # ~11 characters per inch at 9 pt
+    fig.tight_layout()
+    return fig

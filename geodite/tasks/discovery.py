@@ -297,6 +297,23 @@ class DiscoveryTask:
         return parity_and_hist(ok["e_form_dft"], ok["e_form_pred"], out_dir, model, label)
 
 
+def error_histogram(err: np.ndarray, model: str):
+    """Histogram of formation-energy errors (eV/atom; a matplotlib Figure) with whole-number counts on its axis."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
+    ax.hist(err, bins=min(50, max(5, len(err) // 3)))
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set(xlabel=f"{model} − DFT E_form [eV/atom]", ylabel="count")
+    fig.tight_layout()
+    return fig
+
+
 def parity_and_hist(true, pred, out_dir: Path, model: str, label: str) -> list[Path]:
     """Parity plot of predicted vs DFT formation energy and a histogram of the errors."""
     import matplotlib
@@ -319,11 +336,7 @@ def parity_and_hist(true, pred, out_dir: Path, model: str, label: str) -> list[P
     paths.append(out_dir / "parity_e_form.png")
     fig.savefig(paths[-1])
     plt.close(fig)
-    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
-    ax.hist(err, bins=min(50, max(5, len(err) // 3)))
-    ax.axvline(0, color="k", lw=0.8)
-    ax.set(xlabel=f"{model} − DFT E_form [eV/atom]", ylabel="count")
-    fig.tight_layout()
+    fig = error_histogram(err, model)
     paths.append(out_dir / "hist_e_form_error.png")
     fig.savefig(paths[-1])
     plt.close(fig)
