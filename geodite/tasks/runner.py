@@ -36,7 +36,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -103,14 +103,18 @@ def get_context_for(setup: ModelSetup | str) -> WorkerContext:
     return _WORKER_CTX[setup]
 
 
-def iter_chunk(task: Task, items: list[dict], setup: ModelSetup, scratch: Path | None = None) -> Iterator[dict]:
-    """Run ``task`` on a chunk of items in this process, yielding each row as it finishes (any order).
+def iter_chunk(task: Task, items: list[dict], setup: ModelSetup, scratch: Path | None = None,
+               note: Callable[[str], None] | None = None) -> Iterator[dict]:
+    """Run ``task`` on a chunk of items in this process, yielding each row as it finishes (any order);
+    ``note`` hears how far a long item has got (:attr:`WorkerContext.note`).
 
     ``item_wall_s`` of a row is the time since the previous row of the chunk (a batch has no
     per-item time). An exception escaping ``run_batch`` fails the items it had not finished; only
     a model that cannot be built raises."""
     with contextlib.redirect_stdout(sys.stderr):  # stdout is reserved for --json
         ctx = dataclasses.replace(get_context_for(setup), scratch=scratch)
+        if note is not None:
+            ctx.note = note
         pending = {item["key"] for item in items}
         last = time.perf_counter()
         try:
@@ -166,10 +170,10 @@ def chunks(task: Task, items: list[dict], workers: int, chunk_items: int | None 
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def _iter_local(task, parts, setup: ModelSetup, workers, n_threads, scratch) -> Iterable[dict]:
+def _iter_local(task, parts, setup: ModelSetup, workers, n_threads, scratch, note=None) -> Iterable[dict]:
     if workers <= 1:
         for part in parts:
-            yield from iter_chunk(task, part, setup, scratch)
+            yield from iter_chunk(task, part, setup, scratch, note)
         return
     # children inherit the environment at spawn: set thread env before they import torch
     saved = {v: os.environ.get(v) for v in THREAD_ENV}
@@ -278,10 +282,11 @@ def _progress(enabled: bool, total: int, done: int, description: str):
         TextColumn("ETA"),
         TimeRemainingColumn(),
         TextColumn("{task.fields[failed]} failed"),
+        TextColumn("[dim]{task.fields[stage]}"),
         console=Console(stderr=True),
         disable=not enabled,
     )
-    tid = progress.add_task(description, total=total, completed=done, failed=0)
+    tid = progress.add_task(description, total=total, completed=done, failed=0, stage="")
     return progress, tid
 
 
@@ -370,12 +375,13 @@ def _run_locked(task: Task, opts: RunOptions, client, log, spec, store: ResultSt
                 rows = _iter_dask(task, parts, setup, client, scratch)
             else:
                 parts = chunks(task, todo, 1 if in_process else opts.workers, opts.chunk_items)
-                rows = _iter_local(task, parts, setup, opts.workers, n_threads, scratch)
+                rows = _iter_local(task, parts, setup, opts.workers, n_threads, scratch,
+                                   note=lambda text: progress.update(tid, stage=text))
             for row in rows:
                 store.append(row)
                 n_computed += 1
                 n_failed_now += row.get("status") not in ("ok", UNSUPPORTED)
-                progress.update(tid, advance=1, failed=n_failed_now)
+                progress.update(tid, advance=1, failed=n_failed_now, stage="")
     finally:
         if own_client is not None:
             own_client.close()
