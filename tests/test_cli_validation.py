@@ -135,6 +135,7 @@ def test_parse_ints_bounds():
     (["bench", "diatomics", "--elements", ""], "--elements", "names nothing"),
     (["bench", "diatomics", "--elements", " , "], "--elements", "names nothing"),
     (["bench", "kappa", "--materials", ""], "--materials", "names nothing"),
+    (["bench", "kappa", "--space-groups", ""], "--space-groups", "names nothing"),
     (["bench", "md", "--systems", ""], "--systems", "names nothing"),
     (["bench", "all", "--tasks", ""], "--tasks", "names nothing"),
 ])

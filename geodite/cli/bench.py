@@ -159,7 +159,8 @@ def kappa_command(
     download: Annotated[bool, typer.Option(help="in full mode, download missing files to the cache")] = True,
     materials: Annotated[Optional[str], typer.Option(
         callback=names, help="comma-separated material ids or formulas")] = None,
-    space_groups: Annotated[Optional[str], typer.Option(help="comma-separated space groups to keep (225,216,186)")] = None,
+    space_groups: Annotated[Optional[str], typer.Option(
+        callback=names, help="comma-separated space groups to keep (225,216,186)")] = None,
     fmax: Annotated[float, typer.Option(
         callback=positive, help="relaxation force convergence (eV/Å)")] = KAPPA["fmax"],
     steps: Annotated[int, typer.Option(min=1, help="max relaxation steps")] = KAPPA["steps"],
