@@ -1,7 +1,7 @@
 """Crash-safe, append-only results store: one JSON line per finished item.
 
 Layout: ``<dir>/rows.jsonl`` (one JSON object per item, each with ``key`` and
-``status`` ∈ {"ok", "failed"}), ``<dir>/meta.json`` (task, model, protocol config),
+``status`` ∈ {"ok", "failed", "unsupported"}), ``<dir>/meta.json`` (task, model, protocol config),
 ``<dir>/run.lock`` (the writer's lock, see :mod:`geodite.tasks.lock`) and, after damage,
 ``<dir>/rows.jsonl.corrupt`` (lines set aside).
 
