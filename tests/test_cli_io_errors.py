@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from geodite.cli.main import app
 from tests.conftest import DATA
 
-runner = CliRunner()
+runner = CliRunner(env={"COLUMNS": "400"})  # long tmp paths must not be wrapped mid-word
 
 
 @pytest.fixture

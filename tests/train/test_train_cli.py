@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from geodite.cli.main import app
 from tests.train.train_helpers import MPTRJ_10_DB, tiny_config
 
-runner = CliRunner()
+runner = CliRunner(env={"COLUMNS": "400"})  # long tmp paths must not be wrapped mid-word
 
 
 def _write(tmp_path, config: dict):
