@@ -219,15 +219,67 @@ def save_checkpoint(model: Geodite, path: str | Path, metadata: Mapping[str, Any
     return path
 
 
+def _model_from_payload(path: Path, payload: Mapping[str, Any]) -> Geodite:
+    """The float64 Geodite of one of our checkpoints. Every defect is a one-line CheckpointError, found before
+    the model is allocated: a configuration that is not one, weights that do not fit it (the shapes are
+    compared on the meta device, so a config asking for 100,000 channels × 50 layers allocates nothing), a
+    model larger than the memory available."""
+    if not isinstance(payload.get("config"), Mapping):
+        raise CheckpointError(f"{path}: the checkpoint holds no model configuration")
+    try:
+        config = GeoditeConfig.from_dict(dict(payload["config"]))
+        with torch.device("meta"):
+            skeleton = Geodite(config)
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise CheckpointError(f"{path}: not a usable model configuration ({error})") from None
+    state = payload.get("state_dict")
+    if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise CheckpointError(f"{path}: the checkpoint holds no state dict of tensors")
+    expected = {key: tuple(value.shape) for key, value in skeleton.state_dict().items()}
+    found = {key: tuple(value.shape) for key, value in state.items()}
+    n_parameters = sum(math.prod(shape) for shape in expected.values())
+    if expected != found:
+        missing, extra = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
+        wrong = [f"{k} {found[k]} instead of {expected[k]}" for k in expected if k in found and found[k] != expected[k]]
+        problems = ([f"{len(missing)} missing (e.g. {missing[0]})"] if missing else []) + (
+            [f"{len(extra)} unexpected (e.g. {extra[0]})"] if extra else []) + (
+            [f"{len(wrong)} of other shape (e.g. {wrong[0]})"] if wrong else [])
+        raise CheckpointError(
+            f"{path}: the weights do not fit its configuration ({config.num_channels} channels, {config.num_layers} "
+            f"layers: {n_parameters:,} parameters, {8 * n_parameters / 1e9:.3g} GB in float64): {'; '.join(problems)}")
+    check_fits_in_memory(n_parameters, path)
+    model = Geodite(config).double()
+    model.load_state_dict(state)
+    model.metadata = dict(payload.get("metadata") or {})
+    return model
+
+
+def available_memory_bytes() -> int | None:
+    """Memory the system can give a process now (Linux MemAvailable, bytes); None where unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def check_fits_in_memory(n_parameters: int, path: str | Path) -> None:
+    """CheckpointError when ``n_parameters`` float64 weights (twice: the model and a working copy) would not fit
+    in the memory available."""
+    needed, available = 16 * n_parameters, available_memory_bytes()
+    if available is not None and needed > available:
+        raise CheckpointError(f"{path}: a model of {n_parameters:,} parameters needs about {needed / 1e9:.3g} GB, "
+                              f"more than the {available / 1e9:.3g} GB available here")
+
+
 def load_checkpoint(path: str | Path, num_heads: int | None = None) -> Geodite:
     """Load our checkpoints, upstream state dicts and upstream Lightning checkpoints (float64 model)."""
     path = Path(path)
     payload = load_weights_only(path)
     if isinstance(payload, Mapping) and payload.get("format") == CHECKPOINT_FORMAT:
-        model = Geodite(GeoditeConfig.from_dict(payload["config"])).double()
-        model.load_state_dict(payload["state_dict"])
-        model.metadata = dict(payload.get("metadata", {}))
-        return model
+        return _model_from_payload(path, payload)
     if isinstance(payload, Mapping):
         state_dict = payload.get("state_dict", payload)
         if isinstance(state_dict, Mapping) and is_upstream_state_dict(state_dict):

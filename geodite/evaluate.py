@@ -13,6 +13,7 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator
 from ase.db import connect
 from ase.io import iread
+from ase.neighborlist import neighbor_list
 from ase.stress import voigt_6_to_full_3x3_stress
 
 from geodite.calculator import Prediction, describe, predict
@@ -23,6 +24,11 @@ from geodite.tasks.results import table_markdown
 _ENERGY_INFO_KEYS = ("ref_energy", "energy", "REF_energy", "dft_energy")
 _FORCE_ARRAY_KEYS = ("ref_forces", "forces", "REF_forces", "dft_forces")
 _STRESS_INFO_KEYS = ("ref_stress", "stress", "REF_stress", "dft_stress")
+
+
+#: Å: atoms closer than this are not a physical structure (the shortest bond, in H2, is 0.74 Å); such a frame is
+#: a failed row, named, rather than an error of 1e5 eV/atom in the MAE
+MIN_PLAUSIBLE_DISTANCE = 0.5
 
 
 class DataFileError(ValueError):
@@ -107,17 +113,40 @@ def _as_3x3(stress) -> np.ndarray | None:
     return voigt_6_to_full_3x3_stress(stress) if stress.shape == (6,) else stress.reshape(3, 3)
 
 
-def reference_values(atoms: Atoms) -> tuple[float | None, np.ndarray | None, np.ndarray | None]:
-    """(energy eV, forces [N, 3] eV/Å, stress [3, 3] eV/Å³) stored with the structure; None where absent."""
+def implausible_contact(atoms: Atoms, min_distance: float = MIN_PLAUSIBLE_DISTANCE) -> str | None:
+    """Why ``atoms`` is not a physical structure (two atoms closer than ``min_distance`` Å), or None."""
+    if len(atoms) < 2 or not np.isfinite(atoms.positions).all():
+        return None
+    i, j, d = neighbor_list("ijd", atoms, min_distance)
+    if not len(d):
+        return None
+    k = int(np.argmin(d))
+    return (f"atoms {i[k]} and {j[k]} are {d[k]:.3g} Å apart (< {min_distance} Å): not a physical structure, "
+            "left out of the errors")
+
+
+def nonfinite_references(atoms: Atoms) -> list[str]:
+    """The references stored with ``atoms`` that are present but not finite (NaN, inf): "energy", "forces",
+    "stress"; such a reference is left out of its error, and the frame is reported."""
+    return [name for name, value in zip(("energy", "forces", "stress"), reference_values(atoms, finite_only=False))
+            if value is not None and not np.isfinite(value).all()]
+
+
+def reference_values(atoms: Atoms, finite_only: bool = True) -> tuple[float | None, np.ndarray | None, np.ndarray | None]:
+    """(energy eV, forces [N, 3] eV/Å, stress [3, 3] eV/Å³) stored with the structure; None where absent and,
+    with ``finite_only``, where a value is not finite (see :func:`nonfinite_references`)."""
     results = atoms.calc.results if atoms.calc is not None else {}
     energy = results.get("energy", next((atoms.info[k] for k in _ENERGY_INFO_KEYS if k in atoms.info), None))
     forces = results.get("forces", next((atoms.arrays[k] for k in _FORCE_ARRAY_KEYS if k in atoms.arrays), None))
     stress = results.get("stress", next((atoms.info[k] for k in _STRESS_INFO_KEYS if k in atoms.info), None))
-    return (
+    values = (
         None if energy is None else float(energy),
         None if forces is None else np.asarray(forces, dtype=float),
         _as_3x3(stress),
     )
+    if finite_only:
+        return tuple(v if v is None or np.isfinite(v).all() else None for v in values)  # type: ignore[return-value]
+    return values
 
 
 def error_row(index: int, atoms: Atoms, prediction: Prediction) -> dict:
@@ -136,6 +165,7 @@ def error_row(index: int, atoms: Atoms, prediction: Prediction) -> dict:
         "forces_max_error": np.nan,
         "stress_mae": np.nan,
         "error": prediction.error,
+        "nonfinite_reference": ", ".join(nonfinite_references(atoms)) or None,
     }
     if not prediction.ok:
         return row
@@ -170,6 +200,8 @@ def summarise(table: pd.DataFrame) -> dict:
     summary = {
         "n_structures": int(len(table)),
         "n_failed": int(table["error"].notna().sum()),
+        "n_nonfinite_reference": int(table["nonfinite_reference"].notna().sum()) if "nonfinite_reference" in table
+        else 0,
         "energy_per_atom_mae": float(e.abs().mean()) if len(e) else None,
         "energy_per_atom_rmse": float(np.sqrt((e**2).mean())) if len(e) else None,
         "energy_per_atom_mean_error": float(e.mean()) if len(e) else None,
@@ -205,11 +237,15 @@ def evaluate_structures(
     rows = []
     for start in range(0, len(structures), chunk_size):
         chunk = structures[start : start + chunk_size]
-        readable = [atoms for atoms in chunk if isinstance(atoms, Atoms)]
+        refused = {offset: implausible_contact(item) for offset, item in enumerate(chunk) if isinstance(item, Atoms)}
+        readable = [item for offset, item in enumerate(chunk) if isinstance(item, Atoms) and not refused[offset]]
         predictions = iter(predict(calculator, readable) if readable else [])
         for offset, item in enumerate(chunk):
             if isinstance(item, UnreadableFrame):
                 rows.append(unreadable_row(start + offset, item))
+            elif refused[offset]:
+                rows.append(error_row(start + offset, item, Prediction(
+                    error=f"{describe(item, start + offset)}: {refused[offset]}")))
             else:
                 rows.append(error_row(start + offset, item, next(predictions)))
         if progress is not None:

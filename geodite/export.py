@@ -188,13 +188,41 @@ def export_model(model: Geodite, out: Path, dtype: str = "float64", compute_stre
     if out.suffix != ".pt2":
         raise ExportError(f"the package name must end in .pt2, not {out.name!r}")
     start = time.perf_counter()
-    program = export_program(model, dtype, compute_stress, kernels)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    metadata = package_metadata(model, dtype, compute_stress, kernels)
-    torch._inductor.aoti_compile_and_package(
-        program, package_path=str(out), inductor_configs={"aot_inductor.metadata": metadata}
-    )
+    with quiet_compiler():
+        program = export_program(model, dtype, compute_stress, kernels)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        metadata = package_metadata(model, dtype, compute_stress, kernels)
+        torch._inductor.aoti_compile_and_package(
+            program, package_path=str(out), inductor_configs={"aot_inductor.metadata": metadata}
+        )
     return ExportReport(out, time.perf_counter() - start, out.stat().st_size / 1e6)
+
+
+#: torch's loggers that report on its own internals while exporting and compiling (e.g. "aten._linalg_det is
+#: missing a c-shim implementation, using proxy executor as fallback"); errors still raise
+COMPILER_LOGGERS = ("torch._inductor", "torch._dynamo", "torch.export", "torch._export", "torch.fx")
+
+
+@contextlib.contextmanager
+def quiet_compiler():
+    """Silence what torch says about its own internals during an export (FutureWarning / DeprecationWarning
+    such as "isinstance(treespec, LeafSpec) is deprecated", and the compiler loggers' warnings): nothing a user
+    of ``geodite export`` can act on. Restores the warning filters and logger levels afterwards."""
+    import logging
+    import warnings
+
+    loggers = [logging.getLogger(name) for name in COMPILER_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        for logger in loggers:
+            logger.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            for logger, level in zip(loggers, levels):
+                logger.setLevel(level)
 
 
 def stored_metadata(path: Path) -> dict[str, str]:

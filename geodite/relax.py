@@ -19,6 +19,8 @@ The relaxation throughput of the backends side by side: ``benchmarks/relax_engin
 
 from __future__ import annotations
 
+import inspect
+import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -28,6 +30,7 @@ from typing import Any
 import numpy as np
 from ase import filters, optimize
 from ase.filters import FrechetCellFilter
+from ase.optimize.optimize import Optimizer
 from ase.stress import full_3x3_to_voigt_6_stress, voigt_6_to_full_3x3_stress
 from scipy.linalg import expm_frechet
 
@@ -49,6 +52,28 @@ class RelaxSettings:
     optimizer: str = "FIRE"
     cell_filter: str | None = "FrechetCellFilter"
 
+    def __post_init__(self) -> None:
+        """Refuse settings under which nothing meaningful would run (ValueError, before any structure)."""
+        if not (math.isfinite(self.fmax) and self.fmax > 0):
+            raise ValueError(f"fmax must be a finite number > 0 (eV/Å), not {self.fmax}")
+        if self.steps < 1:
+            raise ValueError(f"steps must be at least 1, not {self.steps}")
+        optimizer_class(self.optimizer)
+
+
+def optimizer_names() -> list[str]:
+    """The ASE optimizers a relaxation accepts by name (the :class:`ase.optimize.optimize.Optimizer` classes
+    :mod:`ase.optimize` exports: FIRE, BFGS, LBFGS, ...)."""
+    return sorted(name for name, value in vars(optimize).items()
+                  if inspect.isclass(value) and issubclass(value, Optimizer))
+
+
+def optimizer_class(name: str) -> type[Optimizer]:
+    """The ASE optimizer class called ``name``; ValueError naming the choices when there is none."""
+    if name not in optimizer_names():
+        raise ValueError(f"unknown ASE optimizer {name!r}; choose from {', '.join(optimizer_names())}")
+    return getattr(optimize, name)
+
 
 @dataclass
 class RelaxResult:
@@ -66,11 +91,7 @@ def max_force(forces: np.ndarray) -> float:
 
 
 def _make_optimizer(name: str, obj, logfile=None):
-    try:
-        cls = getattr(optimize, name)
-    except AttributeError as exc:
-        raise ValueError(f"unknown ASE optimizer {name!r}") from exc
-    return cls(obj, logfile=logfile)
+    return optimizer_class(name)(obj, logfile=logfile)
 
 
 def _filtered(atoms, cell_filter: str | None, fast: bool = False):

@@ -107,3 +107,49 @@ def test_checkpoints_never_share_a_label_with_another_model(tmp_path):
     assert shipped["model"] == "geodite"  # not overwritten by the user's geodite.pt
     table = pd.read_csv(tmp_path / "r" / "eval" / f"{key}.csv")
     assert sorted(table["model"]) == sorted(["geodite", model_label(str(users)), model_label(str(other))])
+
+
+def _copper_frames(path, close: int | None = None, nan_energy: int | None = None, nan_forces: int | None = None):
+    """Four rattled fcc Cu cells with EMT's own labels (so EMT's errors are 0): frame ``close`` with two atoms
+    0.01 Å apart, frame ``nan_energy`` with a NaN reference energy, ``nan_forces`` with NaN reference forces."""
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.io import write
+
+    frames = []
+    for k in range(4):
+        atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
+        atoms.rattle(0.02, seed=k)
+        if k == close:
+            atoms.positions[1] = atoms.positions[0] + [0.01, 0, 0]
+        atoms.calc = EMT()
+        energy, forces, stress = atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()
+        energy = float("nan") if k == nan_energy else energy
+        forces = np.full_like(forces, np.nan) if k == nan_forces else forces
+        atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=forces, stress=stress)
+        frames.append(atoms)
+    write(path, frames)
+    return path
+
+
+def _eval_emt(tmp_path, data):
+    result = runner.invoke(app, ["eval", "--model", "emt", "--data", str(data), "--results-dir", str(tmp_path),
+                                 "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout.strip().splitlines()[-1]), " ".join(result.output.split())
+
+
+def test_atoms_closer_than_any_bond_are_refused_with_the_frame_named(tmp_path):
+    """0.01 Å apart, such a frame put 3e5 eV/atom into the MAE without a word."""
+    summary, output = _eval_emt(tmp_path, _copper_frames(tmp_path / "frames.extxyz", close=1))
+    assert summary["n_failed"] == 1 and summary["energy_per_atom_mae"] < 1e-6
+    assert "structure 1 (Cu4): atoms 0 and 1 are 0.01 Å apart" in output
+
+
+def test_a_nan_reference_is_left_out_and_said(tmp_path):
+    summary, output = _eval_emt(tmp_path, _copper_frames(tmp_path / "frames.extxyz", nan_energy=2, nan_forces=3))
+    assert summary["n_nonfinite_reference"] == 2 and summary["n_failed"] == 0
+    assert summary["energy_per_atom_mae"] < 1e-6 and summary["forces_mae"] < 1e-6  # extxyz keeps 8 decimals
+    assert "2 structure(s) with a NaN or infinite reference" in output
+    assert "structure 2 (energy)" in output and "structure 3 (forces)" in output

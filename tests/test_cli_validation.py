@@ -124,3 +124,60 @@ def test_parse_ints_bounds():
     for text, n in (("2,2", 3), ("2,0,2", 3), ("64,2000", None), ("a", None)):
         with pytest.raises(typer.BadParameter):
             parse_ints(text, "--x", n, high=1000)
+
+
+@pytest.mark.parametrize("args,option,message", [
+    (["bench", "discovery", "--optimizer", "bogus"], "--optimizer", "unknown ASE optimizer 'bogus'"),
+    (["bench", "discovery", "--fmax", "inf"], "--fmax", "got inf"),
+    (["bench", "discovery", "--fmax", "nan"], "--fmax", "got nan"),
+    (["bench", "discovery", "--strain", "inf"], "--strain", "got inf"),
+    (["bench", "kappa", "--fmax", "inf"], "--fmax", "got inf"),
+    (["bench", "diatomics", "--elements", ""], "--elements", "names nothing"),
+    (["bench", "diatomics", "--elements", " , "], "--elements", "names nothing"),
+    (["bench", "kappa", "--materials", ""], "--materials", "names nothing"),
+    (["bench", "kappa", "--space-groups", ""], "--space-groups", "names nothing"),
+    (["bench", "md", "--systems", ""], "--systems", "names nothing"),
+    (["bench", "all", "--tasks", ""], "--tasks", "names nothing"),
+])
+def test_meaningless_values_are_refused_before_any_work(tmp_path, args, option, message):
+    """--optimizer bogus failed every item (exit 0), --fmax inf reported unrelaxed structures as converged,
+    --elements "" ran all 92 elements."""
+    output = refused([*args, "--model", "emt", "--results-dir", str(tmp_path)], option)
+    assert message in output
+    assert not any(tmp_path.iterdir())
+
+
+def test_speed_models_must_name_a_model(tmp_path):
+    output = refused(["bench", "speed", "--models", "", "--results-dir", str(tmp_path)], "--models")
+    assert "names nothing" in output
+
+
+def test_relax_settings_refuse_what_would_not_relax():
+    from geodite.relax import RelaxSettings, optimizer_names
+
+    assert {"FIRE", "BFGS", "LBFGS"} <= set(optimizer_names()) and "Optimizer" not in optimizer_names()
+    for bad in (dict(optimizer="bogus"), dict(optimizer="Dynamics"), dict(fmax=float("inf")), dict(fmax=0.0),
+                dict(steps=0)):
+        with pytest.raises(ValueError):
+            RelaxSettings(**bad)
+
+
+def test_a_run_in_which_every_item_fails_exits_non_zero_and_says_why(tmp_path):
+    """EMT has no potential for Fe: before, every item failed, the reason was not shown and the exit code was 0."""
+    args = ["bench", "diatomics", "--model", "emt", "--elements", "Fe,Mn", "--results-dir", str(tmp_path),
+            "--no-plots", "--no-progress"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1, result.output
+    text = " ".join(result.output.split())
+    assert "2 of 2 item(s) failed" in text and "No EMT-potential for" in text
+    assert "every item of diatomics failed" in text
+    again = runner.invoke(app, args)  # the failures are stored: the rerun says so and how to recompute them
+    assert again.exit_code == 1 and "--retry-failed" in again.output
+
+
+def test_a_partly_failed_run_names_its_failures_and_exits_zero(tmp_path):
+    result = runner.invoke(app, ["bench", "diatomics", "--model", "emt", "--elements", "Cu,Fe", "--results-dir",
+                                 str(tmp_path), "--no-plots", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "1 of 2 item(s) failed" in text and "No EMT-potential for Fe" in text

@@ -31,7 +31,7 @@ def interrupted(root: Path, task: str, label: str, n_stored: int) -> None:
     """The store of a run killed after ``n_stored`` items: rows, no metrics.json."""
     with ResultStore(root / task / label / "store") as store:
         for index in range(n_stored):
-            store.append({"key": f"item-{index}", "status": "ok"})
+            store.append({"key": f"item-{index}", "status": "ok", "value": float(index)})
 
 
 def report(root: Path, *extra: str):

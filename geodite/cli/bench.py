@@ -18,18 +18,20 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
 from geodite.cli.common import (
-    RUN_DEFAULTS, Device, Dtype, Json, Model, ResultsDir, fail, format_value, non_negative, one_of, parse_ints,
-    positive, print_summary, split_names, stderr, with_run_options,
+    RUN_DEFAULTS, Device, Dtype, Json, Model, ResultsDir, WritableResultsDir, check_optimizer, fail, format_value,
+    io_error, names, non_negative, one_of, parse_ints, positive, print_summary, split_names, stderr, with_run_options,
 )
 from geodite.data.downloads import DataUnavailableError
 from geodite.registry import ModelNotAvailableError, model_label
 from geodite.report import write_report
 from geodite.tasks import runner, speed, suite
 from geodite.tasks.cps import cps_summary
+from geodite.tasks.diatomics import MBD_SKIPPED
 from geodite.tasks.md import parse_time_fs
 from geodite.tasks.runner import RunOptions
 from geodite.tasks.store import ConfigMismatchError, jsonable
@@ -62,9 +64,31 @@ def run_bench(task_name: str, settings: dict, run: RunOptions, as_json: bool) ->
     except (DataUnavailableError, ModelNotAvailableError, ConfigMismatchError, suite.TaskNotRun, FileNotFoundError,
             KeyError, ValueError, RuntimeError) as error:
         fail(str(error).strip("'\""), as_json)
+    except OSError as error:  # disk full, a folder made read-only during the run: the stored rows are kept
+        fail(f"cannot write the results ({io_error(error)}); every item finished so far is stored, and the same "
+             "command resumes from there", as_json, code=1)
     print_summary(summary, as_json, f"{summary['task']} — {run.model} ({summary['n_items']} items)")
     stderr.print(f"results: {summary['results_dir']}")
+    report_failures(summary)
     return summary
+
+
+def report_failures(summary: dict) -> None:
+    """Say why items failed (the commonest errors) and which the model does not cover; exit with code 1 when
+    no item gave a result because every one failed."""
+    if summary.get("unsupported"):
+        stderr.print(f"{len(summary['unsupported'])} item(s) outside the model's elements, not counted as failures: "
+                     f"{', '.join(map(str, summary['unsupported']))}")
+    n_failed = summary.get("n_failed") or 0
+    if not n_failed:
+        return
+    hint = ("; --retry-failed computes them again" if summary.get("n_skipped") else "")
+    stderr.print(f"[yellow]{n_failed} of {summary['n_items']} item(s) failed{hint}:[/yellow]")
+    for reason in summary.get("failure_reasons", []):
+        stderr.print(f"  {reason}")
+    if n_failed + len(summary.get("unsupported", [])) >= summary["n_items"]:
+        stderr.print(f"[red]error:[/red] every item of {summary['task']} failed")
+        raise typer.Exit(1)
 
 
 def check_time(value: str | None) -> str | None:
@@ -89,7 +113,8 @@ def discovery_command(
         help="offline mode: WBM json.gz (default: shipped 1k subset)")] = None,
     fmax: Annotated[float, typer.Option(callback=positive, help="force convergence (eV/Å)")] = DISCOVERY["fmax"],
     steps: Annotated[int, typer.Option(min=1, help="max optimizer steps")] = DISCOVERY["steps"],
-    optimizer: Annotated[str, typer.Option(help="ASE optimizer")] = DISCOVERY["optimizer"],
+    optimizer: Annotated[str, typer.Option(
+        callback=check_optimizer, help="ASE optimizer (FIRE, BFGS, LBFGS, ...)")] = DISCOVERY["optimizer"],
     engine: Annotated[str, typer.Option(
         callback=one_of("batched", "ase"),
         help="batched (one model call per step for all structures in flight) or ase (one structure at a time); "
@@ -136,8 +161,10 @@ def kappa_command(
     ] = KAPPA["mode"],
     data_dir: Annotated[Optional[Path], typer.Option(help="directory with local copies of the MBD phonon files")] = None,
     download: Annotated[bool, typer.Option(help="in full mode, download missing files to the cache")] = True,
-    materials: Annotated[Optional[str], typer.Option(help="comma-separated material ids or formulas")] = None,
-    space_groups: Annotated[Optional[str], typer.Option(help="comma-separated space groups to keep (225,216,186)")] = None,
+    materials: Annotated[Optional[str], typer.Option(
+        callback=names, help="comma-separated material ids or formulas")] = None,
+    space_groups: Annotated[Optional[str], typer.Option(
+        callback=names, help="comma-separated space groups to keep (225,216,186)")] = None,
     fmax: Annotated[float, typer.Option(
         callback=positive, help="relaxation force convergence (eV/Å)")] = KAPPA["fmax"],
     steps: Annotated[int, typer.Option(min=1, help="max relaxation steps")] = KAPPA["steps"],
@@ -179,11 +206,16 @@ def kappa_command(
 def diatomics_command(
     protocol: Annotated[str, typer.Option(
         help="mbd (Matbench Discovery) or arena (MLIP Arena)")] = DIATOMICS["protocol"],
-    elements: Annotated[Optional[str], typer.Option(help="comma-separated symbols (default: H…U)")] = None,
+    elements: Annotated[Optional[str], typer.Option(
+        callback=names, help="comma-separated symbols (default: H…U)")] = None,
     *, run: RunOptions, as_json: Json = False,
 ) -> None:
     """Homonuclear dimer curves: smoothness and PBE-relative accuracy, one item per element."""
-    run_bench("diatomics", {"protocol": protocol, "elements": split_names(elements)}, run, as_json)
+    summary = run_bench("diatomics", {"protocol": protocol, "elements": split_names(elements)}, run, as_json)
+    skipped_by_mbd = [symbol for symbol in summary.get("unsupported", []) if symbol in MBD_SKIPPED]
+    if protocol == "mbd" and skipped_by_mbd:
+        stderr.print(f"Matbench Discovery scores 87 elements, H…U without {', '.join(MBD_SKIPPED)}: "
+                     f"{', '.join(skipped_by_mbd)} would not count in the CDS of any model")
 
 
 @bench_app.command("md")
@@ -198,7 +230,8 @@ def md_command(
         callback=one_of("nose-hoover-chain", "langevin"), help="nose-hoover-chain or langevin")] = MD["thermostat"],
     seed: Annotated[int, typer.Option(help="seed of the Maxwell–Boltzmann start")] = MD["seed"],
     reference: Annotated[Optional[Path], typer.Option(help="reference-set folder (default: shipped argyrodites)")] = None,
-    systems: Annotated[Optional[str], typer.Option(help="comma-separated system names (default: all)")] = None,
+    systems: Annotated[Optional[str], typer.Option(
+        callback=names, help="comma-separated system names (default: all)")] = None,
     *, run: RunOptions, as_json: Json = False,
 ) -> None:
     """NVT MD on solid electrolytes: stability and RDF overlap with AIMD, one item per system."""
@@ -213,7 +246,8 @@ def md_command(
 
 @bench_app.command("speed")
 def speed_command(
-    models: Annotated[str, typer.Option(help="comma-separated registry names or architectures")] = ",".join(
+    models: Annotated[str, typer.Option(
+        callback=names, help="comma-separated registry names or architectures")] = ",".join(
         SPEED.models),
     sizes: Annotated[str, typer.Option(help=f"comma-separated atom counts (up to {speed.MAX_ATOMS})")] = ",".join(
         map(str, SPEED.sizes)),
@@ -224,7 +258,7 @@ def speed_command(
     threads: Annotated[int, typer.Option(min=1, help="torch threads (fixed for all models)")] = SPEED.threads,
     memory: Annotated[bool, typer.Option(help="measure peak memory in child processes")] = SPEED.memory,
     device: Device = SPEED.device, dtype: Dtype = SPEED.dtype,
-    results_dir: ResultsDir = RUN_DEFAULTS["results_dir"], as_json: Json = False,
+    results_dir: WritableResultsDir = RUN_DEFAULTS["results_dir"], as_json: Json = False,
 ) -> None:
     """Time energy+forces+stress per call for Geodite and its peers, side by side, interleaved."""
     options = speed.SpeedOptions(
@@ -236,33 +270,49 @@ def speed_command(
         summary = speed.run_speed(options, results_dir / "speed" / f"{structure}-{device}", log=stderr.print)
     except ValueError as error:
         fail(str(error), as_json)
+    except OSError as error:
+        fail(f"cannot write the speed results ({io_error(error)})", as_json, code=1)
     print_speed(summary, as_json)
 
 
 def print_speed(summary: dict, as_json: bool) -> None:
-    """The speed table (model × size); with --json, the summary {"rows": [...], ...} on stdout."""
+    """The speed table (model × size; narrow enough for 80 columns), each model's error below it once; with
+    --json, the summary {"rows": [...], ...} on stdout. Exit code 1 when no model could be timed."""
     if as_json:
         sys.stdout.write(json.dumps(jsonable(summary)) + "\n")
-    table = Table(title=f"speed — {summary['machine']}, {summary['threads']} threads, {summary['dtype']}")
-    for column in ("model", "atoms", "μs/atom-step (median)", "min", "atom-steps/s", "peak MB", "Geodite ×"):
-        table.add_column(column, justify="right" if column != "model" else "left")
+    table = Table(title=f"speed — {summary['threads']} threads, {summary['dtype']}", box=box.SIMPLE_HEAD,
+                  caption=summary["machine"])
+    for column in ("model", "atoms", "μs/atom-step", "min", "atom-steps/s", "peak MB", "× Geodite"):
+        table.add_column(column, justify="left" if column == "model" else "right",
+                         no_wrap=column != "model", overflow="fold")
+    errors: dict[str, str] = {}
     for row in summary["rows"]:
         def cell(key: str, spec: str) -> str:
             value = row.get(key)
             return "—" if value is None else format(value, spec)
 
+        if row.get("error"):
+            errors.setdefault(row["model"], row["error"])
         table.add_row(row["model"], str(row["n_atoms"]), cell("us_per_atom_step", ".0f"),
                       cell("us_per_atom_step_min", ".0f"), cell("atom_steps_per_s", ".0f"),
-                      cell("peak_mem_mb", ".0f"),
-                      cell("geodite-published_speedup", ".2f") if not row.get("error") else row["error"][:40])
+                      cell("peak_mem_mb", ".0f"), "failed" if row.get("error") else
+                      cell("geodite-published_speedup", ".2f"))
     (stderr if as_json else Console()).print(table)
+    stderr.print("μs/atom-step: median (and min) over repetitions; × Geodite: how many times faster Geodite at the "
+                 "published size is")
+    for model, error in errors.items():
+        stderr.print(f"[yellow]{model}:[/yellow] {error}")
     stderr.print(f"results: {summary['results_dir']}")
+    if summary["rows"] and all(row.get("error") for row in summary["rows"]):
+        stderr.print("[red]error:[/red] no model could be timed")
+        raise typer.Exit(1)
 
 
 @bench_app.command("all")
 @with_run_options(without=("scheduler", "slurm_config"))
 def all_command(
-    tasks: Annotated[str, typer.Option(help=f"comma-separated subset of {','.join(suite.TASKS)}")] = ",".join(
+    tasks: Annotated[str, typer.Option(
+        callback=names, help=f"comma-separated subset of {','.join(suite.TASKS)}")] = ",".join(
         suite.TASKS),
     md_time: Annotated[Optional[str], typer.Option(
         callback=check_time,
@@ -271,7 +321,7 @@ def all_command(
         f"speed: atom counts (default {','.join(map(str, speed.DEFAULT_SIZES))}; "
         f"quick: {','.join(map(str, suite.QUICK_SPEED_SIZES))})"))] = None,
     speed_models: Annotated[Optional[str], typer.Option(
-        help="speed: models timed side by side (default: the model and its peers; quick: the model)")] = None,
+        callback=names, help="speed: models timed side by side (default: the model and its peers; quick: the model)")] = None,
     report: Annotated[bool, typer.Option(help="write results/<model>/report.md and report.html at the end")] = True,
     limit: Annotated[Optional[int], typer.Option(min=1, help=(
         f"quick mode: first N items (N ≥ 1) of discovery/kappa/diatomics/md, {suite.QUICK_MD_TIME} MD, small kappa "

@@ -15,7 +15,9 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import math
 import sys
+import tempfile
 from dataclasses import fields
 from pathlib import Path
 from typing import Annotated, Any, Callable, Optional
@@ -64,16 +66,36 @@ def print_summary(summary: dict, as_json: bool, title: str) -> None:
 
 
 def positive(value: float | None) -> float | None:
-    """Option callback: refuse a number ≤ 0 (a tolerance, a time step, a temperature); None passes."""
-    if value is not None and not value > 0:
-        raise typer.BadParameter(f"must be > 0, got {value}")
+    """Option callback: refuse a number ≤ 0 or not finite (a tolerance, a time step, a temperature); None passes."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise typer.BadParameter(f"must be a finite number > 0, got {value}")
     return value
 
 
 def non_negative(value: float | None) -> float | None:
-    """Option callback: refuse a number < 0 (an amplitude that may be switched off with 0); None passes."""
-    if value is not None and not value >= 0:
-        raise typer.BadParameter(f"must be ≥ 0, got {value}")
+    """Option callback: refuse a number < 0 or not finite (an amplitude that may be switched off with 0); None
+    passes."""
+    if value is not None and not (math.isfinite(value) and value >= 0):
+        raise typer.BadParameter(f"must be a finite number ≥ 0, got {value}")
+    return value
+
+
+def names(value: str | None) -> str | None:
+    """Option callback of a comma-separated list (elements, materials, systems, models): given, it must name
+    something (``--elements ""`` is refused, not read as "all"); None (not given) passes."""
+    if value is not None and not split_names(value):
+        raise typer.BadParameter(f"names nothing (got {value!r}); leave the option out for the default")
+    return value
+
+
+def check_optimizer(value: str) -> str:
+    """Option callback: the name of an ASE optimizer class (FIRE, BFGS, LBFGS, ...)."""
+    from geodite.relax import optimizer_class
+
+    try:
+        optimizer_class(value)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
     return value
 
 
@@ -98,6 +120,30 @@ def check_device(value: str) -> str:
     except DeviceError as error:
         raise typer.BadParameter(str(error)) from None
     return value
+
+
+def writable_folder(folder: Path) -> Path:
+    """Option callback of a folder a command writes into (``--results-dir``): refuse, before any work, one
+    where nothing can be written (read-only, not a folder), so that no computed result is lost at the end.
+    Nothing is created: the folder, or its nearest existing parent, gets a temporary file."""
+    existing = folder.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise typer.BadParameter(f"{existing} is not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        raise typer.BadParameter(f"cannot write in {existing} ({error.strerror or error}); "
+                                 "choose another folder") from None
+    return folder
+
+
+def io_error(error: OSError) -> str:
+    """An OSError (disk full, permission denied, ...) as one line: what failed, and on which file."""
+    where = f": {error.filename}" if error.filename else ""
+    return f"{error.strerror or type(error).__name__}{where}"
 
 
 def parse_ints(text: str | None, what: str, n: int | None = 3, low: int = 1, high: int | None = None) -> list[int] | None:
@@ -133,6 +179,9 @@ Limit = Annotated[Optional[int], typer.Option(min=1, help=LIMIT_HELP)]
 Device = Annotated[str, typer.Option(callback=check_device, help="cpu, cuda or cuda:N")]
 Dtype = Annotated[str, typer.Option(callback=one_of("float32", "float64"), help="float32 or float64")]
 ResultsDir = Annotated[Path, typer.Option(file_okay=False, help="results root: <root>/<task>/<model>/")]
+#: ``--results-dir`` of a command that writes results: refused before any work when nothing can be written there
+WritableResultsDir = Annotated[Path, typer.Option(
+    file_okay=False, callback=writable_folder, help="results root: <root>/<task>/<model>/")]
 Json = Annotated[bool, typer.Option("--json", help="print the summary as one JSON object on stdout")]
 
 #: The options every runner-backed ``geodite bench`` command takes, in the order ``--help`` lists them; each
@@ -150,7 +199,7 @@ RUN_OPTIONS: dict[str, Any] = {
     "dtype": Dtype,
     "batch_atoms": Annotated[Optional[int], typer.Option(
         min=1, help="Geodite: most atoms in one model call (default 2048; 1 = one structure a call)")],
-    "results_dir": ResultsDir,
+    "results_dir": WritableResultsDir,
     "retry_failed": Annotated[bool, typer.Option(help="recompute items that failed in an earlier run")],
     "fresh": Annotated[bool, typer.Option(help="discard stored results of this task and model")],
     "progress": Annotated[bool, typer.Option(help="show a progress bar on stderr")],

@@ -14,13 +14,14 @@ import time
 from pathlib import Path
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from geodite.cli.bench import bench_app
-from geodite.cli.common import Device, Dtype, Limit, fail, stderr
+from geodite.cli.common import Device, Dtype, Limit, fail, io_error, stderr, writable_folder
 from geodite.cli.export import export_command, lammps_command
 from geodite.cli.report import report_command
 from geodite.cli.train import distill_command, train_command
@@ -48,7 +49,8 @@ def eval_command(
     device: Device = "cpu",
     dtype: Dtype = "float64",
     limit: Limit = None,
-    results_dir: Path = typer.Option(Path("results"), help="where the per-structure tables and the comparison go"),
+    results_dir: Path = typer.Option(Path("results"), file_okay=False, callback=writable_folder,
+                                     help="where the per-structure tables and the comparison go"),
     as_json: bool = typer.Option(False, "--json", help="print each summary as one JSON object on stdout"),
 ) -> None:
     """Errors of models against the reference energies, forces and stresses in a data file.
@@ -91,11 +93,20 @@ def eval_command(
                                       "data": str(data.resolve()), "data_sha256": sha256,
                                       "n_unreadable": len(unreadable), "wall_s": round(time.perf_counter() - start, 3)}
         out_dir = results_dir / "eval" / model_label(model)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        public_columns(table).to_csv(out_dir / f"{key}.csv", index=False)
-        (out_dir / f"{key}.summary.json").write_text(json.dumps(summary, indent=2))
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            public_columns(table).to_csv(out_dir / f"{key}.csv", index=False)
+            (out_dir / f"{key}.summary.json").write_text(json.dumps(summary, indent=2))
+        except OSError as error:
+            fail(f"cannot write the results of {model} ({io_error(error)})", as_json, code=1)
         for error in table["error"].dropna():
             stderr.print(f"[yellow]skipped[/yellow] {error}")
+        nonfinite = table.dropna(subset=["nonfinite_reference"])
+        if len(nonfinite):
+            listed = ", ".join(f"structure {row.index} ({row.nonfinite_reference})" for row in nonfinite.head(5).itertuples())
+            more = f" and {len(nonfinite) - 5} more" if len(nonfinite) > 5 else ""
+            stderr.print(f"[yellow]{len(nonfinite)} structure(s) with a NaN or infinite reference, left out of that "
+                         f"error:[/yellow] {listed}{more}")
         if as_json:
             sys.stdout.write(json.dumps(summary) + "\n")
         else:
@@ -113,6 +124,8 @@ def eval_command(
         path, rows = write_comparison(results_dir, key, data.name)
     except MixedDataError as error:
         fail(str(error), as_json)
+    except OSError as error:
+        fail(f"cannot write the comparison ({io_error(error)})", as_json, code=1)
     stderr.print(f"comparison of {rows} models: {path}")
 
 
@@ -143,14 +156,18 @@ def models_command(
     if as_json:
         sys.stdout.write(json.dumps(rows) + "\n")
         return
-    table = Table(title="Geodite model registry (--model NAME or a checkpoint path)")
-    for column in ("name", "available", "energy convention", "extra", "description"):
-        table.add_column(column)
+    table = Table(title="Geodite model registry (--model NAME or a checkpoint path)", box=box.SIMPLE_HEAD,
+                  show_lines=False)
+    table.add_column("name", no_wrap=True)
+    table.add_column("here", no_wrap=True)
+    table.add_column("energies", no_wrap=True)
+    table.add_column("description", ratio=1)
     for row in rows:
-        available = "[green]yes[/green]" if row["available"] else "[red]no[/red]"
-        extra = escape(f"geodite[{row['extra']}]") if row["extra"] else ""
-        table.add_row(row["name"], available, row["energy_convention"], extra, row["description"])
+        here = "[green]yes[/green]" if row["available"] else "[red]no[/red]"
+        install = escape(f" (pip install 'geodite[{row['extra']}]')") if row["extra"] and not row["available"] else ""
+        table.add_row(row["name"], here, row["energy_convention"], escape(row["description"]) + install)
     Console().print(table)
+    stderr.print("energies: uncorrected DFT (PBE) or MP2020-corrected; `make peers` installs the peers")
 
 
 app.add_typer(bench_app, name="bench")

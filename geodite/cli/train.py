@@ -24,6 +24,7 @@ def train_command(
     """
     from rich.console import Console
 
+    from geodite.checkpoints import CheckpointError
     from geodite.train.config import FINETUNE_DEFAULTS, ConfigError, TrainConfig, read_yaml
     from geodite.train.trainer import Trainer
 
@@ -46,11 +47,27 @@ def train_command(
         values["run"]["epochs"] = epochs
     try:
         trainer = Trainer(TrainConfig.from_dict(values), console=Console())
-    except ValueError as error:  # a bad config value, or e0 and the data disagree at the isolated-atom limit
+    except (ValueError, OSError, CheckpointError) as error:
+        # a bad config value, e0 and the data disagree at the isolated-atom limit, a missing data file, an
+        # out_dir that cannot be written, a checkpoint (--finetune, model.init_from) that cannot be used
         raise typer.BadParameter(str(error)) from None
     metrics = trainer.train()
-    if metrics:
-        Console().print(f"final: {metrics}")
+    if trainer.model_path is not None:
+        Console().print(training_summary(metrics, trainer.model_path, trainer.out_dir))
+
+
+def training_summary(metrics: dict, model_path: Path, out_dir: Path) -> str:
+    """What a finished `geodite train` says: steps and epochs done, the validation errors of the last
+    validation (meV/atom, meV/Å, meV/Å³), and the files written."""
+    done = f"trained {metrics.get('step', 0)} steps ({metrics.get('epoch', -1) + 1} epochs)" if metrics else \
+        "no training step was due (the run had already finished)"
+    errors = [f"{name} {metrics[key]:.4g} {unit}" for key, name, unit in (
+        ("valid_energy_mae_mev_atom", "energy", "meV/atom"), ("valid_force_mae_mev_a", "forces", "meV/Å"),
+        ("valid_stress_mae_mev_a3", "stress", "meV/Å³")) if isinstance(metrics.get(key), float)]
+    lines = [done + (f"; validation MAE: {', '.join(errors)}" if errors else ""),
+             f"model: {model_path} (use it with --model {model_path})",
+             f"resume state and metrics: {out_dir / 'checkpoint.pt'}, {out_dir / 'metrics.csv'}"]
+    return "\n".join(lines)
 
 
 DISTILL_STAGES = ("label", "split", "train", "all")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -51,23 +51,49 @@ class WorkerContext:
     device: str = "cpu"
     cache: dict = field(default_factory=dict)
     scratch: Path | None = None
+    #: where a task says how far a long item has got ("AlN: FC3 supercells 120/480"): the progress bar of an
+    #: in-process run; a no-op elsewhere (pool and Dask workers)
+    note: Callable[[str], None] = field(default=lambda text: None, repr=False, compare=False)
 
     @property
     def evaluator(self):
         """The Geodite :class:`~geodite.calculator.Evaluator` behind the calculator, or None (other models)."""
         return getattr(self.calculator, "evaluator", None)
 
-    def evaluate(self, structures: Sequence, compute_stress: bool = True) -> list[Prediction]:
+    def evaluate(self, structures: Sequence, compute_stress: bool = True,
+                 progress: Callable[[int], None] | None = None) -> list[Prediction]:
         """One :class:`~geodite.calculator.Prediction` per structure (energy eV, forces eV/Å, stress eV/Å³),
         in order: batched through the Evaluator for Geodite, one structure at a time through the ASE
-        calculator otherwise. A structure that cannot be evaluated gets a Prediction with ``error``."""
-        return predict(self.calculator, structures, compute_stress)
+        calculator otherwise. A structure that cannot be evaluated gets a Prediction with ``error``.
+        ``progress(n)``, when given, hears the number of structures done after each model call (the calls are
+        the Evaluator's own: consecutive structures up to its ``max_atoms`` atoms)."""
+        if progress is None:
+            return predict(self.calculator, structures, compute_stress)
+        predictions: list[Prediction] = []
+        for part in model_calls(structures, self.evaluator.max_atoms if self.evaluator is not None else 0):
+            predictions += predict(self.calculator, part, compute_stress)
+            progress(len(predictions))
+        return predictions
 
     def md_calculator(self, skin: float):
         """The calculator for MD: Geodite reuses neighbour lists within ``skin`` Å (same results); others as they are."""
         if self.evaluator is None or skin <= 0:
             return self.calculator
         return GeoditeCalculator(self.evaluator, skin=skin)
+
+
+def model_calls(structures: Sequence, max_atoms: int) -> list[list]:
+    """``structures`` split as the Evaluator batches them: consecutive structures up to ``max_atoms`` atoms a
+    call (a larger structure alone); one structure a call when ``max_atoms`` is 0 (other calculators)."""
+    calls: list[list] = []
+    atoms_in_call = 0
+    for atoms in structures:
+        if not calls or not max_atoms or atoms_in_call + len(atoms) > max_atoms:
+            calls.append([])
+            atoms_in_call = 0
+        calls[-1].append(atoms)
+        atoms_in_call += len(atoms)
+    return calls
 
 
 @runtime_checkable
@@ -82,6 +108,11 @@ class Task(Protocol):
     def metrics(self, df: pd.DataFrame, model: str) -> dict: ...  # rows -> metrics
 
     def plots(self, df: pd.DataFrame, out_dir: Path, model: str) -> list[Path]: ...
+
+
+#: The status of an item the model does not cover (e.g. an element outside its element set): no result, and not
+#: a failure of the model; the other statuses are "ok" and "failed".
+UNSUPPORTED = "unsupported"
 
 
 def failed_row(key: str, exc: BaseException) -> dict:

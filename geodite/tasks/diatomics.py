@@ -29,7 +29,7 @@ from ase.data import atomic_numbers, chemical_symbols, covalent_radii, vdw_alvar
 
 from geodite.metrics import diatomics as m
 from geodite.metrics import diatomics_pbe as m_pbe
-from geodite.tasks.contract import PROTOCOL, failed_row
+from geodite.tasks.contract import PROTOCOL, UNSUPPORTED, failed_row
 
 MBD_SKIPPED = ("Po", "At", "Rn", "Fr", "Ra")
 MBD_BOX = 50.0  # Å
@@ -84,6 +84,14 @@ def curve_arrays(predictions: list, r: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return np.array([p.energy for p in predictions]), np.stack([p.forces for p in predictions])
 
 
+def unsupported_row(key: str, symbol: str, protocol: str) -> dict:
+    """The row of an element the model has no embedding or isolated-atom energy for."""
+    scored = (" (MBD does not score it either)" if symbol in MBD_SKIPPED else " (it counts as not run in the CDS)"
+              ) if protocol == "mbd" else ""
+    return {"key": key, "status": UNSUPPORTED, "element": symbol, "Z": atomic_numbers[symbol],
+            "error": f"{symbol} is outside the model's elements{scored}"}
+
+
 def curve_metrics(symbol: str, r: np.ndarray, e: np.ndarray, f: np.ndarray, forces: np.ndarray) -> dict:
     """Self-consistency metrics of a model curve and its PBE-relative errors (NaN where not defined).
 
@@ -136,11 +144,18 @@ class DiatomicsTask:
         return [{"key": s, "symbol": s} for s in symbols]
 
     def run_batch(self, items: list[dict], ctx) -> Iterator[dict]:
-        """Every dimer of every element of ``items`` in one ``ctx.evaluate`` call, then one row per element.
+        """Every dimer of every element of ``items`` in one ``ctx.evaluate`` call, then one row per element; an
+        element outside a Geodite model's elements is not evaluated: its row has status "unsupported" (not a
+        failure of the model; in the MBD score it counts as an element that did not run, as MBD counts it).
 
         Each row's ``item_wall_s`` (s) is its share of that call, in proportion to its points, plus its own
         scoring time: the run time the CDS sums is then the same for the same rows however they were chunked
         (the call's whole time is not charged to the chunk's first element)."""
+        supported = ctx.evaluator.supported if ctx.evaluator is not None else None
+        outside = [item for item in items if supported is not None and not supported[atomic_numbers[item["symbol"]]]]
+        for item in outside:
+            yield unsupported_row(item["key"], item["symbol"], self.protocol)
+        items = [item for item in items if item not in outside]
         curves = {item["key"]: distances_for(item["symbol"], self.protocol) for item in items}
         structures = [dimer(item["symbol"], x, self.protocol) for item in items for x in curves[item["key"]]]
         started = time.perf_counter()
@@ -233,6 +248,23 @@ def diatomics_summary(df: pd.DataFrame, protocol: str) -> dict:
 
 def plot_curves(df: pd.DataFrame, out_dir: Path, model: str) -> list[Path]:
     """A grid of model curves against PBE (energies zeroed at their far end), and a zoom on the wall."""
+    import matplotlib.pyplot as plt
+
+    paths = []
+    for zoom in (False, True):
+        fig = curves_figure(df, model, zoom)
+        path = out_dir / ("diatomics-wall.png" if zoom else "diatomics-curves.png")
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def curves_figure(df: pd.DataFrame, model: str, zoom: bool):
+    """The figure of :func:`plot_curves` (a matplotlib Figure): one panel per element that ran, the title
+    wrapped to the figure's width so that a grid of one or two panels does not clip it."""
+    import textwrap
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -241,36 +273,33 @@ def plot_curves(df: pd.DataFrame, out_dir: Path, model: str) -> list[Path]:
     ok = df[(df["status"] == "ok")] if "status" in df else df
     ok = ok.sort_values("Z")
     reference = pbe_reference()
-    paths = []
-    for zoom in (False, True):
-        n = len(ok)
-        cols = min(10, max(1, n))
-        rows = max(1, -(-n // cols))
-        fig, axes = plt.subplots(rows, cols, figsize=(2.0 * cols, 1.7 * rows), squeeze=False)
-        for ax in axes.flat[n:]:
-            ax.axis("off")
-        for ax, (_, row) in zip(axes.flat, ok.iterrows()):
-            r, e = np.asarray(row["distances"]), np.asarray(row["energies"])
-            ax.plot(r, e - e[-1], lw=1, label=model)
-            ref = reference.get(f"{row['element']}-{row['element']}")
-            if ref is not None:
-                r_ref, e_ref = np.asarray(ref["distances"]), np.asarray(ref["energies"])
-                ax.plot(r_ref, e_ref - e_ref[-1], "k--", lw=0.8, label="PBE")
-            r_cov = covalent_radii[int(row["Z"])]
-            if zoom:
-                ax.set_xlim(0.1, 1.2 * r_cov)
-                ax.set_yscale("symlog", linthresh=1.0)
-            else:
-                ax.set_xlim(0.5 * r_cov, 6.0)
-                ax.set_ylim(-6, 8)
-            ax.set_title(row["element"], fontsize=8, pad=2)
-            ax.tick_params(labelsize=5)
+    n = len(ok)
+    cols = min(10, max(1, n))
+    rows = max(1, -(-n // cols))
+    width = max(3.0, 2.0 * cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width, 1.7 * rows + 0.6), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    for ax, (_, row) in zip(axes.flat, ok.iterrows()):
+        r, e = np.asarray(row["distances"]), np.asarray(row["energies"])
+        ax.plot(r, e - e[-1], lw=1, label=model)
+        ref = reference.get(f"{row['element']}-{row['element']}")
+        if ref is not None:
+            r_ref, e_ref = np.asarray(ref["distances"]), np.asarray(ref["energies"])
+            ax.plot(r_ref, e_ref - e_ref[-1], "k--", lw=0.8, label="PBE")
+        r_cov = covalent_radii[int(row["Z"])]
+        if zoom:
+            ax.set_xlim(0.1, 1.2 * r_cov)
+            ax.set_yscale("symlog", linthresh=1.0)
+        else:
+            ax.set_xlim(0.5 * r_cov, 6.0)
+            ax.set_ylim(-6, 8)
+        ax.set_title(row["element"], fontsize=8, pad=2)
+        ax.tick_params(labelsize=5)
+    if n:
         axes.flat[0].legend(fontsize=5)
-        fig.suptitle(f"Homonuclear dimers: {model} (solid) vs PBE (dashed), E − E(r_max) in eV vs r in Å"
-                     + (" — repulsive wall" if zoom else ""), fontsize=9)
-        fig.tight_layout()
-        path = out_dir / ("diatomics-wall.png" if zoom else "diatomics-curves.png")
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        paths.append(path)
-    return paths
+    title = (f"Homonuclear dimers: {model} (solid) vs PBE (dashed), E − E(r_max) in eV vs r in Å"
+             + (" — repulsive wall" if zoom else ""))
+    fig.suptitle(textwrap.fill(title, width=int(11 * width)), fontsize=9)  # ~11 characters per inch at 9 pt
+    fig.tight_layout()
+    return fig

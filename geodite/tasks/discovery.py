@@ -106,11 +106,18 @@ class DiscoveryTask:
             raise ValueError(f"engine must be batched or ase, not {self.engine!r}")
         if self.max_atoms is not None and self.max_atoms < 1:
             raise ValueError(f"max_atoms must be at least 1, not {self.max_atoms}")
+        self.relax_settings()  # ValueError for an unknown optimizer, a non-finite fmax, ... before any item
         if self.mode == "auto":
             self.mode = "full" if downloads.have_all(FULL_FILES, self.data_dir) else "offline"
         if self.mode == "offline":
             self.offline_path = str(self.offline_path or wbm_data.default_offline_wbm_path())
             self.refs_path = str(self.refs_path or wbm_data.default_mp_refs_path())
+
+    def relax_settings(self):
+        """The relaxation every material gets (a :class:`geodite.relax.RelaxSettings`)."""
+        from geodite.relax import RelaxSettings
+
+        return RelaxSettings(self.fmax, self.steps, self.optimizer, self.cell_filter)
 
     # ------------------------------------------------------------------ protocol
     def protocol_extras(self) -> dict:
@@ -161,11 +168,10 @@ class DiscoveryTask:
 
     def run_item(self, item: dict, ctx) -> dict:
         """One material with ASE's own relaxation loop (the ``ase`` engine)."""
-        from geodite.relax import RelaxSettings, relax_atoms
+        from geodite.relax import relax_atoms
 
         start = self.start_structure(item)
-        settings = RelaxSettings(self.fmax, self.steps, self.optimizer, self.cell_filter)
-        res = relax_atoms(start, ctx.calculator, settings)
+        res = relax_atoms(start, ctx.calculator, self.relax_settings())
         return self.row(item, start, res, ctx)
 
     def run_batch(self, items: list[dict], ctx) -> Iterator[dict]:
@@ -174,7 +180,7 @@ class DiscoveryTask:
         if self.engine == "ase":
             yield from item_rows(self.run_item, items, ctx)
             return
-        from geodite.relax import RelaxSettings, default_max_atoms, relax_in_flight
+        from geodite.relax import default_max_atoms, relax_in_flight
 
         by_key = {item["key"]: item for item in items}
         starts: dict[str, object] = {}
@@ -184,8 +190,7 @@ class DiscoveryTask:
             except Exception as exc:  # noqa: BLE001 - a bad record fails its own row
                 yield failed_row(item["key"], exc)
         budget = self.max_atoms or default_max_atoms(ctx.device)
-        settings = RelaxSettings(self.fmax, self.steps, self.optimizer, self.cell_filter)
-        relaxations = relax_in_flight(starts.items(), ctx.evaluate, settings, budget)
+        relaxations = relax_in_flight(starts.items(), ctx.evaluate, self.relax_settings(), budget)
         for key, res in relaxations:
             if isinstance(res, str):
                 yield {"key": key, "status": "failed", "error": f"StructureError: {res}"}
@@ -292,6 +297,23 @@ class DiscoveryTask:
         return parity_and_hist(ok["e_form_dft"], ok["e_form_pred"], out_dir, model, label)
 
 
+def error_histogram(err: np.ndarray, model: str):
+    """Histogram of formation-energy errors (eV/atom; a matplotlib Figure) with whole-number counts on its axis."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
+    ax.hist(err, bins=min(50, max(5, len(err) // 3)))
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set(xlabel=f"{model} − DFT E_form [eV/atom]", ylabel="count")
+    fig.tight_layout()
+    return fig
+
+
 def parity_and_hist(true, pred, out_dir: Path, model: str, label: str) -> list[Path]:
     """Parity plot of predicted vs DFT formation energy and a histogram of the errors."""
     import matplotlib
@@ -314,11 +336,7 @@ def parity_and_hist(true, pred, out_dir: Path, model: str, label: str) -> list[P
     paths.append(out_dir / "parity_e_form.png")
     fig.savefig(paths[-1])
     plt.close(fig)
-    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
-    ax.hist(err, bins=min(50, max(5, len(err) // 3)))
-    ax.axvline(0, color="k", lw=0.8)
-    ax.set(xlabel=f"{model} − DFT E_form [eV/atom]", ylabel="count")
-    fig.tight_layout()
+    fig = error_histogram(err, model)
     paths.append(out_dir / "hist_e_form_error.png")
     fig.savefig(paths[-1])
     plt.close(fig)

@@ -45,6 +45,7 @@ from __future__ import annotations
 import os
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,12 +78,16 @@ PUBLISHED_KEYS = {
 # --------------------------------------------------------------------------- helpers of the task
 
 
-def supercell_forces(structures: list, evaluate) -> list[np.ndarray | None]:
+def supercell_forces(structures: list, evaluate, note: Callable[[str], None] | None = None,
+                     what: str = "supercells") -> list[np.ndarray | None]:
     """Forces (eV/Å) on a displacement set (:func:`geodite.phonons.fc2_displacements` or ``fc3_``), ``None``
     for skipped displacements. ``evaluate``: the worker's :meth:`~geodite.tasks.contract.WorkerContext.evaluate`,
-    so the whole set goes in one call (forward passes of up to the Evaluator's ``max_atoms`` atoms for Geodite)."""
+    so the whole set goes in one call (forward passes of up to the Evaluator's ``max_atoms`` atoms for Geodite);
+    ``note``, when given, hears "<what> n/N" after each forward pass."""
     todo = [i for i, a in enumerate(structures) if a is not None]
-    predictions = evaluate([structures[i] for i in todo], compute_stress=False)
+    progress = None if note is None else (lambda n: note(f"{what} {n}/{len(todo)}"))
+    predictions = evaluate([structures[i] for i in todo], compute_stress=False,
+                           **({} if progress is None else {"progress": progress}))
     bad = [p.error for p in predictions if not p.ok]
     if bad:
         raise RuntimeError(f"model evaluation failed on a displaced supercell: {bad[0]}")
@@ -146,12 +151,15 @@ class KappaTask:
     name: str = "kappa"
 
     def __post_init__(self) -> None:
+        from geodite.relax import RelaxSettings
+
         if self.mode not in {"auto", "offline", "full"}:
             raise ValueError(f"mode must be auto, offline or full, not {self.mode!r}")
         if self.mode == "auto":
             self.mode = "full" if downloads.have_all(FULL_FILES, self.data_dir) else "offline"
         if self.cell not in ("conventional", "primitive"):
             raise ValueError(f"cell must be conventional or primitive, not {self.cell!r}")
+        RelaxSettings(self.fmax, self.steps, self.optimizer, None)  # ValueError: unknown optimizer, fmax inf, ...
         for knob in ("fc2_supercell", "fc3_supercell", "q_mesh"):
             val = getattr(self, knob)
             if val is not None and len(val) != 3:
@@ -294,6 +302,7 @@ class KappaTask:
         row["spg_initial"] = phonons.spacegroup_number(atoms, self.symprec)
 
         row["stage"] = "relax"
+        ctx.note(f"{item['formula']}: relax")
         t0 = time.perf_counter()
         atoms, relaxation = phonons.relax_with_symmetry(
             atoms, ctx.calculator, fmax=self.fmax, steps=self.steps, optimizer=self.optimizer,
@@ -317,7 +326,9 @@ class KappaTask:
         )
         cells = phonons.fc2_displacements(ph3)
         row["n_fc2_supercells"] = len(cells)
-        freqs = phonons.fc2_and_frequencies(ph3, supercell_forces(cells, ctx.evaluate))
+        forces = supercell_forces(cells, ctx.evaluate, ctx.note, f"{item['formula']}: FC2 supercells")
+        ctx.note(f"{item['formula']}: FC2 and frequencies")
+        freqs = phonons.fc2_and_frequencies(ph3, forces)
         row["min_frequency"] = float(np.nanmin(freqs))
         row["imaginary_modes"] = phonons.has_imaginary_modes(freqs)
         row["fc2_s"] = time.perf_counter() - t0
@@ -329,10 +340,13 @@ class KappaTask:
         t0 = time.perf_counter()
         cells = phonons.fc3_displacements(ph3)
         row["n_fc3_supercells"] = len(cells)
-        phonons.produce_fc3(ph3, supercell_forces(cells, ctx.evaluate))
+        forces = supercell_forces(cells, ctx.evaluate, ctx.note, f"{item['formula']}: FC3 supercells")
+        ctx.note(f"{item['formula']}: FC3")
+        phonons.produce_fc3(ph3, forces)
         row["fc3_s"] = time.perf_counter() - t0
 
         row["stage"] = "conductivity"
+        ctx.note(f"{item['formula']}: κ (Wigner) on the q-mesh")
         t0 = time.perf_counter()
         (res,) = phonons.wigner_conductivity(
             ph3, [self.temperature], is_isotope=self.is_isotope, boundary_mfp=self.boundary_mfp

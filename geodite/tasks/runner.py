@@ -37,7 +37,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -59,7 +59,8 @@ from rich.text import Text
 
 from geodite.registry import ModelNotAvailableError, get_spec, model_label
 from geodite.submission import write_submission
-from geodite.tasks.contract import Task, WorkerContext, failed_row, item_rows, model_protocol, protocol_config
+from geodite.tasks.contract import (UNSUPPORTED, Task, WorkerContext, failed_row, item_rows, model_protocol,
+                                     protocol_config)
 from geodite.tasks.lifetime import die_with_parent
 from geodite.tasks.lock import RunLock
 from geodite.tasks.results import task_dir, write_metrics, write_rows
@@ -103,14 +104,18 @@ def get_context_for(setup: ModelSetup | str) -> WorkerContext:
     return _WORKER_CTX[setup]
 
 
-def iter_chunk(task: Task, items: list[dict], setup: ModelSetup, scratch: Path | None = None) -> Iterator[dict]:
-    """Run ``task`` on a chunk of items in this process, yielding each row as it finishes (any order).
+def iter_chunk(task: Task, items: list[dict], setup: ModelSetup, scratch: Path | None = None,
+               note: Callable[[str], None] | None = None) -> Iterator[dict]:
+    """Run ``task`` on a chunk of items in this process, yielding each row as it finishes (any order);
+    ``note`` hears how far a long item has got (:attr:`WorkerContext.note`).
 
     ``item_wall_s`` (s) of a row is the task's own charge where it gives one (a batch task sharing a model call
     among its items, e.g. diatomics), else the time since the previous row of the chunk. An exception escaping
     ``run_batch`` fails the items it had not finished; only a model that cannot be built raises."""
     with contextlib.redirect_stdout(sys.stderr):  # stdout is reserved for --json
         ctx = dataclasses.replace(get_context_for(setup), scratch=scratch)
+        if note is not None:
+            ctx.note = note
         pending = {item["key"] for item in items}
         last = time.perf_counter()
         try:
@@ -167,10 +172,10 @@ def chunks(task: Task, items: list[dict], workers: int, chunk_items: int | None 
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def _iter_local(task, parts, setup: ModelSetup, workers, n_threads, scratch) -> Iterable[dict]:
+def _iter_local(task, parts, setup: ModelSetup, workers, n_threads, scratch, note=None) -> Iterable[dict]:
     if workers <= 1:
         for part in parts:
-            yield from iter_chunk(task, part, setup, scratch)
+            yield from iter_chunk(task, part, setup, scratch, note)
         return
     # children inherit the environment at spawn: set thread env before they import torch
     saved = {v: os.environ.get(v) for v in THREAD_ENV}
@@ -279,10 +284,11 @@ def _progress(enabled: bool, total: int, done: int, description: str):
         TextColumn("ETA"),
         TimeRemainingColumn(),
         TextColumn("{task.fields[failed]} failed"),
+        TextColumn("[dim]{task.fields[stage]}"),
         console=Console(stderr=True),
         disable=not enabled,
     )
-    tid = progress.add_task(description, total=total, completed=done, failed=0)
+    tid = progress.add_task(description, total=total, completed=done, failed=0, stage="")
     return progress, tid
 
 
@@ -301,6 +307,16 @@ def run_scope(n_stored: int, n_run: int, n_task: int, limit: int | None) -> str:
     asked = (f"the first {n_run} of the task's {n_task} items (--limit {limit})" if limit is not None and n_run < n_task
              else f"{n_run} items")
     return f"the summary covers all {n_stored} items stored under this protocol; this run: {asked}"
+
+
+def failure_reasons(df: pd.DataFrame, shown: int = 3) -> list[str]:
+    """The most common errors of the failed rows, most frequent first, as "N× error" (at most ``shown``)."""
+    if not len(df):
+        return []
+    failed = df[~df["status"].isin(["ok", UNSUPPORTED])]
+    errors = failed["error"] if "error" in failed else pd.Series(None, index=failed.index, dtype=object)
+    counts = errors.fillna("no error recorded").astype(str).value_counts()
+    return [f"{n}× {error}" for error, n in counts.head(shown).items()]
 
 
 def run_task(task: Task, opts: RunOptions, client=None, log=None) -> dict:
@@ -329,9 +345,11 @@ def _run_locked(task: Task, opts: RunOptions, client, log, spec, store: ResultSt
         shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True, exist_ok=True)
     config = protocol_config(task) | model_protocol(spec, opts.dtype)
-    store.check_or_write_meta(
+    discarded = store.check_or_write_meta(
         {"task": task.name, "model": opts.model, "energy_convention": spec.energy_convention}, config
     )
+    if discarded:
+        log(discarded)
     damaged = store.set_aside_bad_lines()
     if damaged:
         log(damaged)
@@ -369,12 +387,13 @@ def _run_locked(task: Task, opts: RunOptions, client, log, spec, store: ResultSt
                 rows = _iter_dask(task, parts, setup, client, scratch)
             else:
                 parts = chunks(task, todo, 1 if in_process else opts.workers, opts.chunk_items)
-                rows = _iter_local(task, parts, setup, opts.workers, n_threads, scratch)
+                rows = _iter_local(task, parts, setup, opts.workers, n_threads, scratch,
+                                   note=lambda text: progress.update(tid, stage=text))
             for row in rows:
                 store.append(row)
                 n_computed += 1
-                n_failed_now += row.get("status") != "ok"
-                progress.update(tid, advance=1, failed=n_failed_now)
+                n_failed_now += row.get("status") not in ("ok", UNSUPPORTED)
+                progress.update(tid, advance=1, failed=n_failed_now, stage="")
     finally:
         if own_client is not None:
             own_client.close()
@@ -385,7 +404,8 @@ def _run_locked(task: Task, opts: RunOptions, client, log, spec, store: ResultSt
 
     df = stored_frame(store.read_rows(), task_keys)
     metrics = task.metrics(df, opts.model)
-    n_failed = int((df["status"] != "ok").sum()) if len(df) else 0
+    n_failed = int((~df["status"].isin(["ok", UNSUPPORTED])).sum()) if len(df) else 0
+    unsupported = df.loc[df["status"] == UNSUPPORTED, "key"].tolist() if len(df) else []
     scope = run_scope(len(df), len(items), len(task_items), opts.limit)
     if len(df) != len(items):
         log(f"{task.name} / {label}: {scope}")
@@ -399,6 +419,7 @@ def _run_locked(task: Task, opts: RunOptions, client, log, spec, store: ResultSt
         "n_run_items": len(items),
         "n_skipped": len(done),
         "n_computed": n_computed,
+        "n_unsupported": len(unsupported),
         "wall_s": round(compute_s, 3),
         "items_per_hour": round(3600 * n_computed / loop_s, 1) if n_computed and loop_s > 0 else None,
         "workers": opts.workers,
@@ -406,8 +427,14 @@ def _run_locked(task: Task, opts: RunOptions, client, log, spec, store: ResultSt
         **metrics,
         "config": config,
         "results_dir": str(out_dir),
+        "failure_reasons": failure_reasons(df),
+        "unsupported": unsupported,
     }
-    summary["submission_files"] = [str(p) for p in write_submission(task.name, df, summary, opts.results_dir, label)]
+    try:
+        summary["submission_files"] = [str(p) for p in write_submission(task.name, df, summary, opts.results_dir,
+                                                                        label)]
+    except (KeyError, TypeError, ValueError) as exc:  # odd stored rows must not lose the tables and metrics
+        log(f"submission files not written: {type(exc).__name__}: {exc}")
     write_rows(df, out_dir)
     write_metrics(summary, out_dir, title=f"{task.name} — {label}")
     if opts.plots and len(df):

@@ -299,15 +299,17 @@ def plot_scaling(table: pd.DataFrame, path: Path, options: SpeedOptions) -> None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    timed = table.dropna(subset=["us_per_atom_step"]) if "us_per_atom_step" in table else table.iloc[:0]
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    for name, rows in table.dropna(subset=["us_per_atom_step"]).groupby("model", sort=False):
+    for name, rows in timed.groupby("model", sort=False):
         ax.plot(rows["n_atoms"], rows["us_per_atom_step"], "o-", label=name)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("atoms")
     ax.set_ylabel("μs per atom-step (E+F+S, median)")
     ax.set_title(f"{options.structure}, {options.device} {options.dtype}, {options.threads} threads", fontsize=9)
-    ax.legend(fontsize=7)
+    if len(timed):
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

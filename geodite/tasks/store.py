@@ -1,7 +1,7 @@
 """Crash-safe, append-only results store: one JSON line per finished item.
 
 Layout: ``<dir>/rows.jsonl`` (one JSON object per item, each with ``key`` and
-``status`` ∈ {"ok", "failed"}), ``<dir>/meta.json`` (task, model, protocol config),
+``status`` ∈ {"ok", "failed", "unsupported"}), ``<dir>/meta.json`` (task, model, protocol config),
 ``<dir>/run.lock`` (the writer's lock, see :mod:`geodite.tasks.lock`) and, after damage,
 ``<dir>/rows.jsonl.corrupt`` (lines set aside).
 
@@ -86,6 +86,10 @@ def config_changes(stored: dict, config: dict, shown: int = 4) -> str:
     return listed + (f" and {len(keys) - shown} more" if len(keys) > shown else "")
 
 
+#: the fields every row has besides its results (an "ok" row with nothing else holds no result)
+BOOKKEEPING = frozenset({"key", "status", "item_wall_s"})
+
+
 def _parse_line(line: bytes) -> dict | str:
     """A complete store line as its row (a JSON object with str ``key`` and ``status``), or what is wrong."""
     try:
@@ -96,6 +100,8 @@ def _parse_line(line: bytes) -> dict | str:
         return "not JSON"
     if not isinstance(row, dict) or not isinstance(row.get("key"), str) or not isinstance(row.get("status"), str):
         return 'not a result row (no "key" and "status")'
+    if row["status"] == "ok" and not set(row) - BOOKKEEPING:
+        return 'an "ok" row without results'
     return row
 
 
@@ -132,14 +138,22 @@ class ResultStore:
             )
         return meta
 
-    def check_or_write_meta(self, meta: dict, config: dict) -> None:
+    def check_or_write_meta(self, meta: dict, config: dict) -> str | None:
         """Record ``meta`` + the config hash; refuse rows of another config or of an unknown one (no readable
-        ``meta.json``). A store without rows takes any config."""
+        ``meta.json``). A store without rows takes any config, and so does one of failed items only (they are
+        discarded: a run whose every item failed, e.g. under a bad option, must not block the corrected one).
+        Returns a one-line note when rows were discarded, else None."""
         self.dir.mkdir(parents=True, exist_ok=True)
         h = config_hash(config)
+        note = None
         if self.rows_path.exists() and self.rows_path.stat().st_size:
             old = self._read_meta()
-            if old["config_hash"] != h:
+            if old["config_hash"] != h and not self.holds_results():
+                n_failed = len(self.read_rows())
+                self.discard()
+                note = (f"{self.dir}: discarded {n_failed} failed item(s) of another configuration "
+                        f"({config_changes(old.get('config') or {}, config)}); no results were lost")
+            elif old["config_hash"] != h:
                 changes = config_changes(old.get("config") or {}, config)
                 if old.get("model", meta.get("model")) != meta.get("model"):  # --fresh would destroy another's rows
                     raise ConfigMismatchError(
@@ -153,6 +167,7 @@ class ResultStore:
         tmp = self.meta_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(jsonable(body), indent=1, default=_default))
         os.replace(tmp, self.meta_path)
+        return note
 
     # ---------------------------------------------------------------- rows
     def _repair_tail(self) -> None:
@@ -207,6 +222,10 @@ class ResultStore:
             if isinstance(row, dict):
                 rows[row["key"]] = row
         return rows
+
+    def holds_results(self) -> bool:
+        """Whether any stored row is a result (status "ok"); a store of failed items only holds none."""
+        return any(row.get("status") == "ok" for row in self.read_rows().values())
 
     def done_keys(self, retry_failed: bool = False) -> set[str]:
         rows = self.read_rows()

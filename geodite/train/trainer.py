@@ -97,6 +97,7 @@ class Trainer:
         self.epoch_seconds = 0.0  # of the current epoch before this process took it up (from a checkpoint)
         self.epoch_start = time.perf_counter()
         self.history: list[dict] = []
+        self.model_path: Path | None = None  # the exported model (rank 0, once trained)
         self.best_valid = math.inf
         self._resume()
         loss = config.loss  # built after _resume: a resumed run's loss has its checkpoint's normalisation
@@ -149,7 +150,7 @@ class Trainer:
             # stopped mid-epoch or between validations: validate the final weights too (keep_best sees them)
             self._validate_and_record(time.perf_counter(), [])
         if self.rank == 0:
-            self.export_model()
+            self.model_path = self.export_model()
         self.metrics_log.close()
         return self.history[-1] if self.history else {}
 

@@ -100,3 +100,47 @@ def test_lightning_style_checkpoint_with_prefixes(tmp_path, small_config):
 def test_unknown_model_name():
     with pytest.raises(CheckpointError, match="no model named"):
         checkpoints.resolve_model_path("not-a-model")
+
+
+def _tiny_payload(tmp_path) -> dict:
+    model = Geodite(GeoditeConfig(num_channels=8, num_layers=1, num_heads=2, num_rbf=4, cutoff=4.0))
+    return torch.load(save_checkpoint(model, tmp_path / "tiny.pt"), weights_only=True)
+
+
+def _damaged(payload: dict, damage: str) -> dict:
+    if damage == "absurd size":  # 100,000 channels × 50 layers: tens of TB if it were allocated
+        payload["config"] |= {"num_channels": 100_000, "num_layers": 50}
+    elif damage == "no config":
+        del payload["config"]
+    elif damage == "config of another type":
+        payload["config"]["num_channels"] = "many"
+    elif damage == "unknown config key":
+        payload["config"]["colour"] = "blue"
+    elif damage == "a tensor missing":
+        payload["state_dict"].pop("e0")
+    elif damage == "no state dict":
+        payload["state_dict"] = [1, 2]
+    return payload
+
+
+@pytest.mark.parametrize("damage", ["absurd size", "no config", "config of another type", "unknown config key",
+                                    "a tensor missing", "no state dict"])
+def test_a_malformed_checkpoint_is_one_line_and_allocates_nothing(tmp_path, damage, monkeypatch):
+    path = tmp_path / "damaged.pt"
+    torch.save(_damaged(_tiny_payload(tmp_path), damage), path)
+    built = []
+    monkeypatch.setattr(Geodite, "double", lambda self: built.append(self) or self)  # the real allocation
+    with pytest.raises(CheckpointError) as refused:
+        load_checkpoint(path)
+    assert str(path) in str(refused.value) and "\n" not in str(refused.value)
+    assert built == []
+    if damage == "absurd size":
+        assert "do not fit its configuration" in str(refused.value) and "GB in float64" in str(refused.value)
+
+
+def test_a_model_larger_than_the_memory_available_is_refused(tmp_path, monkeypatch):
+    path = tmp_path / "tiny.pt"
+    torch.save(_tiny_payload(tmp_path), path)
+    monkeypatch.setattr(checkpoints, "available_memory_bytes", lambda: 1000)
+    with pytest.raises(CheckpointError, match="more than the 1e-06 GB available"):
+        load_checkpoint(path)

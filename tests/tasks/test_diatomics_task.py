@@ -54,7 +54,8 @@ def test_run_writes_rows_metrics_and_figures(tmp_path):
     task = DiatomicsTask(elements=["H", "O", "Po"])
     summary = run_task(task, RunOptions(model=str(DATA / "geodite_small_checkpoint.pt"), results_dir=tmp_path,
                                         progress=False))
-    assert summary["n_items"] == 3 and summary["n_failed"] == 1  # Po: no isolated-atom energy in the model
+    assert summary["n_items"] == 3 and summary["n_failed"] == 0  # Po: no isolated-atom energy in the model,
+    assert summary["unsupported"] == ["Po"]  # which is not a failure of the model
     assert summary["n_scored"] == 2
     for key in ("force_flips", "tortuosity", "pbe_energy_mae", "pbe_bond_length_error"):
         assert summary[key] is not None
@@ -72,7 +73,7 @@ def test_one_call_for_all_elements_equals_one_element_at_a_time(tmp_path):
         opts = RunOptions(model=model, results_dir=tmp_path / str(chunk), progress=False, plots=False,
                           dtype="float64", chunk_items=chunk)
         summary = run_task(DiatomicsTask(elements=["H", "C", "Po", "Cu"]), opts)
-        assert summary["n_failed"] == 1  # Po (no isolated-atom energy): the others are unaffected
+        assert summary["unsupported"] == ["Po"]  # Po (no isolated-atom energy): the others are unaffected
         assert summary["n_scored"] == 3
         tables[chunk] = pd.read_parquet(Path(summary["results_dir"]) / "rows.parquet").drop(columns=["item_wall_s"])
     curves = ["distances", "energies", "bond_forces"]

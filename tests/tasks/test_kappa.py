@@ -240,3 +240,18 @@ def test_metrics_fill_missing_dft_from_the_items():
     task = kt.KappaTask(mode="offline", analysis_path=str(ANALYSIS))
     out = task.metrics(df, "emt")  # the failed row gets MgO's κ_DFT from the items: SRE penalty 2
     assert "n_without_kappa_dft" not in out and out["kappa_SRE"] == pytest.approx(1.0) and out["n_failed"] == 1
+
+
+def test_a_material_reports_its_stages_and_supercells_done():
+    """`bench kappa --limit 1` sat at 0/1 for minutes: the item now says relax, FC2 supercells n/N, ..."""
+    import dataclasses
+
+    from geodite.tasks.runner import get_context_for
+
+    task = kt.KappaTask(mode="offline", materials=["mp-1700"], analysis_path=str(ANALYSIS), **TINY)
+    notes: list[str] = []
+    ctx = dataclasses.replace(get_context_for("emt"), note=notes.append)
+    row = task.run_item(task.items()[0], ctx)
+    n = row["n_fc2_supercells"]
+    assert notes[0] == "AlN: relax" and notes[-1] == "AlN: FC2 and frequencies"  # then FC3 is skipped
+    assert [x for x in notes if "FC2 supercells" in x] == [f"AlN: FC2 supercells {k}/{n}" for k in range(1, n + 1)]

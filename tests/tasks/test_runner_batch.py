@@ -105,3 +105,22 @@ def _emt():
     from ase.calculators.emt import EMT
 
     return EMT()
+
+
+def test_evaluate_with_progress_makes_the_evaluator_s_own_calls(small_model):
+    """WorkerContext.evaluate(progress=...) reports after each model call and returns what one call returns."""
+    from ase.build import bulk
+
+    from geodite.calculator import GeoditeCalculator
+    from geodite.tasks.contract import WorkerContext, model_calls
+
+    structures = [bulk("Cu", "fcc", a=3.6 + 0.01 * k, cubic=True).repeat((k % 3) + 1) for k in range(7)]
+    calculator = GeoditeCalculator(small_model, dtype="float64")
+    calculator.evaluator.max_atoms = 40
+    assert [sum(len(a) for a in call) for call in model_calls(structures, 40)] == [36, 108, 36, 108, 4]
+    ctx = WorkerContext(model="small", spec=None, calculator=calculator)
+    done: list[int] = []
+    with_progress = ctx.evaluate(structures, progress=done.append)
+    plain = ctx.evaluate(structures)
+    assert done == [2, 3, 5, 6, 7]
+    assert [p.energy for p in with_progress] == [p.energy for p in plain]

@@ -23,19 +23,19 @@ def test_append_and_read_last_wins(tmp_path):
 def test_partial_trailing_line_is_cut(tmp_path):
     store = ResultStore(tmp_path)
     with store:
-        store.append({"key": "a", "status": "ok"})
+        store.append({"key": "a", "status": "ok", "value": 1.0})
     with open(store.rows_path, "a") as fh:
         fh.write('{"key": "b", "stat')  # a kill mid-write
     assert set(store.read_rows()) == {"a"}
     with store:
-        store.append({"key": "c", "status": "ok"})
+        store.append({"key": "c", "status": "ok", "value": 3.0})
     assert set(store.read_rows()) == {"a", "c"}
     assert store.rows_path.read_text().count("\n") == 2
 
 
 def test_done_keys_retry_failed(tmp_path):
     with ResultStore(tmp_path) as store:
-        store.append({"key": "a", "status": "ok"})
+        store.append({"key": "a", "status": "ok", "value": 1.0})
         store.append({"key": "b", "status": "failed", "error": "boom"})
     store = ResultStore(tmp_path)
     assert store.done_keys() == {"a", "b"}
@@ -46,7 +46,7 @@ def test_config_mismatch_and_fresh(tmp_path):
     store = ResultStore(tmp_path)
     store.check_or_write_meta({"task": "t"}, {"fmax": 0.05})
     with store:
-        store.append({"key": "a", "status": "ok"})
+        store.append({"key": "a", "status": "ok", "value": 1.0})
     store.check_or_write_meta({"task": "t"}, {"fmax": 0.05})  # same config: fine
     with pytest.raises(ConfigMismatchError):
         store.check_or_write_meta({"task": "t"}, {"fmax": 0.1})
@@ -61,7 +61,7 @@ def test_a_refusal_never_offers_to_discard_another_models_results(tmp_path):
     store = ResultStore(tmp_path)
     store.check_or_write_meta({"task": "t", "model": "runs/a/model.pt"}, {"dtype": "float32"})
     with store:
-        store.append({"key": "a", "status": "ok"})
+        store.append({"key": "a", "status": "ok", "e": 1.0})
     with pytest.raises(ConfigMismatchError) as refused:
         store.check_or_write_meta({"task": "t", "model": "runs/b/model.pt"}, {"dtype": "float64"})
     message = str(refused.value)

@@ -17,7 +17,7 @@ def _store_with_rows(tmp_path) -> ResultStore:
     store = ResultStore(tmp_path / "store")
     store.check_or_write_meta({"task": "t"}, {"protocol": "mbd"})
     with store:
-        store.append({"key": "a", "status": "ok"})
+        store.append({"key": "a", "status": "ok", "value": 1.0})
     return store
 
 
