@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from geodite.metrics.discovery import offline_key
 from geodite.metrics.symmetry import SYMMETRY_KEYS, SYMPRECS, symprec_tag
 
 SUFFIXES = {
@@ -117,7 +118,7 @@ def write_discovery(df: pd.DataFrame, summary: dict, folder: Path, model: str, d
             blocks["discovery"][subset] = {k: _round(summary.get(prefix + k), 3) for k in DISCOVERY_KEYS}
     else:
         blocks["discovery"]["note"] = f"offline run: {summary.get('subset')}; not the WBM test set"
-        blocks["discovery"]["offline"] = {k: _round(summary.get(k), 4) for k in ("MAE", "RMSE", "R2")}
+        blocks["discovery"]["offline"] = {k: _round(summary.get(k), 4) for k in map(offline_key, ("MAE", "RMSE", "R2"))}
     if "structure_pred" in ok:
         geo_path = _target(folder, "geo_opt", date)
         with gzip.open(geo_path, "wt") as handle:

@@ -29,7 +29,7 @@ def folder(tmp_path):
         "energy_pred": [-10.0, -20.0, np.nan], "converged": [True, False, None], "n_steps": [12, 500, None],
         "structure_pred": [json.dumps(rocksalt(5.6).as_dict()), json.dumps(rocksalt(5.7).as_dict()), None],
     })  # fmt: skip
-    summary = {"subset": "offline-wbm-1k (perturbed DFT structures)", "MAE": 0.1, "RMSD": 0.02,
+    summary = {"subset": "offline-wbm-1k (perturbed DFT structures)", "e_form_MAE_1k": 0.1, "RMSD": 0.02,
                "n_sym_ops_mae_1e-2": 0.0, "symmetry_match_1e-2": 1.0, "n_structures_1e-2": 2}  # fmt: skip
     written = write_submission("discovery", discovery, summary, tmp_path, "mymodel", DATE)
     kappa = pd.DataFrame({
@@ -99,7 +99,7 @@ def test_model_yaml_blocks(folder):
     ref = metrics["discovery"]["pred_file"]
     data = (folder / ref["name"]).read_bytes()
     assert ref["size"] == len(data) and ref["md5"] == hashlib.md5(data).hexdigest()
-    assert "offline" in metrics["discovery"]["note"]
+    assert "offline" in metrics["discovery"]["note"] and metrics["discovery"]["offline"]["e_form_MAE_1k"] == 0.1
     assert metrics["geo_opt"]["symprec=1e-2"]["symmetry_match"] == 1.0
     assert metrics["geo_opt"]["symprec=1e-2"]["rmsd"] == 0.02
     assert metrics["phonons"]["kappa_103"]["κ_SRME"] == 1.2 and metrics["phonons"]["kappa_103"]["κ_failure_rate"] == 0.5
