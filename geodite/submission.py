@@ -173,9 +173,13 @@ def write_diatomics(df: pd.DataFrame, summary: dict, folder: Path, date: str) ->
     distances = np.unique(np.concatenate(grids)) if grids else np.empty(0)
     curves = {}
     for row in ok.to_dict("records"):
-        force = np.asarray(row["bond_forces"], float)
-        cartesian = np.zeros((len(force), 2, 3))
-        cartesian[:, 0, 0], cartesian[:, 1, 0] = -force, force
+        stored = row.get("forces")
+        if isinstance(stored, list | np.ndarray):  # the calculator's forces, as MBD's force metrics read them
+            cartesian = np.asarray([np.asarray(f, float) for f in stored], float).reshape(-1, 2, 3)
+        else:  # rows written before the Cartesian forces were stored: opposite forces along the bond
+            force = np.asarray(row["bond_forces"], float)
+            cartesian = np.zeros((len(force), 2, 3))
+            cartesian[:, 0, 0], cartesian[:, 1, 0] = -force, force
         curves[f"{row['element']}-{row['element']}"] = {
             "distances": np.asarray(row["distances"], float).tolist(),
             "energies": np.asarray(row["energies"], float).tolist(),

@@ -159,7 +159,8 @@ class DiatomicsTask:
             raise ValueError(f"fewer than 5 points in the evaluation window [{lo:.2f}, {hi:.2f}] Å")
         row = {"element": symbol, "Z": atomic_numbers[symbol], "n_points": int(window.sum())}
         row |= curve_metrics(symbol, r[window], energies[window], bond_force[window], forces[window])
-        row |= {"distances": r.tolist(), "energies": energies.tolist(), "bond_forces": bond_force.tolist()}
+        row |= {"distances": r.tolist(), "energies": energies.tolist(), "bond_forces": bond_force.tolist(),
+                "forces": np.asarray(forces, float).tolist()}  # Cartesian: the submission file's (MBD scores them)
         return row
 
     def metrics(self, df: pd.DataFrame, model: str) -> dict:
