@@ -401,6 +401,24 @@ def geo_opt_vectors(rng: np.random.Generator) -> tuple[dict, dict]:
               "spg_pred": _floats(spg_pred), "spg_ref": _floats(spg_ref),
               "n_ops_pred": _floats(ops_pred), "n_ops_ref": _floats(ops_ref)}  # fmt: skip
     expected = {"symmetry": info, "metrics": {k: float(v) for k, v in metrics.items()}}
+    # RMSD: pred_vs_ref_struct_symmetry (StructureMatcher(stol=1, scale=False).get_rms_dist) per pair, then
+    # calc_geo_opt_metrics' mean with unmatched pairs as 1.0
+    rattled, strained = rocksalt.copy(), perovskite.copy()
+    rattled.perturb(0.15, seed=12)
+    strained.apply_strain([0.01, -0.02, 0.015])
+    strained.perturb(0.1, seed=13)
+    pairs = {"rocksalt-rattled": (rattled, rocksalt), "perovskite-strained": (strained, perovskite),
+             "rocksalt-shaken": (structures["rocksalt-shaken"], rocksalt),
+             "unmatched": (perovskite, rocksalt)}  # fmt: skip
+    index = pd.Index(list(pairs), name="material_id")
+    pred_structs, ref_structs = {k: v[0] for k, v in pairs.items()}, {k: v[1] for k, v in pairs.items()}
+    df_pred = symmetry.get_sym_info_from_structs(pred_structs, pbar=False).reindex(index)
+    df_ref = symmetry.get_sym_info_from_structs(ref_structs, pbar=False).reindex(index)
+    df_rmsd = symmetry.pred_vs_ref_struct_symmetry(df_pred, df_ref, pred_structs, ref_structs, pbar=False)
+    inputs["rmsd_pairs"] = {k: [a.as_dict(), b.as_dict()] for k, (a, b) in pairs.items()}
+    expected["rmsd"] = {k: (None if df_rmsd.loc[k, "structure_rmsd_vs_dft"] is None
+                            else float(df_rmsd.loc[k, "structure_rmsd_vs_dft"])) for k in pairs}  # fmt: skip
+    expected["rmsd_mean"] = geo_opt.calc_geo_opt_metrics(df_rmsd)["structure_rmsd_vs_dft"]
     return inputs, expected
 
 

@@ -230,6 +230,25 @@ def test_geo_opt_symmetry():
         assert same(float(ours[key]), expected["metrics"][key]), key
 
 
+def test_geo_opt_rmsd():
+    """RMSD as the discovery task computes it per structure (StructureMatcher(stol=1, scale=False), 1.0 when
+    unmatched) and as its metrics average it (mean_rmsd), against MBD's pred_vs_ref_struct_symmetry and
+    calc_geo_opt_metrics."""
+    from pymatgen.core import Structure
+
+    from geodite.metrics.discovery import mean_rmsd
+    from geodite.tasks.discovery import structure_rmsd
+
+    data = load("geo-opt")
+    rows = []
+    for name, (pred, ref) in data["inputs"]["rmsd_pairs"].items():
+        ours = structure_rmsd(Structure.from_dict(pred), Structure.from_dict(ref))
+        theirs = data["expected"]["rmsd"][name]
+        assert same(ours, 1.0 if theirs is None else theirs), name
+        rows.append({"status": "ok", "rmsd": ours})
+    assert same(mean_rmsd(pd.DataFrame(rows)), data["expected"]["rmsd_mean"])
+
+
 def _num(value):
     return float("nan") if value == "NaN" else value
 
