@@ -203,7 +203,8 @@ def diatomics_summary(df: pd.DataFrame, protocol: str) -> dict:
     ok = ok.assign(pbe_wall_dist_mae=wall_errors(ok)) if protocol == "mbd" else ok
     for name in names + pbe + ["pbe_wall_dist_mae"]:
         if name in ok:
-            values = pd.to_numeric(ok[name], errors="coerce").dropna()
+            values = pd.to_numeric(ok[name], errors="coerce")
+            values = values[np.isfinite(values)]  # MBD's write_metrics_to_yaml: mean of the finite values
             summary[name] = float(values.mean()) if len(values) else None
     if protocol == "mbd":
         n_excluded = int(len(scored) - len(ok))

@@ -95,6 +95,16 @@ def test_summary_skips_mbd_excluded_elements():
     assert diatomics_summary(df, "arena")["tortuosity"] == 5.0
 
 
+def test_summary_means_skip_non_finite_values_as_mbd():
+    """MBD's write_metrics_to_yaml averages each metric over the elements with a finite value."""
+    import pandas as pd
+
+    df = pd.DataFrame({"element": ["H", "He", "Li"], "status": ["ok"] * 3, "tortuosity": [1.0, np.inf, np.nan],
+                       "energy_jump": [np.nan, np.nan, np.nan]})  # fmt: skip
+    summary = diatomics_summary(df, "arena")
+    assert summary["tortuosity"] == 1.0 and summary["energy_jump"] is None
+
+
 def test_unknown_protocol_or_element():
     with pytest.raises(ValueError, match="protocol"):
         DiatomicsTask(protocol="nope")
