@@ -62,6 +62,24 @@ def test_discovery_subsets():
             assert same(out[subset][key], expected[subset][key]), (subset, key, out[subset][key])
 
 
+def test_discovery_metrics_as_the_task_reports_them():
+    """full_metrics_from_rows (the discovery task's rows → metrics.json): headline keys = unique prototypes,
+    full_* = full test set, most_stable_10k_*, each MBD's; failed rows count as missing predictions."""
+    from geodite.metrics.discovery import full_metrics_from_rows
+
+    data = load("discovery")
+    inp, expected = data["inputs"], data["expected"]
+    pred = pd.Series(inp["e_form_pred"])
+    df = pd.DataFrame({"e_form_pred": pred.fillna(0.0), "status": np.where(pred.isna(), "failed", "ok"),
+                       "e_form_dft": inp["e_form_dft"], "e_above_hull_dft": inp["e_above_hull_dft"],
+                       "unique_prototype": np.asarray(inp["unique_prototype"], bool), "converged": True,
+                       "rmsd": 0.01})  # fmt: skip
+    out = full_metrics_from_rows(df)
+    for prefix, subset in (("", "unique_prototypes"), ("full_", "full_test_set"), ("most_stable_10k_", "most_stable_10k")):
+        for key in METRIC_KEYS:
+            assert same(float(out[prefix + key]), expected[subset][key]), (prefix, key)
+
+
 def _kappa_case(case: dict) -> tuple[float, float, float, bool]:
     k_pred, k_dft = kappa_scalar(case["kappa_pred_voigt"]), kappa_scalar(case["kappa_dft_voigt"])
     srme, censored = kappa_srme_censored(
