@@ -252,7 +252,8 @@ def headline_section(labels: Sequence[str], results_dir: Path, model_info: dict[
     doc.append(("note", "Rows marked **published (seed paper) — not ours** are copied from the seed paper's table "
                         f"({PUBLISHED_SOURCE}); they were not computed here. Our rows say on which subset they were "
                         "measured: the offline discovery subset (perturbed DFT structures, no hull distances) has "
-                        "no F1/DAF/precision/accuracy, and its MAE is a formation-energy MAE."))
+                        "no F1/DAF/precision/accuracy/MAE/R² (its formation-energy errors are `e_form_*_1k` in the "
+                        "discovery section). DAF: its prevalence equals MBD's only on the whole WBM test set."))
     params = {label: info.get("params_M") for label, info in model_info.items()}
     rows = headline_rows(labels, results_dir, params)
     rows += [([f"{name} [published]", "published (seed paper) — not ours", PUBLISHED_COMPLIANT, _fmt(values[0]),
@@ -269,13 +270,17 @@ def headline_section(labels: Sequence[str], results_dir: Path, model_info: dict[
 def cps_section(labels: Sequence[str], results_dir: Path) -> list[Block]:
     """CPS per model with its inputs, or the reason it is null."""
     doc: list[Block] = [("h", 2, "CPS (combined performance score)", "cps")]
-    doc.append(("p", "CPS = 0.5·F1 + 0.4·(1 − κ_SRME/2) + 0.1·clamp(1 − RMSD/0.15, 0, 1); null when an input is "
-                     "missing (reason given). Same function as `geodite bench cps`."))
+    doc.append(("p", "CPS = 0.5·F1 + 0.4·(1 − κ_SRME/2) + 0.1·clamp(1 − RMSD/0.15, 0, 1) of the inputs rounded as "
+                     "the leaderboard reads them (F1 to 3 decimals, κ_SRME and RMSD to 4); `CPS (unrounded)` of the "
+                     "inputs as measured. Null when an input is missing (reason given). Same function as "
+                     "`geodite bench cps`."))
     cps_rows = []
     for label in labels:
         c = cps_summary(label, results_dir)
-        cps_rows.append([label, _fmt(c["CPS"]), _fmt(c["F1"]), _fmt(c["kappa_SRME"]), _fmt(c["RMSD"]), c["reason"] or ""])
-    doc.append(("table", ["model", "CPS", "F1", "κ_SRME", "RMSD", "reason when null"], cps_rows, None))
+        cps_rows.append([label, _fmt(c["CPS"]), _fmt(c["CPS_unrounded"]), _fmt(c["F1"]), _fmt(c["kappa_SRME"]),
+                         _fmt(c["RMSD"]), c["reason"] or ""])
+    doc.append(("table", ["model", "CPS", "CPS (unrounded)", "F1", "κ_SRME", "RMSD", "reason when null"], cps_rows,
+                None))
     return doc
 
 

@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from geodite.metrics.discovery import offline_key
 from geodite.metrics.symmetry import SYMMETRY_KEYS, SYMPRECS, symprec_tag
 
 SUFFIXES = {
@@ -117,7 +118,7 @@ def write_discovery(df: pd.DataFrame, summary: dict, folder: Path, model: str, d
             blocks["discovery"][subset] = {k: _round(summary.get(prefix + k), 3) for k in DISCOVERY_KEYS}
     else:
         blocks["discovery"]["note"] = f"offline run: {summary.get('subset')}; not the WBM test set"
-        blocks["discovery"]["offline"] = {k: _round(summary.get(k), 4) for k in ("MAE", "RMSE", "R2")}
+        blocks["discovery"]["offline"] = {k: _round(summary.get(k), 4) for k in map(offline_key, ("MAE", "RMSE", "R2"))}
     if "structure_pred" in ok:
         geo_path = _target(folder, "geo_opt", date)
         with gzip.open(geo_path, "wt") as handle:
@@ -172,9 +173,13 @@ def write_diatomics(df: pd.DataFrame, summary: dict, folder: Path, date: str) ->
     distances = np.unique(np.concatenate(grids)) if grids else np.empty(0)
     curves = {}
     for row in ok.to_dict("records"):
-        force = np.asarray(row["bond_forces"], float)
-        cartesian = np.zeros((len(force), 2, 3))
-        cartesian[:, 0, 0], cartesian[:, 1, 0] = -force, force
+        stored = row.get("forces")
+        if isinstance(stored, list | np.ndarray):  # the calculator's forces, as MBD's force metrics read them
+            cartesian = np.asarray([np.asarray(f, float) for f in stored], float).reshape(-1, 2, 3)
+        else:  # rows written before the Cartesian forces were stored: opposite forces along the bond
+            force = np.asarray(row["bond_forces"], float)
+            cartesian = np.zeros((len(force), 2, 3))
+            cartesian[:, 0, 0], cartesian[:, 1, 0] = -force, force
         curves[f"{row['element']}-{row['element']}"] = {
             "distances": np.asarray(row["distances"], float).tolist(),
             "energies": np.asarray(row["energies"], float).tolist(),

@@ -29,7 +29,7 @@ def folder(tmp_path):
         "energy_pred": [-10.0, -20.0, np.nan], "converged": [True, False, None], "n_steps": [12, 500, None],
         "structure_pred": [json.dumps(rocksalt(5.6).as_dict()), json.dumps(rocksalt(5.7).as_dict()), None],
     })  # fmt: skip
-    summary = {"subset": "offline-wbm-1k (perturbed DFT structures)", "MAE": 0.1, "RMSD": 0.02,
+    summary = {"subset": "offline-wbm-1k (perturbed DFT structures)", "e_form_MAE_1k": 0.1, "RMSD": 0.02,
                "n_sym_ops_mae_1e-2": 0.0, "symmetry_match_1e-2": 1.0, "n_structures_1e-2": 2}  # fmt: skip
     written = write_submission("discovery", discovery, summary, tmp_path, "mymodel", DATE)
     kappa = pd.DataFrame({
@@ -44,6 +44,7 @@ def folder(tmp_path):
         "element": ["H", "O", "Po"], "status": ["ok", "ok", "failed"], "error": [None, None, "no e0"],
         "distances": [r.tolist(), r[5:].tolist(), None], "energies": [(1 / r).tolist(), (2 / r[5:]).tolist(), None],
         "bond_forces": [(1 / r**2).tolist(), (2 / r[5:] ** 2).tolist(), None],
+        "forces": [H_FORCES(r).tolist(), None, None],  # O: a row written before Cartesian forces were stored
     })  # fmt: skip
     written += write_submission("diatomics", dimers, {"tortuosity": 1.0, "CDS": 0.42, "run_time_sec": 3.2}, tmp_path,
                                 "mymodel", DATE)  # fmt: skip
@@ -78,6 +79,14 @@ def test_kappa_json_as_mbd_reads_it(folder):
     assert int(row["init_spg_num"]) == int(row["final_spg_num"]) == 225
 
 
+def H_FORCES(r: np.ndarray) -> np.ndarray:  # noqa: N802 - a constant of the fixture
+    """Cartesian forces of the H curve whose two atoms are not opposite (bond force 1/r², atom 0 with an offset
+    and a y part)."""
+    forces = np.zeros((len(r), 2, 3))
+    forces[:, 0, 0], forces[:, 1, 0], forces[:, 0, 1] = -1 / r**2 + 0.01, 1 / r**2, 0.02
+    return forces
+
+
 def test_diatomics_json_as_mbd_reads_it(folder):
     with gzip.open(folder / f"{DATE}-diatomics.json.gz", "rt") as handle:
         data = json.load(handle)
@@ -88,7 +97,10 @@ def test_diatomics_json_as_mbd_reads_it(folder):
         assert np.all(np.diff(positions) > 0)
         forces = np.asarray(curve["forces"])
         assert forces.shape == (len(curve["energies"]), 2, 3)
-        bond_force = {"H-H": 1.0, "O-O": 2.0}[label] / np.asarray(curve["distances"]) ** 2
+        if label == "H-H":  # the calculator's forces as stored, which MBD's force_flips etc. read (forces[:, 0, 0])
+            np.testing.assert_array_equal(forces, H_FORCES(np.asarray(curve["distances"])))
+            continue
+        bond_force = 2.0 / np.asarray(curve["distances"]) ** 2
         np.testing.assert_allclose(0.5 * (forces[:, 1, 0] - forces[:, 0, 0]), bond_force)  # F = ½(F₁ − F₀)·x̂
 
 
@@ -99,7 +111,7 @@ def test_model_yaml_blocks(folder):
     ref = metrics["discovery"]["pred_file"]
     data = (folder / ref["name"]).read_bytes()
     assert ref["size"] == len(data) and ref["md5"] == hashlib.md5(data).hexdigest()
-    assert "offline" in metrics["discovery"]["note"]
+    assert "offline" in metrics["discovery"]["note"] and metrics["discovery"]["offline"]["e_form_MAE_1k"] == 0.1
     assert metrics["geo_opt"]["symprec=1e-2"]["symmetry_match"] == 1.0
     assert metrics["geo_opt"]["symprec=1e-2"]["rmsd"] == 0.02
     assert metrics["phonons"]["kappa_103"]["κ_SRME"] == 1.2 and metrics["phonons"]["kappa_103"]["κ_failure_rate"] == 0.5

@@ -127,7 +127,8 @@ def kappa_vectors(rng: np.random.Generator) -> tuple[dict, dict]:
 
     cases: list[dict] = []
     for case in ("normal", "normal", "negative_kappa", "mixed_sign", "shape_mismatch", "zero_dft", "zero_both",
-                 "nan_pred", "imaginary", "broken_symmetry", "zero_weights", "nan_modes"):  # fmt: skip
+                 "nan_pred", "imaginary", "broken_symmetry", "zero_weights", "nan_modes", "srme_above_2",
+                 "negative_weights", "nan_weights", "normal"):  # fmt: skip
         true_modes = np.zeros((n_q, n_b, 6)) if case in ("zero_dft", "zero_both") else voigt_modes(2.0)
         pred_modes = true_modes * rng.uniform(0.5, 1.5) + voigt_modes(0.3)
         pred_w = list(weights)
@@ -152,9 +153,18 @@ def kappa_vectors(rng: np.random.Generator) -> tuple[dict, dict]:
             pred_w = [0.0] * n_q
         elif case == "nan_modes":
             pred_modes[1, 2, 0] = np.nan
+        elif case == "srme_above_2":  # as the issue's mode κ [11, −9] against [1, 1]: totals equal, SRME > 2
+            pred_modes = true_modes.copy()
+            pred_modes[0, 0, :3] += 100.0
+            pred_modes[0, 1, :3] -= 100.0
+            pred_kappa = total(pred_modes)
+        elif case == "negative_weights":
+            pred_w = [1.0, -3.0, 3.0, 1.0]
+        elif case == "nan_weights":
+            pred_w = [1.0, np.nan, 3.0, 1.0]
         cases.append({
             "case": case,
-            "kappa_pred_voigt": _floats(pred_kappa), "mode_kappa_pred": pred_modes.tolist(), "weights_pred": pred_w,
+            "kappa_pred_voigt": _floats(pred_kappa), "mode_kappa_pred": pred_modes.tolist(), "weights_pred": _floats(pred_w),
             "kappa_dft_voigt": _floats(total(true_modes)), "mode_kappa_dft": true_modes.tolist(),
             "imaginary_modes": case == "imaginary", "spg_initial": 225,
             "spg_relaxed": 166 if case == "broken_symmetry" else 225,
@@ -179,6 +189,13 @@ def kappa_vectors(rng: np.random.Generator) -> tuple[dict, dict]:
         "failure_rate": float(df[phonons.SRME_CENSORED].mean()),
         "imaginary_mode_rate": float(df["has_imag_ph_modes"].eq(other=True).fillna(value=False).mean()),
     }  # fmt: skip
+    # end to end (evaluate_kappa_predictions, the leaderboard's aggregates) on the rows as the κ task writes them:
+    # a material with imaginary modes or broken symmetry stops before FC3, so it has no κ (NaN)
+    stopped = df_pred["has_imag_ph_modes"] | (df_pred["final_spg_num"] != df_pred["init_spg_num"])
+    df_task = df_pred.copy()
+    df_task["kappa_tot_rta"] = [[[np.nan] * 6] if stop else k for stop, k in zip(stopped, df_pred["kappa_tot_rta"])]
+    expected["task_rows_kappa_pred_nan"] = [bool(x) for x in stopped]
+    expected["evaluate_kappa_predictions"] = _evaluate_kappa(phonons, df_task, df_true)
     spectra = []
     for with_weights in (True, False, True):
         freqs_pred, freqs_ref = rng.uniform(-0.5, 12, (n_q, n_b)), rng.uniform(0, 12, (5, n_b))
@@ -190,6 +207,22 @@ def kappa_vectors(rng: np.random.Generator) -> tuple[dict, dict]:
     return {"cases": cases, "spectra": spectra}, expected | {"spectrum_w1": [s.pop("w1") for s in spectra]}
 
 
+def _evaluate_kappa(phonons, df_pred: pd.DataFrame, df_true: pd.DataFrame) -> dict:
+    """MBD's evaluate_kappa_predictions with ``df_true`` as the reference table (it reads the 103-material file
+    otherwise; its DataFiles path lookup would download it)."""
+    import types
+
+    import matbench_discovery.phonons as mbd_phonons
+
+    saved = mbd_phonons.read_kappa_json, phonons.DataFiles
+    mbd_phonons.read_kappa_json = lambda path: df_true
+    phonons.DataFiles = types.SimpleNamespace(phonondb_pbe_103_kappa_no_nac=types.SimpleNamespace(path="unused"))
+    try:
+        return phonons.evaluate_kappa_predictions(df_pred)
+    finally:
+        mbd_phonons.read_kappa_json, phonons.DataFiles = saved
+
+
 # ----------------------------------------------------------------------------- diatomics
 
 
@@ -197,8 +230,9 @@ DIATOMIC_ELEMENTS = ("H", "C", "O", "Si", "Cu", "Xe")
 
 
 def diatomic_vectors(rng: np.random.Generator) -> tuple[dict, dict]:
-    """Morse-plus-wall model curves (some with noise) on the MBD grid, scored by MBD's
-    calc_diatomic_metrics against the PBE curves of tests/data/diatomics-dft.json.gz."""
+    """Morse-plus-wall model curves (some with noise) on the MBD grid, with Cartesian forces whose two atoms
+    are not opposite, scored by MBD's calc_diatomic_metrics against the PBE curves of
+    tests/data/diatomics-dft.json.gz."""
     from matbench_discovery.metrics import diatomics
 
     ref_path = str(REPO / "tests" / "data" / "diatomics-dft.json.gz")
@@ -216,14 +250,17 @@ def diatomic_vectors(rng: np.random.Generator) -> tuple[dict, dict]:
             energy = energy + rng.normal(0, 0.02, len(r))
             d_energy = d_energy + rng.normal(0, 0.05, len(r))
         bond_force = -d_energy
-        forces = np.zeros((len(r), 2, 3))
-        forces[:, 0, 0], forces[:, 1, 0] = -bond_force, bond_force
-        curves[symbol] = {"energies": energy.tolist(), "bond_forces": bond_force.tolist(), "forces": forces}
+        # the two atoms' forces are not opposite (as a real, noisy calculator gives them): each gets its own
+        # x noise, and y/z components appear, so MBD's forces[:, 0, 0] differs from the bond projection
+        forces = rng.normal(0, 0.03, (len(r), 2, 3))
+        forces[:, 0, 0] += -bond_force
+        forces[:, 1, 0] += bond_force
+        curves[symbol] = {"energies": energy.tolist(), "forces": forces}
     pred = diatomics.DiatomicCurves(distances=r, homo_nuclear={
         s: diatomics.DiatomicCurve(r, c["energies"], c["forces"]) for s, c in curves.items()})  # fmt: skip
     metrics = diatomics.calc_diatomic_metrics(ref_curves, pred, interpolate=200)
     inputs = {"distances": r.tolist(),
-              "curves": {s: {"energies": c["energies"], "bond_forces": c["bond_forces"]} for s, c in curves.items()}}
+              "curves": {s: {"energies": c["energies"], "forces": c["forces"].tolist()} for s, c in curves.items()}}
     return inputs, {s: {str(k): float(v) for k, v in m.items()} for s, m in metrics.items()}
 
 
@@ -247,6 +284,80 @@ def rdf_vectors(rng: np.random.Generator) -> tuple[dict, dict]:
     expected = {"r": radii.tolist(), "g_ref": g_ref.tolist(), "g_pred": g_pred.tolist(),
                 "rdf_error": md.calc_rdf_error(radii, g_ref, g_pred),
                 "rdf_error_ideal_gas_reference": md.calc_rdf_error(radii, np.ones_like(radii), g_pred)}  # fmt: skip
+    # non-orthogonal cells at MBD's default settings (n_bins=500, r_max=None): hexagonal (a = 9 Å, where half the
+    # shortest lattice vector, 4.5 Å, exceeds half the plane spacing, 3.897 Å), a skewed basis of a 9 Å cube,
+    # a triclinic cell
+    cells = {"hexagonal": [[9.0, 0, 0], [-4.5, 9.0 * np.sqrt(3) / 2, 0], [0, 0, 10.0]],
+             "skewed_cube": [[9.0, 0, 0], [9.0, 9.0, 0], [0, 0, 9.0]],
+             "triclinic": [[8.0, 0, 0], [2.5, 8.5, 0], [1.5, -2.0, 9.0]]}  # fmt: skip
+    inputs["default_settings"], expected["default_settings"] = {}, {}
+    for name, cell_rows in cells.items():
+        frac = rng.uniform(0, 1, (2, 24, 3))
+        frames = [Atoms(["Li"] * 12 + ["S"] * 12, scaled_positions=f, cell=cell_rows, pbc=True) for f in frac]
+        radii, g = md.calc_rdf(frames)
+        inputs["default_settings"][name] = {"cell": cell_rows, "positions": [a.positions.tolist() for a in frames]}
+        expected["default_settings"][name] = {"r": radii.tolist(), "g": g.tolist()}
+    return inputs, expected
+
+
+def md_vectors(rng: np.random.Generator) -> tuple[dict, dict]:
+    """MBD's evaluate_md_system rdf_error of a 64-atom jittered lattice in a non-orthogonal cell: an AIMD-like
+    reference of 9 frames every 100 fs and a model run of 13 frames every 50 fs (time matching keeps 7 and
+    13), and of the same model frames against a reference of 3 frames every 20 fs (the task's own frames)."""
+    from ase import Atoms
+
+    from matbench_discovery.metrics import md
+
+    cell = np.array([[10.0, 0, 0], [3.0, 9.5, 0], [0, 0, 10.0]])
+    grid = (np.stack(np.meshgrid(*[np.arange(4)] * 3, indexing="ij"), axis=-1).reshape(-1, 3) + 0.5) / 4
+    symbols = ["Li", "S"] * 32
+
+    def trajectory(n_frames: int, jitter: float) -> list:
+        frames = []
+        for _ in range(n_frames):
+            frac = grid + rng.normal(0, jitter, grid.shape)
+            frames.append(Atoms(symbols, scaled_positions=frac, cell=cell, pbc=True))
+        return frames
+
+    ref, pred = trajectory(9, 0.02), trajectory(13, 0.035)
+    inputs = {"cell": cell.tolist(), "symbols": symbols,
+              "reference": {"positions": [a.positions.tolist() for a in ref], "frame_interval_fs": 100.0},
+              "model": {"positions": [a.positions.tolist() for a in pred], "frame_interval_fs": 50.0}}  # fmt: skip
+    expected = {"rdf_error": md.evaluate_md_system(ref, pred, ref_time_step_fs=100.0, pred_time_step_fs=50.0)["rdf_error"],
+                "matched_frame_counts": list(md.matched_frame_counts(n_ref_frames=9, n_pred_frames=13,
+                                                                     ref_time_step_fs=100.0, pred_time_step_fs=50.0))}  # fmt: skip
+    return inputs, expected
+
+
+# ----------------------------------------------------------------------------- R² edge cases
+
+
+def r2_vectors(rng: np.random.Generator) -> tuple[dict, dict]:
+    """MBD's stable_metrics (sklearn r2_score) on constant truth (perfect and not), NaN truth, one pair, random
+    pairs with NaN on either side, and ±inf predictions (MBD raises: expected ``"raises"``)."""
+    from matbench_discovery.metrics import discovery
+
+    true = np.round(rng.normal(0.05, 0.1, 200), 3)
+    pred = np.round(true + rng.normal(0, 0.05, 200), 3)
+    true[rng.choice(200, 15, replace=False)] = np.nan
+    pred[rng.choice(200, 15, replace=False)] = np.nan
+    cases = {
+        "constant_truth_perfect": ([0.1, 0.1, 0.1, 0.1], [0.1, 0.1, 0.1, 0.1]),
+        "constant_truth_imperfect": ([0.0, 0.0, 0.0], [0.1, 0.0, -0.1]),
+        "constant_truth_with_nan": ([0.02, np.nan, 0.02, 0.02], [0.02, 0.5, 0.03, 0.01]),
+        "nan_truth": ([np.nan, 0.1, -0.1, 0.2], [0.0, 0.1, -0.2, 0.3]),
+        "one_pair": ([0.1, np.nan], [0.1, 0.2]),
+        "random_with_nan": (true.tolist(), pred.tolist()),
+        "inf_prediction": ([0.1, 0.2, 0.3], [0.1, np.inf, 0.3]),
+        "minus_inf_prediction": ([0.1, -0.2, 0.3], [0.1, -np.inf, 0.3]),
+    }
+    inputs, expected = {}, {}
+    for name, (t, p) in cases.items():
+        inputs[name] = {"true": _floats(t), "pred": _floats(p)}
+        try:
+            expected[name] = {k: float(v) for k, v in discovery.stable_metrics(t, p).items()}
+        except ValueError as exc:
+            expected[name] = {"raises": type(exc).__name__}
     return inputs, expected
 
 
@@ -267,7 +378,7 @@ def geo_opt_vectors(rng: np.random.Generator) -> tuple[dict, dict]:
     structures = {"rocksalt": rocksalt, "perovskite": perovskite}
     for name, base in list(structures.items()):
         shaken = base.copy()
-        shaken.perturb(0.004, min_distance=0.002)  # ≈ 3e-3 Å: symmetric at 1e-2, not at 1e-5
+        shaken.perturb(0.004, min_distance=0.002, seed=11)  # ≈ 3e-3 Å: symmetric at 1e-2, not at 1e-5
         structures[f"{name}-shaken"] = shaken
     info = {}
     for symprec in (1e-2, 1e-5):
@@ -290,6 +401,24 @@ def geo_opt_vectors(rng: np.random.Generator) -> tuple[dict, dict]:
               "spg_pred": _floats(spg_pred), "spg_ref": _floats(spg_ref),
               "n_ops_pred": _floats(ops_pred), "n_ops_ref": _floats(ops_ref)}  # fmt: skip
     expected = {"symmetry": info, "metrics": {k: float(v) for k, v in metrics.items()}}
+    # RMSD: pred_vs_ref_struct_symmetry (StructureMatcher(stol=1, scale=False).get_rms_dist) per pair, then
+    # calc_geo_opt_metrics' mean with unmatched pairs as 1.0
+    rattled, strained = rocksalt.copy(), perovskite.copy()
+    rattled.perturb(0.15, seed=12)
+    strained.apply_strain([0.01, -0.02, 0.015])
+    strained.perturb(0.1, seed=13)
+    pairs = {"rocksalt-rattled": (rattled, rocksalt), "perovskite-strained": (strained, perovskite),
+             "rocksalt-shaken": (structures["rocksalt-shaken"], rocksalt),
+             "unmatched": (perovskite, rocksalt)}  # fmt: skip
+    index = pd.Index(list(pairs), name="material_id")
+    pred_structs, ref_structs = {k: v[0] for k, v in pairs.items()}, {k: v[1] for k, v in pairs.items()}
+    df_pred = symmetry.get_sym_info_from_structs(pred_structs, pbar=False).reindex(index)
+    df_ref = symmetry.get_sym_info_from_structs(ref_structs, pbar=False).reindex(index)
+    df_rmsd = symmetry.pred_vs_ref_struct_symmetry(df_pred, df_ref, pred_structs, ref_structs, pbar=False)
+    inputs["rmsd_pairs"] = {k: [a.as_dict(), b.as_dict()] for k, (a, b) in pairs.items()}
+    expected["rmsd"] = {k: (None if df_rmsd.loc[k, "structure_rmsd_vs_dft"] is None
+                            else float(df_rmsd.loc[k, "structure_rmsd_vs_dft"])) for k in pairs}  # fmt: skip
+    expected["rmsd_mean"] = geo_opt.calc_geo_opt_metrics(df_rmsd)["structure_rmsd_vs_dft"]
     return inputs, expected
 
 
@@ -345,14 +474,28 @@ def score_vectors(rng: np.random.Generator, src: Path, node_modules: Path) -> tu
         if i % 10 == 3:
             values["excluded_formula_reasons"] = {f"X{j}": "failed" for j in range(int(rng.integers(1, 9)))}
         cds_inputs.append(values)
+    # CPS through rounding: unrounded metrics as a run measures them, rounded as MBD writes its model YAMLs
+    # (write_all_metrics_to_yaml: round(F1, 3); kappa_103 κ_SRME and geo_opt rmsd: round(·, 4)), then the site's
+    # calculate_cps on the rounded values. Half of them sit within 1e-9 of a rounding boundary.
+    unrounded = []
+    for i in range(1000):
+        f1, kappa, rmsd = rng.uniform(0, 1), rng.uniform(0, 2), rng.uniform(0, 0.2)
+        if i % 2:
+            f1 = round(f1, 3) + 5e-4 + rng.choice([-1, 1]) * rng.uniform(0, 1e-9)
+            kappa = round(kappa, 4) + 5e-5 + rng.choice([-1, 1]) * rng.uniform(0, 1e-9)
+            rmsd = round(rmsd, 4) + 5e-5 + rng.choice([-1, 1]) * rng.uniform(0, 1e-9)
+        unrounded.append([float(f1), float(kappa), float(rmsd)])
+    rounded = [[round(f1, 3), round(kappa, 4), round(rmsd, 4)] for f1, kappa, rmsd in unrounded]
     driver = Path(tempfile.mkstemp(suffix=".js")[1])
     driver.write_text(NODE_DRIVER)
     proc = subprocess.run(["node", str(driver), str(node_modules / "typescript"), str(src / CPS_TS), str(src / LABELS_TS)],
-                          input=json.dumps({"cps": triples, "cds": cds_inputs}), capture_output=True, text=True,
-                          check=True)  # fmt: skip
+                          input=json.dumps({"cps": triples + rounded, "cds": cds_inputs}), capture_output=True,
+                          text=True, check=True)  # fmt: skip
     driver.unlink()
     out = json.loads(proc.stdout)
-    return {"cps": triples, "cds": cds_inputs}, out
+    out["cps_from_unrounded"] = out["cps"][len(triples):]
+    out["cps"] = out["cps"][: len(triples)]
+    return {"cps": triples, "cds": cds_inputs, "cps_unrounded_metrics": unrounded}, out
 
 
 # ----------------------------------------------------------------------------- main
@@ -373,7 +516,7 @@ def main() -> None:
         sys.path.insert(0, str(src))
         for name, make, seed in (("discovery", discovery_vectors, 0), ("kappa", kappa_vectors, 1),
                                  ("diatomics", diatomic_vectors, 2), ("rdf", rdf_vectors, 3),
-                                 ("geo-opt", geo_opt_vectors, 4)):  # fmt: skip
+                                 ("geo-opt", geo_opt_vectors, 4), ("md", md_vectors, 6), ("r2", r2_vectors, 7)):  # fmt: skip
             write(out, name, commit, *make(np.random.default_rng(seed)))
             print(f"wrote {out / name}.json")
         if args.node_modules:

@@ -10,7 +10,10 @@ optimisation. The score is in [0, 1], higher is better.
 As the leaderboard's ``calculate_cps`` (site/src/lib/combined-scores.svelte.ts): every
 input must be present, finite and in range, else there is no score (a missing metric is
 never counted as 0); the RMSD term is clamped to [0, 1]. Parity:
-tests/metrics/test_mbd_parity.py on 2,008 triples.
+tests/metrics/test_mbd_parity.py on 2,008 triples. The leaderboard combines the metrics as its
+model YAMLs store them, rounded (F1 to 3 decimals, κ_SRME and RMSD to 4):
+:func:`leaderboard_cps_or_reason`, reported as ``CPS``; the CPS of the unrounded metrics is
+``CPS_unrounded``.
 """
 
 from __future__ import annotations
@@ -76,6 +79,34 @@ def cps_or_reason(
         + CPS_WEIGHTS["RMSD"] * rmsd_term
     )
     return value, None
+
+
+LEADERBOARD_DECIMALS: dict[str, int] = {"F1": 3, "kappa_SRME": 4, "RMSD": 4}  # as MBD's model YAMLs store them
+
+
+def leaderboard_inputs(
+    f1: float | None, kappa_srme: float | None, rmsd: float | None
+) -> tuple[float | None, float | None, float | None]:
+    """The CPS inputs as the leaderboard reads them: rounded (Python ``round``) as MBD writes its model YAMLs,
+    F1 to 3 decimals (``write_all_metrics_to_yaml``), κ_SRME (``κ_SRME`` of ``kappa_103``) and RMSD
+    (``geo_opt``) to 4. Missing or non-numeric values pass through unchanged."""
+
+    def rounded(value: float | None, decimals: int) -> float | None:
+        try:
+            return round(float(value), decimals)
+        except (TypeError, ValueError):
+            return value
+
+    return (rounded(f1, LEADERBOARD_DECIMALS["F1"]), rounded(kappa_srme, LEADERBOARD_DECIMALS["kappa_SRME"]),
+            rounded(rmsd, LEADERBOARD_DECIMALS["RMSD"]))  # fmt: skip
+
+
+def leaderboard_cps_or_reason(
+    f1: float | None, kappa_srme: float | None, rmsd: float | None
+) -> tuple[float | None, str | None]:
+    """The leaderboard's CPS: :func:`cps_or_reason` of :func:`leaderboard_inputs` (the rounded metrics).
+    Differs from the CPS of unrounded inputs by up to ≈ 3e-4."""
+    return cps_or_reason(*leaderboard_inputs(f1, kappa_srme, rmsd))
 
 
 def combined_performance_score(

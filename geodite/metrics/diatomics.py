@@ -4,9 +4,12 @@ A curve is given as 1-D arrays over the sampled separations:
 
 * ``r``: interatomic distances in Å (sorted ascending internally; no duplicates),
 * ``e``: total energies in eV,
-* ``f``: bond-projected force in eV/Å, F = −dE/dr (positive = repulsive, pushing the
-  atoms apart). For a dimer with atom 0 at the origin and atom 1 on +x (the layout of
-  MBD's ``diatomics-dft.json.gz``) use :func:`bond_force_from_cartesian`.
+* ``f``: a force curve in eV/Å. MBD's force-smoothness metrics (:func:`force_flips`,
+  :func:`force_total_variation`, :func:`force_jump`) take MBD's force, the x-force on the
+  first atom (:func:`mbd_force`, ``forces[:, 0, 0]``); the other force metrics the
+  bond-projected force F = −dE/dr (positive = repulsive, :func:`bond_force_from_cartesian`).
+  The two agree up to sign only when the two atoms' forces are exactly opposite.
+  Layout: atom 0 at the origin, atom 1 on +x (as MBD's ``diatomics-dft.json.gz``).
 
 Definitions follow Matbench Discovery (``matbench_discovery/metrics/diatomics``):
 sign-flip counts zero out |F| < 1e-2 eV/Å or |ΔE| < 1e-3 eV before counting; a "jump"
@@ -94,6 +97,19 @@ def bond_force_from_cartesian(forces: ArrayLike, bond_axis: ArrayLike = (1.0, 0.
     return 0.5 * (forces[:, 1] - forces[:, 0]) @ axis
 
 
+def mbd_force(forces: ArrayLike) -> np.ndarray:
+    """MBD's force of a dimer curve: the x-component of the force on the first atom, ``forces[:, 0, 0]``
+    (eV/Å), which MBD's ``calc_force_flips``, ``calc_force_total_variation`` and ``calc_force_jump`` use.
+
+    Args:
+        forces: Cartesian forces, shape (n, 2, 3), eV/Å.
+    """
+    forces = np.asarray(forces, dtype=float)
+    if forces.ndim != 3 or forces.shape[1:] != (2, 3):
+        raise ValueError(f"forces must have shape (n, 2, 3), got {forces.shape}")
+    return forces[:, 0, 0]
+
+
 def evaluation_window(
     element: str, r_max_available: float, r_min_factor: float = WINDOW_R_MIN_FACTOR
 ) -> tuple[float, float]:
@@ -119,7 +135,7 @@ def evaluation_window(
 
 
 def force_flips(r: ArrayLike, f: ArrayLike, threshold: float = FORCE_FLIP_THRESHOLD) -> float:
-    """Number of sign changes of the bond force along r (ideal: 1 for a bound dimer,
+    """Number of sign changes of the force ``f`` (MBD: :func:`mbd_force`) along r (ideal: 1 for a bound dimer,
     0 for a purely repulsive one). |F| < ``threshold`` (eV/Å, default 1e-2) counts as 0
     and zeros are skipped. Dimensionless count."""
     _, f = sorted_curve(r, f)
@@ -129,13 +145,13 @@ def force_flips(r: ArrayLike, f: ArrayLike, threshold: float = FORCE_FLIP_THRESH
 
 
 def force_total_variation(r: ArrayLike, f: ArrayLike) -> float:
-    """Total variation of the bond force Σ_i |F_{i+1} − F_i| in eV/Å."""
+    """Total variation of the force ``f`` (MBD: :func:`mbd_force`) Σ_i |F_{i+1} − F_i| in eV/Å."""
     _, f = sorted_curve(r, f)
     return float(np.sum(np.abs(np.diff(f))))
 
 
 def force_jump(r: ArrayLike, f: ArrayLike) -> float:
-    """Force jump in eV/Å: at every sign flip of the successive differences ΔF (no
+    """Force jump in eV/Å of ``f`` (MBD: :func:`mbd_force`): at every sign flip of the successive differences ΔF (no
     threshold; ΔF = 0 dropped), add |ΔF| just before and just after the flip. 0 for a
     force that is monotone in r."""
     _, f = sorted_curve(r, f)

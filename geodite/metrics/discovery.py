@@ -45,13 +45,13 @@ def classify_stable(
 ) -> StabilityClasses:
     """Classify each material as TP, FP, TN or FN.
 
-    actual stable  ⇔ e_above_hull_true <= stability_threshold
+    actual stable  ⇔ e_above_hull_true <= stability_threshold, actual unstable ⇔ > threshold
     predicted stable ⇔ e_above_hull_pred <= stability_threshold (NaN ⇒ predicted unstable)
-    TP = actual ∧ predicted, FP = ¬actual ∧ predicted, TN = ¬actual ∧ ¬predicted,
-    FN = actual ∧ ¬predicted.
+    TP = actual ∧ predicted, FP = unstable ∧ predicted, TN = unstable ∧ ¬predicted,
+    FN = actual ∧ ¬predicted. A NaN truth is neither stable nor unstable: in no class (MBD).
 
     Args:
-        e_above_hull_true: DFT hull distances (eV/atom), shape (n,); must not be NaN.
+        e_above_hull_true: DFT hull distances (eV/atom), shape (n,); NaN = unknown (not counted).
         e_above_hull_pred: predicted hull distances (eV/atom), shape (n,); NaN = missing.
         stability_threshold: hull distance (eV/atom) at or below which a material is stable.
 
@@ -62,15 +62,13 @@ def classify_stable(
     pred = _as_series(e_above_hull_pred, "e_above_hull_pred")
     if len(true) != len(pred):
         raise ValueError(f"length mismatch: {len(true)=} != {len(pred)=}")
-    if true.isna().any():
-        raise ValueError(f"{int(true.isna().sum())} NaN values in e_above_hull_true")
     pred = pred.set_axis(true.index)
-    actual_pos = true <= stability_threshold
+    actual_pos, actual_neg = true <= stability_threshold, true > stability_threshold  # both False for NaN
     model_pos = (pred <= stability_threshold).fillna(False).astype(bool)  # NaN -> unstable
     return StabilityClasses(
         tp=actual_pos & model_pos,
-        fp=~actual_pos & model_pos,
-        tn=~actual_pos & ~model_pos,
+        fp=actual_neg & model_pos,
+        tn=actual_neg & ~model_pos,
         fn=actual_pos & ~model_pos,
     )
 
@@ -127,23 +125,34 @@ def metrics_from_counts(
 
 
 def regression_metrics(y_true: ArrayLike, y_pred: ArrayLike) -> dict[str, float]:
-    """MAE, RMSE and R² over the pairs where both values are finite.
+    """MAE, RMSE and R² over the pairs where neither value is NaN, as MBD's ``stable_metrics``.
 
-    MAE = mean|ŷ−y|, RMSE = sqrt(mean (ŷ−y)²) (units of y, here eV/atom),
-    R² = 1 − Σ(ŷ−y)² / Σ(y−ȳ)² (dimensionless; the sklearn ``r2_score`` definition).
+    MAE = mean|ŷ−y|, RMSE = sqrt(mean (ŷ−y)²) (units of y, here eV/atom), R² = 1 − Σ(ŷ−y)² / Σ(y−ȳ)²
+    (dimensionless) with sklearn ``r2_score``'s edge cases: a constant truth gives 1.0 for a perfect
+    prediction, else 0.0; fewer than 2 pairs give NaN. An infinite value raises ``ValueError`` (sklearn's
+    ``r2_score`` does).
     """
     y_true, y_pred = np.asarray(y_true, float), np.asarray(y_pred, float)
-    mask = np.isfinite(y_true) & np.isfinite(y_pred)
+    mask = ~(np.isnan(y_true) | np.isnan(y_pred))
     y_true, y_pred = y_true[mask], y_pred[mask]
+    if np.isinf(y_true).any() or np.isinf(y_pred).any():
+        raise ValueError("infinite hull distance or prediction: R² is undefined (sklearn r2_score raises)")
     if y_true.size == 0:
         return {"MAE": float("nan"), "RMSE": float("nan"), "R2": float("nan")}
     err = y_pred - y_true
-    ss_tot = float(np.sum((y_true - y_true.mean()) ** 2))
-    return {
-        "MAE": float(np.mean(np.abs(err))),
-        "RMSE": float(np.sqrt(np.mean(err**2))),
-        "R2": 1.0 - _safe_div(float(np.sum(err**2)), ss_tot),
-    }
+    return {"MAE": float(np.mean(np.abs(err))), "RMSE": float(np.sqrt(np.mean(err**2))), "R2": r2_score(y_true, y_pred)}
+
+
+def r2_score(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Coefficient of determination 1 − Σ(ŷ−y)²/Σ(y−ȳ)² as sklearn's ``r2_score`` (``force_finite``): Σ(y−ȳ)² = 0
+    gives 1.0 when Σ(ŷ−y)² = 0, else 0.0; NaN for fewer than 2 values. Finite inputs of equal length."""
+    if len(y_true) < 2:
+        return float("nan")
+    ss_res = float(np.sum((y_true - y_pred) ** 2))
+    ss_tot = float(np.sum((y_true - np.average(y_true)) ** 2))
+    if ss_tot == 0:
+        return 1.0 if ss_res == 0 else 0.0
+    return 1.0 - ss_res / ss_tot
 
 
 def stable_metrics(
@@ -329,13 +338,20 @@ def mean_rmsd(df: pd.DataFrame, col: str = "rmsd", *, missing: float = 1.0) -> f
     return float(vals.fillna(missing).mean())
 
 
+def offline_key(name: str) -> str:
+    """Name of an offline formation-energy error (``MAE`` → ``e_form_MAE_1k``): not MBD's hull-distance metric."""
+    return f"e_form_{name}_1k"
+
+
 def offline_metrics_from_rows(df: pd.DataFrame, *, max_error: float = MAX_E_FORM_ERROR) -> dict:
     """Metrics of the offline discovery mode (perturbed DFT structures of the 1k WBM subset).
 
-    * ``MAE``, ``RMSE``, ``R2`` (:func:`regression_metrics`, eV/atom) of the uncorrected formation energy
-      against ``e_form_dft``, over the rows with a prediction (:func:`masked_prediction`); ``*_mp2020_corrected``
-      the same in the MP2020 convention; ``MAE_refs_consistent`` on the rows whose file references agree
-      with MBD's; ``n_missing`` the rows without a prediction.
+    * ``e_form_MAE_1k``, ``e_form_RMSE_1k``, ``e_form_R2_1k`` (:func:`regression_metrics`, eV/atom) of the
+      uncorrected formation energy against ``e_form_dft`` on the offline 1k subset, over the rows with a
+      prediction (:func:`masked_prediction`); ``*_mp2020_corrected`` the same in the MP2020 convention;
+      ``e_form_MAE_1k_refs_consistent`` on the rows whose file references agree with MBD's; ``n_missing`` the
+      rows without a prediction. Formation-energy errors, named apart from MBD's ``MAE``/``RMSE``/``R2``
+      (errors of the predicted hull distance on the WBM test set), which this mode cannot compute.
     * ``RMSD`` and ``RMSD_start`` (:func:`mean_rmsd`, Å) of the relaxed and the start structures; the
       symmetry metrics of :func:`geodite.metrics.symmetry.symmetry_metrics_from_rows` on the ok rows.
     * ``success_rate`` = converged ok rows / all rows, ``n_converged``, and the mean steps and relaxation
@@ -351,13 +367,13 @@ def offline_metrics_from_rows(df: pd.DataFrame, *, max_error: float = MAX_E_FORM
             df[col] = False
     ok = _ok(df)
     pred = masked_prediction(df, "e_form_pred", "e_form_dft", max_error=max_error)
-    out |= regression_metrics(df["e_form_dft"], pred)
+    out |= {offline_key(k): v for k, v in regression_metrics(df["e_form_dft"], pred).items()}
     cor = regression_metrics(
         df["e_form_dft_mp2020"], masked_prediction(df, "e_form_pred_mp2020", "e_form_dft_mp2020", max_error=max_error)
     )
-    out |= {f"{k}_mp2020_corrected": v for k, v in cor.items()}
+    out |= {f"{offline_key(k)}_mp2020_corrected": v for k, v in cor.items()}
     cons = df["refs_consistent"].fillna(False).astype(bool)
-    out["MAE_refs_consistent"] = regression_metrics(df["e_form_dft"][cons], pred[cons])["MAE"]
+    out[f"{offline_key('MAE')}_refs_consistent"] = regression_metrics(df["e_form_dft"][cons], pred[cons])["MAE"]
     out["n_missing"] = int(pred.isna().sum())
     out["RMSD"] = mean_rmsd(df)
     out |= symmetry_metrics_from_rows(df[ok])
@@ -368,6 +384,12 @@ def offline_metrics_from_rows(df: pd.DataFrame, *, max_error: float = MAX_E_FORM
     out["mean_steps"] = float(df.loc[ok, "n_steps"].mean()) if ok.any() else float("nan")
     out["mean_relax_s"] = float(df.loc[ok, "relax_s"].mean()) if ok.any() else float("nan")
     return out
+
+
+DAF_PREVALENCE_NOTE = (
+    "DAF = precision / prevalence with the prevalence of stable unique prototypes among the items run; it equals "
+    "MBD's (wbm_uniq_proto_prevalence) only when the run covers the whole WBM test set (no --limit)"
+)
 
 
 def full_metrics_from_rows(df: pd.DataFrame, *, k: int = 10_000, max_error: float = MAX_E_FORM_ERROR) -> dict:
@@ -396,5 +418,6 @@ def full_metrics_from_rows(df: pd.DataFrame, *, k: int = 10_000, max_error: floa
     out["RMSD"] = mean_rmsd(df)
     out |= symmetry_metrics_from_rows(df[_ok(df)])
     out["n_unique_prototypes"] = int(df["unique_prototype"].astype(bool).sum())
+    out["DAF_prevalence_note"] = DAF_PREVALENCE_NOTE
     out["success_rate"] = float((df["converged"].fillna(False).astype(bool) & _ok(df)).mean())
     return out

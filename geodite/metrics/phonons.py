@@ -245,14 +245,16 @@ def kappa_metrics(
     """Benchmark metrics of the κ task from its result rows (one per material).
 
     Rows: ``kappa_dft``, ``kappa_pred`` (W/(m·K)), ``srme`` (per material, NaN without a mode-resolved
-    comparison), flags ``failed``, ``imaginary_modes``, ``broken_symmetry``, ``has_mode_reference``,
-    ``relax_converged``, ``status``; with ``compare_with`` also ``kappa_published``.
+    comparison), ``srme_censored`` (the flag of :func:`kappa_srme_censored`), flags ``failed``,
+    ``imaginary_modes``, ``broken_symmetry``, ``has_mode_reference``, ``relax_converged``, ``status``; with
+    ``compare_with`` also ``kappa_published``.
 
     * A penalised material (failed, status not ok, imaginary modes, broken symmetry) has no κ_pred.
     * κ_SRD = mean SRD, κ_SRE = mean |SRD| over the materials with a finite κ_DFT ≥ 0
       (:func:`kappa_srd`; a missing κ_pred gives SRD = −2).
-    * Censored = penalised, or κ_pred missing/negative, or a mode reference without an ``srme`` (shapes
-      differed); censored materials get SRME = 2. κ_SRME = mean SRME over all materials when every one
+    * Censored (MBD's ``srme_censored``) = penalised, or κ_pred missing/negative, or a mode reference without
+      an ``srme`` (shapes differed), or ``srme_censored`` set by :func:`kappa_srme_censored` (SRME outside
+      [0, 2], bad mode κ or q-point weights); censored materials get SRME = 2. κ_SRME = mean SRME over all materials when every one
       has a mode-resolved comparison, else None with ``kappa_SRME_reason`` (``reference_reason`` if given).
     * ``failure_rate`` = censored fraction, ``imaginary_mode_rate`` = fraction with imaginary modes.
     * With ``compare_with`` (a published model key): :func:`compare_published` as ``published_*`` and that
@@ -292,9 +294,10 @@ def kappa_metrics(
     has_ref = _flag(df, "has_mode_reference") if "has_mode_reference" in df else srme.notna() | failed | imag | broken
     # censored as MBD: penalty flags, an unusable κ, or mode κ that could not be compared (shape mismatch)
     censored = failed | imag | broken | ~(np.isfinite(pred) & (pred >= 0)) | (has_ref & srme.isna())
+    censored |= _flag(df, "srme_censored")
     srme = srme.where(~censored, SRME_PENALTY)
     out["imaginary_mode_rate"] = float(imag.mean())
-    out["failure_rate"] = float(censored.mean())  # without mode references: flags and unusable κ only
+    out["failure_rate"] = float(censored.mean())  # MBD's mean of srme_censored (offline: flags and unusable κ)
     out["spectrum_w1"] = None  # rows keep only the lowest frequency, not the spectrum MBD's W1 needs
     out["spectrum_w1_reason"] = "not computable: rows store min_frequency only, not the phonon spectrum"
     if has_ref.all() and srme.notna().all():

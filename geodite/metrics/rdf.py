@@ -3,16 +3,18 @@
 Units: positions and cells in Å, r in Å, g(r) dimensionless, time steps in fs,
 MSD in Å², diffusion coefficients in Å²/ps and cm²/s (1 Å²/ps = 1e-4 cm²/s).
 
-Periodic minimum image: for any cell (orthorhombic or triclinic), if
-r ≤ half the shortest perpendicular width h_min of the cell, a separation vector v with
-|v| ≤ r has all fractional components |v·b_k| ≤ |v|/h_k ≤ ½ (b_k the reciprocal
-vectors without 2π). Wrapping fractional differences into [−½, ½) therefore finds
-every pair within r exactly, and each pair appears at most once. ``max_rdf_radius``
-returns that bound.
+Periodic minimum image: pairs are counted up to r_max ≤ half the shortest lattice vector
+(Matbench Discovery's ``min_image_radius``, :func:`max_rdf_radius`): two images of an atom
+are at least one shortest lattice vector apart, so each pair has at most one image within
+r_max. Up to half the shortest perpendicular cell width (:func:`half_min_width`) wrapping
+fractional differences into [−½, ½) finds that image; beyond it (skewed cells) ASE's
+``find_mic`` (Minkowski reduction, as MBD's ``get_distances``) does.
 """
 
 from __future__ import annotations
 
+import math
+from fractions import Fraction
 from typing import NamedTuple
 
 import numpy as np
@@ -23,13 +25,37 @@ _A2_PER_FS_TO_CM2_PER_S = 1e-1  # 1 Å²/fs = 1e-16 cm² / 1e-15 s
 
 
 def max_rdf_radius(cell: ArrayLike) -> float:
-    """Half the shortest perpendicular width of a cell, h_min/2 in Å.
+    """Half the shortest lattice vector of a periodic cell in Å (Minkowski-reduced basis), the largest
+    RDF radius at which every pair has at most one image: MBD's ``min_image_radius``.
 
-    h_k = V / |a_i × a_j| is the distance between the lattice planes spanned by the two
-    other cell vectors. Beyond h_min/2 a pair can have more than one periodic image.
+    For a hexagonal cell with a = 9 Å that is 4.5 Å (half the shortest perpendicular width would be
+    3.897 Å).
 
     Args:
-        cell: lattice vectors as rows, shape (3, 3), Å.
+        cell: lattice vectors as rows, shape (3, 3), Å; periodic in all three directions.
+    """
+    from ase.geometry import minkowski_reduce
+
+    cell = np.asarray(cell, dtype=float)
+    if abs(np.linalg.det(cell)) <= 0:
+        raise ValueError("degenerate cell")
+    reduced, _ = minkowski_reduce(cell, np.ones(3, dtype=bool))
+    return float(np.linalg.norm(reduced, axis=1).min() / 2)
+
+
+def frames_rdf_radius(cells: np.ndarray) -> float:
+    """:func:`max_rdf_radius` of a (T, 3, 3) stack of cells: of the first when all are ``np.allclose`` to it
+    (NVT), else the smallest over frames, as MBD's ``min_image_radius``; Å."""
+    cells = np.asarray(cells, dtype=float)
+    unique = cells[:1] if np.allclose(cells, cells[0]) else cells
+    return min(max_rdf_radius(c) for c in unique)
+
+
+def half_min_width(cell: ArrayLike) -> float:
+    """Half the shortest perpendicular width of a cell, h_min/2 in Å (h_k = V / |a_i × a_j|).
+
+    Below it, wrapping fractional differences into [−½, ½) gives the minimum image of every pair
+    (for |v| ≤ h_min/2 each fractional component |v·b_k| ≤ |v|/h_k ≤ ½).
     """
     cell = np.asarray(cell, dtype=float)
     volume = abs(np.linalg.det(cell))
@@ -56,14 +82,20 @@ def _pair_distances(
 
     If ``same`` (pos_a is pos_b), each unordered pair i < j is returned once.
     """
+    from ase.geometry import find_mic
+
     inv = np.linalg.inv(cell)
     frac_b = pos_b @ inv
+    wrap_is_exact = r_max <= half_min_width(cell)
     out = []
     for start in range(0, len(pos_a), chunk):
         frac_a = pos_a[start : start + chunk] @ inv
         diff = frac_b[None, :, :] - frac_a[:, None, :]
         diff -= np.round(diff)
-        dist = np.linalg.norm(diff @ cell, axis=-1)
+        if wrap_is_exact:
+            dist = np.linalg.norm(diff @ cell, axis=-1)
+        else:  # skewed cell beyond h_min/2: the true minimum image
+            dist = find_mic((diff @ cell).reshape(-1, 3), cell, pbc=True)[1].reshape(diff.shape[:2])
         if same:
             rows = np.arange(start, start + len(frac_a))[:, None]
             dist = np.where(np.arange(len(frac_b))[None, :] > rows, dist, np.inf)
@@ -99,7 +131,7 @@ def radial_distribution(
         cell: lattice vectors as rows, shape (3, 3) or (T, 3, 3), Å.
         symbols: chemical symbols, shape (N,).
         pair: element pair such as ("Li", "S"); None pools all atoms.
-        r_max: largest distance (Å); default and maximum: :func:`max_rdf_radius`.
+        r_max: largest distance (Å); default and maximum: :func:`frames_rdf_radius` (MBD's rule).
         n_bins: number of equal-width bins on [0, r_max].
         normalisation: ``"pairs"`` (N_A·(N_B − δ_AB), ideal gas → 1) or ``"mbd"`` (N_A·N_B).
 
@@ -115,10 +147,10 @@ def radial_distribution(
     symbols = np.asarray(symbols)
     if symbols.shape != (pos.shape[1],):
         raise ValueError(f"need {pos.shape[1]} symbols, got {symbols.shape}")
-    limit = min(max_rdf_radius(c) for c in cells)
+    limit = frames_rdf_radius(cells)
     r_max = limit if r_max is None else float(r_max)
-    if r_max > limit * (1 + 1e-12):
-        raise ValueError(f"{r_max=} exceeds half the shortest cell width {limit:.4f} Å")
+    if r_max > limit + 1e-12:
+        raise ValueError(f"{r_max=} exceeds half the shortest lattice vector {limit:.4f} Å")
     if pair is None:
         idx_a = idx_b = np.arange(len(symbols))
     else:
@@ -166,6 +198,44 @@ def rdf_error(g_ref: ArrayLike, g_pred: ArrayLike, r: ArrayLike) -> float:
     if structure == 0:
         return 100.0
     return float(100.0 * min(1.0, np.trapezoid(np.abs(g_ref - g_pred), r) / structure))
+
+
+MBD_RDF_BINS = 500  # MBD's evaluate_md_system
+
+
+def matched_frame_counts(n_ref: int, n_pred: int, ref_interval_fs: float, pred_interval_fs: float) -> tuple[int, int]:
+    """Frames (n_ref_use, n_pred_use) of two trajectories, both from t = 0, that span the same time on their
+    common time grid (least common multiple of the two frame intervals, fs), as MBD's
+    ``matched_frame_counts``; a trajectory of n frames every dt spans (n − 1)·dt."""
+    if min(ref_interval_fs, pred_interval_fs) <= 0:
+        raise ValueError(f"frame intervals must be > 0 fs, got {ref_interval_fs=}, {pred_interval_fs=}")
+    ref_dt, pred_dt = Fraction(str(ref_interval_fs)), Fraction(str(pred_interval_fs))
+    common = Fraction(math.lcm(ref_dt.numerator, pred_dt.numerator), math.gcd(ref_dt.denominator, pred_dt.denominator))
+    ref_stride, pred_stride = int(common / ref_dt), int(common / pred_dt)
+    if min(n_ref, n_pred) < 1:
+        return 0, 0
+    n_common = min((n_ref - 1) // ref_stride, (n_pred - 1) // pred_stride)
+    return n_common * ref_stride + 1, n_common * pred_stride + 1
+
+
+def mbd_rdf_error(
+    ref_positions: ArrayLike, ref_cells: ArrayLike, pred_positions: ArrayLike, pred_cells: ArrayLike
+) -> float:
+    """Matbench Discovery's MD ``rdf_error`` (%) of two trajectories, as its ``evaluate_md_system`` computes it
+    from the (already time-matched, :func:`matched_frame_counts`) frames: the pooled g(r) of all atoms with
+    N² normalisation and 500 bins up to the reference's :func:`frames_rdf_radius`, the prediction on the
+    same bins, then :func:`rdf_error`.
+
+    Args:
+        ref_positions, pred_positions: Cartesian positions, shape (T, N, 3), Å.
+        ref_cells, pred_cells: lattice vectors as rows, shape (3, 3) or (T, 3, 3), Å.
+    """
+    ref, pred = np.asarray(ref_positions, float), np.asarray(pred_positions, float)
+    r, g_ref = radial_distribution(ref, ref_cells, ["X"] * ref.shape[1], n_bins=MBD_RDF_BINS, normalisation="mbd")
+    r_max = float(r[-1] + (r[1] - r[0]) / 2)
+    _, g_pred = radial_distribution(pred, pred_cells, ["X"] * pred.shape[1], r_max=r_max, n_bins=MBD_RDF_BINS,
+                                    normalisation="mbd")  # fmt: skip
+    return rdf_error(g_ref, g_pred, r)
 
 
 def unwrap_positions(frames_positions: ArrayLike, cell: ArrayLike) -> np.ndarray:

@@ -33,12 +33,12 @@ from geodite.tasks.contract import PROTOCOL, UNSUPPORTED, failed_row
 
 MBD_SKIPPED = ("Po", "At", "Rn", "Fr", "Ra")
 MBD_BOX = 50.0  # Å
-SELF_CONSISTENCY = {
+MBD_FORCE_METRICS = {  # of MBD's force, the x-force on atom 0 (m.mbd_force)
     "force_flips": m.force_flips,
     "force_total_variation": m.force_total_variation,
     "force_jump": m.force_jump,
-    "max_abs_force": m.max_abs_force,
 }
+SELF_CONSISTENCY = {**MBD_FORCE_METRICS, "max_abs_force": m.max_abs_force}  # max_abs_force: of the bond force
 ENERGY_ONLY = {
     "energy_diff_flips": m.energy_diff_flips,
     "energy_jump": m.energy_jump,
@@ -96,10 +96,12 @@ def curve_metrics(symbol: str, r: np.ndarray, e: np.ndarray, f: np.ndarray, forc
     """Self-consistency metrics of a model curve and its PBE-relative errors (NaN where not defined).
 
     r Å, e eV, f bond-projected force eV/Å (F = −dE/dr), forces the Cartesian forces [n, 2, 3] eV/Å with the
-    bond along +x, all restricted to the evaluation window. The force MAE is over Cartesian components,
-    as MBD computes it.
+    bond along +x, all restricted to the evaluation window. The force flips, total variation and jump are
+    of MBD's force (x-force on atom 0, :func:`geodite.metrics.diatomics.mbd_force`), the force MAE over
+    Cartesian components, as MBD computes them; the other force metrics use the bond force.
     """
-    row: dict = {name: fn(r, f) for name, fn in SELF_CONSISTENCY.items()}
+    row: dict = {name: fn(r, m.mbd_force(forces)) for name, fn in MBD_FORCE_METRICS.items()}
+    row["max_abs_force"] = m.max_abs_force(r, f)
     row |= {name: fn(r, e) for name, fn in ENERGY_ONLY.items()}
     row["conservation_deviation"] = m.conservation_deviation(r, e, f)
     row["spearman_repulsive_force"] = m.spearman_repulsive_force(r, e, f)
@@ -181,7 +183,8 @@ class DiatomicsTask:
             raise ValueError(f"fewer than 5 points in the evaluation window [{lo:.2f}, {hi:.2f}] Å")
         row = {"element": symbol, "Z": atomic_numbers[symbol], "n_points": int(window.sum())}
         row |= curve_metrics(symbol, r[window], energies[window], bond_force[window], forces[window])
-        row |= {"distances": r.tolist(), "energies": energies.tolist(), "bond_forces": bond_force.tolist()}
+        row |= {"distances": r.tolist(), "energies": energies.tolist(), "bond_forces": bond_force.tolist(),
+                "forces": np.asarray(forces, float).tolist()}  # Cartesian: the submission file's (MBD scores them)
         return row
 
     def metrics(self, df: pd.DataFrame, model: str) -> dict:
@@ -224,7 +227,8 @@ def diatomics_summary(df: pd.DataFrame, protocol: str) -> dict:
     ok = ok.assign(pbe_wall_dist_mae=wall_errors(ok)) if protocol == "mbd" else ok
     for name in names + pbe + ["pbe_wall_dist_mae"]:
         if name in ok:
-            values = pd.to_numeric(ok[name], errors="coerce").dropna()
+            values = pd.to_numeric(ok[name], errors="coerce")
+            values = values[np.isfinite(values)]  # MBD's write_metrics_to_yaml: mean of the finite values
             summary[name] = float(values.mean()) if len(values) else None
     if protocol == "mbd":
         n_excluded = int(len(scored) - len(ok))

@@ -32,7 +32,8 @@ Two data modes:
   seeded random strain (components in ±``strain``) and Gaussian rattle (σ = ``rattle`` Å);
   the per-material seed depends only on the material id and ``seed``. Reported:
   formation-energy MAE/RMSE/R² in the uncorrected convention against the file's
-  ``formation_energy_per_atom`` (``MAE``, ``RMSE``, ``R2``), the same in the MP2020
+  ``formation_energy_per_atom`` (``e_form_MAE_1k``, ``e_form_RMSE_1k``, ``e_form_R2_1k``: not MBD's
+  ``MAE``/``R2``, which are of hull distances on WBM), the same in the MP2020
   convention against ``corrected_formation_energy_per_atom`` (``*_mp2020_corrected``),
   ``RMSD`` (and ``RMSD_start`` for the perturbed starts), relaxation success rate
   (:func:`geodite.metrics.discovery.offline_metrics_from_rows`).
@@ -46,7 +47,7 @@ Two data modes:
   constant per element (fitted, residual 3e-9 eV/atom): Bi −0.0495, Br −0.0839,
   I −0.0506, O −0.0013, Yb +1.5396 eV/atom (Bi, Br and I match lower-energy MP
   polymorphs in matcalc's MP-PBE-Element-Refs; Yb reflects the PBE54 Yb_3 PAW).
-  Rows carry ``refs_consistent``; ``MAE_refs_consistent`` is the MAE on those rows.
+  Rows carry ``refs_consistent``; ``e_form_MAE_1k_refs_consistent`` is the MAE on those rows.
 """
 
 from __future__ import annotations

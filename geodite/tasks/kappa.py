@@ -22,7 +22,7 @@ Protocol per item (one phononDB material), as MBD's ``matbench_discovery/phonons
    (batched for Geodite, one supercell at a time for other models).
 4. κ = trace/3 of the total tensor, W/(m·K), and the total κ per (irreducible q-point, band)
    (:func:`geodite.phonons.mode_kappa_total`); with the DFT mode-resolved reference (full mode) the
-   row gets its SRME (:func:`geodite.metrics.phonons.kappa_srme_per_material`). Rows → metrics:
+   row gets its SRME and whether it was censored (:func:`geodite.metrics.phonons.kappa_srme_censored`). Rows → metrics:
    :func:`geodite.metrics.phonons.kappa_metrics`.
 
 Penalties (MBD): a failed material, one with imaginary modes or broken symmetry has no κ
@@ -30,7 +30,7 @@ Penalties (MBD): a failed material, one with imaginary modes or broken symmetry 
 reported as null with the reason; κ_SRE and κ_SRD are computed against the real DFT κ.
 
 Row schema: material_id, formula, spg_num, source, kappa_pred, kappa_p, kappa_c, kappa_dft, srd, sre,
-srme (NaN offline), imaginary_modes, broken_symmetry, failed, stage, error, spg_initial,
+srme (NaN offline), srme_censored (SRME set to 2 by MBD's censoring rules), imaginary_modes, broken_symmetry, failed, stage, error, spg_initial,
 spg_relaxed, a0_guess, scan_scale, relax_steps, relax_converged, relax_fmax, volume_per_atom,
 n_fc2_supercells, n_fc3_supercells, min_frequency (THz), relax_s, fc2_s, fc3_s, conductivity_s,
 wall_s. (``kappa_published`` of a compared model is added in metrics/plots, not stored.)
@@ -61,7 +61,7 @@ from geodite.metrics.phonons import (
     kappa_scalar,
     kappa_srd,
     kappa_sre,
-    kappa_srme_per_material,
+    kappa_srme_censored,
 )
 from geodite.tasks.contract import PROTOCOL
 
@@ -365,7 +365,7 @@ class KappaTask:
             if ref_mode.shape != res.mode_kappa.shape:
                 row["srme_error"] = f"mode κ shapes differ: model {res.mode_kappa.shape}, DFT {ref_mode.shape}"
             else:
-                row["srme"] = kappa_srme_per_material(
+                row["srme"], row["srme_censored"] = kappa_srme_censored(
                     res.mode_kappa, ref_mode, res.weights, row["kappa_pred"], row["kappa_dft"],
                     mode_kappa_is_scalar=True,
                 )

@@ -11,9 +11,11 @@ when it becomes unstable:
 * temperature runaway: instantaneous T above 2 × the target;
 * energy drift: potential energy per atom more than 1 eV above its starting value.
 After discarding the first ``equilibration`` fraction of frames, g(r) per element pair and pooled
-(r up to half the shortest perpendicular cell width) are compared with the AIMD reference:
-overlap = 1 − ½∫|g_ref − g_pred| dr / ½∫(g_ref + g_pred) dr (1 = identical), and MBD's
-rdf_error = 100·min(1, ∫|g_ref − g_pred| dr / ∫|g_ref − 1| dr). Li tracer diffusion coefficients
+(200 bins, N(N − 1) normalisation, r up to half the shortest lattice vector) are compared with the
+AIMD reference: overlap = 1 − ½∫|g_ref − g_pred| dr / ½∫(g_ref + g_pred) dr (1 = identical).
+``rdf_error`` is Matbench Discovery's (``evaluate_md_system``): both trajectories from t = 0 cut to the
+same simulated time, pooled g(r) with N² normalisation and 500 bins, then
+100·min(1, ∫|g_ref − g_pred| dr / ∫|g_ref − 1| dr). Li tracer diffusion coefficients
 (Einstein relation, cm²/s) of model and AIMD are reported when both trajectories allow.
 """
 
@@ -331,8 +333,28 @@ def _read_trajectory(path: Path) -> list[Atoms]:
         return frames
 
 
+def mbd_rdf_error(system: ReferenceSystem, frames: list[Atoms], task: MDTask) -> float | None:
+    """MBD's ``rdf_error`` (%) of the model frames against the AIMD frames, both from t = 0 and cut to the same
+    simulated time (:func:`geodite.metrics.rdf.matched_frame_counts`), as MBD's ``evaluate_md_system``;
+    None when the reference has no frames (a precomputed g(r) only) or fewer than 4 frames match (MBD
+    scores no such system)."""
+    reference = system.frames()
+    if not reference or not system.frame_interval_fs:
+        return None
+    n_ref, n_pred = rdf_metrics.matched_frame_counts(len(reference), len(frames), system.frame_interval_fs,
+                                                     task.frame_interval * task.timestep_fs)  # fmt: skip
+    if min(n_ref, n_pred) < 4:
+        return None
+
+    def stack(atoms_list: list[Atoms]) -> tuple[np.ndarray, np.ndarray]:
+        return np.stack([a.positions for a in atoms_list]), np.stack([a.cell.array for a in atoms_list])
+
+    return rdf_metrics.mbd_rdf_error(*stack(reference[:n_ref]), *stack(frames[:n_pred]))
+
+
 def score(system: ReferenceSystem, frames: list[Atoms], task: MDTask) -> dict:
-    """RDF overlap and error against the reference (0 overlap when the run was unstable), Li diffusion."""
+    """RDF overlap (ours, 200 bins, N(N − 1)) and MBD's rdf_error against the reference (0 overlap when the run
+    was unstable), Li diffusion."""
     r_max = rdf_metrics.max_rdf_radius(frames[0].cell.array)
     reference = system.precomputed_rdf()
     if reference is None:
@@ -343,7 +365,7 @@ def score(system: ReferenceSystem, frames: list[Atoms], task: MDTask) -> dict:
     g_model = np.interp(r, model["r"], model["pooled"])
     row = {
         "rdf_overlap": rdf_metrics.rdf_overlap(reference["pooled"], g_model, r),
-        "rdf_error": rdf_metrics.rdf_error(reference["pooled"], g_model, r),
+        "rdf_error": mbd_rdf_error(system, frames, task),
         "rdf_r": r.tolist(),
         "rdf_reference": reference["pooled"].tolist(),
         "rdf_model": g_model.tolist(),

@@ -12,6 +12,7 @@ from geodite.metrics.discovery import (
     most_stable_k,
     offline_metrics_from_rows,
     predicted_hull_distance,
+    regression_metrics,
     stable_metrics,
     discovery_metrics_by_subset,
 )
@@ -96,9 +97,23 @@ def test_stable_metrics_threshold_and_prevalence(small_df):
     assert m["DAF"] == pytest.approx(1.0 / 0.25)
 
 
-def test_classify_stable_rejects_nan_truth():
-    with pytest.raises(ValueError, match="NaN"):
-        classify_stable([np.nan, 0.1], [0.0, 0.1])
+def test_nan_truth_is_in_no_class_and_dropped_from_the_errors():
+    """As MBD: a material without a DFT hull distance is neither stable nor unstable (not in N) and its pair is
+    dropped from MAE/RMSE/R²."""
+    classes = classify_stable([np.nan, 0.1, -0.1], [0.0, 0.1, -0.2])
+    assert [int(c.sum()) for c in classes] == [1, 0, 1, 0]  # tp, fp, tn, fn
+    m = stable_metrics([np.nan, 0.1, -0.1], [0.0, 0.1, -0.2])
+    assert m["Accuracy"] == 1.0 and m["MAE"] == pytest.approx(0.05)
+
+
+def test_r2_edge_cases_as_sklearn():
+    """Constant truth: 1.0 for a perfect prediction, else 0.0 (not NaN); one pair: NaN; an infinite
+    prediction raises (sklearn's r2_score does)."""
+    assert regression_metrics([0.1, 0.1, 0.1], [0.1, 0.1, 0.1])["R2"] == 1.0
+    assert regression_metrics([0.0, 0.0, 0.0], [0.1, 0.0, -0.1])["R2"] == 0.0
+    assert np.isnan(regression_metrics([0.1, np.nan], [0.1, 0.2])["R2"])
+    with pytest.raises(ValueError, match="infinite"):
+        regression_metrics([0.1, 0.2, 0.3], [0.1, np.inf, 0.3])
 
 
 def test_predicted_hull_distance():
@@ -185,8 +200,9 @@ def test_offline_metrics_from_rows_hand_computed():
     })  # fmt: skip
     m = offline_metrics_from_rows(df)
     assert m["n_missing"] == 2  # row 3: |6.0 − 0.5| > 5 eV/atom; row 4 failed
-    assert m["MAE"] == pytest.approx((0.1 + 0.2) / 2)
-    assert m["RMSE"] == pytest.approx(np.sqrt((0.01 + 0.04) / 2))
-    assert m["MAE_mp2020_corrected"] == 0.0 and m["MAE_refs_consistent"] == pytest.approx(0.1)
+    assert m["e_form_MAE_1k"] == pytest.approx((0.1 + 0.2) / 2)
+    assert m["e_form_RMSE_1k"] == pytest.approx(np.sqrt((0.01 + 0.04) / 2))
+    assert m["e_form_MAE_1k_mp2020_corrected"] == 0.0 and m["e_form_MAE_1k_refs_consistent"] == pytest.approx(0.1)
+    assert not {"MAE", "RMSE", "R2"} & set(m)  # MBD's names are hull-distance errors on WBM: not reported here
     assert m["RMSD"] == pytest.approx((0.01 + 0.03 + 0.02 + 1.0) / 4) and m["RMSD_start"] == pytest.approx(0.1 * 3 / 4 + 0.25)
     assert m["success_rate"] == 0.5 and m["n_converged"] == 2 and m["mean_steps"] == 20.0

@@ -31,6 +31,22 @@ def test_failure_and_imaginary_mode_rates():
     assert out["spectrum_w1"] is None and "min_frequency" in out["spectrum_w1_reason"]
 
 
+def test_censored_srme_is_a_failure_an_srme_of_2_is_not():
+    """The issue's material: mode κ [11, −9] against DFT [1, 1] (totals equal) has SRME 2 because it is
+    censored, and MBD counts it failed; κ_pred = 0 against κ_DFT = 1 also has SRME 2 but is scored, not failed."""
+    from geodite.metrics.phonons import kappa_srme_censored
+
+    srme, censored = kappa_srme_censored(np.array([[11.0, -9.0]]), np.array([[1.0, 1.0]]), [1.0], 2.0, 2.0,
+                                         mode_kappa_is_scalar=True)  # fmt: skip
+    zero, zero_censored = kappa_srme_censored(np.array([[0.0, 0.0]]), np.array([[0.5, 0.5]]), [1.0], 0.0, 1.0,
+                                              mode_kappa_is_scalar=True)  # fmt: skip
+    assert (srme, censored, zero, zero_censored) == (2.0, True, 2.0, False)
+    df = pd.DataFrame({"status": "ok", "kappa_dft": [2.0, 1.0], "kappa_pred": [2.0, 0.0], "srme": [srme, zero],
+                       "srme_censored": [censored, zero_censored], "has_mode_reference": True})  # fmt: skip
+    out = kappa_metrics(df, "full")
+    assert out["failure_rate"] == 0.5 and out["kappa_SRME"] == 2.0
+
+
 def test_rows_without_dft_kappa_are_counted_not_scored():
     df = pd.DataFrame(
         {"key": ["mp-22862", "mp-1265"], "status": ["ok", "failed"], "kappa_dft": [7.2135, np.nan],

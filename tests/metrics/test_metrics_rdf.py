@@ -5,6 +5,7 @@ import pytest
 
 from geodite.metrics.rdf import (
     diffusion_coefficient,
+    half_min_width,
     max_rdf_radius,
     mean_squared_displacement,
     radial_distribution,
@@ -27,10 +28,18 @@ def shells(r_max: float, n_bins: int) -> np.ndarray:
     return 4 / 3 * np.pi * np.diff(edges**3)
 
 
-def test_max_rdf_radius():
+HEXAGONAL = np.array([[9.0, 0, 0], [-4.5, 9.0 * np.sqrt(3) / 2, 0], [0, 0, 10.0]])
+
+
+def test_max_rdf_radius_is_half_the_shortest_lattice_vector():
+    """MBD's min_image_radius: half the shortest lattice vector, not half the shortest plane spacing."""
     assert max_rdf_radius(np.eye(3) * 10) == pytest.approx(5.0)
     assert max_rdf_radius(np.diag([8.0, 10.0, 12.0])) == pytest.approx(4.0)
-    assert max_rdf_radius(SKEWED) == pytest.approx(5 / np.sqrt(2))  # plane spacing 10/√2
+    assert max_rdf_radius(SKEWED) == pytest.approx(5.0)  # the 10 Å cube's lattice
+    assert half_min_width(SKEWED) == pytest.approx(5 / np.sqrt(2))  # plane spacing 10/√2
+    assert max_rdf_radius(HEXAGONAL) == pytest.approx(4.5)  # the issue's example: not 3.897
+    assert half_min_width(HEXAGONAL) == pytest.approx(9 * np.sqrt(3) / 4)
+    assert max_rdf_radius([[10.0, 0, 0], [30.0, 1.0, 0], [0, 0, 10.0]]) == pytest.approx(0.5)  # reduced: (0, 1, 0)
 
 
 def test_simple_cubic_first_peak_and_coordination():
@@ -50,12 +59,13 @@ def test_triclinic_cell_gives_same_rdf():
     pos, cell = simple_cubic()
     symbols = ["X"] * len(pos)
     r_max = max_rdf_radius(SKEWED)
-    r1, g1 = radial_distribution(pos, cell, symbols, r_max=r_max, n_bins=60)
-    r2, g2 = radial_distribution(pos, SKEWED, symbols, n_bins=60)
+    r1, g1 = radial_distribution(pos, cell, symbols, r_max=r_max, n_bins=61)  # no shell distance on a bin edge
+    r2, g2 = radial_distribution(pos, SKEWED, symbols, n_bins=61)
     np.testing.assert_allclose(r1, r2)
     np.testing.assert_allclose(g1, g2)
+    assert r2[-1] > half_min_width(SKEWED)  # beyond the plane spacing: pairs by their true minimum image
     with pytest.raises(ValueError, match="exceeds"):
-        radial_distribution(pos, SKEWED, symbols, r_max=4.0)
+        radial_distribution(pos, SKEWED, symbols, r_max=5.5)
 
 
 def test_random_points_are_ideal_gas():

@@ -76,11 +76,15 @@ def test_one_call_for_all_elements_equals_one_element_at_a_time(tmp_path):
         assert summary["unsupported"] == ["Po"]  # Po (no isolated-atom energy): the others are unaffected
         assert summary["n_scored"] == 3
         tables[chunk] = pd.read_parquet(Path(summary["results_dir"]) / "rows.parquet").drop(columns=["item_wall_s"])
-    curves = ["distances", "energies", "bond_forces"]
+    curves = ["distances", "energies", "bond_forces", "forces"]
+
+    def dense(value) -> np.ndarray:  # parquet gives nested lists back as object arrays of arrays
+        return np.asarray(json.loads(json.dumps(value, default=lambda a: a.tolist())), float)
+
     for column in curves:  # float64 round-off of a different batch: equal to 1e-9
         for batched, single in zip(tables[None][column], tables[1][column]):
             if isinstance(batched, np.ndarray):
-                np.testing.assert_allclose(batched, single, rtol=1e-9, atol=1e-9)
+                np.testing.assert_allclose(dense(batched), dense(single), rtol=1e-9, atol=1e-9)
     pd.testing.assert_frame_equal(tables[None].drop(columns=curves), tables[1].drop(columns=curves), rtol=1e-7)
 
 
@@ -90,6 +94,16 @@ def test_summary_skips_mbd_excluded_elements():
     df = pd.DataFrame({"element": ["H", "Rn"], "status": ["ok", "ok"], "tortuosity": [1.0, 9.0]})
     assert diatomics_summary(df, "mbd")["tortuosity"] == 1.0
     assert diatomics_summary(df, "arena")["tortuosity"] == 5.0
+
+
+def test_summary_means_skip_non_finite_values_as_mbd():
+    """MBD's write_metrics_to_yaml averages each metric over the elements with a finite value."""
+    import pandas as pd
+
+    df = pd.DataFrame({"element": ["H", "He", "Li"], "status": ["ok"] * 3, "tortuosity": [1.0, np.inf, np.nan],
+                       "energy_jump": [np.nan, np.nan, np.nan]})  # fmt: skip
+    summary = diatomics_summary(df, "arena")
+    assert summary["tortuosity"] == 1.0 and summary["energy_jump"] is None
 
 
 def test_unknown_protocol_or_element():

@@ -76,8 +76,8 @@ def test_perturbation_is_seeded(wbm60):
 
 def test_emt_run_summary_and_outputs(reference):
     out, s = reference
-    for key in ("n_items", "n_skipped", "n_computed", "n_failed", "wall_s", "MAE", "RMSE", "R2", "RMSD",
-                "success_rate", "MAE_mp2020_corrected"):  # fmt: skip
+    for key in ("n_items", "n_skipped", "n_computed", "n_failed", "wall_s", "e_form_MAE_1k", "e_form_RMSE_1k", "e_form_R2_1k", "RMSD",
+                "success_rate", "e_form_MAE_1k_mp2020_corrected"):  # fmt: skip
         assert key in s
     assert (s["n_items"], s["n_skipped"], s["n_computed"], s["n_failed"]) == (5, 0, 5, 3)
     assert s["success_rate"] == pytest.approx(0.4)
@@ -238,7 +238,7 @@ def test_cps_summary(tmp_path):
     assert s["CPS"] is None and "kappa" in s["reason"]
     write_metrics({"kappa_SRME": 0.499}, tmp_path / "kappa" / "m")
     assert cps_summary("m", tmp_path)["CPS"] == pytest.approx(0.728, abs=1e-3)
-    write_metrics({"MAE": 0.1, "RMSD": 0.1}, tmp_path / "discovery" / "m")  # offline subset: no F1
+    write_metrics({"e_form_MAE_1k": 0.1, "RMSD": 0.1}, tmp_path / "discovery" / "m")  # offline subset: no F1
     s = cps_summary("m", tmp_path)
     assert s["CPS"] is None and "F1" in s["reason"]
 
@@ -286,4 +286,5 @@ def test_full_mode_end_to_end_with_local_files(wbm60, tmp_path):
     for key in ("F1", "DAF", "Precision", "Recall", "Accuracy", "MAE", "RMSE", "R2", "RMSD", "full_F1",
                 "most_stable_10k_F1"):  # fmt: skip
         assert key in s
+    assert "whole WBM test set" in s["DAF_prevalence_note"]  # 2 items: not MBD's prevalence
     assert 0 <= s["RMSD"] < 0.1
