@@ -115,7 +115,7 @@ def benchmark_inputs(root: Path) -> BenchmarkInputs:
 
 def violations(pool: list[tuple[str, str]], elementals: list[tuple[str, Atoms]],
                inputs: BenchmarkInputs) -> list[str]:
-    """Breaches of the rule: ``pool`` is (uid, reduced formula) of every structure, ``elementals`` the
+    """Breaches of the rule: ``pool`` is (uid, formula) of every structure, ``elementals`` the
     (uid, Atoms) of its single-element structures. Each breach: ``"<uid> <formula>: <inputs>"``."""
     from pymatgen.analysis.structure_matcher import StructureMatcher
     from pymatgen.core import Composition
@@ -123,7 +123,9 @@ def violations(pool: list[tuple[str, str]], elementals: list[tuple[str, Atoms]],
 
     out = []
     for uid, formula in pool:
-        if len(Composition(formula).elements) > 1 and formula in inputs.formulas:
+        composition = Composition(formula)
+        formula = composition.reduced_formula
+        if len(composition.elements) > 1 and formula in inputs.formulas:
             out.append(f"{uid} {formula}: {', '.join(sorted(inputs.formulas[formula])[:3])}")
     matcher = StructureMatcher(scale=False)
     by_element: dict[str, list] = {}

@@ -262,10 +262,17 @@ def label_trajectories(
     resumes at the first material without frames. Returns the number of rows in the database."""
     from ase.db import connect
 
+    from geodite.threads import limit_blas_threads
+
     db = connect(str(db_path))
     done = {_material(row.uid) for row in db.select(columns=["key_value_pairs"])
             if "uid" in row.key_value_pairs} if Path(db_path).exists() else set()
     todo = [(_material(uid), atoms) for uid, atoms in structures if _material(uid) not in done]
+    with limit_blas_threads(1):  # the cell filter's 3×3 matrix functions: BLAS threads only contend
+        return _label_trajectories(todo, db, calculator, teacher, seed, steps, keep, perturbations, max_force, log)
+
+
+def _label_trajectories(todo, db, calculator, teacher, seed, steps, keep, perturbations, max_force, log) -> int:
     start, frames_done, atoms_done = time.perf_counter(), 0, 0
     for count, (material, atoms) in enumerate(todo, 1):
         try:

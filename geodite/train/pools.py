@@ -539,3 +539,16 @@ def pool_starts(name: str, data_root: str | Path | None = None, seed: int = 0) -
         else:
             out.extend((uid, ready(atoms)) for uid, atoms in round_.build(root, seed))
     return out
+
+
+def pool_digest(pool: list[Entry]) -> str:
+    """sha256 of the uids, atomic numbers, positions and cells (float64 bytes) of a pool, in order."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for uid, atoms in pool:
+        digest.update(uid.encode())
+        for array in (atoms.numbers.astype(np.int64), atoms.positions.astype(np.float64),
+                      atoms.cell.array.astype(np.float64)):
+            digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
