@@ -356,7 +356,7 @@ def copy_labels(source_db: str | Path, target_db: str | Path, uids: set[str], ma
 
 
 def export_labels(sources: list[str | Path], out_dir: str | Path, pool: str, seed: int,
-                  frames_per_file: int = 4000, prefix: str = "labels") -> list[Path]:
+                  frames_per_file: int = 8000, prefix: str = "labels") -> list[Path]:
     """Write the rows of the label databases ``sources`` (in order, each by row id) as xz-compressed extended
     XYZ shards ``<prefix>-NNN.extxyz.xz`` of ``frames_per_file`` frames in ``out_dir``: positions, cell, the
     teacher's energy, forces, stress and per-atom energies, and ``uid``/``group``/``teacher``/``pool``/
@@ -566,6 +566,18 @@ def label_shard(section: DistillSection, shard: int = 0, shards: int = 1, data_r
     calculator = calculator if calculator is not None else make_teacher(section.teacher, device)
     return label_pool(pool, db, section.teacher, calculator, reuse=reuse, max_force=section.max_force, log=log,
                       seed=section.seed)
+
+
+def export_shards(section: DistillSection, out_dir: str | Path, log: Callable[[str], None] = print) -> list[Path]:
+    """Export every ``labels-*.db`` of ``labels_dir`` as compressed shards in ``out_dir``
+    (:func:`export_labels`), so that a later labelling resumes from them (``--reuse``)."""
+    shards = sorted(Path(section.labels_dir).glob("labels-*.db"))
+    if not shards:
+        raise FileNotFoundError(f"no labels-*.db in {section.labels_dir}: label first")
+    files = export_labels(shards, out_dir, pool=section.pool, seed=section.seed)
+    log(f"exported {sum(1 for f in files for _ in read_label_rows(f))} frames of {len(shards)} databases into "
+        f"{len(files)} shards in {out_dir}")
+    return files
 
 
 def split_shards(section: DistillSection, log: Callable[[str], None] = print) -> tuple[int, int]:

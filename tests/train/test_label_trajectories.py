@@ -4,6 +4,7 @@ resumable, exportable to compressed shards and resumable from them."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from ase import Atoms
 from ase.build import bulk
 from ase.calculators.emt import EMT
@@ -89,3 +90,32 @@ def test_perturbations_do_not_depend_on_order_or_shard(tmp_path):
     in_a = {uid: x.positions for uid, _, _, x in read_label_rows(a)}
     for uid, _, _, x in read_label_rows(b):
         assert np.allclose(in_a[uid], x.positions)
+
+
+def test_cli_export_stage_writes_shards_a_relabelling_resumes_from(tmp_path):
+    import typer
+    import yaml
+    from typer.testing import CliRunner
+
+    from geodite.cli.train import distill_command
+    from geodite.train.distill import PoolSeedError, check_pool_seed
+
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    check_pool_seed(labels / "labels-0.db", [], 3)
+    label_trajectories(_starts(), labels / "labels-0.db", EMT(), "emt", steps=4, keep=(0,))
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"distill": {"labels_dir": str(labels), "pool": "v8", "seed": 3}}))
+    app = typer.Typer()
+    app.command("distill")(distill_command)
+    app.command("other")(lambda: None)  # two commands: typer then dispatches on the name
+    out = tmp_path / "shards"
+    result = CliRunner().invoke(app, ["distill", str(config), "--stage", "export", "--labels-out", str(out)])
+    assert result.exit_code == 0, result.output
+    files = sorted(out.glob("labels-*.extxyz.xz"))
+    frames = [atoms for f in files for *_, atoms in read_label_rows(f)]
+    assert len(frames) == connect(str(labels / "labels-0.db")).count()
+    assert {a.info["pool"] for a in frames} == {"v8"} and {a.info["pool_seed"] for a in frames} == {3}
+    # shards of seed 3 are refused as a source for a seed-0 labelling (their uids name other structures)
+    with pytest.raises(PoolSeedError):
+        check_pool_seed(tmp_path / "new.db", files, 0)
