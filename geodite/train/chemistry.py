@@ -104,12 +104,15 @@ class Start:
 
 def reduced_formula(numbers) -> str:
     """pymatgen's reduced formula of a list of atomic numbers."""
+    import warnings
     from collections import Counter
 
     from pymatgen.core import Composition, Element
 
-    return Composition({Element.from_Z(int(z)): n for z, n in Counter(np.asarray(numbers).tolist()).items()}
-                       ).reduced_formula
+    composition = Composition({Element.from_Z(int(z)): n for z, n in Counter(np.asarray(numbers).tolist()).items()})
+    with warnings.catch_warnings():  # noble gases have no Pauling electronegativity (sorted as NaN)
+        warnings.filterwarnings("ignore", "No Pauling electronegativity")
+        return composition.reduced_formula
 
 
 def ready(atoms: Atoms | None) -> Start | None:
