@@ -95,8 +95,9 @@ def bond_length(cation: str, charge: int, anion: str) -> float:
 @dataclass(frozen=True)
 class Start:
     """A starting structure: its reduced formula (pymatgen), known before the geometry is made, and ``make()``
-    → the Atoms (None if the geometry cannot be made). ``make`` draws from its own generator, so planning a
-    pool (formulas only) and building it consume the pool's generator alike."""
+    → the Atoms (None if the geometry cannot be made), the same at every call. ``make`` draws from its own
+    generator (seeded when the start is drawn), so planning a pool (formulas only) and building it consume
+    the pool's generator alike."""
 
     formula: str
     make: Callable[[], Atoms | None]
@@ -461,9 +462,10 @@ def polyanion_salt(rng: np.random.Generator, max_atoms: int = 48) -> Start | Non
     if sum(len(u) for u in units) > max_atoms:
         return None
     volume_factor = float(rng.uniform(0.6, 0.9))
-    child = np.random.default_rng(int(rng.integers(2**63)))
+    seed = int(rng.integers(2**63))
     numbers = np.concatenate([u.numbers for u in units])
-    return Start(reduced_formula(numbers), lambda: pack_units([u.copy() for u in units], child, volume_factor))
+    return Start(reduced_formula(numbers),
+                 lambda: pack_units([u.copy() for u in units], np.random.default_rng(seed), volume_factor))
 
 
 # --------------------------------------------------------------------------------------- pyxtal crystals
@@ -496,9 +498,9 @@ def random_symmetric(rng: np.random.Generator, anion: str, n_cations: int) -> St
     species = elements + [anion]
     if sum(counts) > MAX_START_ATOMS or not smact_valid(species, counts):
         return None
-    child = np.random.default_rng(int(rng.integers(2**63)))
+    seed = int(rng.integers(2**63))
     numbers = np.repeat([atomic_numbers[e] for e in species], counts)
-    return Start(reduced_formula(numbers), lambda: _pyxtal_crystal(species, counts, child))
+    return Start(reduced_formula(numbers), lambda: _pyxtal_crystal(species, counts, np.random.default_rng(seed)))
 
 
 def _pyxtal_crystal(species: list[str], counts: list[int], rng: np.random.Generator, tries: int = 3) -> Atoms | None:

@@ -136,6 +136,8 @@ def test_made_structures_have_their_planned_formula(v8_plan):
         seen[kind] = seen.get(kind, 0) + 1
         assert Composition(atoms.get_chemical_formula()).reduced_formula == start.formula, uid
         assert len(atoms) <= chemistry.MAX_START_ATOMS
+        again = start.make()  # the same geometry at every call (pyxtal and the packings included)
+        assert np.array_equal(again.positions, atoms.positions) and np.array_equal(again.cell, atoms.cell)
     assert {"v8oxide", "v8polyanion", "v8pyxoxide", "v8pyxother", "v8intermetallic", "v8element", "pair",
             "atom"} <= set(seen)
 
