@@ -70,7 +70,7 @@ def training_summary(metrics: dict, model_path: Path, out_dir: Path) -> str:
     return "\n".join(lines)
 
 
-DISTILL_STAGES = ("label", "split", "train", "all")
+DISTILL_STAGES = ("label", "export", "split", "train", "all")
 
 
 def distill_command(
@@ -78,16 +78,20 @@ def distill_command(
                                   "`distill:` section (teacher, pool, labels_dir, split) and a training config; "
                                   "configs/distill.yaml is the current recipe"),
     stage: str = typer.Option("all", "--stage", help="label (the pool, resumable), split (labels by material "
-                              "into train.db/valid.db), train (resumable), or all three"),
+                              "into train.db/valid.db), train (resumable), or all three; export (the "
+                              "labels as compressed shards in --labels-out, to resume from with --reuse)"),
     shard: str = typer.Option("0/1", "--shard", help="i/n: label every n-th structure from the i-th into "
                               "labels-i.db (run n side by side, one thread each)"),
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="the shared real-data folder "
                                              "(default ../shared/data)"),
-    reuse: list[Path] = typer.Option([], "--reuse", help="earlier label databases of the same pool seed whose "
-                                     "rows are copied instead of relabelled (repeatable)"),
+    reuse: list[Path] = typer.Option([], "--reuse", help="earlier label databases or exported shards "
+                                     "(.extxyz.xz) of the same pool seed whose rows are copied instead of "
+                                     "relabelled (repeatable)"),
     device: str = typer.Option("cpu", "--device", help="teacher device"),
     threads: int = typer.Option(1, "--threads", help="torch threads of the teacher"),
     export: Optional[Path] = typer.Option(None, "--export", help="also write the trained (EMA) model here"),
+    labels_out: Optional[Path] = typer.Option(None, "--labels-out", help="--stage export: the folder of the "
+                                              "shards (default data/distill/<pool>)"),
 ) -> None:
     """Distil a Geodite from a teacher: label a structure pool (WBM/MP-derived crystals, molecules, salts
     relaxed by the teacher, dimers, isolated atoms; geodite.train.pools), split the labels by material, train.
@@ -96,7 +100,7 @@ def distill_command(
     from rich.console import Console
 
     from geodite.train.config import TrainConfig, read_yaml
-    from geodite.train.distill import PoolSeedError, label_shard, read_distill_config, split_shards
+    from geodite.train.distill import PoolSeedError, export_shards, label_shard, read_distill_config, split_shards
     from geodite.train.trainer import Trainer
 
     console = Console()
@@ -114,6 +118,8 @@ def distill_command(
             torch.set_num_threads(threads)
             rows = label_shard(section, index, count, data_root, reuse=reuse, device=device, log=console.print)
             console.print(f"{rows} labelled frames in {section.shard_db(index)}")
+        if stage == "export":
+            export_shards(section, labels_out or Path("data") / "distill" / section.pool, log=console.print)
         if stage in ("split", "all"):
             split_shards(section, log=console.print)
     except (PoolSeedError, FileExistsError, FileNotFoundError, ValueError) as error:

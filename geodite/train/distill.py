@@ -18,13 +18,21 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from geodite.train.pools import RELAX_SUFFIX, min_distance_ok
+from geodite.train.pools import RELAX_SUFFIX, START_SUFFIX, min_distance_ok
 
 #: labelling drops single-point frames whose largest teacher force exceeds this (eV/Å; dimers are kept)
 MAX_FORCE = 50.0
 #: teacher relaxation: FIRE steps, and the steps whose frames are labelled (the last one also on convergence)
 RELAX_STEPS = 16
 RELAX_KEEP = (0, 3, 8, 16)
+#: v8 trajectories (MPtrj's way, :func:`label_trajectories`): at most this many FIRE steps; the frames at these
+#: steps (denser early, where the structure moves most), the converged or last one, then perturbations
+TRAJECTORY_STEPS = 60
+TRAJECTORY_KEEP = (0, 1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 18, 21, 25, 30, 35, 40, 45, 50, 55, 60)
+#: perturbations of a relaxed end point: (rattle σ Å, largest symmetric strain component) per copy
+END_PERTURBATIONS = ((0.01, 0.0), (0.03, 0.0), (0.06, 0.0), (0.01, 0.01), (0.02, 0.03))
+#: a relaxation converges when every force (and the Fréchet-filtered stress) is below this, eV/Å
+FMAX = 0.05
 
 
 # ------------------------------------------------------------------------------------------- teachers
@@ -89,9 +97,11 @@ def label_structures(
         labelled = Atoms(atoms.numbers, positions=atoms.positions, cell=atoms.cell.array, pbc=atoms.pbc)
         from ase.stress import full_3x3_to_voigt_6_stress
 
+        per_atom = work.calc.results.get("energies")
         labelled.calc = SinglePointCalculator(labelled, energy=energy, forces=forces,
-                                              stress=full_3x3_to_voigt_6_stress(stress))
-        db.write(labelled, uid=uid, group=uid.split("/")[0].split("-")[0], teacher=teacher)
+                                              stress=full_3x3_to_voigt_6_stress(stress),
+                                              **({} if per_atom is None else {"energies": np.asarray(per_atom)}))
+        write_row(db, labelled, uid=uid, group=uid.split("/")[0].split("-")[0], teacher=teacher)
         frames_done += 1
         atoms_done += len(atoms)
         if frames_done % 100 == 0:
@@ -163,10 +173,170 @@ def label_relaxations(
     return db.count()
 
 
+def _labelled_frame(atoms: Atoms, results: dict) -> Atoms | None:
+    """A copy of ``atoms`` (periodic) carrying the teacher's ``results`` — energy (eV), forces (eV/Å), stress
+    (eV/Å³, Voigt) and per-atom energies (eV) where the teacher gives them — or None if any is not finite."""
+    from ase.stress import full_3x3_to_voigt_6_stress
+
+    energy = float(results["energy"])
+    forces = np.asarray(results["forces"], dtype=np.float64)
+    stress = np.asarray(results["stress"], dtype=np.float64)
+    stress = stress if stress.shape == (6,) else full_3x3_to_voigt_6_stress(stress)
+    extra = {}
+    if results.get("energies") is not None:
+        extra["energies"] = np.asarray(results["energies"], dtype=np.float64)
+    if not (np.isfinite(energy) and np.isfinite(forces).all() and np.isfinite(stress).all()
+            and all(np.isfinite(v).all() for v in extra.values())):
+        return None
+    frame = Atoms(atoms.numbers, positions=atoms.positions, cell=atoms.cell.array, pbc=True)
+    frame.calc = SinglePointCalculator(frame, energy=energy, forces=forces, stress=stress, **extra)
+    return frame
+
+
+def material_seed(material: str, seed: int) -> list[int]:
+    """The seed of a material's perturbations: (pool seed, CRC-32 of its name) — independent of order and
+    shard."""
+    import zlib
+
+    return [int(seed), zlib.crc32(material.encode())]
+
+
+def relaxation_frames(atoms: Atoms, calculator, steps: int = TRAJECTORY_STEPS, keep: tuple[int, ...] = TRAJECTORY_KEEP,
+                      fmax: float = FMAX) -> tuple[list[tuple[int, Atoms]], Atoms]:
+    """Relax ``atoms`` with the teacher (ASE FIRE on a FrechetCellFilter: positions and cell) for at most
+    ``steps`` steps; (step, labelled frame) at the ``keep`` steps and at the last step (converged or not),
+    and the final structure."""
+    from ase.filters import FrechetCellFilter
+    from ase.optimize import FIRE
+
+    work = atoms.copy()
+    work.calc = calculator
+    frames: list[tuple[int, Atoms]] = []
+    last = None
+    optimiser = FIRE(FrechetCellFilter(work), logfile=None)
+    for step, converged in enumerate(optimiser.irun(fmax=fmax, steps=steps)):
+        frame = _labelled_frame(work, work.calc.results)
+        last = (step, frame)
+        if frame is not None and (step in keep or converged):
+            frames.append((step, frame))
+    if last is not None and last[1] is not None and (not frames or frames[-1][0] != last[0]):
+        frames.append(last)
+    final = Atoms(work.numbers, positions=work.positions, cell=work.cell.array, pbc=True)
+    return frames, final
+
+
+def perturbed_frames(end: Atoms, calculator, rng: np.random.Generator,
+                     perturbations: tuple[tuple[float, float], ...] = END_PERTURBATIONS) -> list[tuple[int, Atoms]]:
+    """(k, labelled frame) of the teacher on ``perturbations`` of a relaxed ``end`` point (rattle σ Å, strain:
+    :func:`geodite.train.pools.rattle_strain`)."""
+    from geodite.train.pools import rattle_strain
+
+    out = []
+    for k, (sigma, strain) in enumerate(perturbations):
+        work = rattle_strain(end, rng, sigma, strain)
+        work.calc = calculator
+        work.get_potential_energy()
+        frame = _labelled_frame(work, work.calc.results)
+        if frame is not None:
+            out.append((k, frame))
+    return out
+
+
+def label_trajectories(
+    structures: list[tuple[str, Atoms]],
+    db_path: str | Path,
+    calculator,
+    teacher: str,
+    seed: int = 0,
+    steps: int = TRAJECTORY_STEPS,
+    keep: tuple[int, ...] = TRAJECTORY_KEEP,
+    perturbations: tuple[tuple[float, float], ...] = END_PERTURBATIONS,
+    max_force: float | None = MAX_FORCE,
+    log: Callable[[str], None] = print,
+) -> int:
+    """Label each (uid, start) MPtrj's way: the teacher's relaxation trajectory
+    (:func:`relaxation_frames`: ``<material>/relax-<step>``) and ``perturbations`` of its end point
+    (:func:`perturbed_frames`, generator :func:`material_seed`: ``<material>/end-<k>``), with the teacher's
+    per-atom energies. Frames with a force above ``max_force`` eV/Å or atoms closer than half their
+    covalent-radius sum are dropped. A material's frames are written in one transaction, so a killed run
+    resumes at the first material without frames. Returns the number of rows in the database."""
+    from ase.db import connect
+
+    from geodite.threads import limit_blas_threads
+
+    db = connect(str(db_path))
+    done = {_material(row.uid) for row in db.select(columns=["key_value_pairs"])
+            if "uid" in row.key_value_pairs} if Path(db_path).exists() else set()
+    todo = [(_material(uid), atoms) for uid, atoms in structures if _material(uid) not in done]
+    with limit_blas_threads(1):  # the cell filter's 3×3 matrix functions: BLAS threads only contend
+        return _label_trajectories(todo, db, calculator, teacher, seed, steps, keep, perturbations, max_force, log)
+
+
+def _label_trajectories(todo, db, calculator, teacher, seed, steps, keep, perturbations, max_force, log) -> int:
+    start, frames_done, atoms_done = time.perf_counter(), 0, 0
+    for count, (material, atoms) in enumerate(todo, 1):
+        try:
+            path, end = relaxation_frames(atoms, calculator, steps, keep)
+            frames = [(f"{material}/relax-{step}", frame) for step, frame in path]
+            rng = np.random.default_rng(material_seed(material, seed))
+            frames += [(f"{material}/end-{k}", frame) for k, frame in perturbed_frames(end, calculator, rng, perturbations)]
+        except Exception as error:  # a teacher or optimiser failure on one structure: skip it, say so
+            log(f"skip {material}: {error}")
+            continue
+        frames = [(uid, f) for uid, f in frames if min_distance_ok(f)
+                  and (max_force is None or np.linalg.norm(f.get_forces(), axis=1).max() <= max_force)]
+        with db:
+            for uid, frame in frames:
+                write_row(db, frame, uid=uid, group=material.split("-")[0], teacher=teacher)
+        frames_done += len(frames)
+        atoms_done += sum(len(f) for _, f in frames)
+        if count % 10 == 0 or count == len(todo):
+            elapsed = time.perf_counter() - start
+            log(f"trajectories {count}/{len(todo)}: {frames_done} frames ({atoms_done} atoms) in {elapsed:.0f} s, "
+                f"{frames_done / elapsed:.3f} frames/s")
+    return db.count()
+
+
+def write_row(db, frame: Atoms, **keys) -> None:
+    """Write a labelled frame to an ASE database; the per-atom energies (which ASE's SQLite rows do not keep)
+    go into the row's data as ``energies``."""
+    energies = frame.calc.results.get("energies") if frame.calc is not None else None
+    db.write(frame, data={"energies": np.asarray(energies)} if energies is not None else {}, **keys)
+
+
+def row_atoms(row) -> Atoms:
+    """The labelled Atoms of a database row, per-atom energies (:func:`write_row`) included."""
+    atoms = row.toatoms()
+    energies = row.data.get("energies")
+    if energies is not None and atoms.calc is not None:
+        atoms.calc.results["energies"] = np.asarray(energies, dtype=np.float64)
+    return atoms
+
+
+def is_exported(path: str | Path) -> bool:
+    """Whether ``path`` is an exported label shard (extended XYZ, optionally xz/gz-compressed), not a database."""
+    return ".extxyz" in Path(path).name
+
+
+def read_label_rows(source: str | Path):
+    """(uid, group, teacher, labelled Atoms) of a label database or an exported shard (:func:`export_labels`)."""
+    if is_exported(source):
+        from ase.io import read
+
+        for atoms in read(str(source), index=":", format="extxyz"):
+            yield atoms.info.get("uid"), atoms.info.get("group"), atoms.info.get("teacher"), atoms
+        return
+    from ase.db import connect
+
+    for row in connect(str(source)).select():
+        yield row.get("uid"), row.get("group"), row.get("teacher"), row_atoms(row)
+
+
 def copy_labels(source_db: str | Path, target_db: str | Path, uids: set[str], max_force: float | None = None,
                 log: Callable[[str], None] = print) -> int:
-    """Copy rows of ``source_db`` whose uid is in ``uids`` (and largest force ≤ ``max_force``) into
-    ``target_db`` when absent there: reuse of earlier teacher labels. Returns the number copied."""
+    """Copy rows of ``source_db`` (a database or an exported shard) whose uid is in ``uids`` (and largest force
+    ≤ ``max_force``) into ``target_db`` when absent there: reuse of earlier teacher labels. Returns the number
+    copied."""
     from ase.db import connect
 
     target = connect(str(target_db))
@@ -174,16 +344,43 @@ def copy_labels(source_db: str | Path, target_db: str | Path, uids: set[str], ma
         if Path(target_db).exists() else set()
     copied = 0
     with target:
-        for row in connect(str(source_db)).select():
-            uid = row.get("uid")
+        for uid, group, teacher, atoms in read_label_rows(source_db):
             if uid not in uids or uid in have:
                 continue
-            if max_force is not None and np.linalg.norm(row.forces, axis=1).max() > max_force:
+            if max_force is not None and np.linalg.norm(atoms.get_forces(), axis=1).max() > max_force:
                 continue
-            target.write(row.toatoms(), uid=uid, group=row.get("group"), teacher=row.get("teacher"))
+            write_row(target, atoms, uid=uid, group=group, teacher=teacher)
             copied += 1
     log(f"copied {copied} labelled rows from {source_db}")
     return copied
+
+
+def export_labels(sources: list[str | Path], out_dir: str | Path, pool: str, seed: int,
+                  frames_per_file: int = 8000, prefix: str = "labels") -> list[Path]:
+    """Write the rows of the label databases ``sources`` (in order, each by row id) as xz-compressed extended
+    XYZ shards ``<prefix>-NNN.extxyz.xz`` of ``frames_per_file`` frames in ``out_dir``: positions, cell, the
+    teacher's energy, forces, stress and per-atom energies, and ``uid``/``group``/``teacher``/``pool``/
+    ``pool_seed`` in each frame's info. Earlier shards of that prefix are replaced. Returns the files."""
+    import lzma
+
+    from ase.io import write
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for old in out_dir.glob(f"{prefix}-*.extxyz.xz"):
+        old.unlink()
+    frames = []
+    for source in sources:
+        for uid, group, teacher, atoms in read_label_rows(source):
+            atoms.info.update(uid=uid, group=group, teacher=teacher, pool=pool, pool_seed=int(seed))
+            frames.append(atoms)
+    files = []
+    for index, first in enumerate(range(0, len(frames), frames_per_file)):
+        path = out_dir / f"{prefix}-{index:03d}.extxyz.xz"
+        with lzma.open(path, "wt", preset=9) as handle:
+            write(handle, frames[first:first + frames_per_file], format="extxyz")
+        files.append(path)
+    return files
 
 
 def _material(uid: str) -> str:
@@ -252,6 +449,10 @@ def pool_seed_of(db_path: str | Path) -> int | None:
 
     if not Path(db_path).exists():
         return None
+    if is_exported(db_path):
+        for _, _, _, atoms in read_label_rows(db_path):
+            return int(atoms.info["pool_seed"])
+        return None
     db = connect(str(db_path))
     return int(db.metadata.get("pool_seed", 0)) if db.count() else None
 
@@ -282,24 +483,32 @@ def label_pool(pool: list[tuple[str, Atoms]], db_path: str | Path, teacher: str,
                reuse: list[str | Path] = (), limit: int | None = None, max_force: float | None = MAX_FORCE,
                log: Callable[[str], None] = print, seed: int = 0) -> int:
     """Label a pool (built with ``seed``; :func:`check_pool_seed`) into ``db_path`` (resumable): copy rows of
-    the ``reuse`` databases that belong to the pool (whole relaxations included), then label the dimers (no
-    force cap: they teach the short range), the single-point structures (frames above ``max_force`` eV/Å
-    dropped; at most ``limit``), and relax the :data:`RELAX_SUFFIX` structures with the teacher
-    (:func:`label_relaxations`). Returns the row count."""
+    the ``reuse`` databases or exported shards that belong to the pool (whole relaxations included), then
+    label the dimers and heteronuclear pairs (no force cap: they teach the short range), the single-point
+    structures (frames above ``max_force`` eV/Å dropped; at most ``limit``), relax the :data:`RELAX_SUFFIX`
+    structures with the teacher (:func:`label_relaxations`) and label the :data:`START_SUFFIX` ones MPtrj's
+    way (:func:`label_trajectories`). Returns the row count."""
     check_pool_seed(db_path, list(reuse), seed)
+    starts = [(uid, a) for uid, a in pool if uid.endswith(START_SUFFIX)]
     relax = [(uid, a) for uid, a in pool if uid.endswith(RELAX_SUFFIX)]
-    dimers = [(uid, a) for uid, a in pool if uid.startswith("dimer-")]
-    single = [(uid, a) for uid, a in pool if not uid.endswith(RELAX_SUFFIX) and not uid.startswith("dimer-")]
+    dimers = [(uid, a) for uid, a in pool if uid.startswith(("dimer-", "pair-"))]
+    single = [(uid, a) for uid, a in pool if not uid.endswith((RELAX_SUFFIX, START_SUFFIX))
+              and not uid.startswith(("dimer-", "pair-"))]
     relaxed_frames = {f"{_material(uid)}/relax-{step}" for uid, _ in relax for step in range(RELAX_STEPS + 1)}
+    trajectory_frames = {f"{_material(uid)}/{kind}-{k}" for uid, _ in starts
+                         for kind, n in (("relax", TRAJECTORY_STEPS + 1), ("end", len(END_PERTURBATIONS)))
+                         for k in range(n)}
     for source in reuse:
         copy_labels(source, db_path, {uid for uid, _ in single}, max_force, log)
         copy_labels(source, db_path, {uid for uid, _ in dimers}, None, log)
-        copy_labels(source, db_path, relaxed_frames, None, log)  # whole relaxations (one transaction each)
+        copy_labels(source, db_path, relaxed_frames | trajectory_frames, None, log)  # whole relaxations
     calculator = calculator if calculator is not None else make_teacher(teacher)
     label_structures(dimers, db_path, calculator, teacher, log=log)
     count = label_structures(single, db_path, calculator, teacher, limit=limit, log=log, max_force=max_force)
     if relax:
         count = label_relaxations(relax, db_path, calculator, teacher, max_force=max_force, log=log)
+    if starts:
+        count = label_trajectories(starts, db_path, calculator, teacher, seed=seed, max_force=max_force, log=log)
     return count
 
 
@@ -357,6 +566,18 @@ def label_shard(section: DistillSection, shard: int = 0, shards: int = 1, data_r
     calculator = calculator if calculator is not None else make_teacher(section.teacher, device)
     return label_pool(pool, db, section.teacher, calculator, reuse=reuse, max_force=section.max_force, log=log,
                       seed=section.seed)
+
+
+def export_shards(section: DistillSection, out_dir: str | Path, log: Callable[[str], None] = print) -> list[Path]:
+    """Export every ``labels-*.db`` of ``labels_dir`` as compressed shards in ``out_dir``
+    (:func:`export_labels`), so that a later labelling resumes from them (``--reuse``)."""
+    shards = sorted(Path(section.labels_dir).glob("labels-*.db"))
+    if not shards:
+        raise FileNotFoundError(f"no labels-*.db in {section.labels_dir}: label first")
+    files = export_labels(shards, out_dir, pool=section.pool, seed=section.seed)
+    log(f"exported {sum(1 for f in files for _ in read_label_rows(f))} frames of {len(shards)} databases into "
+        f"{len(files)} shards in {out_dir}")
+    return files
 
 
 def split_shards(section: DistillSection, log: Callable[[str], None] = print) -> tuple[int, int]:

@@ -396,6 +396,115 @@ MORE = Round("more", 6000, (
 ))
 LIMITS = Round("limits", 7000, (isolated_limit,))
 
+# ------------------------------------------------------------------------------------------------ v8
+
+#: uid suffix of the v8 starts: the teacher relaxes each (frames along the path, the end point and
+#: perturbations of it are the labels; :func:`geodite.train.distill.label_trajectories`)
+START_SUFFIX = "/start"
+#: MP elemental references left out of v8: their structure matches a benchmark input (Dy: a
+#: mptrj-random-1k frame; Xe: a WBM initial structure; pymatgen StructureMatcher, tests/train/test_pool_v8.py)
+V8_EXCLUDED_ELEMENT_REFS = ("Dy", "Xe")
+#: generated starts of v8 per kind (:data:`geodite.train.chemistry.KINDS`), in draw order
+V8_COUNTS = (("oxide", 1700), ("polyanion", 350), ("pyxoxide", 150), ("fluoride", 250), ("chalcogenide", 330),
+             ("nitride", 150), ("halide", 200), ("hpc", 70), ("pyxother", 100), ("intermetallic", 380))
+#: heteronuclear pair separations (× the covalent-radius sum) and partners: short range and tail without
+#: homonuclear dimer curves
+PAIR_FACTORS = (0.8, 1.0, 1.3, 1.8, 2.6)
+PAIR_PARTNERS = ("H", "C", "N", "O", "F", "S", "Cl")
+
+
+def generated_starts(root: Path, rng: np.random.Generator, counts=V8_COUNTS) -> dict:
+    """Generated MP-like starts (:mod:`geodite.train.chemistry`), ``counts`` per kind, as
+    ``v8<kind>-<index>/start`` → :class:`~geodite.train.chemistry.Start`."""
+    from geodite.train.chemistry import draw_starts
+
+    return {kind: [(f"v8{kind}-{k:05d}{START_SUFFIX}", start) for k, start in enumerate(draw_starts(kind, count, rng))]
+            for kind, count in counts}
+
+
+def element_starts(root: Path, rng: np.random.Generator, copies: int = 2) -> dict:
+    """Per MP elemental reference (but :data:`V8_EXCLUDED_ELEMENT_REFS`): ``copies`` starts rattled
+    (σ U(0.02, 0.1) Å), strained (≤ 4 %) and scaled by U(0.94, 1.06), and per MPtrj-10 frame two rattled
+    (σ 0.05 Å, ≤ 3 %) starts."""
+    from ase.db import connect
+
+    from geodite.train.chemistry import ready
+
+    entries = []
+    for symbol, atoms in elemental_references(root):
+        base = _supercell_to(atoms, 4)
+        for k in range(copies):
+            start = rattle_strain(_scale(base, rng.uniform(0.94, 1.06)), rng, rng.uniform(0.02, 0.1),
+                                  rng.uniform(0.0, 0.04))
+            if symbol not in V8_EXCLUDED_ELEMENT_REFS:
+                entries.append((f"v8element-{symbol}-{k}{START_SUFFIX}", ready(start)))
+    mptrj = []
+    for row in connect(str(_required(root / "mptrj" / "mptrj-10-systems.db"))).select():
+        atoms = row.toatoms()
+        atoms = Atoms(atoms.numbers, positions=atoms.positions, cell=atoms.cell.array, pbc=True)
+        for k in range(2):
+            mptrj.append((f"v8mptrj10-{row.id}-{k}{START_SUFFIX}", ready(rattle_strain(atoms, rng, 0.05, 0.03))))
+    return {"elements": entries, "mptrj10": mptrj}
+
+
+def hetero_pairs(root: Path, rng: np.random.Generator) -> dict:
+    """Per MPtrj element, one partner of :data:`PAIR_PARTNERS` (another than itself, and no benchmark input's
+    formula) at :data:`PAIR_FACTORS` × the covalent-radius sum, in a :data:`DIMER_BOX` box
+    (``pair-XY/<d>A``, single points)."""
+    from geodite.train.chemistry import ready, reduced_formula
+    from geodite.train.compliance import excluded_formulas
+
+    excluded = excluded_formulas()
+    entries = []
+    for symbol in MPTRJ_ELEMENTS:
+        z = atomic_numbers[symbol]
+        partner = str(rng.choice([p for p in PAIR_PARTNERS if p != symbol
+                                  and reduced_formula([z, atomic_numbers[p]]) not in excluded]))
+        za, zb = atomic_numbers[symbol], atomic_numbers[partner]
+        for factor in PAIR_FACTORS:
+            d = factor * (covalent_radii[za] + covalent_radii[zb])
+            entries.append((f"pair-{symbol}{partner}/{d:.2f}A", ready(boxed([za, zb], d))))
+    return {"pairs": entries}
+
+
+def isolated_atoms(root: Path, rng: np.random.Generator) -> dict:
+    """The isolated atoms of :func:`isolated_limit` (no dimers) as starts-made."""
+    from geodite.train.chemistry import ready
+
+    return {"isolated-atoms": [(uid, ready(atoms)) for uid, atoms in isolated_limit(root, rng)["isolated-atoms"]]}
+
+
+@dataclass(frozen=True)
+class GeneratedRound:
+    """A round of :class:`~geodite.train.chemistry.Start` parts: drawn from ``default_rng(offset + seed)`` and
+    interleaved as :class:`Round` does, then made (``realise``) — or, unrealised, the (uid, Start) plan whose
+    formulas every made structure has (the draws do not depend on making)."""
+
+    name: str
+    offset: int
+    parts: tuple[Part, ...]
+
+    def build(self, root: Path, seed: int, realise: bool = True) -> list:
+        rng = np.random.default_rng(self.offset + seed)
+        groups: dict = {}
+        for part in self.parts:
+            for group, entries in part(root, rng).items():
+                groups.setdefault(group, []).extend(entries)
+        entries = interleave(groups, rng)
+        if not realise:
+            return entries
+        out = []
+        for uid, start in entries:
+            atoms = start.make()
+            if atoms is not None and 0 < len(atoms) <= MAX_ATOMS and (len(atoms) < 2 or uid.startswith("pair-")
+                                                                     or min_distance_ok(atoms)):
+                out.append((uid, atoms))
+        return out
+
+
+V8_GENERATED = GeneratedRound("v8", 8000, (generated_starts, element_starts, hetero_pairs, isolated_atoms))
+
+
 #: the named pools: rounds concatenated in order
 POOLS: dict[str, tuple[Round, ...]] = {
     "v1": (BASE,),
@@ -403,6 +512,7 @@ POOLS: dict[str, tuple[Round, ...]] = {
     "v5": (BASE_V5, MILD, MOLECULAR),
     "v6": (BASE_V5, MILD, MOLECULAR, MORE),
     "v7": (BASE_V5, MILD, MOLECULAR, MORE, LIMITS),
+    "v8": (V8_GENERATED,),
 }
 
 
@@ -412,6 +522,23 @@ def build_pool(name: str, data_root: str | Path | None = None, seed: int = 0) ->
         raise ValueError(f"unknown pool {name!r}; one of {', '.join(POOLS)}")
     root = Path(data_root) if data_root else default_data_root()
     return [entry for round_ in POOLS[name] for entry in round_.build(root, seed)]
+
+
+def pool_starts(name: str, data_root: str | Path | None = None, seed: int = 0) -> list:
+    """(uid, :class:`~geodite.train.chemistry.Start`) of every structure the pool ``name`` may hold, without
+    making the generated geometries (:class:`GeneratedRound`; a superset of :func:`build_pool`'s uids)."""
+    from geodite.train.chemistry import ready
+
+    if name not in POOLS:
+        raise ValueError(f"unknown pool {name!r}; one of {', '.join(POOLS)}")
+    root = Path(data_root) if data_root else default_data_root()
+    out = []
+    for round_ in POOLS[name]:
+        if isinstance(round_, GeneratedRound):
+            out.extend(round_.build(root, seed, realise=False))
+        else:
+            out.extend((uid, ready(atoms)) for uid, atoms in round_.build(root, seed))
+    return out
 
 
 def pool_digest(pool: list[Entry]) -> str:
