@@ -14,6 +14,7 @@ from ase.calculators.calculator import Calculator, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from geodite.checkpoints import load_model
+from geodite.custom_ops import use_operators
 from geodite.export import load_exported
 from geodite.graph import DTYPES, NeighbourCache, StructureError, build_graph, check_structure
 from geodite.model import Geodite
@@ -91,6 +92,7 @@ class Evaluator:
             # graph they fail to lower in Inductor (torch 2.13). Measured on 1 CPU thread, published size,
             # 64-atom Si: ~3 min first compile (busy machine), 317 vs 377 ms per call eager.
             torch._dynamo.config.specialize_float = True
+            use_operators(self.device)  # builds/loads the kernels' library now: never inside the trace
             self.model.layer_features = torch.compile(self.model.layer_features, dynamic=True)
 
     @property

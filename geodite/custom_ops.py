@@ -1,7 +1,7 @@
-"""The edge-chunked kernels of ``geodite/model/fused.py`` as compiled custom operators (``torch.ops.geodite``).
+"""Geodite's inference kernels as compiled custom operators (``torch.ops.geodite``), and which kernels run.
 
-``geodite/csrc/fused_ops.cpp`` translates fused.py's forward and backward block loops into ATen C++ and defines
-four operators (CPU):
+``geodite/csrc/fused_ops.cpp`` holds hand-written CPU loops (per destination atom, vectorised, threaded) for
+the sums that ``geodite/model/fused.py`` writes as readable edge-block Python, and defines four operators:
 
     geodite::interaction_messages(attention_in, filter_in, Y, q, k, values, filters, X, sender, receiver, num_heads)
         -> (Δh [N, F], ΔX [N, 8, F])
@@ -15,28 +15,44 @@ builds the library (``build_library``: the system C++ compiler against the torch
 libtorch; the one recipe, which ``lammps/build.sh`` uses too), loads it, and registers for each forward
 operator its fake (shape) kernel and its autograd formula (the backward operator; differentiable once, like
 fused.py's Functions, which is what energy → forces and stress needs).
+
+Which kernels an evaluation-mode model runs (``fused.interaction_messages``, ``fused.rejected_inner_product_edges``):
+the operators on CPU tensors, building the library on first use (``auto``, the default); fused.py's Python
+Functions where it cannot be built (no compiler: a warning, once) and on other devices. ``$GEODITE_KERNELS``
+(``auto``, ``ops``, ``python``) or the ``compiled_kernels()`` / ``python_kernels()`` contexts choose instead.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import hashlib
 import os
 import shutil
 import subprocess
 import tempfile
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from geodite.model.fused import COMPILED_KERNELS
-
 SOURCE = Path(__file__).parent / "csrc" / "fused_ops.cpp"
 LIBRARY_NAME = "libgeodite_ops"
+#: environment variable choosing the kernels: auto (default), ops or python (module docstring)
+KERNELS_ENV = "GEODITE_KERNELS"
+KERNEL_CHOICES = ("auto", "ops", "python")
+#: the kernels chosen by compiled_kernels() / python_kernels() in this context (None: $GEODITE_KERNELS)
+KERNELS: contextvars.ContextVar[str | None] = contextvars.ContextVar("geodite_kernels", default=None)
+
+#: -fopenmp-simd: `#pragma omp simd` loops (vectorised reductions) without an OpenMP runtime (the threads are
+#: torch's, at::parallel_for); no -march: the source compiles AVX-512, AVX2 and baseline clones of its loops
+#: and the CPU picks one at load time, so a library built on one x86-64 machine runs on any other
+COMPILER_FLAGS = ("-O3", "-fopenmp-simd", "-std=c++17", "-shared", "-fPIC")
 
 _loaded: Path | None = None
+_unavailable: str | None = None  # why the library could not be built (auto mode then runs fused.py)
 
 
 class CustomOpsError(RuntimeError):
@@ -44,9 +60,9 @@ class CustomOpsError(RuntimeError):
 
 
 def library_key() -> str:
-    """What decides the library's binary: its source, the torch version and the C++ ABI."""
+    """What decides the library's binary: its source, the torch version, the C++ ABI and the compiler flags."""
     digest = hashlib.sha256(SOURCE.read_bytes())
-    digest.update(f"{torch.__version__} {torch._C._GLIBCXX_USE_CXX11_ABI}".encode())
+    digest.update(f"{torch.__version__} {torch._C._GLIBCXX_USE_CXX11_ABI} {' '.join(COMPILER_FLAGS)}".encode())
     return digest.hexdigest()[:16]
 
 
@@ -60,7 +76,7 @@ def compile_command(output: Path) -> list[str]:
     if shutil.which(compiler) is None:
         raise CustomOpsError(f"no C++ compiler {compiler!r} on PATH (set CXX) to build Geodite's kernels")
     torch_lib = library_paths()[0]
-    return [compiler, "-O3", "-std=c++17", "-shared", "-fPIC",
+    return [compiler, *COMPILER_FLAGS,
             f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}",
             *(f"-I{path}" for path in include_paths()), str(SOURCE), "-o", str(output),
             f"-L{torch_lib}", "-lc10", "-ltorch_cpu", f"-Wl,-rpath,{torch_lib}"]
@@ -101,14 +117,51 @@ def load_library(path: Path | None = None) -> Path:
 
 @contextlib.contextmanager
 def compiled_kernels() -> Iterator[None]:
-    """Within: the model's edge-chunked kernels (fused.interaction_messages, fused.rejected_inner_product_edges)
-    run the ``geodite::`` operators, loaded on entry, instead of fused.py's Python Functions."""
+    """Within: the model's kernels (fused.interaction_messages, fused.rejected_inner_product_edges) run the
+    ``geodite::`` operators, loaded on entry (an error if the library cannot be built)."""
     load_library()
-    token = COMPILED_KERNELS.set(True)
+    token = KERNELS.set("ops")
     try:
         yield
     finally:
-        COMPILED_KERNELS.reset(token)
+        KERNELS.reset(token)
+
+
+@contextlib.contextmanager
+def python_kernels() -> Iterator[None]:
+    """Within: the model's kernels run fused.py's Python Functions (the reference), whatever $GEODITE_KERNELS."""
+    token = KERNELS.set("python")
+    try:
+        yield
+    finally:
+        KERNELS.reset(token)
+
+
+def use_operators(device: torch.device) -> bool:
+    """Whether the model's kernels on ``device`` run the ``geodite::`` operators (module docstring). In ``auto``
+    mode the first call on a CPU builds (or finds in the cache) and loads the library."""
+    global _unavailable
+    choice = KERNELS.get() or os.environ.get(KERNELS_ENV) or "auto"
+    if choice not in KERNEL_CHOICES:
+        raise ValueError(f"${KERNELS_ENV} must be one of {', '.join(KERNEL_CHOICES)}, not {choice!r}")
+    if choice == "python":
+        return False
+    if choice == "ops":
+        load_library()
+        return True
+    if device.type != "cpu" or _unavailable is not None:
+        return False
+    if _loaded is None:
+        if torch.compiler.is_compiling():  # never build inside a trace: the caller loads first (Evaluator)
+            return False
+        try:
+            load_library()
+        except CustomOpsError as error:
+            _unavailable = str(error)
+            warnings.warn(f"Geodite's compiled kernels are unavailable, running the slower Python ones: {error}",
+                          RuntimeWarning, stacklevel=2)
+            return False
+    return True
 
 
 def _register() -> None:

@@ -9,25 +9,26 @@ cache, in the forward and the backward pass, and keep only their [N, ·] and [E,
 They are differentiable once (forces and stress); training, which differentiates the forces again, uses
 the plain path (``Geodite.train()`` switches it). Both paths give the same numbers up to float rounding.
 
-Inside ``geodite.custom_ops.compiled_kernels()`` the two entry points call the same loops compiled in C++
-instead (``torch.ops.geodite``): what ``geodite export`` traces, so packages run them without Python.
+This file is the readable reference. The two entry points (``interaction_messages``,
+``rejected_inner_product_edges``) run, where ``geodite.custom_ops.use_operators`` says so (by default on the
+CPU), the hand-written C++ kernels of ``geodite/csrc/fused_ops.cpp`` instead (``torch.ops.geodite``: the same
+sums, per destination atom, vectorised and threaded), which ``geodite export`` and LAMMPS run too; the tests
+hold them equal to the Functions below in float64.
 """
 
 from __future__ import annotations
 
-import contextvars
 import math
 
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from geodite.custom_ops import use_operators
+
 #: bytes of one block's [edges, 8, F] temporary: fits the L2/L3 cache of a CPU core; large on GPUs, where
 #: the blocks only bound memory.
 BLOCK_BYTES = {"cpu": 2 << 20, "cuda": 512 << 20}
-#: while True, ``interaction_messages`` and ``rejected_inner_product_edges`` run the ``geodite::`` operators
-#: instead of the Python Functions below (set by geodite.custom_ops.compiled_kernels, which loads them first)
-COMPILED_KERNELS = contextvars.ContextVar("compiled_kernels", default=False)
 
 
 def edge_blocks(num_edges: int, row_bytes: int, device: torch.device) -> list[slice]:
@@ -194,15 +195,16 @@ class RejectedInnerProduct(torch.autograd.Function):
 def interaction_messages(attention_in: Tensor, filter_in: Tensor, Y: Tensor, q: Tensor, k: Tensor, values: Tensor,
                          filters: Tensor, X: Tensor, sender: Tensor, receiver: Tensor,
                          num_heads: int) -> tuple[Tensor, Tensor]:
-    """Edge-chunked (Δh [N, F], ΔX [N, 8, F]) of an interaction block (see InteractionMessages)."""
-    if COMPILED_KERNELS.get():
+    """(Δh [N, F], ΔX [N, 8, F]) of an interaction block (see InteractionMessages); the C++ operator where
+    ``use_operators`` says so."""
+    if use_operators(X.device):
         return torch.ops.geodite.interaction_messages(attention_in, filter_in, Y, q, k, values, filters, X, sender,
                                                       receiver, num_heads)
     return InteractionMessages.apply(attention_in, filter_in, Y, q, k, values, filters, X, sender, receiver, num_heads)
 
 
 def rejected_inner_product_edges(Q: Tensor, K: Tensor, Y: Tensor, sender: Tensor, receiver: Tensor) -> Tensor:
-    """⟨Q_receiver ⊥ Y, K_sender ⊥ Y⟩ per edge and channel, edge-chunked: [E, C]."""
-    if COMPILED_KERNELS.get():
+    """⟨Q_receiver ⊥ Y, K_sender ⊥ Y⟩ per edge and channel: [E, C] (RejectedInnerProduct, or its C++ operator)."""
+    if use_operators(Q.device):
         return torch.ops.geodite.rejected_inner_product(Q, K, Y, sender, receiver)
     return RejectedInnerProduct.apply(Q, K, Y, sender, receiver)

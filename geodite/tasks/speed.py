@@ -7,7 +7,8 @@ set during one call above the resident set before it (CPU; Linux /proc) or the C
 
 Timed models: any registry name (the shipped ``geodite``, ``sevennet-0``, ``chgnet``, …) and untrained
 architectures at their published sizes, which time the same as trained ones:
-``geodite-published`` (F = 192, 4 layers, 8 heads, 6 Å), the same exported by AOTInductor
+``geodite-published`` (F = 192, 4 layers, 8 heads, 6 Å; ``geodite-published-python`` with fused.py's
+Python kernels instead of the C++ ones), the same exported by AOTInductor
 (``geodite-published-aoti`` with the compiled edge-chunked kernels, ``geodite-published-aoti-plain`` as a
 plain-autograd graph; compiled once and cached) and ``mace-mp-0-medium`` (128x0e+128x1o, L = 1,
 2 interactions, correlation 3, 6 Å; 4.69 M parameters, built in-process from mace-torch).
@@ -57,15 +58,23 @@ def crystal(kind: str, n_atoms: int) -> Atoms:
     return atoms
 
 
-def geodite_published(device: str, dtype: str):
-    """Geodite at the published size with freshly initialised weights (timing only)."""
+def geodite_published(device: str, dtype: str, kernels: str = "auto"):
+    """Geodite at the published size with freshly initialised weights (timing only). ``kernels="python"``:
+    with fused.py's Python kernels (the eager path before the C++ kernels), for A/B runs in one process."""
     import torch
 
     from geodite.calculator import GeoditeCalculator
+    from geodite.custom_ops import python_kernels
     from geodite.model import Geodite, GeoditeConfig
 
+    class ReferenceKernelsCalculator(GeoditeCalculator):
+        def calculate(self, *args, **kwargs):
+            with python_kernels():
+                super().calculate(*args, **kwargs)
+
     torch.manual_seed(0)
-    return GeoditeCalculator(Geodite(GeoditeConfig()).eval(), device=device, dtype=dtype)
+    kind = ReferenceKernelsCalculator if kernels == "python" else GeoditeCalculator
+    return kind(Geodite(GeoditeConfig()).eval(), device=device, dtype=dtype)
 
 
 def geodite_published_aoti(device: str, dtype: str, kernels: str = "ops"):
@@ -115,7 +124,9 @@ def mace_mp0_medium(device: str, dtype: str):
     return MACECalculator(models=model.to(getattr(torch, dtype)), device=device, default_dtype=dtype)
 
 
-ARCHITECTURES = {"geodite-published": geodite_published, "geodite-published-aoti": geodite_published_aoti,
+ARCHITECTURES = {"geodite-published": geodite_published,
+                 "geodite-published-python": functools.partial(geodite_published, kernels="python"),
+                 "geodite-published-aoti": geodite_published_aoti,
                  "geodite-published-aoti-plain": functools.partial(geodite_published_aoti, kernels="plain"),
                  "mace-mp-0-medium": mace_mp0_medium}
 

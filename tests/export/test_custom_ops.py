@@ -1,14 +1,25 @@
-"""The C++ custom operators (geodite/csrc/fused_ops.cpp) equal fused.py's Functions, forward and backward.
+"""The C++ kernels (geodite/csrc/fused_ops.cpp, the geodite:: operators) equal fused.py's Functions, forward and
+backward, whatever the number of threads; eval-mode models run them by default.
 
-Builds the library with the system compiler on first use (seconds; cached in the geodite cache's ops/)."""
+Builds the library with the system compiler on first use (about a minute; cached in the geodite cache's ops/)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from geodite.custom_ops import CustomOpsError, build_library, compile_command, compiled_kernels, load_library
-from geodite.model import fused
+from geodite.custom_ops import (
+    KERNELS_ENV,
+    CustomOpsError,
+    build_library,
+    compile_command,
+    compiled_kernels,
+    load_library,
+    python_kernels,
+    use_operators,
+)
+from geodite.graph import build_graph
+from geodite.model import Geodite, GeoditeConfig, fused
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -27,13 +38,17 @@ def interaction_inputs(num_nodes: int, num_edges: int, heads: int, head_channels
     return [torch.randn(shape, dtype=torch.float64, requires_grad=True) for shape in shapes]
 
 
-def test_interaction_op_equals_function_across_blocks():
-    """F = 1024: 64-edge blocks in both (2 MB / (8 F × 8 bytes)), so 150 edges span three; forward and every
-    input's gradient (the backward operator through the registered autograd formula)."""
+@pytest.mark.parametrize("heads, head_channels", [(4, 256), (8, 24), (3, 5)])
+def test_interaction_op_equals_function(heads, head_channels):
+    """Forward and every input's gradient (the backward operator through the registered autograd formula), to
+    1e-13 relative; F = 1024 (fused.py's blocks: 64 edges), the published heads (8 × 24) and odd widths (3 × 5,
+    heads cross the o_s/o_d/o_t boundaries). Attention inputs up to ±1000: silu and sigmoid saturate."""
     sender, receiver = _edges(7, 150)
-    inputs = interaction_inputs(7, 150, heads=4, head_channels=256)
-    python = fused.InteractionMessages.apply(*inputs, sender, receiver, 4)
-    compiled = torch.ops.geodite.interaction_messages(*inputs, sender, receiver, 4)
+    inputs = interaction_inputs(7, 150, heads=heads, head_channels=head_channels)
+    with torch.no_grad():
+        inputs[0][:5] *= 300.0
+    python = fused.InteractionMessages.apply(*inputs, sender, receiver, heads)
+    compiled = torch.ops.geodite.interaction_messages(*inputs, sender, receiver, heads)
     weights = [torch.randn_like(out) for out in python]
     grads_python = torch.autograd.grad(sum((w * out).sum() for w, out in zip(weights, python)), inputs)
     grads_compiled = torch.autograd.grad(sum((w * out).sum() for w, out in zip(weights, compiled)), inputs)
@@ -42,10 +57,11 @@ def test_interaction_op_equals_function_across_blocks():
     assert all(g.abs().max() > 0.1 for g in grads_compiled)
 
 
-def test_rejected_inner_product_op_equals_function_across_blocks():
+@pytest.mark.parametrize("channels", [4096, 7])
+def test_rejected_inner_product_op_equals_function(channels):
     sender, receiver = _edges(7, 150)
-    inputs = [torch.randn(shape, dtype=torch.float64, requires_grad=True) for shape in [(7, 3, 4096), (7, 3, 4096),
-                                                                                         (150, 3)]]
+    inputs = [torch.randn(shape, dtype=torch.float64, requires_grad=True)
+              for shape in [(7, 3, channels), (7, 3, channels), (150, 3)]]
     python = fused.RejectedInnerProduct.apply(*inputs, sender, receiver)
     compiled = torch.ops.geodite.rejected_inner_product(*inputs, sender, receiver)
     weight = torch.randn_like(python)
@@ -96,3 +112,113 @@ def test_build_errors_name_the_cause(monkeypatch, tmp_path):
     monkeypatch.setenv("CXX", "false")  # a "compiler" that fails
     with pytest.raises(CustomOpsError, match="compiling fused_ops.cpp failed"):
         build_library(tmp_path)
+
+
+def test_rejected_inner_product_op_takes_strided_slices():
+    """The model passes degree slices of [N, 8, C] features and [E, 8] harmonics (not contiguous)."""
+    sender, receiver = _edges(9, 100)
+    X = torch.randn(9, 8, 12, dtype=torch.float64, requires_grad=True)
+    Y = torch.randn(100, 8, dtype=torch.float64, requires_grad=True)
+    for degree in (slice(0, 3), slice(3, 8)):
+        python = fused.RejectedInnerProduct.apply(X[:, degree], 2 * X[:, degree], Y[:, degree], sender, receiver)
+        compiled = torch.ops.geodite.rejected_inner_product(X[:, degree], 2 * X[:, degree], Y[:, degree], sender,
+                                                            receiver)
+        grads = [torch.autograd.grad(out.sum(), [X, Y]) for out in (python, compiled)]
+        for a, b in zip([python, *grads[0]], [compiled, *grads[1]]):
+            assert torch.allclose(a, b, rtol=1e-13, atol=1e-12)
+
+
+def _all_outputs(num_threads: int, inputs: list[torch.Tensor], sender, receiver, heads: int) -> list[torch.Tensor]:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(num_threads)
+    try:
+        outputs = torch.ops.geodite.interaction_messages(*inputs, sender, receiver, heads)
+        grads = torch.autograd.grad(sum(out.square().sum() for out in outputs), inputs)
+        w = torch.ops.geodite.rejected_inner_product(inputs[-1], inputs[-1], inputs[2], sender, receiver)
+        grads_w = torch.autograd.grad(w.square().sum(), [inputs[-1], inputs[2]])
+    finally:
+        torch.set_num_threads(previous)
+    return [*outputs, *grads, w, *grads_w]
+
+
+def test_ops_do_not_depend_on_the_number_of_threads():
+    """Each atom's sums run on one thread in edge order: 1, 2 and 3 threads give bit-identical results."""
+    sender, receiver = _edges(300, 4000)
+    inputs = interaction_inputs(300, 4000, heads=2, head_channels=4)
+    one = _all_outputs(1, inputs, sender, receiver, 2)
+    for threads in (2, 3):
+        assert all(torch.equal(a, b) for a, b in zip(one, _all_outputs(threads, inputs, sender, receiver, 2)))
+
+
+def test_float32_ops_follow_the_float64_reference():
+    """The float32 loops (their own exp polynomial) against fused.py in float64."""
+    sender, receiver = _edges(7, 150)
+    inputs = interaction_inputs(7, 150, heads=4, head_channels=6)
+    reference = fused.InteractionMessages.apply(*inputs, sender, receiver, 4)
+    single = torch.ops.geodite.interaction_messages(*[x.float() for x in inputs], sender, receiver, 4)
+    for a, b in zip(reference, single):
+        assert torch.allclose(a, b.double(), rtol=1e-5, atol=1e-5 * a.abs().max().item())
+
+
+def test_ops_take_int32_indices_and_refuse_out_of_range_ones():
+    sender, receiver = _edges(7, 40)
+    inputs = interaction_inputs(7, 40, heads=2, head_channels=2)
+    expected = torch.ops.geodite.interaction_messages(*inputs, sender, receiver, 2)
+    narrow = torch.ops.geodite.interaction_messages(*inputs, sender.int(), receiver.int(), 2)
+    assert all(torch.equal(a, b) for a, b in zip(expected, narrow))
+    with pytest.raises(RuntimeError, match="edge index 7 out of range for 7 atoms"):
+        torch.ops.geodite.interaction_messages(*inputs, sender, torch.full_like(receiver, 7), 2)
+
+
+def _random_model() -> Geodite:
+    torch.manual_seed(3)
+    model = Geodite(GeoditeConfig(num_channels=24, num_layers=3, num_heads=4, cutoff=4.5, num_rbf=8)).double()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    return model.eval()
+
+
+def _random_structures() -> list:
+    from ase.build import bulk
+
+    nacl = bulk("NaCl", "rocksalt", a=5.64, cubic=True).repeat((2, 1, 1))
+    nacl.rattle(0.1, seed=4)
+    sio = bulk("Si", "diamond", a=5.43, cubic=True)
+    sio.symbols[[1, 5]] = "O"
+    sio.rattle(0.15, seed=5)
+    return [nacl, sio]
+
+
+def test_model_with_ops_equals_python_kernels():
+    """Energies, forces and stresses (float64) of a random model on random structures: the operators against
+    fused.py's Functions, 1e-12 relative."""
+    model = _random_model()
+    graph = build_graph(_random_structures(), model.cutoff, torch.float64)
+    with python_kernels():
+        python = model(graph)
+    with compiled_kernels():
+        compiled = model(graph)
+    for key in ("energy", "forces", "stress"):
+        scale = python[key].abs().max()
+        assert (compiled[key] - python[key]).abs().max() <= 1e-12 * scale, key
+
+
+def test_eval_models_run_the_operators_by_default(monkeypatch):
+    """No context, no $GEODITE_KERNELS: an eval-mode model on the CPU calls the geodite:: operators; with
+    GEODITE_KERNELS=python it does not."""
+    model = _random_model()
+    graph = build_graph(_random_structures()[:1], model.cutoff, torch.float64)
+    monkeypatch.delenv(KERNELS_ENV, raising=False)
+
+    def operator_calls() -> int:
+        with torch.profiler.profile() as profile:
+            model(graph)
+        return sum(event.count for event in profile.key_averages() if event.key.startswith("geodite::"))
+
+    assert use_operators(torch.device("cpu")) and operator_calls() > 0
+    monkeypatch.setenv(KERNELS_ENV, "python")
+    assert not use_operators(torch.device("cpu")) and operator_calls() == 0
+    monkeypatch.setenv(KERNELS_ENV, "fast")
+    with pytest.raises(ValueError, match="GEODITE_KERNELS must be one of auto, ops, python"):
+        use_operators(torch.device("cpu"))

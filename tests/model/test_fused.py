@@ -1,4 +1,6 @@
-"""The edge-chunked inference kernels: exact gradients, and the same numbers as the plain training path."""
+"""The edge-chunked inference kernels of fused.py (the readable reference of the C++ operators, which
+tests/export/test_custom_ops.py holds equal to them): exact gradients, and the same numbers as the plain
+training path."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ import pytest
 import torch
 from ase.build import bulk
 
+from geodite.custom_ops import compiled_kernels, python_kernels
 from geodite.graph import build_graph
 from geodite.model import Geodite, GeoditeConfig, fused
 
@@ -25,13 +28,13 @@ def test_interaction_messages_gradients(tiny_blocks):
     H, C = 4, 2  # a head owns 3C = 6 value columns: the F = 8 columns of o_s, o_d, o_t cross head boundaries
     shapes = [(150, H * C), (150, 3 * H * C), (150, 8), (7, H * C), (7, H * C), (7, 3 * H * C), (7, 3 * H * C), (7, 8, H * C)]
     inputs = [torch.randn(shape, dtype=torch.float64, requires_grad=True) for shape in shapes]
-    assert torch.autograd.gradcheck(lambda *x: fused.interaction_messages(*x, sender, receiver, H), inputs)
+    assert torch.autograd.gradcheck(lambda *x: fused.InteractionMessages.apply(*x, sender, receiver, H), inputs)
 
 
 def test_rejected_inner_product_gradients(tiny_blocks):
     sender, receiver = _edges(7, 150)
     inputs = [torch.randn(shape, dtype=torch.float64, requires_grad=True) for shape in [(7, 3, 4), (7, 3, 4), (150, 3)]]
-    assert torch.autograd.gradcheck(lambda *x: fused.rejected_inner_product_edges(*x, sender, receiver), inputs)
+    assert torch.autograd.gradcheck(lambda *x: fused.RejectedInnerProduct.apply(*x, sender, receiver), inputs)
 
 
 def test_rejected_inner_product_matches_projector_definition():
@@ -43,17 +46,20 @@ def test_rejected_inner_product_matches_projector_definition():
     q = torch.einsum("emn,enc->emc", projector, Q[receiver])
     k = torch.einsum("emn,enc->emc", projector, K[sender])
     expected = (q * k).sum(dim=1)
-    assert torch.allclose(fused.rejected_inner_product_edges(Q, K, y, sender, receiver), expected, atol=1e-12)
+    assert torch.allclose(fused.RejectedInnerProduct.apply(Q, K, y, sender, receiver), expected, atol=1e-12)
 
 
-def test_inference_path_equals_training_path(tiny_blocks):
-    """eval() uses the chunked kernels, train() plain autograd: energy, forces and stress agree to round-off."""
+@pytest.mark.parametrize("kernels", [python_kernels, compiled_kernels])
+def test_inference_path_equals_training_path(tiny_blocks, kernels):
+    """eval() uses the kernels (fused.py's or the C++ operators), train() plain autograd: energy, forces and
+    stress agree to round-off."""
     model = Geodite(GeoditeConfig(num_channels=16, num_layers=3, num_heads=2, cutoff=4.0, num_rbf=6, attn_dropout=0.0))
     model = model.double()
     atoms = bulk("NaCl", "rocksalt", a=5.6).repeat((2, 1, 1))
     atoms.rattle(0.1, seed=1)
     graph = build_graph([atoms], model.cutoff)
-    fast = model.eval()(graph)
+    with kernels():
+        fast = model.eval()(graph)
     plain = {key: value.detach() for key, value in model.train()(graph).items()}
     for key in ("energy", "forces", "stress"):
         assert torch.allclose(fast[key], plain[key], rtol=0, atol=1e-12), key

@@ -1,0 +1,50 @@
+"""Where one eager call of the published-size Geodite spends its time (issue 32): torch.profiler over one
+energy + forces + stress call on diamond Si, after a warm-up call, self time per operator.
+
+    python benchmarks/profile_eager.py --atoms 216 --threads 2 [--kernels python]
+
+``--kernels python`` profiles fused.py's Python kernels (the eager path before the C++ kernels). Prints the
+operators by self time; the geodite:: rows are the C++ kernels (their autograd wrappers, named
+``GeneratedBackwardFor_geodite_*``, hold the forward operators' time). Timing needs an idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import time
+
+import torch
+from ase.calculators.calculator import all_changes
+
+from geodite.custom_ops import python_kernels
+from geodite.tasks.speed import crystal, geodite_published
+
+PROPERTIES = ["energy", "forces", "stress"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--atoms", type=int, default=216)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--kernels", choices=("auto", "python"), default="auto")
+    parser.add_argument("--rows", type=int, default=25)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    calculator = geodite_published("cpu", args.dtype)
+    atoms = crystal("si", args.atoms)
+    with python_kernels() if args.kernels == "python" else contextlib.nullcontext():
+        calculator.calculate(atoms, PROPERTIES, all_changes)  # warm-up (builds the kernels' library if needed)
+        start = time.perf_counter()
+        calculator.calculate(atoms, PROPERTIES, all_changes)
+        seconds = time.perf_counter() - start
+        with torch.profiler.profile() as profile:
+            calculator.calculate(atoms, PROPERTIES, all_changes)
+    print(f"{len(atoms)} atoms, {args.threads} threads, {args.dtype}, kernels={args.kernels}: {seconds:.3f} s per call "
+          f"unprofiled ({len(atoms) / seconds:.0f} atom-steps/s)")
+    print(profile.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.rows, max_name_column_width=60))
+
+
+if __name__ == "__main__":
+    main()
