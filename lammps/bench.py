@@ -47,14 +47,14 @@ def ase_seconds_per_step(model: str, dtype: str, n_atoms: int, steps: int) -> fl
 
 def lammps_seconds_per_step(executable: Path, package: Path, n_atoms: int, steps: int, ranks: int,
                             threads: int, per_atom_virial: bool = False) -> tuple[float, float]:
-    """Seconds per step and the largest rank's peak resident memory (GB)."""
+    """Seconds per step and the largest rank's peak resident memory (GB); ``threads`` torch threads per rank."""
     md = (PER_ATOM_VIRIAL if per_atom_virial else "") + MD.format(steps=steps)
     with tempfile.TemporaryDirectory() as directory:
         wrapper = Path(directory) / "lmp_timed"  # each rank under GNU time, its peak RSS (kB) into rss.PID
         wrapper.write_text(f'#!/bin/sh\nexec /usr/bin/time -f %M -o "rss.$$" {Path(executable).resolve()} "$@"\n')
         wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
         result = run_pair_style(wrapper, package, crystal("si", n_atoms), ["Si"], Path(directory) / "run",
-                                ranks=ranks, md=md, thermo_every=steps, threads=max(1, threads // ranks))
+                                ranks=ranks, md=md, thermo_every=steps, threads=threads)
         peaks = [int(path.read_text().split()[-1]) for path in (Path(directory) / "run").glob("rss.*")]
     return result.loop_seconds[-1] / steps, max(peaks) / 1e6
 
@@ -72,6 +72,8 @@ def main() -> None:
     parser.add_argument("--engines", default="ase,lammps",
                         help="of ase (eager), ase-exported (the package), lammps, lammps-virial (per-atom virials)")
     parser.add_argument("--threads", type=int, default=2, help="cores in all: torch threads = threads / ranks")
+    parser.add_argument("--threads-per-rank", type=int, default=0,
+                        help="torch threads of each LAMMPS rank (default: threads / ranks)")
     parser.add_argument("--repeats", type=int, default=1, help="alternate all engines this many times")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -90,10 +92,11 @@ def main() -> None:
             for engine in (e for e in ("lammps", "lammps-virial") if e in engines):
                 for ranks in (int(r) for r in args.ranks.split(",")):
                     for package in packages:
+                        per_rank = args.threads_per_rank or max(1, args.threads // ranks)
                         seconds, peak = lammps_seconds_per_step(args.executable, package, n, args.steps, ranks,
-                                                                args.threads, per_atom_virial=engine == "lammps-virial")
+                                                                per_rank, per_atom_virial=engine == "lammps-virial")
                         print(f"| LAMMPS pair_style geodite{' + stress/atom' if engine == 'lammps-virial' else ''} "
-                              f"({package.name}) | {atoms} | {ranks} x {max(1, args.threads // ranks)} "
+                              f"({package.name}) | {atoms} | {ranks} x {per_rank} "
                               f"| {seconds:.3f} | {atoms / seconds:.0f} | {peak:.2f} |", flush=True)
 
 
