@@ -93,7 +93,7 @@ def split_domains(atoms: Atoms, cutoff: float, parts: int, dtype: torch.dtype = 
                 row_shift.append(np.asarray(key[1], dtype=float))
             edge_rows.append((rows[key], rows[(int(receivers[e]), (0, 0, 0))]))
         row_positions = positions[row_owner] + np.asarray(row_shift).reshape(-1, 3) @ cell
-        edge_index = np.asarray(edge_rows, dtype=np.int64).reshape(-1, 2).T
+        edge_index = np.ascontiguousarray(np.asarray(edge_rows, dtype=np.int64).reshape(-1, 2).T)  # compiled stages read contiguous inputs
         vectors = row_positions[edge_index[0]] - row_positions[edge_index[1]]
         domains.append(Domain(torch.as_tensor(np.asarray(row_owner, dtype=np.int64)), len(owned),
                               torch.as_tensor(atoms.numbers[row_owner], dtype=torch.long),

@@ -336,10 +336,11 @@ def load_stages(path: str | Path) -> tuple[list, list]:
     if package.format < 4:
         raise ExportError(f"{path} is package format {package.format}, without stages: export it again with "
                           "geodite export")
+    from torch._inductor.package import load_package
+
     count = int(package.runner.get_metadata()["stages"])
-    load = torch._inductor.aoti_load_package
-    return ([load(str(path), model_name=f"stage{k}") for k in range(count)],
-            [load(str(path), model_name=f"stage{k}_vjp") for k in range(count)])
+    return ([load_package(str(path), f"stage{k}") for k in range(count)],
+            [load_package(str(path), f"stage{k}_vjp") for k in range(count)])
 
 
 def export_key(model: Geodite, dtype: str, compute_stress: bool, kernels: str = "ops") -> str:
