@@ -32,6 +32,14 @@ them; format 3 packages call the ``geodite::`` operators, named by the ``kernels
 Per-atom virials (LAMMPS's sign, W = Σ r ⊗ F): W_i = −½ Σ_{edges e touching i} r_e ⊗ ∂E/∂r_e, half of each
 edge's term to each end, row index from r. They sum to the virial of the structure, −stress × volume if
 periodic, and with ghost copies (LAMMPS domains) the copies of an atom sum to its periodic W_i.
+
+Format 4 packages hold, besides that function (the package's model ``model``), the model cut into its L + 2
+stages (``geodite.model.stages``) for domains that exchange node features between stages (``pair_style
+geodite``, ``geodite.domains``): models ``stage0`` … ``stage{L+1}`` (the stage's forward function) and
+``stage0_vjp`` … (its vector–Jacobian product, ``geodite.domains.StageVjpFn``, which recomputes the stage's
+forward pass), with the metadata keys ``stages`` (L + 2) and ``num_channels`` (F). Their inputs: vectors [E, 3]
+Å (receiver to sender), z [N] long, edge_index [2, E] long, (vjp: local [N]), h [N, F], X [N, 8, F], t [E, F],
+(vjp: grad_h, grad_X, grad_t of the same shapes).
 """
 
 from __future__ import annotations
@@ -50,16 +58,20 @@ from ase.build import bulk
 from torch import Tensor, nn
 
 from geodite.custom_ops import SOURCE, compiled_kernels, load_library
+from geodite.domains import StageVjp, edge_forces_and_virials
 from geodite.graph import DTYPES, AtomGraph, build_graph
 from geodite.model import Geodite
+from geodite.model.harmonics import NUM_STEERABLE
 from geodite.model.ops import edge_vectors, scatter_sum
+from geodite.model.stages import Stage
 
 INPUT_NAMES = ("positions", "cell", "pbc", "z", "batch", "edge_index", "shifts", "local")
 OUTPUT_NAMES = ("energy", "atomic_energies", "forces", "stress", "atomic_virials")
 METADATA_KEYS = ("cutoff", "num_layers", "max_z", "dtype", "stress", "elements")
 #: version of what a package needs from its reader: 1 had no atomic_virials and no ``format`` key; 2 adds them;
-#: 3 (``kernels`` = ``ops``) calls the ``geodite::`` custom operators, which the reader must load first
-PACKAGE_FORMAT = 3
+#: 3 (``kernels`` = ``ops``) calls the ``geodite::`` custom operators, which the reader must load first;
+#: 4 adds the stages and their vector–Jacobian products (either kernels; ``kernels`` says which)
+PACKAGE_FORMAT = 4
 #: the implementations of the edge-chunked kernels an export can use (module docstring)
 KERNELS = ("ops", "plain")
 
@@ -78,16 +90,7 @@ class ExportableGeodite(nn.Module):
 
     def __init__(self, model: Geodite, compute_stress: bool = True, kernels: str = "ops"):
         super().__init__()
-        if kernels not in KERNELS:
-            raise ExportError(f"kernels must be one of {', '.join(KERNELS)}, not {kernels!r}")
-        model = copy.deepcopy(model).eval()
-        with torch.no_grad():
-            vacuum = model.vacuum_features()
-        if kernels == "plain":
-            for interaction in model.interactions:
-                interaction.attn_dropout = 0.0
-            model.train()
-        self.model = model
+        self.model, vacuum = prepared_model(model, kernels)
         self.register_buffer("vacuum", vacuum)
         self.compute_stress = compute_stress
         self.kernels = kernels
@@ -96,21 +99,35 @@ class ExportableGeodite(nn.Module):
                 shifts: Tensor, local: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """The package's function (module docstring): energy, atomic energies, forces, stress, atomic virials."""
         num_atoms, num_structures = positions.shape[0], cell.shape[0]
-        sender, receiver = edge_index
+        receiver = edge_index[1]
         vectors = edge_vectors(positions, cell, batch, edge_index, shifts).detach().requires_grad_(True)
         with compiled_kernels() if self.kernels == "ops" else contextlib.nullcontext():
             atomic = self.model.atomic_energies(z, edge_index, vectors, self.vacuum) * local
         energy = scatter_sum(atomic, batch, num_structures)
         (gradients,) = torch.autograd.grad(energy.sum(), [vectors], materialize_grads=True)  # ∂E/∂r_e [E, 3] eV/Å
-        forces = scatter_sum(gradients, receiver, num_atoms) - scatter_sum(gradients, sender, num_atoms)
-        edge_virials = -vectors.detach().unsqueeze(-1) * gradients.unsqueeze(-2)  # [E, 3, 3] eV
-        atomic_virials = 0.5 * (scatter_sum(edge_virials, sender, num_atoms)
-                                + scatter_sum(edge_virials, receiver, num_atoms))
+        forces, atomic_virials = edge_forces_and_virials(vectors.detach(), gradients, edge_index, num_atoms)
         if self.compute_stress:
+            edge_virials = -vectors.detach().unsqueeze(-1) * gradients.unsqueeze(-2)  # [E, 3, 3] eV
             stress = virial_stress(scatter_sum(edge_virials, batch[receiver], num_structures), cell, pbc)
         else:
             stress = torch.zeros_like(cell)
         return energy.detach(), atomic.detach(), forces, stress, atomic_virials
+
+
+def prepared_model(model: Geodite, kernels: str) -> tuple[Geodite, Tensor]:
+    """A copy of ``model`` as an export runs it, and its vacuum table [max_z, L, F]: in evaluation mode
+    (``ops``: the edge-chunked kernels, which ``compiled_kernels`` turns into the ``geodite::`` operators), or
+    in training mode with attention dropout off (``plain``: plain autograd kernels)."""
+    if kernels not in KERNELS:
+        raise ExportError(f"kernels must be one of {', '.join(KERNELS)}, not {kernels!r}")
+    model = copy.deepcopy(model).eval()
+    with torch.no_grad():
+        vacuum = model.vacuum_features()
+    if kernels == "plain":
+        for interaction in model.interactions:
+            interaction.attn_dropout = 0.0
+        model.train()
+    return model, vacuum
 
 
 def virial_stress(virial: Tensor, cell: Tensor, pbc: Tensor) -> Tensor:
@@ -162,14 +179,49 @@ def export_program(model: Geodite, dtype: str = "float64", compute_stress: bool 
     return torch.export.export(traced, example, dynamic_shapes=dynamic, strict=False)
 
 
+def stage_inputs(model: Geodite, dtype: torch.dtype, vjp: bool) -> tuple[Tensor, ...]:
+    """Example inputs of a stage (or of its vector–Jacobian product) on ``example_graph``'s edges, with random
+    features."""
+    graph = example_graph(model.cutoff, dtype)
+    vectors = edge_vectors(graph.positions, graph.cell, graph.batch, graph.edge_index, graph.shifts)
+    atoms, edges, channels = graph.positions.shape[0], graph.edge_index.shape[1], model.config.num_channels
+    generator = torch.Generator().manual_seed(0)
+    features = [torch.randn(shape, generator=generator, dtype=dtype)
+                for shape in ((atoms, channels), (atoms, NUM_STEERABLE, channels), (edges, channels))]
+    if not vjp:
+        return (vectors, graph.z, graph.edge_index, *features)
+    cotangents = [torch.randn(x.shape, generator=generator, dtype=dtype) for x in features]
+    return (vectors, graph.z, graph.edge_index, torch.ones(atoms, dtype=dtype), *features, *cotangents)
+
+
+def stage_program(model: Geodite, index: int, vjp: bool, dtype: str = "float64",
+                  kernels: str = "ops") -> torch.export.ExportedProgram:
+    """torch.export of stage ``index`` of ``model`` (or of its vector–Jacobian product) with dynamic atoms and
+    edges, traced by make_fx like the whole graph (the product's autograd unrolled)."""
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    prepared, vacuum = prepared_model(model.to(DTYPES[dtype]), kernels)
+    module: nn.Module = Stage(prepared, vacuum, index)
+    if vjp:
+        module = StageVjp(module)
+    example = stage_inputs(model, DTYPES[dtype], vjp)
+    with compiled_kernels() if kernels == "ops" else contextlib.nullcontext():
+        traced = make_fx(module, tracing_mode="symbolic", _allow_non_fake_inputs=True)(*example)
+    atoms, edges = torch.export.Dim("atoms", min=0), torch.export.Dim("edges", min=0)
+    features = ({0: atoms}, {0: atoms}, {0: edges})
+    dynamic = ({0: edges}, {0: atoms}, {1: edges}, *(({0: atoms},) if vjp else ()), *features,
+               *(features if vjp else ()))
+    return torch.export.export(traced, example, dynamic_shapes=dynamic, strict=False)
+
+
 def package_metadata(model: Geodite, dtype: str, compute_stress: bool, kernels: str) -> dict[str, str]:
-    """What a loader needs besides the function: cutoff (Å), layers, max_z, dtype, stress, supported Z, the
-    kernels and the package format (3 if it calls the ``geodite::`` operators, else 2)."""
+    """What a loader needs besides the functions: cutoff (Å), layers, channels, stages, max_z, dtype, stress,
+    supported Z, the kernels and the package format."""
     elements = [z for z, ok in enumerate(model.supported_elements()) if ok]
     return {"cutoff": repr(float(model.cutoff)), "num_layers": str(model.config.num_layers),
+            "num_channels": str(model.config.num_channels), "stages": str(model.config.num_layers + 2),
             "max_z": str(model.config.max_z), "dtype": dtype, "stress": str(int(compute_stress)),
-            "elements": ",".join(map(str, elements)), "kernels": kernels,
-            "format": str(PACKAGE_FORMAT if kernels == "ops" else 2)}
+            "elements": ",".join(map(str, elements)), "kernels": kernels, "format": str(PACKAGE_FORMAT)}
 
 
 @dataclass
@@ -182,19 +234,28 @@ class ExportReport:
 
 def export_model(model: Geodite, out: Path, dtype: str = "float64", compute_stress: bool = True,
                  kernels: str = "ops") -> ExportReport:
-    """Write ``model`` as an AOTInductor package to ``out`` (.pt2) with the ``kernels`` of KERNELS. Takes
-    minutes (C++ compilation)."""
+    """Write ``model`` as an AOTInductor package to ``out`` (.pt2) with the ``kernels`` of KERNELS: the whole
+    graph (``model``) and the stages with their vector–Jacobian products. Takes minutes (C++ compilation)."""
+    from torch._inductor.package import package_aoti
+
     out = Path(out)
     if out.suffix != ".pt2":
         raise ExportError(f"the package name must end in .pt2, not {out.name!r}")
     start = time.perf_counter()
     with quiet_compiler():
-        program = export_program(model, dtype, compute_stress, kernels)
+        programs = {"model": export_program(model, dtype, compute_stress, kernels)}
+        for index in range(model.config.num_layers + 2):
+            for vjp in (False, True):
+                programs[f"stage{index}{'_vjp' if vjp else ''}"] = stage_program(model, index, vjp, dtype, kernels)
+        options = {"aot_inductor.package": True,
+                   "aot_inductor.metadata": package_metadata(model, dtype, compute_stress, kernels)}
+        files = {}
+        for name, program in programs.items():
+            args, kwargs = program.example_inputs
+            files[name] = torch._inductor.aot_compile(program.module(check_guards=False), args, kwargs,
+                                                      options=dict(options))
         out.parent.mkdir(parents=True, exist_ok=True)
-        metadata = package_metadata(model, dtype, compute_stress, kernels)
-        torch._inductor.aoti_compile_and_package(
-            program, package_path=str(out), inductor_configs={"aot_inductor.metadata": metadata}
-        )
+        package_aoti(str(out), files)
     return ExportReport(out, time.perf_counter() - start, out.stat().st_size / 1e6)
 
 
@@ -294,6 +355,20 @@ class ExportedGeodite(nn.Module):
 def load_exported(path: str | Path) -> ExportedGeodite:
     """Load a package written by ``export_model`` (``geodite export``)."""
     return ExportedGeodite(path)
+
+
+def load_stages(path: str | Path) -> tuple[list, list]:
+    """The stages of a format-4 package and their vector–Jacobian products, as callables for
+    ``geodite.domains.run_domains`` (what pair_style geodite runs, here from Python)."""
+    package = ExportedGeodite(path)  # checks the package and loads the kernels it calls
+    if package.format < 4:
+        raise ExportError(f"{path} is package format {package.format}, without stages: export it again with "
+                          "geodite export")
+    from torch._inductor.package import load_package
+
+    count = int(package.runner.get_metadata()["stages"])
+    return ([load_package(str(path), f"stage{k}") for k in range(count)],
+            [load_package(str(path), f"stage{k}_vjp") for k in range(count)])
 
 
 def export_key(model: Geodite, dtype: str, compute_stress: bool, kernels: str = "ops") -> str:

@@ -212,7 +212,7 @@ def run_pair_style(executable: Path, package: Path, atoms: Atoms, elements: list
     if done.returncode != 0:
         raise RuntimeError(f"LAMMPS failed ({done.returncode}): {done.stdout[-2000:]} {done.stderr[-2000:]} {log[-2000:]}")
     loop_seconds = [float(m) for m in re.findall(r"Loop time of (\S+) on", log)]
-    return LammpsResult(thermo_rows(log), np.loadtxt(directory / "final.dump", skiprows=9)[:, 1:], read_back,
+    return LammpsResult(thermo_rows(log), np.loadtxt(directory / "final.dump", skiprows=9, ndmin=2)[:, 1:], read_back,
                         loop_seconds, log)
 
 

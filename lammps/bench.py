@@ -5,13 +5,16 @@ or the exported package).
 
 All run NVE from the same Si crystal at 300 K (1 fs); the first step (set-up, neighbour lists, warm-up)
 is excluded. Prints one markdown row per (engine, package, atoms, ranks): seconds per step, atom-steps per
-second. Several packages (``--package A.pt2,B.pt2``) are timed in turn in each row group; engine
-``lammps-virial`` is LAMMPS computing per-atom virials every step (``compute stress/atom``).
+second, and for LAMMPS the peak resident memory of its largest rank (GNU time's %M, each rank wrapped). Several
+packages (``--package A.pt2,B.pt2``) are timed in turn in each row group; engine ``lammps-virial`` is LAMMPS
+computing per-atom virials every step (``compute stress/atom``). ``--repeats R`` alternates the engines R times
+(ratios of alternated runs are what a shared machine can still compare).
 """
 
 from __future__ import annotations
 
 import argparse
+import stat
 import tempfile
 import time
 from pathlib import Path
@@ -43,12 +46,17 @@ def ase_seconds_per_step(model: str, dtype: str, n_atoms: int, steps: int) -> fl
 
 
 def lammps_seconds_per_step(executable: Path, package: Path, n_atoms: int, steps: int, ranks: int,
-                            threads: int, per_atom_virial: bool = False) -> float:
+                            threads: int, per_atom_virial: bool = False) -> tuple[float, float]:
+    """Seconds per step and the largest rank's peak resident memory (GB); ``threads`` torch threads per rank."""
     md = (PER_ATOM_VIRIAL if per_atom_virial else "") + MD.format(steps=steps)
     with tempfile.TemporaryDirectory() as directory:
-        result = run_pair_style(executable, package, crystal("si", n_atoms), ["Si"], Path(directory), ranks=ranks,
-                                md=md, thermo_every=steps, threads=max(1, threads // ranks))
-    return result.loop_seconds[-1] / steps
+        wrapper = Path(directory) / "lmp_timed"  # each rank under GNU time, its peak RSS (kB) into rss.PID
+        wrapper.write_text(f'#!/bin/sh\nexec /usr/bin/time -f %M -o "rss.$$" {Path(executable).resolve()} "$@"\n')
+        wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
+        result = run_pair_style(wrapper, package, crystal("si", n_atoms), ["Si"], Path(directory) / "run",
+                                ranks=ranks, md=md, thermo_every=steps, threads=threads)
+        peaks = [int(path.read_text().split()[-1]) for path in (Path(directory) / "run").glob("rss.*")]
+    return result.loop_seconds[-1] / steps, max(peaks) / 1e6
 
 
 def main() -> None:
@@ -64,26 +72,32 @@ def main() -> None:
     parser.add_argument("--engines", default="ase,lammps",
                         help="of ase (eager), ase-exported (the package), lammps, lammps-virial (per-atom virials)")
     parser.add_argument("--threads", type=int, default=2, help="cores in all: torch threads = threads / ranks")
+    parser.add_argument("--threads-per-rank", type=int, default=0,
+                        help="torch threads of each LAMMPS rank (default: threads / ranks)")
+    parser.add_argument("--repeats", type=int, default=1, help="alternate all engines this many times")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     engines, packages = args.engines.split(","), [Path(p) for p in args.package.split(",")]
-    print("| engine | atoms | MPI ranks x threads | s/step | atom-steps/s |\n|---|---|---|---|---|", flush=True)
+    print("| engine | atoms | MPI ranks x threads | s/step | atom-steps/s | peak GB per rank |\n"
+          "|---|---|---|---|---|---|", flush=True)
     for n in (int(s) for s in args.sizes.split(",")):
         atoms = len(crystal("si", n))
-        models = [("ase", args.model)] + [("ase-exported", str(package)) for package in packages]
-        for engine, model in models:
-            if engine in engines:
-                seconds = ase_seconds_per_step(model, args.dtype, n, args.steps)
-                print(f"| ASE + GeoditeCalculator({model}) | {atoms} | 1 x {args.threads} | {seconds:.3f} "
-                      f"| {atoms / seconds:.0f} |", flush=True)
-        for engine in (e for e in ("lammps", "lammps-virial") if e in engines):
-            for ranks in (int(r) for r in args.ranks.split(",")):
-                for package in packages:
-                    seconds = lammps_seconds_per_step(args.executable, package, n, args.steps, ranks, args.threads,
-                                                      per_atom_virial=engine == "lammps-virial")
-                    print(f"| LAMMPS pair_style geodite{' + stress/atom' if engine == 'lammps-virial' else ''} "
-                          f"({package.name}) | {atoms} | {ranks} x {max(1, args.threads // ranks)} | {seconds:.3f} "
-                          f"| {atoms / seconds:.0f} |", flush=True)
+        for _ in range(args.repeats):
+            models = [("ase", args.model)] + [("ase-exported", str(package)) for package in packages]
+            for engine, model in models:
+                if engine in engines:
+                    seconds = ase_seconds_per_step(model, args.dtype, n, args.steps)
+                    print(f"| ASE + GeoditeCalculator({model}) | {atoms} | 1 x {args.threads} | {seconds:.3f} "
+                          f"| {atoms / seconds:.0f} | |", flush=True)
+            for engine in (e for e in ("lammps", "lammps-virial") if e in engines):
+                for ranks in (int(r) for r in args.ranks.split(",")):
+                    for package in packages:
+                        per_rank = args.threads_per_rank or max(1, args.threads // ranks)
+                        seconds, peak = lammps_seconds_per_step(args.executable, package, n, args.steps, ranks,
+                                                                per_rank, per_atom_virial=engine == "lammps-virial")
+                        print(f"| LAMMPS pair_style geodite{' + stress/atom' if engine == 'lammps-virial' else ''} "
+                              f"({package.name}) | {atoms} | {ranks} x {per_rank} "
+                              f"| {seconds:.3f} | {atoms / seconds:.0f} | {peak:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <unordered_map>
 #include <cstring>
 #include <string>
 
@@ -55,7 +56,6 @@ PairGeodite::PairGeodite(LAMMPS *lmp) : Pair(lmp)
   restartinfo = 0;
   one_coeff = 1;
   manybody_flag = 1;
-  ghostneigh = 1;
   centroidstressflag = CENTROID_AVAIL;    // cvatom: the full (non-symmetric) per-atom virial
 }
 
@@ -64,7 +64,6 @@ PairGeodite::~PairGeodite()
   if (allocated) {
     memory->destroy(setflag);
     memory->destroy(cutsq);
-    memory->destroy(cutghost);
   }
 }
 
@@ -74,7 +73,6 @@ void PairGeodite::allocate()
   const int n = atom->ntypes;
   memory->create(setflag, n + 1, n + 1, "pair:setflag");
   memory->create(cutsq, n + 1, n + 1, "pair:cutsq");
-  memory->create(cutghost, n + 1, n + 1, "pair:cutghost");
   for (int i = 1; i <= n; i++)
     for (int j = i; j <= n; j++) setflag[i][j] = 0;
 }
@@ -92,28 +90,42 @@ void PairGeodite::coeff(int narg, char **arg)
     error->all(FLERR, "pair_coeff * * MODEL.pt2 followed by one element symbol per atom type ({} types)", ntypes);
   if (strcmp(arg[0], "*") != 0 || strcmp(arg[1], "*") != 0)
     error->all(FLERR, "pair_coeff for geodite must be '* * MODEL.pt2 ELEMENTS...'");
+  // format 4: the stages stage0..stage{S-1} and their vector-Jacobian products stage{k}_vjp (geodite/export.py);
+  // packages of format 3 and older hold one graph over a (layers + 1)-cutoff ghost shell, which this pair style
+  // no longer runs
+  std::unordered_map<std::string, std::string> metadata;
   try {
-    model = std::make_unique<torch::inductor::AOTIModelPackageLoader>(arg[2]);
+    metadata = torch::inductor::AOTIModelPackageLoader::load_metadata_from_package(arg[2], "model");
   } catch (const std::exception &e) {
-    // format 3 packages call Geodite's kernels: lmp_geodite links them; a LAMMPS built otherwise must too
-    const bool kernels = std::string(e.what()).find("geodite::") != std::string::npos;
-    error->all(FLERR, "pair geodite: cannot load {}: {}{}", arg[2], e.what(),
-               kernels ? " (link Geodite's kernels, geodite/csrc/fused_ops.cpp: docs/lammps.md)" : "");
+    error->all(FLERR, "pair geodite: cannot read {}: {}", arg[2], e.what());
   }
-  auto metadata = model->get_metadata();
   for (const char *key : {"cutoff", "num_layers", "dtype", "elements"})
     if (metadata.find(key) == metadata.end())
       error->all(FLERR, "pair geodite: {} is not a Geodite package (no '{}' in its metadata)", arg[2], key);
-  // format 1 (no 'format' key): energies and forces only; 2 adds the per-atom virials; 3 calls the geodite::
-  // operators, which are registered once loaded (geodite/export.py)
-  package = arg[2];
-  package_format = metadata.count("format") ? std::stoi(metadata["format"]) : 1;
-  if (package_format > PACKAGE_FORMAT)
-    error->all(FLERR, "pair geodite: {} is package format {}, newer than this pair style reads ({})", arg[2],
-               package_format, PACKAGE_FORMAT);
+  const int format = metadata.count("format") ? std::stoi(metadata["format"]) : 1;
+  if (format != PACKAGE_FORMAT)
+    error->all(FLERR, "pair geodite: {} is package format {}, this pair style reads format {} (per-layer stages): "
+               "export it again with geodite export", arg[2], format, PACKAGE_FORMAT);
+  const int num_stages = std::stoi(metadata["stages"]);
+  stages.clear();
+  vjps.clear();
+  for (int k = 0; k < num_stages; ++k) {
+    for (const bool vjp : {false, true}) {
+      const std::string name = "stage" + std::to_string(k) + (vjp ? "_vjp" : "");
+      try {
+        (vjp ? vjps : stages).push_back(std::make_unique<torch::inductor::AOTIModelPackageLoader>(arg[2], name));
+      } catch (const std::exception &e) {
+        // packages of the ops kernels call Geodite's kernels: lmp_geodite links them; a LAMMPS built otherwise must
+        const bool kernels = std::string(e.what()).find("geodite::") != std::string::npos;
+        error->all(FLERR, "pair geodite: cannot load {} of {}: {}{}", name, arg[2], e.what(),
+                   kernels ? " (link Geodite's kernels, geodite/csrc/fused_ops.cpp: docs/lammps.md)" : "");
+      }
+    }
+  }
   cutoff = std::stod(metadata["cutoff"]);
-  num_layers = std::stoi(metadata["num_layers"]);
+  num_channels = std::stoi(metadata["num_channels"]);
   double_precision = metadata["dtype"] == "float64";
+  comm_forward = comm_reverse = 9 * num_channels;    // h (F) and X (8 F) per atom
   const std::string supported = "," + metadata["elements"] + ",";
 
   type_to_z.assign(ntypes + 1, 0);
@@ -132,34 +144,22 @@ void PairGeodite::init_style()
 {
   if (force->newton_pair == 0) error->all(FLERR, "pair style geodite requires newton pair on");
   if (strcmp(update->unit_style, "metal") != 0) error->all(FLERR, "pair style geodite requires units metal");
+  // full list of the owned atoms: every edge j -> i with i owned; ghosts (one cutoff + skin, LAMMPS's default
+  // shell) get their features from their owners after each stage
   const int request = neighbor->request(this, instance_me);
   neighbor->requests[request]->half = 0;
   neighbor->requests[request]->full = 1;
-  neighbor->requests[request]->ghost = 1;
-  // every owned atom's energy is exact if the ghosts reach (layers + 1) cutoffs: one per message-passing
-  // step (node embedding, then each layer), plus the skin atoms may move by between neighbour builds
-  const double ghost_cutoff = (num_layers + 1) * cutoff + neighbor->skin;
-  if (comm->cutghostuser < ghost_cutoff) {
-    comm->cutghostuser = ghost_cutoff;
-    if (comm->me == 0)
-      utils::logmesg(lmp, "pair geodite: ghost cutoff {:.3f} A = ({} layers + 1) x {:.3f} A + skin\n",
-                     ghost_cutoff, num_layers, cutoff);
-  }
 }
 
 double PairGeodite::init_one(int i, int j)
 {
   if (setflag[i][j] == 0) error->all(FLERR, "pair geodite: all pair coeffs are not set");
-  cutghost[i][j] = cutghost[j][i] = cutoff;
   return cutoff;
 }
 
 void PairGeodite::compute(int eflag, int vflag)
 {
   ev_init(eflag, vflag);
-  if ((vflag_atom || cvflag_atom) && package_format < 2)
-    error->all(FLERR, "pair geodite: {} has no per-atom virials (package format {}): export it again with "
-               "geodite export", package, package_format);
 
   double **x = atom->x;
   double **f = atom->f;
@@ -168,10 +168,10 @@ void PairGeodite::compute(int eflag, int vflag)
   const int nall = nlocal + atom->nghost;
   const double cutoff_squared = cutoff * cutoff;
 
-  // edges j -> i of every owned and ghost atom i within the cutoff (the list holds cutoff + skin)
+  // edges j -> i of every owned atom i within the cutoff (the list holds cutoff + skin); r = x_j - x_i
   std::vector<int64_t> senders, receivers;
-  const int num_lists = list->inum + list->gnum;
-  for (int ii = 0; ii < num_lists; ++ii) {
+  std::vector<double> vectors_data;
+  for (int ii = 0; ii < list->inum; ++ii) {
     const int i = list->ilist[ii];
     const int *neighbours = list->firstneigh[i];
     for (int jj = 0; jj < list->numneigh[i]; ++jj) {
@@ -180,6 +180,7 @@ void PairGeodite::compute(int eflag, int vflag)
       if (dx * dx + dy * dy + dz * dz < cutoff_squared) {
         senders.push_back(j);
         receivers.push_back(i);
+        vectors_data.insert(vectors_data.end(), {dx, dy, dz});
       }
     }
   }
@@ -187,47 +188,154 @@ void PairGeodite::compute(int eflag, int vflag)
   const auto dtype = double_precision ? torch::kFloat64 : torch::kFloat32;
   const auto longs = torch::TensorOptions().dtype(torch::kInt64);
   const auto reals = torch::TensorOptions().dtype(dtype);
+  const int64_t F = num_channels;
 
-  auto positions = torch::from_blob(x[0], {nall, 3}, torch::kFloat64).to(dtype).clone();
+  auto vectors = torch::from_blob(vectors_data.data(), {num_edges, 3}, torch::kFloat64).to(dtype).clone();
   auto z = torch::empty({nall}, longs);
   auto *z_data = z.data_ptr<int64_t>();
   for (int i = 0; i < nall; ++i) z_data[i] = type_to_z[type[i]];
   auto local = torch::zeros({nall}, reals);
   local.slice(0, 0, nlocal).fill_(1.0);
-  auto edge_index = torch::stack({torch::tensor(senders, longs), torch::tensor(receivers, longs)});
-  std::vector<at::Tensor> inputs = {
-      positions,                                       // [N, 3] Angstrom
-      torch::zeros({1, 3, 3}, reals),                  // cell: ghosts are explicit, no periodic images
-      torch::zeros({1, 3}, torch::TensorOptions().dtype(torch::kBool)),
-      z,
-      torch::zeros({nall}, longs),                     // batch: one structure
-      edge_index.reshape({2, num_edges}),
-      torch::zeros({num_edges, 3}, reals),             // shifts
-      local};
-  auto outputs = model->run(inputs);
-  const auto atomic = outputs[1].to(torch::kFloat64).contiguous();
-  const auto forces = outputs[2].to(torch::kFloat64).contiguous();
-  const double *force_data = forces.data_ptr<double>();
-  for (int i = 0; i < nall; ++i)
-    for (int k = 0; k < 3; ++k) f[i][k] += force_data[3 * i + k];
-  if (eflag_global) eng_vdwl += outputs[0].to(torch::kFloat64).item<double>();
-  if (eflag_atom) {
-    const double *atomic_data = atomic.data_ptr<double>();
-    for (int i = 0; i < nlocal; ++i) eatom[i] += atomic_data[i];
+  auto edge_index = torch::stack({torch::tensor(senders, longs), torch::tensor(receivers, longs)})
+                        .reshape({2, num_edges});
+
+  // forward: stage by stage, the owners' features to their ghosts after each (the last stage's are not used)
+  const int num_stages = static_cast<int>(stages.size());
+  std::vector<std::vector<at::Tensor>> saved;    // each stage's h, X, t inputs, for its VJP
+  at::Tensor h = torch::zeros({nall, F}, reals), X = torch::zeros({nall, 8, F}, reals);
+  at::Tensor t = torch::zeros({num_edges, F}, reals);
+  at::Tensor atomic = torch::zeros({nall}, reals);
+  for (int k = 0; k < num_stages; ++k) {
+    saved.push_back({h, X, t});
+    if (nlocal == 0) continue;    // nothing owned, no edges: zero rows, but the exchanges below still take part
+    auto out = stages[k]->run({vectors, z, edge_index, h, X, t});
+    atomic = atomic + out[0];
+    h = out[1].contiguous();
+    X = out[2].contiguous();
+    t = out[3];
+    if (k + 1 < num_stages) exchange(h, X, k > 0, false);    // stage 0's X is zero everywhere
   }
-  if (vflag_atom || cvflag_atom) tally_atomic_virials(outputs[4].to(torch::kFloat64).contiguous(), nall);
+  if (nlocal == 0) for (int k = 0; k + 1 < num_stages; ++k) exchange(h, X, k > 0, false);
+
+  // backward: each stage's VJP, then the ghosts' feature gradients to their owners
+  at::Tensor grad_vectors = torch::zeros({num_edges, 3}, reals);
+  at::Tensor grad_h = torch::zeros({nall, F}, reals), grad_X = torch::zeros({nall, 8, F}, reals);
+  at::Tensor grad_t = torch::zeros({num_edges, F}, reals);
+  for (int k = num_stages - 1; k > 0; --k) {
+    if (nlocal > 0) {
+      auto out = vjps[k]->run({vectors, z, edge_index, local, saved[k][0], saved[k][1], saved[k][2], grad_h,
+                               grad_X, grad_t});
+      grad_vectors = grad_vectors + out[0];
+      grad_h = out[1].contiguous();
+      grad_X = out[2].contiguous();
+      grad_t = out[3];
+    }
+    exchange(grad_h, grad_X, k > 1, true);    // stage 1's X input is stage 0's constant zero
+  }
+  if (nlocal > 0)
+    grad_vectors = grad_vectors + vjps[0]->run({vectors, z, edge_index, local, saved[0][0], saved[0][1],
+                                                saved[0][2], grad_h, grad_X, grad_t})[0];
+
+  // forces and per-atom virials from dE/dr of every edge: receiver +g, sender -g; W = -r (x) g, half to each end
+  const auto gradients = grad_vectors.to(torch::kFloat64).contiguous();
+  const double *g = gradients.data_ptr<double>();
+  const bool atomic_virials = vflag_atom || cvflag_atom;
+  const int rows[9] = {0, 1, 2, 0, 0, 1, 1, 2, 2}, columns[9] = {0, 1, 2, 1, 2, 2, 0, 0, 1};
+  for (int64_t e = 0; e < num_edges; ++e) {
+    const int i = static_cast<int>(receivers[e]), j = static_cast<int>(senders[e]);
+    for (int a = 0; a < 3; ++a) {
+      f[i][a] += g[3 * e + a];
+      f[j][a] -= g[3 * e + a];
+    }
+    if (!atomic_virials) continue;
+    const double *r = &vectors_data[3 * e];
+    for (int k = 0; k < 9; ++k) {
+      const double half = -0.5 * r[rows[k]] * g[3 * e + columns[k]];
+      if (vflag_atom && k < 6) {
+        vatom[i][k] += half;
+        vatom[j][k] += half;
+      }
+      if (cvflag_atom) {
+        cvatom[i][k] += half;
+        cvatom[j][k] += half;
+      }
+    }
+  }
+  const auto energies = atomic.to(torch::kFloat64).contiguous();
+  const double *e_data = energies.data_ptr<double>();
+  for (int i = 0; i < nlocal; ++i) {
+    if (eflag_global) eng_vdwl += e_data[i];
+    if (eflag_atom) eatom[i] += e_data[i];
+  }
   if (vflag_fdotr) virial_fdotr_compute();
 }
 
-/* The package's per-atom virials W [nall, 3, 3] (eV, W = sum r (x) F, half of each edge to each end) into
-   vatom (xx, yy, zz, xy, xz, yz) and cvatom (the same, then yx, zx, zy), owned and ghost atoms: compute
-   stress/atom's reverse communication adds the ghosts' shares to their owners. */
-void PairGeodite::tally_atomic_virials(const at::Tensor &virials, int nall)
+/* Forward (reverse = false): the owners' rows of h [nall, F] and, if steerable, X [nall, 8, F] to their ghost
+   rows. Reverse: the ghost rows added to their owners' rows, then zeroed. */
+void PairGeodite::exchange(at::Tensor &h, at::Tensor &X, bool steerable, bool reverse)
 {
-  const double *w = virials.data_ptr<double>();
-  const int rows[9] = {0, 1, 2, 0, 0, 1, 1, 2, 2}, columns[9] = {0, 1, 2, 1, 2, 2, 0, 0, 1};
-  for (int i = 0; i < nall; ++i) {
-    for (int k = 0; k < 6 && vflag_atom; ++k) vatom[i][k] += w[9 * i + 3 * rows[k] + columns[k]];
-    for (int k = 0; k < 9 && cvflag_atom; ++k) cvatom[i][k] += w[9 * i + 3 * rows[k] + columns[k]];
+  comm_h = &h;
+  comm_X = &X;
+  comm_steerable = steerable;
+  if (reverse) {
+    comm->reverse_comm_pair(this);
+    const int nlocal = atom->nlocal, nall = nlocal + atom->nghost;
+    h.slice(0, nlocal, nall).zero_();
+    if (steerable) X.slice(0, nlocal, nall).zero_();
+  } else {
+    comm->forward_comm_pair(this);
   }
+  comm_h = comm_X = nullptr;
+}
+
+template <typename T> int PairGeodite::pack_rows(int n, const int *rows, int first, double *buf)
+{
+  const int F = num_channels;
+  const T *h = comm_h->data_ptr<T>();
+  const T *X = comm_X->data_ptr<T>();
+  int m = 0;
+  for (int q = 0; q < n; ++q) {
+    const int row = rows ? rows[q] : first + q;
+    for (int c = 0; c < F; ++c) buf[m++] = static_cast<double>(h[static_cast<int64_t>(row) * F + c]);
+    if (comm_steerable)
+      for (int c = 0; c < 8 * F; ++c) buf[m++] = static_cast<double>(X[static_cast<int64_t>(row) * 8 * F + c]);
+  }
+  return m;
+}
+
+template <typename T> void PairGeodite::unpack_rows(int n, const int *rows, int first, const double *buf, bool add)
+{
+  const int F = num_channels;
+  T *h = comm_h->data_ptr<T>();
+  T *X = comm_X->data_ptr<T>();
+  int m = 0;
+  for (int q = 0; q < n; ++q) {
+    const int64_t row = rows ? rows[q] : first + q;
+    for (int c = 0; c < F; ++c, ++m) h[row * F + c] = static_cast<T>(add ? h[row * F + c] + buf[m] : buf[m]);
+    if (comm_steerable)
+      for (int c = 0; c < 8 * F; ++c, ++m)
+        X[row * 8 * F + c] = static_cast<T>(add ? X[row * 8 * F + c] + buf[m] : buf[m]);
+  }
+}
+
+int PairGeodite::pack_forward_comm(int n, int *list, double *buf, int, int *)
+{
+  return double_precision ? pack_rows<double>(n, list, 0, buf) : pack_rows<float>(n, list, 0, buf);
+}
+
+void PairGeodite::unpack_forward_comm(int n, int first, double *buf)
+{
+  if (double_precision) unpack_rows<double>(n, nullptr, first, buf, false);
+  else unpack_rows<float>(n, nullptr, first, buf, false);
+}
+
+int PairGeodite::pack_reverse_comm(int n, int first, double *buf)
+{
+  return double_precision ? pack_rows<double>(n, nullptr, first, buf) : pack_rows<float>(n, nullptr, first, buf);
+}
+
+void PairGeodite::unpack_reverse_comm(int n, int *list, double *buf)
+{
+  if (double_precision) unpack_rows<double>(n, list, 0, buf, true);
+  else unpack_rows<float>(n, list, 0, buf, true);
 }

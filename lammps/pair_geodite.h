@@ -1,13 +1,19 @@
-/* Geodite as a LAMMPS pair style: runs an exported AOTInductor package (geodite export) on each rank.
+/* Geodite as a LAMMPS pair style: runs an exported AOTInductor package (geodite export) on each rank, one
+   stage at a time, exchanging node features between ranks after every message-passing step.
 
-   Each rank builds one graph of its owned atoms and its ghost atoms, with the edges of LAMMPS's full
-   neighbour list (ghost neighbours included). The ghost shell is (layers + 1) x cutoff (+ skin): the
-   node embedding and every interaction layer each reach one cutoff further, so the energies of the
-   owned atoms are exact without exchanging features between ranks. Only owned atoms' energies are
-   summed; forces land on owned and ghost atoms and LAMMPS's reverse communication (newton on) adds
-   the ghosts' forces to their owners. The global virial is sum r.f over owned and ghost atoms; per-atom
-   virials (compute stress/atom, centroid/stress/atom) come from the package (format 2). Packages of format 3
-   call Geodite's edge-chunked kernels (geodite:: custom operators), which lmp_geodite links (libgeodite_ops). */
+   Each rank's graph has its owned atoms and its ghost atoms (one cutoff + skin, LAMMPS's usual shell) as
+   nodes and the edges of its owned atoms (full neighbour list) as edges, so only owned atoms have complete
+   neighbourhoods. The package's stages (geodite/model/stages.py: embedding, each layer's messages, the last
+   readout) each end where a sum over neighbours was taken; after each one the owners' node features
+   (h [F], X [8, F] per atom) are copied to their ghost rows by forward communication (pack/unpack_forward_comm),
+   so the next stage sees exact features everywhere. Backward, stage by stage in reverse, the stage's
+   vector-Jacobian product gives the gradients of the energy with respect to its edge vectors and its input
+   features, and reverse communication adds the ghost rows' feature gradients to their owners. The summed
+   edge-vector gradients give forces (owned and ghost atoms; LAMMPS's reverse communication adds the ghosts'
+   to their owners, newton on), the global virial (sum r.f) and the per-atom virials (half of each edge's
+   -r (x) dE/dr to each end: compute stress/atom, centroid/stress/atom). Serial runs are the same (periodic
+   images are ghost atoms). Package format 4 (geodite/export.py); packages of format 3 call Geodite's
+   edge-chunked kernels (geodite:: custom operators), which lmp_geodite links (libgeodite_ops). */
 
 #ifdef PAIR_CLASS
 // clang-format off
@@ -42,18 +48,25 @@ class PairGeodite : public Pair {
   void coeff(int, char **) override;
   void init_style() override;
   double init_one(int, int) override;
+  int pack_forward_comm(int, int *, double *, int, int *) override;
+  void unpack_forward_comm(int, int, double *) override;
+  int pack_reverse_comm(int, int, double *) override;
+  void unpack_reverse_comm(int, int *, double *) override;
 
  private:
   void allocate();
-  void tally_atomic_virials(const at::Tensor &virials, int nall);
-  static constexpr int PACKAGE_FORMAT = 3;  // the newest package format read (geodite/export.py)
-  std::unique_ptr<torch::inductor::AOTIModelPackageLoader> model;
+  void exchange(at::Tensor &h, at::Tensor &X, bool steerable, bool reverse);
+  template <typename T> int pack_rows(int n, const int *rows, int first, double *buf);
+  template <typename T> void unpack_rows(int n, const int *rows, int first, const double *buf, bool add);
+  static constexpr int PACKAGE_FORMAT = 4;  // the package format read (geodite/export.py): stages and their VJPs
+  std::vector<std::unique_ptr<torch::inductor::AOTIModelPackageLoader>> stages, vjps;
   std::vector<long> type_to_z;  // LAMMPS type (1-based) -> atomic number
   double cutoff = 0.0;          // model cutoff, Angstrom
-  int num_layers = 0;
+  int num_channels = 0;         // F: h has F values per atom, X 8 F
   bool double_precision = true;
-  std::string package;          // the package's path
-  int package_format = 1;       // 1: no per-atom virials
+  // the rows being exchanged: h [nall, F] and X [nall, 8, F] (contiguous, the package's dtype)
+  at::Tensor *comm_h = nullptr, *comm_X = nullptr;
+  bool comm_steerable = true;   // whether X travels too
 };
 
 }    // namespace LAMMPS_NS

@@ -105,6 +105,16 @@ class InteractionBlock(nn.Module):
     def forward(
         self, h: Tensor, X: Tensor, t: Tensor, Y: Tensor, phi: Tensor, edge_index: Tensor
     ) -> tuple[Tensor, Tensor, Tensor]:
+        h, X = self.message_passing(h, X, t, Y, phi, edge_index)
+        if self.edge_update is not None:
+            t = self.edge_update(X, t, Y, edge_index)
+        return h, X, t
+
+    def message_passing(
+        self, h: Tensor, X: Tensor, t: Tensor, Y: Tensor, phi: Tensor, edge_index: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """Steps 1-6 (norm, messages, density-normalised residual): the new (h, X) of every receiver. Rows of
+        atoms that receive no edges (ghost copies in a LAMMPS domain) are only normalised, not updated."""
         sender, receiver = edge_index[0], edge_index[1]
         num_nodes = h.shape[0]
         h, X = self.norm(h, X)
@@ -130,9 +140,4 @@ class InteractionBlock(nn.Module):
                 attention_in, filter_in, Y, q, k, values, filters, X, sender, receiver, self.num_heads
             )
         norm = scatter_sum(self.density(phi), receiver, num_nodes) + 1  # [N, 1]
-        h = h + dh / norm
-        X = X + dX / norm.unsqueeze(1)
-
-        if self.edge_update is not None:
-            t = self.edge_update(X, t, Y, edge_index)
-        return h, X, t
+        return h + dh / norm, X + dX / norm.unsqueeze(1)

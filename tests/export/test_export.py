@@ -14,8 +14,9 @@ from ase import Atoms
 from ase.build import bulk
 
 from geodite.calculator import Evaluator, GeoditeCalculator
+from geodite.domains import run_domains, split_domains
 from geodite.export import (KERNELS, OUTPUT_NAMES, PACKAGE_FORMAT, ExportableGeodite, ExportError, export_model,
-                             graph_inputs, load_exported, stored_metadata, trace)
+                             graph_inputs, load_exported, load_stages, stored_metadata, trace)
 from geodite.graph import build_graph
 from tests.export.conftest import ROOT
 
@@ -217,24 +218,41 @@ def test_package_atomic_virials_equal_the_module(exported_small, small_model, sm
 
 @pytest.mark.slow
 def test_ops_package_equals_plain_package(exported_small, exported_small_plain, small_model, small_cases):
-    """The two kernels' packages give the same numbers (float64 round-off); their metadata says which they call:
-    format 3 with the operators, 2 for the self-contained plain graph (which readers of format 2 load)."""
-    assert (stored_metadata(exported_small)["kernels"], stored_metadata(exported_small)["format"]) == ("ops", "3")
+    """The two kernels' packages give the same numbers (float64 round-off); their metadata says which they call
+    (both format 4: the stages are in either)."""
+    assert (stored_metadata(exported_small)["kernels"], stored_metadata(exported_small)["format"]) == ("ops", "4")
     assert (stored_metadata(exported_small_plain)["kernels"], stored_metadata(exported_small_plain)["format"]) == (
-        "plain", "2")
+        "plain", "4")
     graph = build_graph(small_cases, small_model.cutoff, torch.float64)
     ops, plain = load_exported(exported_small)(graph), load_exported(exported_small_plain)(graph)
-    assert load_exported(exported_small_plain).format == 2
     for key in ("energy", "forces", "stress", "atomic_virials"):
         assert torch.allclose(ops[key], plain[key], rtol=0, atol=1e-10), key
 
 
 @pytest.mark.slow
 def test_package_loads_the_kernels_itself(exported_small):
-    """A fresh process: load_exported registers the geodite:: operators before loading a format-3 package."""
+    """A fresh process: load_exported registers the geodite:: operators before loading a package that calls them."""
     code = ("import sys, torch; from geodite.export import load_exported; "
             "assert not hasattr(torch.ops.geodite, 'interaction_messages'); print(load_exported(sys.argv[1]).format)")
     result = subprocess.run([sys.executable, "-c", code, str(exported_small)], capture_output=True, text=True,
                             cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.split()[-1] == "3"
+    assert result.stdout.split()[-1] == "4"
+
+
+@pytest.mark.slow
+def test_package_stages_exchange_like_the_whole_graph(exported_small, small_model, small_cases):
+    """The compiled stages and their vector–Jacobian products (what pair_style geodite runs), driven by the
+    Python exchange protocol over 1 and 3 domains, give the whole graph's energies, forces and per-atom virials."""
+    stages, vjps = load_stages(exported_small)
+    assert len(stages) == small_model.config.num_layers + 2
+    module = ExportableGeodite(small_model)
+    for atoms in small_cases:
+        graph = build_graph([atoms], small_model.cutoff, torch.float64)
+        reference = package_outputs(module, graph)
+        for parts in (1, 3):
+            result = run_domains(stages, vjps, split_domains(atoms, small_model.cutoff, parts), len(atoms),
+                                 small_model.config.num_channels)
+            assert abs(result.energy - reference["energy"].sum()) < FLOAT64_ENERGY_TOL
+            assert torch.allclose(result.forces, reference["forces"], rtol=0, atol=1e-10)
+            assert torch.allclose(result.atomic_virials, reference["atomic_virials"], rtol=0, atol=1e-10)
