@@ -294,3 +294,16 @@ def test_chgnet_beo_structure_and_phonons_match_the_published_run(chgnet_ctx):
     freqs = phonons.fc2_and_frequencies(ph3, kt.supercell_forces(phonons.fc2_displacements(ph3), chgnet_ctx.evaluate))
     quantiles = kdata.published_frequency_quantiles("chgnet-0.3.0", ANALYSIS)["mp-2542"]
     np.testing.assert_allclose(phonons.frequency_quantiles(freqs), quantiles, atol=0.02)
+
+
+@pytest.mark.slow
+def test_chgnet_sro_kappa_matches_its_published_value(chgnet_ctx):
+    """The whole offline κ pipeline with CHGNet 0.3.0 reproduces its published κ of SrO (4.5195 W/(m·K), rocksalt,
+    146 FC3 supercells, 19×19×19 mesh) to 1 %, and its phonon spectrum to 0.02 THz. ~7 min of one CPU."""
+    task = kt.KappaTask(mode="offline", materials=["mp-2472"], analysis_path=str(ANALYSIS))
+    row = task.run_item(task.items()[0], chgnet_ctx)
+    assert row["stage"] == "done", row.get("error")
+    published = kdata.published_kappa("chgnet-0.3.0", ANALYSIS)["mp-2472"]["kappa"]
+    assert row["kappa_pred"] == pytest.approx(published, rel=0.01)
+    quantiles = kdata.published_frequency_quantiles("chgnet-0.3.0", ANALYSIS)["mp-2472"]
+    np.testing.assert_allclose(row["freq_quantiles"], quantiles, atol=0.02)
