@@ -217,6 +217,20 @@ def has_imaginary_modes(frequencies: np.ndarray, threshold: float = IMAGINARY_AC
     return bool(np.any(freqs[1:] < 0))
 
 
+def frequency_quantiles(frequencies: np.ndarray, n_levels: int = 17) -> np.ndarray:
+    """Quantiles (THz) of a phonon spectrum at ``n_levels`` equally spaced levels 0…1, every mode of the
+    (n_q, n_bands) array weighted alike (a full q-mesh), by the inverted CDF: Q(u) is the smallest frequency
+    whose share of modes at or below it reaches u. The summary Matbench Discovery publishes per material
+    and model (``freq_pairs`` of ``kappa-103-analysis``, 17 levels, rounded to 0.01 THz)."""
+    freqs = np.sort(np.asarray(frequencies, dtype=float).ravel())
+    freqs = freqs[np.isfinite(freqs)]
+    if freqs.size == 0:
+        raise ValueError("no finite frequencies")
+    cdf = np.arange(1, freqs.size + 1) / freqs.size
+    idx = np.searchsorted(cdf, np.linspace(0.0, 1.0, n_levels), side="left")
+    return freqs[np.minimum(idx, freqs.size - 1)]
+
+
 def mode_kappa_total(mode_kappa_matrix: np.ndarray, heat_capacity: np.ndarray) -> np.ndarray:
     """Total (particle + coherence) κ per mode from phono3py's Wigner band-pair matrix.
 

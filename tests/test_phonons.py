@@ -78,6 +78,19 @@ def test_mode_kappa_total_formula():
     np.testing.assert_allclose(out.sum(axis=(0, 1)), kp.sum(axis=(0, 1)) + kc[0][pairs].sum(axis=0), rtol=1e-14)
 
 
+def test_frequency_quantiles_are_mbds_inverted_cdf():
+    """17 levels of the inverted CDF, every mode weighted alike: level 0 is the lowest mode, level 1 the highest,
+    level u the smallest frequency with at least a share u of the modes at or below it (numpy's
+    ``inverted_cdf``); NaN modes are dropped."""
+    rng = np.random.default_rng(1)
+    freqs = rng.normal(5.0, 3.0, size=(40, 6))
+    out = phonons.frequency_quantiles(freqs)
+    np.testing.assert_array_equal(out, np.quantile(freqs.ravel(), np.linspace(0, 1, 17), method="inverted_cdf"))
+    assert out[0] == freqs.min() and out[-1] == freqs.max()
+    four = phonons.frequency_quantiles(np.array([[4.0, 1.0], [3.0, np.nan], [2.0, np.nan]]), n_levels=5)
+    np.testing.assert_array_equal(four, [1.0, 1.0, 2.0, 3.0, 4.0])  # u = 0.25 → 1 (1 of 4 modes ≤ 1)
+
+
 def test_force_set_zeros_for_skipped_displacements():
     f = np.arange(6.0).reshape(2, 3)
     out = phonons.force_set([f, None, 2 * f], n_atoms=2)

@@ -131,6 +131,18 @@ def published_kappa(model_key: str, path: str | Path | None = None) -> dict[str,
     return out
 
 
+def published_frequency_quantiles(model_key: str, path: str | Path | None = None) -> dict[str, list[float]]:
+    """{material_id: 17 quantiles (THz) of the model's phonon spectrum} as published in the analysis file
+    (``freq_pairs["ml"]``, the materials that have a spectrum, in file order; see
+    :func:`geodite.phonons.frequency_quantiles`)."""
+    row = published_models(path)[model_key]
+    ids = [m["material_id"] for i, m in enumerate(load_materials(path)) if row["freq_w1"][i] is not None]
+    flat = row["freq_pairs"]["ml"]
+    if len(flat) != 17 * len(ids):
+        raise ValueError(f"{model_key}: {len(flat)} quantiles for {len(ids)} spectra, expected 17 each")
+    return {mid: flat[17 * k : 17 * k + 17] for k, mid in enumerate(ids)}
+
+
 # --------------------------------------------------------------------------- structures from prototypes
 
 

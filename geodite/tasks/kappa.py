@@ -32,7 +32,8 @@ reported as null with the reason; κ_SRE and κ_SRD are computed against the rea
 Row schema: material_id, formula, spg_num, source, kappa_pred, kappa_p, kappa_c, kappa_dft, srd, sre,
 srme (NaN offline), srme_censored (SRME set to 2 by MBD's censoring rules), imaginary_modes, broken_symmetry, failed, stage, error, spg_initial,
 spg_relaxed, a0_guess, scan_scale, relax_steps, relax_converged, relax_fmax, volume_per_atom,
-n_fc2_supercells, n_fc3_supercells, min_frequency (THz), relax_s, fc2_s, fc3_s, conductivity_s,
+n_fc2_supercells, n_fc3_supercells, min_frequency (THz), freq_quantiles (17 quantiles of the phonon spectrum
+on the q-mesh, THz, as MBD publishes per model: :func:`geodite.phonons.frequency_quantiles`), relax_s, fc2_s, fc3_s, conductivity_s,
 wall_s. (``kappa_published`` of a compared model is added in metrics/plots, not stored.)
 
 Over 400 lines because it keeps the whole protocol text above (MBD's recipe with the parameters that make
@@ -330,6 +331,7 @@ class KappaTask:
         ctx.note(f"{item['formula']}: FC2 and frequencies")
         freqs = phonons.fc2_and_frequencies(ph3, forces)
         row["min_frequency"] = float(np.nanmin(freqs))
+        row["freq_quantiles"] = [round(float(x), 4) for x in phonons.frequency_quantiles(freqs)]
         row["imaginary_modes"] = phonons.has_imaginary_modes(freqs)
         row["fc2_s"] = time.perf_counter() - t0
         if row["imaginary_modes"] or row["broken_symmetry"]:
