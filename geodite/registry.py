@@ -71,7 +71,7 @@ class ModelSpec:
         version of the package the weights come with (``"chgnet 0.3.8"``), so rows of other weights are
         never reused under the same name."""
         if self.checkpoint is not None:
-            return {"weights_sha256": file_sha256(resolve_model_path(self.checkpoint))}
+            return {"weights_sha256": weights_sha256(resolve_model_path(self.checkpoint))}
         return {"weights_package": _package_version(self.requires[0]) if self.requires else "none"}
 
     def make_calculator(self, device: str = "cpu", dtype: str = "float32", **kwargs: Any):
@@ -217,8 +217,15 @@ LABEL_HASH_CHARS = 8  # hex digits of a checkpoint's sha256 in its label
 
 @lru_cache(maxsize=64)
 def _weights_digest(path: str, mtime_ns: int, size: int) -> str:
-    """sha256 of a checkpoint file, once per (path, modification time, size)."""
     return file_sha256(path)
+
+
+def weights_sha256(path: str | Path) -> str:
+    """sha256 of a checkpoint file, read once per (path, modification time, size): the label and the store's
+    protocol of one run both ask for it."""
+    path = Path(path).expanduser().resolve()
+    stat = path.stat()
+    return _weights_digest(str(path), stat.st_mtime_ns, stat.st_size)
 
 
 def model_label(name: str) -> str:
@@ -235,9 +242,7 @@ def model_label(name: str) -> str:
     if not path.is_file():
         raise KeyError(f"no checkpoint at {name}: a checkpoint's results are filed under its file name and weights' "
                        "hash, so the file must exist (or pass the label, e.g. best-1a2b3c4d)")
-    stat = path.stat()
-    digest = _weights_digest(str(path), stat.st_mtime_ns, stat.st_size)
-    return f"{_filename_safe(Path(name).stem)}-{digest[:LABEL_HASH_CHARS]}"
+    return f"{_filename_safe(Path(name).stem)}-{weights_sha256(path)[:LABEL_HASH_CHARS]}"
 
 
 def _filename_safe(text: str) -> str:
