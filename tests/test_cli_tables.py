@@ -37,3 +37,13 @@ def test_speed_table_fits_80_columns(tmp_path):
     assert all(len(line) <= 80 for line in result.output.splitlines()) and "…" not in result.output
     [geodite] = [line.split() for line in result.output.splitlines() if line.split()[:1] == ["geodite"]]
     assert geodite[1] == "8" and float(geodite[2]) > 0  # atoms and μs/atom-step on the model's own line
+
+
+def test_speed_table_keeps_a_model_name_on_one_line(tmp_path):
+    """A 17-character name such as geodite-published used to fold into three lines ("geodite-", "publishe", "d")."""
+    result = runner.invoke(app, ["bench", "speed", "--models", "geodite-published", "--sizes", "8", "--repeats", "1",
+                                 "--no-memory", "--results-dir", str(tmp_path)], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    assert all(len(line) <= 80 for line in result.output.splitlines())
+    [row] = [line.split() for line in result.output.splitlines() if line.split()[:1] == ["geodite-published"]]
+    assert row[1] == "8" and float(row[2]) > 0
