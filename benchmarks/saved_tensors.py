@@ -17,6 +17,7 @@ import torch
 from ase.calculators.calculator import all_changes
 
 from geodite.custom_ops import python_kernels
+from geodite.model import fused
 from geodite.tasks.speed import crystal, geodite_published
 
 
@@ -25,8 +26,12 @@ def main() -> None:
     parser.add_argument("--atoms", type=int, default=216)
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--kernels", choices=("auto", "python"), default="auto")
+    parser.add_argument("--edge-memory", choices=("auto", "keep", "recompute"), default="auto",
+                        help="keep or recompute the per-edge intermediates (fused.KEEP_EDGE_BYTES; auto: by size)")
     parser.add_argument("--min-mb", type=float, default=0.5, help="list saved tensors of at least this size")
     args = parser.parse_args()
+    if args.edge_memory != "auto":
+        fused.KEEP_EDGE_BYTES = 0 if args.edge_memory == "recompute" else 1 << 62
     calculator = geodite_published("cpu", args.dtype)
     atoms = crystal("si", args.atoms)
     modules: list[str] = []  # the modules being run, innermost last
@@ -56,7 +61,7 @@ def main() -> None:
         if nbytes >= args.min_mb * 1e6:
             print(f"{module:48s} {str(list(shape)):18s} {nbytes / 1e6:9.1f} MB")
     total = sum(by_module.values())
-    print(f"{len(atoms)} atoms, kernels={args.kernels}: {len(saved)} saved storages, {total / 1e6:.1f} MB "
+    print(f"{len(atoms)} atoms, kernels={args.kernels}, edge memory={args.edge_memory}: {len(saved)} saved storages, {total / 1e6:.1f} MB "
           f"({total / len(atoms) / 1e3:.0f} kB per atom); by module (MB):")
     for module, nbytes in by_module.most_common(12):
         print(f"  {module:46s} {nbytes / 1e6:9.1f}")
