@@ -4,6 +4,7 @@
 #   benchmarks/kernels_speed.sh [OUT]          (~15 min on 2 cores)
 set -euo pipefail
 PYTHON=${PYTHON:-python}
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # benchmarks/*.py import this checkout's geodite
 OUT=${1:-$(mktemp -d)}
 mkdir -p "$OUT"
 echo "results under $OUT; load: $(uptime)"
@@ -17,11 +18,18 @@ $PYTHON -m geodite bench speed --models geodite-published,mace-mp-0-medium,seven
 $PYTHON -m geodite bench speed --models geodite-published,geodite-published-python,geodite \
   --sizes 64,216,1000 --repeats 3 --threads 2 --results-dir "$OUT" | tee "$OUT/kernels.txt"
 
-# 3. Per-atom time and peak memory from 64 to 10,000 atoms (targets: ±20 %, ≤ 1 MB/atom at 10,000)
+# 3. Per-atom time and peak memory from 64 to 10,000 atoms (targets: ±20 %, ≤ 1 MB/atom at 10,000; the
+#    10,000-atom call peaked near 11 GB before session 5: leave the machine that much free memory)
 $PYTHON -m geodite bench speed --models geodite-published --sizes 64,1000,4096,10000 --repeats 2 --threads 2 \
   --results-dir "$OUT" | tee "$OUT/scaling.txt"
 
-# 4. Where the time goes, 216 and 1000 atoms
+# 4. What recomputing the per-edge intermediates costs (beyond fused.KEEP_EDGE_BYTES, ~1,900 atoms, inference
+#    recomputes them in the backward pass): both alternated in one process at 216 and 1000 atoms
+for atoms in 216 1000; do
+  $PYTHON benchmarks/edge_memory_ab.py --atoms $atoms --threads 2 --repeats 3 | tee "$OUT/edge-memory-$atoms.txt"
+done
+
+# 5. Where the time goes, 216 and 1000 atoms
 for atoms in 216 1000; do
   $PYTHON benchmarks/profile_eager.py --atoms $atoms --threads 2 | tee "$OUT/profile-$atoms.txt"
 done

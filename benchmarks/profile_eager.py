@@ -18,6 +18,7 @@ import torch
 from ase.calculators.calculator import all_changes
 
 from geodite.custom_ops import python_kernels
+from geodite.model import fused
 from geodite.tasks.speed import crystal, geodite_published
 
 PROPERTIES = ["energy", "forces", "stress"]
@@ -29,8 +30,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--kernels", choices=("auto", "python"), default="auto")
+    parser.add_argument("--edge-memory", choices=("auto", "keep", "recompute"), default="auto",
+                        help="keep or recompute the per-edge intermediates (fused.KEEP_EDGE_BYTES; auto: by size)")
     parser.add_argument("--rows", type=int, default=25)
     args = parser.parse_args()
+    if args.edge_memory != "auto":
+        fused.KEEP_EDGE_BYTES = 0 if args.edge_memory == "recompute" else 1 << 62
     torch.set_num_threads(args.threads)
     calculator = geodite_published("cpu", args.dtype)
     atoms = crystal("si", args.atoms)
@@ -41,7 +46,7 @@ def main() -> None:
         seconds = time.perf_counter() - start
         with torch.profiler.profile() as profile:
             calculator.calculate(atoms, PROPERTIES, all_changes)
-    print(f"{len(atoms)} atoms, {args.threads} threads, {args.dtype}, kernels={args.kernels}: {seconds:.3f} s per call "
+    print(f"{len(atoms)} atoms, {args.threads} threads, {args.dtype}, kernels={args.kernels}, edge memory={args.edge_memory}: {seconds:.3f} s per call "
           f"unprofiled ({len(atoms) / seconds:.0f} atom-steps/s)")
     print(profile.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.rows, max_name_column_width=60))
 

@@ -1,11 +1,15 @@
 """Geodite's inference kernels as compiled custom operators (``torch.ops.geodite``), and which kernels run.
 
 ``geodite/csrc/fused_ops.cpp`` holds hand-written CPU loops (per destination atom, vectorised, threaded) for
-the sums that ``geodite/model/fused.py`` writes as readable edge-block Python, and defines four operators:
+the sums that ``geodite/model/fused.py`` writes as readable edge-block Python, and defines six operators:
 
     geodite::interaction_messages(attention_in, filter_in, Y, q, k, values, filters, X, sender, receiver, num_heads)
         -> (Δh [N, F], ΔX [N, 8, F])
     geodite::interaction_messages_backward(grad_h, grad_X, <the 10 tensors above>, num_heads) -> 8 gradients
+    geodite::interaction_messages_t(t, weight_r, weight_s, Y, q, k, values, filters, X, sender, receiver, num_heads)
+        -> (Δh, ΔX): the same with attention_in = t W_rᵀ, filter_in = t W_sᵀ made chunk by chunk of edges (the
+        backward pass recomputes them: autograd keeps t [E, F], not [E, 4F]); no gradient for the weights
+    geodite::interaction_messages_t_backward(grad_h, grad_X, <the 11 tensors above>, num_heads) -> 7 gradients
     geodite::rejected_inner_product(Q, K, Y, sender, receiver) -> w [E, C]
     geodite::rejected_inner_product_backward(grad_w, Q, K, Y, sender, receiver) -> (grad_Q, grad_K, grad_Y)
 
@@ -165,7 +169,7 @@ def use_operators(device: torch.device) -> bool:
 
 
 def _register() -> None:
-    """Fake kernels (output shapes for tracing) and autograd formulas of the two forward operators."""
+    """Fake kernels (output shapes for tracing) and autograd formulas of the three forward operators."""
     ops = torch.ops.geodite
 
     @torch.library.register_fake("geodite::interaction_messages")
@@ -175,6 +179,14 @@ def _register() -> None:
     @torch.library.register_fake("geodite::interaction_messages_backward")
     def _(grad_h, grad_X, attention_in, filter_in, Y, q, k, values, filters, X, sender, receiver, num_heads):
         return tuple(torch.empty_like(x) for x in (attention_in, filter_in, Y, q, k, values, filters, X))
+
+    @torch.library.register_fake("geodite::interaction_messages_t")
+    def _(t, weight_r, weight_s, Y, q, k, values, filters, X, sender, receiver, num_heads):
+        return X.new_empty((X.shape[0], X.shape[-1])), torch.empty_like(X)
+
+    @torch.library.register_fake("geodite::interaction_messages_t_backward")
+    def _(grad_h, grad_X, t, weight_r, weight_s, Y, q, k, values, filters, X, sender, receiver, num_heads):
+        return tuple(torch.empty_like(x) for x in (t, Y, q, k, values, filters, X))
 
     @torch.library.register_fake("geodite::rejected_inner_product")
     def _(Q, K, Y, sender, receiver):
@@ -195,10 +207,19 @@ def _register() -> None:
         return (*ops.interaction_messages_backward(grad_h, grad_X, *ctx.saved_tensors, ctx.num_heads), None, None,
                 None)
 
+    def interaction_t_backward(ctx, grad_h: Tensor, grad_X: Tensor):
+        if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
+            raise RuntimeError("geodite::interaction_messages_t has no gradient for its weights (inference only): "
+                               "pass them detached")
+        grad_t, *rest = ops.interaction_messages_t_backward(grad_h, grad_X, *ctx.saved_tensors, ctx.num_heads)
+        return (grad_t, None, None, *rest, None, None, None)
+
     def rejected_backward(ctx, grad: Tensor):
         return (*ops.rejected_inner_product_backward(grad, *ctx.saved_tensors), None, None)
 
     torch.library.register_autograd("geodite::interaction_messages", interaction_backward,
+                                    setup_context=save_interaction)
+    torch.library.register_autograd("geodite::interaction_messages_t", interaction_t_backward,
                                     setup_context=save_interaction)
     torch.library.register_autograd("geodite::rejected_inner_product", rejected_backward, setup_context=save_rejected)
 

@@ -23,6 +23,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -116,10 +117,11 @@ GEODITE_INLINE T silu_grad(T x, T s)
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Edges grouped by destination row: edges of row n are order[offsets[n] .. offsets[n + 1]), ascending.
+// Edges grouped by destination row: edges of row n are order[offsets[n] .. offsets[n + 1]), ascending; `rows`
+// lists the rows that have edges, ascending (the rows that threads split: a chunk of edges may reach few rows).
 
 struct RowEdges {
-  std::vector<int64_t> offsets, order;
+  std::vector<int64_t> offsets, order, rows;
 
   void build(const int64_t *index, int64_t num_edges, int64_t num_rows)
   {
@@ -130,6 +132,9 @@ struct RowEdges {
     std::vector<int64_t> &next = cursor;
     next.assign(offsets.begin(), offsets.end() - 1);
     for (int64_t e = 0; e < num_edges; ++e) order[next[index[e]]++] = e;
+    rows.clear();
+    for (int64_t n = 0; n < num_rows; ++n)
+      if (offsets[n + 1] > offsets[n]) rows.push_back(n);
   }
 
  private:
@@ -227,8 +232,11 @@ GEODITE_INLINE void edge_messages(const Shape &s, const T *__restrict alpha, con
 
 struct InteractionArgs {
   Shape s;
-  const int64_t *sender, *receiver, *offsets, *order;
+  const int64_t *sender, *receiver, *offsets, *order, *rows;  // rows: RowEdges::rows, which threads split
   double scale;  // 1/√F
+
+  // one past the last position in `order` of rows[begin .. end)
+  int64_t last(int64_t end) const { return offsets[rows[end - 1] + 1]; }
 };
 
 template <typename T>
@@ -241,12 +249,14 @@ GEODITE_INLINE void interaction_forward_rows(const InteractionArgs &g, const T *
   T *buffer = scratch<T>(5 * F + 2 * s.H);
   T *sa = buffer, *o = buffer + F, *logits = buffer + 4 * F, *alpha = logits + s.H;
   const T scale = T(g.scale);
-  for (int64_t i = begin; i < end; ++i) {
+  const int64_t last = g.last(end);
+  for (int64_t r = begin; r < end; ++r) {
+    const int64_t i = g.rows[r];
     T *__restrict dh_i = dh + i * F;
     T *__restrict dX_i = dX + i * 8 * F;
     for (int64_t n = g.offsets[i]; n < g.offsets[i + 1]; ++n) {
       const int64_t e = g.order[n], j = g.sender[e];
-      if (n + 1 < g.offsets[end]) {
+      if (n + 1 < last) {
         const int64_t next = g.order[n + 1], j_next = g.sender[next];
         prefetch(attention_in + next * F, F);
         prefetch(filter_in + next * F3, F3);
@@ -287,10 +297,12 @@ GEODITE_INLINE void interaction_backward_senders(const InteractionArgs &g, const
   T *sa = buffer, *ds = sa + F, *o = ds + F, *gm = o + 3 * F, *logits = gm + 3 * F, *alpha = logits + H,
     *g_logit = alpha + H;
   const T scale = T(g.scale);
-  for (int64_t j = begin; j < end; ++j) {
+  const int64_t last = g.last(end);
+  for (int64_t r = begin; r < end; ++r) {
+    const int64_t j = g.rows[r];
     for (int64_t n = g.offsets[j]; n < g.offsets[j + 1]; ++n) {
       const int64_t e = g.order[n], i = g.receiver[e];
-      if (n + 1 < g.offsets[end]) {
+      if (n + 1 < last) {
         const int64_t next = g.order[n + 1], i_next = g.receiver[next];
         prefetch(attention_in + next * F, F);
         prefetch(filter_in + next * F3, F3);
@@ -367,11 +379,13 @@ GEODITE_INLINE void interaction_backward_receivers(const InteractionArgs &g, con
 {
   const Shape s = g.s;
   const int64_t F = s.F;
-  for (int64_t i = begin; i < end; ++i) {
+  const int64_t last = g.last(end);
+  for (int64_t r = begin; r < end; ++r) {
+    const int64_t i = g.rows[r];
     T *__restrict gq_i = grad_q + i * F;
     for (int64_t n = g.offsets[i]; n < g.offsets[i + 1]; ++n) {
       const int64_t e = g.order[n], j = g.sender[e];
-      if (n + 1 < g.offsets[end]) {
+      if (n + 1 < last) {
         prefetch(attention_in + g.order[n + 1] * F, F);
         prefetch(k + g.sender[g.order[n + 1]] * F, F);
       }
@@ -554,39 +568,94 @@ RowEdges &sender_rows()
   return rows;
 }
 
-InteractionArgs interaction_args(const Tensor &X, const Tensor &sender, const Tensor &receiver, int64_t num_heads,
-                                 const RowEdges &rows)
+void check_heads(int64_t F, int64_t num_heads)
 {
-  const int64_t F = X.size(-1);
   TORCH_CHECK(num_heads > 0 && F % num_heads == 0, "geodite: ", F, " channels do not split into ", num_heads,
               " heads");
-  TORCH_CHECK(X.dim() == 3 && X.size(1) == 8, "geodite: X must be [N, 8, F]");
-  return {{F, num_heads, F / num_heads}, sender.data_ptr<int64_t>(), receiver.data_ptr<int64_t>(),
-          rows.offsets.data(), rows.order.data(), 1.0 / std::sqrt(static_cast<double>(F))};
 }
 
-std::tuple<Tensor, Tensor> interaction_messages(const Tensor &attention_in_, const Tensor &filter_in_,
-                                                const Tensor &Y_, const Tensor &q_, const Tensor &k_,
-                                                const Tensor &values_, const Tensor &filters_, const Tensor &X_,
-                                                const Tensor &sender_, const Tensor &receiver_, int64_t num_heads)
-{
-  check_inputs(X_, {&attention_in_, &filter_in_, &Y_, &q_, &k_, &values_, &filters_});
-  const Tensor attention_in = attention_in_.contiguous(), filter_in = filter_in_.contiguous(), Y = Y_.contiguous();
-  const Tensor q = q_.contiguous(), k = k_.contiguous(), values = values_.contiguous();
-  const Tensor filters = filters_.contiguous(), X = X_.contiguous();
-  const int64_t N = X.size(0), E = Y.size(0);
-  const Tensor sender = long_index(sender_, N), receiver = long_index(receiver_, N);
-  RowEdges &rows = receiver_rows();
-  rows.build(receiver.data_ptr<int64_t>(), E, N);
-  const InteractionArgs args = interaction_args(X, sender, receiver, num_heads, rows);
-  Tensor dh = at::zeros({N, args.s.F}, X.options()), dX = at::zeros_like(X);
-  AT_DISPATCH_FLOATING_TYPES(X.scalar_type(), "geodite::interaction_messages", [&] {
-    at::parallel_for(0, N, row_grain(E, N), [&](int64_t begin, int64_t end) {
-      dispatch::interaction_forward_rows<scalar_t>(
-          args, attention_in.data_ptr<scalar_t>(), filter_in.data_ptr<scalar_t>(), Y.data_ptr<scalar_t>(),
-          q.data_ptr<scalar_t>(), k.data_ptr<scalar_t>(), values.data_ptr<scalar_t>(), filters.data_ptr<scalar_t>(),
-          X.data_ptr<scalar_t>(), dh.data_ptr<scalar_t>(), dX.data_ptr<scalar_t>(), begin, end);
+// The interaction's node inputs (q, k [N, F], values, filters [N, 3F], X [N, 8, F]), contiguous, and its edges.
+// A pass (below) runs over one set of edges: all of them, or one chunk [start, start + count) of the edge index,
+// whose per-edge rows (attention_in, filter_in, gradients) are then indexed from the chunk's first edge.
+struct Interaction {
+  Tensor q, k, values, filters, X, sender, receiver;
+  int64_t N, F, H;
+
+  Interaction(const Tensor &q_, const Tensor &k_, const Tensor &values_, const Tensor &filters_, const Tensor &X_,
+              const Tensor &sender_, const Tensor &receiver_, int64_t num_heads)
+      : q(q_.contiguous()), k(k_.contiguous()), values(values_.contiguous()), filters(filters_.contiguous()),
+        X(X_.contiguous()), N(X_.size(0)), F(X_.size(-1)), H(num_heads)
+  {
+    TORCH_CHECK(X.dim() == 3 && X.size(1) == 8, "geodite: X must be [N, 8, F]");
+    check_heads(F, H);
+    sender = long_index(sender_, N);
+    receiver = long_index(receiver_, N);
+  }
+
+  InteractionArgs args(const RowEdges &rows, int64_t start) const
+  {
+    return {{F, H, F / H}, sender.data_ptr<int64_t>() + start, receiver.data_ptr<int64_t>() + start,
+            rows.offsets.data(), rows.order.data(), rows.rows.data(), 1.0 / std::sqrt(static_cast<double>(F))};
+  }
+
+  // dh, dX += the messages of edges [start, start + count): attention_in [count, F], filter_in [count, 3F]
+  template <typename T>
+  void forward(int64_t start, int64_t count, const T *attention_in, const T *filter_in, const T *Y, T *dh,
+               T *dX) const
+  {
+    RowEdges &rows = receiver_rows();
+    rows.build(receiver.data_ptr<int64_t>() + start, count, N);
+    const InteractionArgs g = args(rows, start);
+    const int64_t R = rows.rows.size();
+    at::parallel_for(0, R, row_grain(count, R), [&](int64_t begin, int64_t end) {
+      dispatch::interaction_forward_rows<T>(g, attention_in, filter_in, Y + start * 8, q.data_ptr<T>(),
+                                            k.data_ptr<T>(), values.data_ptr<T>(), filters.data_ptr<T>(),
+                                            X.data_ptr<T>(), dh, dX, begin, end);
     });
+  }
+
+  // Backward over edges [start, start + count): writes grad_attention [count, F], grad_filter_in [count, 3F] and
+  // grad_y (from the chunk's first edge), adds to the node gradients (grad_q, grad_k, grad_values, grad_filters,
+  // grad_x: contiguous, shaped like their inputs)
+  template <typename T>
+  void backward(int64_t start, int64_t count, const T *grad_h, const T *grad_X, const T *attention_in,
+                const T *filter_in, const T *Y, T *grad_attention, T *grad_filter_in, T *grad_y, T *grad_q,
+                T *grad_k, T *grad_values, T *grad_filters, T *grad_x) const
+  {
+    RowEdges &by_sender = sender_rows(), &by_receiver = receiver_rows();
+    by_sender.build(sender.data_ptr<int64_t>() + start, count, N);
+    by_receiver.build(receiver.data_ptr<int64_t>() + start, count, N);
+    const InteractionArgs senders = args(by_sender, start), receivers = args(by_receiver, start);
+    thread_local std::vector<T> g_logits_buffer;  // [count, H], kept across calls
+    g_logits_buffer.resize(std::max<size_t>(g_logits_buffer.size(), count * H));
+    T *g_logits = g_logits_buffer.data();
+    const int64_t R_s = by_sender.rows.size(), R_r = by_receiver.rows.size();
+    at::parallel_for(0, R_s, row_grain(count, R_s), [&](int64_t begin, int64_t end) {
+      dispatch::interaction_backward_senders<T>(senders, grad_h, grad_X, attention_in, filter_in, Y + start * 8,
+                                                q.data_ptr<T>(), k.data_ptr<T>(), values.data_ptr<T>(),
+                                                filters.data_ptr<T>(), X.data_ptr<T>(), grad_attention,
+                                                grad_filter_in, grad_y + start * 8, grad_k, grad_values,
+                                                grad_filters, grad_x, g_logits, begin, end);
+    });
+    at::parallel_for(0, R_r, row_grain(count, R_r), [&](int64_t begin, int64_t end) {
+      dispatch::interaction_backward_receivers<T>(receivers, attention_in, k.data_ptr<T>(), g_logits, grad_q, begin,
+                                                  end);
+    });
+  }
+};
+
+std::tuple<Tensor, Tensor> interaction_messages(const Tensor &attention_in_, const Tensor &filter_in_,
+                                                const Tensor &Y_, const Tensor &q, const Tensor &k,
+                                                const Tensor &values, const Tensor &filters, const Tensor &X_,
+                                                const Tensor &sender, const Tensor &receiver, int64_t num_heads)
+{
+  check_inputs(X_, {&attention_in_, &filter_in_, &Y_, &q, &k, &values, &filters});
+  const Interaction op(q, k, values, filters, X_, sender, receiver, num_heads);
+  const Tensor attention_in = attention_in_.contiguous(), filter_in = filter_in_.contiguous(), Y = Y_.contiguous();
+  Tensor dh = at::zeros({op.N, op.F}, op.X.options()), dX = at::zeros_like(op.X);
+  AT_DISPATCH_FLOATING_TYPES(op.X.scalar_type(), "geodite::interaction_messages", [&] {
+    op.forward<scalar_t>(0, Y.size(0), attention_in.data_ptr<scalar_t>(), filter_in.data_ptr<scalar_t>(),
+                         Y.data_ptr<scalar_t>(), dh.data_ptr<scalar_t>(), dX.data_ptr<scalar_t>());
   });
   return {dh, dX};
 }
@@ -595,47 +664,127 @@ std::tuple<Tensor, Tensor> interaction_messages(const Tensor &attention_in_, con
 using Gradients8 = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>;
 
 Gradients8 interaction_messages_backward(const Tensor &grad_h_, const Tensor &grad_X_, const Tensor &attention_in_,
-                                         const Tensor &filter_in_, const Tensor &Y_, const Tensor &q_,
-                                         const Tensor &k_, const Tensor &values_, const Tensor &filters_,
-                                         const Tensor &X_, const Tensor &sender_, const Tensor &receiver_,
+                                         const Tensor &filter_in_, const Tensor &Y_, const Tensor &q,
+                                         const Tensor &k, const Tensor &values, const Tensor &filters,
+                                         const Tensor &X, const Tensor &sender, const Tensor &receiver,
                                          int64_t num_heads)
 {
-  check_inputs(X_, {&grad_h_, &grad_X_, &attention_in_, &filter_in_, &Y_, &q_, &k_, &values_, &filters_});
+  check_inputs(X, {&grad_h_, &grad_X_, &attention_in_, &filter_in_, &Y_, &q, &k, &values, &filters});
+  const Interaction op(q, k, values, filters, X, sender, receiver, num_heads);
   const Tensor grad_h = grad_h_.contiguous(), grad_X = grad_X_.contiguous();
   const Tensor attention_in = attention_in_.contiguous(), filter_in = filter_in_.contiguous(), Y = Y_.contiguous();
-  const Tensor q = q_.contiguous(), k = k_.contiguous(), values = values_.contiguous();
-  const Tensor filters = filters_.contiguous(), X = X_.contiguous();
-  const int64_t N = X.size(0), E = Y.size(0);
-  const Tensor sender = long_index(sender_, N), receiver = long_index(receiver_, N);
-  RowEdges &by_sender = sender_rows(), &by_receiver = receiver_rows();
-  by_sender.build(sender.data_ptr<int64_t>(), E, N);
-  by_receiver.build(receiver.data_ptr<int64_t>(), E, N);
-  const InteractionArgs senders = interaction_args(X, sender, receiver, num_heads, by_sender);
-  const InteractionArgs receivers = interaction_args(X, sender, receiver, num_heads, by_receiver);
-  Tensor grad_q = at::zeros_like(q), grad_k = at::zeros_like(k);
-  Tensor grad_values = at::zeros_like(values), grad_filters = at::zeros_like(filters), grad_x = at::zeros_like(X);
+  Tensor grad_q = at::zeros_like(op.q), grad_k = at::zeros_like(op.k), grad_values = at::zeros_like(op.values);
+  Tensor grad_filters = at::zeros_like(op.filters), grad_x = at::zeros_like(op.X);
   Tensor grad_attention = at::empty_like(attention_in), grad_filter_in = at::empty_like(filter_in);
   Tensor grad_y = at::empty_like(Y);
   AT_DISPATCH_FLOATING_TYPES(X.scalar_type(), "geodite::interaction_messages_backward", [&] {
-    thread_local std::vector<scalar_t> g_logits_buffer;  // [E, H], kept across calls
-    g_logits_buffer.resize(std::max<size_t>(g_logits_buffer.size(), E * num_heads));
-    scalar_t *g_logits = g_logits_buffer.data();
-    at::parallel_for(0, N, row_grain(E, N), [&](int64_t begin, int64_t end) {
-      dispatch::interaction_backward_senders<scalar_t>(
-          senders, grad_h.data_ptr<scalar_t>(), grad_X.data_ptr<scalar_t>(), attention_in.data_ptr<scalar_t>(),
-          filter_in.data_ptr<scalar_t>(), Y.data_ptr<scalar_t>(), q.data_ptr<scalar_t>(), k.data_ptr<scalar_t>(),
-          values.data_ptr<scalar_t>(), filters.data_ptr<scalar_t>(), X.data_ptr<scalar_t>(),
-          grad_attention.data_ptr<scalar_t>(), grad_filter_in.data_ptr<scalar_t>(), grad_y.data_ptr<scalar_t>(),
-          grad_k.data_ptr<scalar_t>(), grad_values.data_ptr<scalar_t>(), grad_filters.data_ptr<scalar_t>(),
-          grad_x.data_ptr<scalar_t>(), g_logits, begin, end);
-    });
-    at::parallel_for(0, N, row_grain(E, N), [&](int64_t begin, int64_t end) {
-      dispatch::interaction_backward_receivers<scalar_t>(receivers, attention_in.data_ptr<scalar_t>(),
-                                                         k.data_ptr<scalar_t>(), g_logits,
-                                                         grad_q.data_ptr<scalar_t>(), begin, end);
-    });
+    op.backward<scalar_t>(0, Y.size(0), grad_h.data_ptr<scalar_t>(), grad_X.data_ptr<scalar_t>(),
+                          attention_in.data_ptr<scalar_t>(), filter_in.data_ptr<scalar_t>(), Y.data_ptr<scalar_t>(),
+                          grad_attention.data_ptr<scalar_t>(), grad_filter_in.data_ptr<scalar_t>(),
+                          grad_y.data_ptr<scalar_t>(), grad_q.data_ptr<scalar_t>(), grad_k.data_ptr<scalar_t>(),
+                          grad_values.data_ptr<scalar_t>(), grad_filters.data_ptr<scalar_t>(),
+                          grad_x.data_ptr<scalar_t>());
   });
   return {grad_attention, grad_filter_in, grad_y, grad_q, grad_k, grad_values, grad_filters, grad_x};
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// geodite::interaction_messages_t: the same messages from the edge scalars t [E, F] and the two edge maps
+// (attention_in = t W_rᵀ, filter_in = t W_sᵀ; W_r [F, F], W_s [3F, F]), computed chunk by chunk of edges (at::mm into
+// per-thread buffers kept across calls) and never for all edges at once: the backward pass recomputes them from
+// t, so autograd keeps t [E, F] instead of [E, 4F], and no [E, 4F] tensor is allocated in either pass. Chunks
+// visit the edges in order and every row sums its edges in edge order, so chunking changes no sum.
+
+//: bytes of one chunk's [edges, 4F] rows (attention_in and filter_in, or their gradients): cache-sized
+constexpr int64_t CHUNK_BYTES = 8 << 20;
+
+int64_t chunk_edges(int64_t F, size_t element_size)
+{
+  return std::max<int64_t>(64, CHUNK_BYTES / static_cast<int64_t>(4 * F * element_size));
+}
+
+// a [rows, cols] tensor over per-thread storage kept across calls (grown, never shrunk); `slot` tells apart the
+// buffers one call uses at once
+Tensor chunk_buffer(int slot, int64_t rows, int64_t cols, const at::TensorOptions &options)
+{
+  thread_local std::array<Tensor, 8> buffers;
+  Tensor &buffer = buffers[2 * slot + (options.dtype() == at::kDouble ? 1 : 0)];
+  if (!buffer.defined() || buffer.numel() < rows * cols) buffer = at::empty({rows * cols}, options);
+  return buffer.narrow(0, 0, rows * cols).view({rows, cols});
+}
+
+void check_edge_weights(const Tensor &t, const Tensor &weight_r, const Tensor &weight_s, int64_t F)
+{
+  TORCH_CHECK(t.dim() == 2 && t.size(1) == F, "geodite: t must be [E, F] with F = ", F);
+  TORCH_CHECK(weight_r.dim() == 2 && weight_r.size(0) == F && weight_r.size(1) == F,
+              "geodite: weight_r must be [F, F]");
+  TORCH_CHECK(weight_s.dim() == 2 && weight_s.size(0) == 3 * F && weight_s.size(1) == F,
+              "geodite: weight_s must be [3F, F]");
+}
+
+std::tuple<Tensor, Tensor> interaction_messages_t(const Tensor &t_, const Tensor &weight_r, const Tensor &weight_s,
+                                                  const Tensor &Y_, const Tensor &q, const Tensor &k,
+                                                  const Tensor &values, const Tensor &filters, const Tensor &X,
+                                                  const Tensor &sender, const Tensor &receiver, int64_t num_heads)
+{
+  check_inputs(X, {&t_, &weight_r, &weight_s, &Y_, &q, &k, &values, &filters});
+  const Interaction op(q, k, values, filters, X, sender, receiver, num_heads);
+  check_edge_weights(t_, weight_r, weight_s, op.F);
+  const Tensor t = t_.contiguous(), Y = Y_.contiguous();
+  const int64_t E = Y.size(0), F = op.F, chunk = chunk_edges(F, X.element_size());
+  Tensor dh = at::zeros({op.N, F}, op.X.options()), dX = at::zeros_like(op.X);
+  AT_DISPATCH_FLOATING_TYPES(X.scalar_type(), "geodite::interaction_messages_t", [&] {
+    for (int64_t start = 0; start < E; start += chunk) {
+      const int64_t count = std::min(chunk, E - start);
+      const Tensor t_c = t.narrow(0, start, count);
+      Tensor attention_in = chunk_buffer(0, count, F, X.options()), filter_in = chunk_buffer(1, count, 3 * F, X.options());
+      at::mm_out(attention_in, t_c, weight_r.t());
+      at::mm_out(filter_in, t_c, weight_s.t());
+      op.forward<scalar_t>(start, count, attention_in.data_ptr<scalar_t>(), filter_in.data_ptr<scalar_t>(),
+                           Y.data_ptr<scalar_t>(), dh.data_ptr<scalar_t>(), dX.data_ptr<scalar_t>());
+    }
+  });
+  return {dh, dX};
+}
+
+// gradients of (t, Y, q, k, values, filters, X) from those of (dh, dX); none for the weights (inference)
+using Gradients7 = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>;
+
+Gradients7 interaction_messages_t_backward(const Tensor &grad_h_, const Tensor &grad_X_, const Tensor &t_,
+                                           const Tensor &weight_r, const Tensor &weight_s, const Tensor &Y_,
+                                           const Tensor &q, const Tensor &k, const Tensor &values,
+                                           const Tensor &filters, const Tensor &X, const Tensor &sender,
+                                           const Tensor &receiver, int64_t num_heads)
+{
+  check_inputs(X, {&grad_h_, &grad_X_, &t_, &weight_r, &weight_s, &Y_, &q, &k, &values, &filters});
+  const Interaction op(q, k, values, filters, X, sender, receiver, num_heads);
+  check_edge_weights(t_, weight_r, weight_s, op.F);
+  const Tensor grad_h = grad_h_.contiguous(), grad_X = grad_X_.contiguous(), t = t_.contiguous(), Y = Y_.contiguous();
+  const int64_t E = Y.size(0), F = op.F, chunk = chunk_edges(F, X.element_size());
+  Tensor grad_q = at::zeros_like(op.q), grad_k = at::zeros_like(op.k), grad_values = at::zeros_like(op.values);
+  Tensor grad_filters = at::zeros_like(op.filters), grad_x = at::zeros_like(op.X);
+  Tensor grad_t = at::empty_like(t), grad_y = at::empty_like(Y);
+  AT_DISPATCH_FLOATING_TYPES(X.scalar_type(), "geodite::interaction_messages_t_backward", [&] {
+    for (int64_t start = 0; start < E; start += chunk) {
+      const int64_t count = std::min(chunk, E - start);
+      const Tensor t_c = t.narrow(0, start, count);
+      Tensor attention_in = chunk_buffer(0, count, F, X.options()), filter_in = chunk_buffer(1, count, 3 * F, X.options());
+      Tensor grad_attention = chunk_buffer(2, count, F, X.options());
+      Tensor grad_filter_in = chunk_buffer(3, count, 3 * F, X.options());
+      at::mm_out(attention_in, t_c, weight_r.t());
+      at::mm_out(filter_in, t_c, weight_s.t());
+      op.backward<scalar_t>(start, count, grad_h.data_ptr<scalar_t>(), grad_X.data_ptr<scalar_t>(),
+                            attention_in.data_ptr<scalar_t>(), filter_in.data_ptr<scalar_t>(), Y.data_ptr<scalar_t>(),
+                            grad_attention.data_ptr<scalar_t>(), grad_filter_in.data_ptr<scalar_t>(),
+                            grad_y.data_ptr<scalar_t>(), grad_q.data_ptr<scalar_t>(), grad_k.data_ptr<scalar_t>(),
+                            grad_values.data_ptr<scalar_t>(), grad_filters.data_ptr<scalar_t>(),
+                            grad_x.data_ptr<scalar_t>());
+      Tensor grad_t_c = grad_t.narrow(0, start, count);
+      at::mm_out(grad_t_c, grad_attention, weight_r);
+      grad_t_c.addmm_(grad_filter_in, weight_s);
+    }
+  });
+  return {grad_t, grad_y, grad_q, grad_k, grad_values, grad_filters, grad_x};
 }
 
 // Q, K with unit channel stride (any other strides), Y with unit m stride
@@ -711,6 +860,11 @@ TORCH_LIBRARY(geodite, m)
   m.def("interaction_messages_backward(Tensor grad_h, Tensor grad_X, Tensor attention_in, Tensor filter_in, "
         "Tensor Y, Tensor q, Tensor k, Tensor values, Tensor filters, Tensor X, Tensor sender, Tensor receiver, "
         "int num_heads) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+  m.def("interaction_messages_t(Tensor t, Tensor weight_r, Tensor weight_s, Tensor Y, Tensor q, Tensor k, "
+        "Tensor values, Tensor filters, Tensor X, Tensor sender, Tensor receiver, int num_heads) -> (Tensor, Tensor)");
+  m.def("interaction_messages_t_backward(Tensor grad_h, Tensor grad_X, Tensor t, Tensor weight_r, Tensor weight_s, "
+        "Tensor Y, Tensor q, Tensor k, Tensor values, Tensor filters, Tensor X, Tensor sender, Tensor receiver, "
+        "int num_heads) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
   m.def("rejected_inner_product(Tensor Q, Tensor K, Tensor Y, Tensor sender, Tensor receiver) -> Tensor");
   m.def("rejected_inner_product_backward(Tensor grad, Tensor Q, Tensor K, Tensor Y, Tensor sender, "
         "Tensor receiver) -> (Tensor, Tensor, Tensor)");
@@ -720,6 +874,8 @@ TORCH_LIBRARY_IMPL(geodite, CPU, m)
 {
   m.impl("interaction_messages", &interaction_messages);
   m.impl("interaction_messages_backward", &interaction_messages_backward);
+  m.impl("interaction_messages_t", &interaction_messages_t);
+  m.impl("interaction_messages_t_backward", &interaction_messages_t_backward);
   m.impl("rejected_inner_product", &rejected_inner_product_edges);
   m.impl("rejected_inner_product_backward", &rejected_inner_product_edges_backward);
 }

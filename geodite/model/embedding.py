@@ -6,6 +6,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from geodite.model.fused import radial_edge_product
 from geodite.model.ops import scatter_sum
 
 
@@ -44,7 +45,11 @@ class NodeEmbedding(nn.Module):
     def forward(self, z: Tensor, edge_index: Tensor, phi: Tensor) -> Tensor:
         sender, receiver = edge_index[0], edge_index[1]
         num_nodes = z.shape[0]
-        messages = self.neighbour_embedding(z).index_select(0, sender) * self.radial_to_channels(phi)  # [E, F]
+        if self.training:
+            messages = self.neighbour_embedding(z).index_select(0, sender) * self.radial_to_channels(phi)  # [E, F]
+        else:
+            messages = radial_edge_product(F.embedding(z, self.neighbour_embedding.weight.detach()), phi,
+                                           self.radial_to_channels.weight, sender, receiver, pair=False)
         m = scatter_sum(messages, receiver, num_nodes)  # [N, F]
         rho = scatter_sum(self.density(phi), receiver, num_nodes)  # [N, 1]
         x = torch.cat([self.self_embedding(z), m / (rho + 1)], dim=-1)
@@ -59,4 +64,6 @@ class EdgeEmbedding(nn.Module):
         self.radial_to_channels = nn.Linear(num_rbf, num_channels, bias=False)
 
     def forward(self, h: Tensor, edge_index: Tensor, phi: Tensor) -> Tensor:
+        if not self.training:
+            return radial_edge_product(h, phi, self.radial_to_channels.weight, edge_index[0], edge_index[1], pair=True)
         return (h.index_select(0, edge_index[1]) + h.index_select(0, edge_index[0])) * self.radial_to_channels(phi)

@@ -31,6 +31,22 @@ from geodite.custom_ops import use_operators
 BLOCK_BYTES = {"cpu": 2 << 20, "cuda": 512 << 20}
 
 
+#: bytes of an [E, F] edge tensor up to which inference keeps the layers' per-edge intermediates (W_r t, W_s t,
+#: the edge update's MLP and norm) for the backward pass; beyond, the backward pass recomputes them from t and w
+#: (``interaction_messages_t``, ``edge_gate_update``): memory then grows by ~3 [E, F] tensors per layer instead
+#: of ~12, for ~25 % more matrix-product work. 64 MB: F = 192 in float32 at ~87,000 edges (~1,900 atoms of Si).
+KEEP_EDGE_BYTES = 64 << 20
+
+
+def recompute_edges(num_edges: int, like: Tensor) -> bool:
+    """Whether inference recomputes per-edge intermediates in the backward pass: [num_edges, F] tensors of the
+    width and dtype of ``like`` [·, F] beyond KEEP_EDGE_BYTES. Never while tracing with symbolic sizes
+    (torch.compile, export): those graphs keep them."""
+    if isinstance(num_edges, torch.SymInt):
+        return False
+    return num_edges * like.shape[-1] * like.element_size() > KEEP_EDGE_BYTES
+
+
 def edge_blocks(num_edges: int, row_bytes: int, device: torch.device) -> list[slice]:
     """Contiguous slices of the edges such that one block's [edges, row] temporary is ~BLOCK_BYTES."""
     size = max(64, BLOCK_BYTES.get(device.type, BLOCK_BYTES["cuda"]) // max(1, row_bytes))
@@ -192,6 +208,87 @@ class RejectedInnerProduct(torch.autograd.Function):
         return grad_q, grad_k, grad_y, None, None
 
 
+class EdgeGateUpdate(torch.autograd.Function):
+    """The edge update t' = t + SiLU(W₂ SiLU(W₁ t)) ⊙ W_e LayerNorm(w) (t [E, F], w [E, Fe]) in blocks of edges.
+
+    Autograd would keep five [E, F] tensors per layer for the backward pass (w, W₁t, W₂SiLU(W₁t), the gate and
+    W_e LayerNorm(w)); this keeps t and w only (t is kept for the interaction's backward pass anyway) and the
+    backward pass recomputes the rest block by block, then applies the chain rule. Gradients for t and w only
+    (inference: the weights are constants here).
+    """
+
+    @staticmethod
+    def forward(ctx, t, w, weight_in, weight_out, weight_e, norm_weight, norm_bias, eps):
+        ctx.save_for_backward(t, w, weight_in, weight_out, weight_e, norm_weight, norm_bias)
+        ctx.eps = eps
+        out = torch.empty_like(t)
+        for block in edge_blocks(t.shape[0], t.shape[1] * t.element_size(), t.device):
+            gate = torch.nn.functional.silu(torch.nn.functional.linear(
+                torch.nn.functional.silu(torch.nn.functional.linear(t[block], weight_in)), weight_out))
+            normed = torch.nn.functional.layer_norm(w[block], (w.shape[1],), norm_weight, norm_bias, eps)
+            out[block] = torch.addcmul(t[block], gate, torch.nn.functional.linear(normed, weight_e))
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor):
+        t, w, weight_in, weight_out, weight_e, norm_weight, norm_bias = ctx.saved_tensors
+        grad_t, grad_w = torch.empty_like(t), torch.empty_like(w)
+        for block in edge_blocks(t.shape[0], t.shape[1] * t.element_size(), t.device):
+            g = grad[block]
+            pre_hidden = torch.nn.functional.linear(t[block], weight_in)
+            pre_gate = torch.nn.functional.linear(torch.nn.functional.silu(pre_hidden), weight_out)
+            normed, mean, rstd = torch.native_layer_norm(w[block], [w.shape[1]], norm_weight, norm_bias, ctx.eps)
+            update = torch.nn.functional.linear(normed, weight_e)
+            grad_normed = (g * torch.nn.functional.silu(pre_gate)) @ weight_e
+            grad_w[block] = torch.ops.aten.native_layer_norm_backward(
+                grad_normed, w[block], [w.shape[1]], mean, rstd, norm_weight, norm_bias, [True, False, False])[0]
+            grad_hidden = ((g * update * _silu_grad(pre_gate)) @ weight_out) * _silu_grad(pre_hidden)
+            grad_t[block] = torch.addmm(g, grad_hidden, weight_in)
+        return grad_t, grad_w, None, None, None, None, None, None
+
+
+def _edge_nodes(nodes: Tensor, sender: Tensor, receiver: Tensor, pair: bool) -> Tensor:
+    """nodes_j, or nodes_i + nodes_j with ``pair``, per edge e = (j → i): [E, F]."""
+    gathered = nodes.index_select(0, sender)
+    return gathered + nodes.index_select(0, receiver) if pair else gathered
+
+
+class RadialEdgeProduct(torch.autograd.Function):
+    """x_e = n_e ⊙ (W φ_e) per edge e = (j → i), n_e = a_j (or a_i + a_j with ``pair``): a [N, F], φ [E, n_rbf],
+    W [F, n_rbf] -> [E, F] (the embeddings' products). Autograd would keep both [E, F] factors; this keeps a and φ
+    and regathers / recomputes them in the backward pass (n_rbf ≪ F: cheap). No gradient for W (inference)."""
+
+    @staticmethod
+    def forward(ctx, nodes, phi, weight, sender, receiver, pair):
+        ctx.save_for_backward(nodes, phi, weight, sender, receiver)
+        ctx.pair = pair
+        return _edge_nodes(nodes, sender, receiver, pair) * torch.nn.functional.linear(phi, weight)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor):
+        nodes, phi, weight, sender, receiver = ctx.saved_tensors
+        grad_nodes = grad_phi = None
+        if ctx.needs_input_grad[0]:
+            grad_edges = grad * torch.nn.functional.linear(phi, weight)
+            grad_nodes = torch.zeros_like(nodes).index_add_(0, sender, grad_edges)
+            if ctx.pair:
+                grad_nodes.index_add_(0, receiver, grad_edges)
+        if ctx.needs_input_grad[1]:
+            grad_phi = (grad * _edge_nodes(nodes, sender, receiver, ctx.pair)) @ weight
+        return grad_nodes, grad_phi, None, None, None, None
+
+
+def radial_edge_product(nodes: Tensor, phi: Tensor, weight: Tensor, sender: Tensor, receiver: Tensor,
+                        pair: bool) -> Tensor:
+    """n_e ⊙ (W φ_e) for inference (RadialEdgeProduct where ``recompute_edges`` says so; W detached)."""
+    weight = weight.detach()
+    if not recompute_edges(sender.shape[0], nodes):
+        return _edge_nodes(nodes, sender, receiver, pair) * torch.nn.functional.linear(phi, weight)
+    return RadialEdgeProduct.apply(nodes, phi, weight, sender, receiver, pair)
+
+
 def interaction_messages(attention_in: Tensor, filter_in: Tensor, Y: Tensor, q: Tensor, k: Tensor, values: Tensor,
                          filters: Tensor, X: Tensor, sender: Tensor, receiver: Tensor,
                          num_heads: int) -> tuple[Tensor, Tensor]:
@@ -201,6 +298,38 @@ def interaction_messages(attention_in: Tensor, filter_in: Tensor, Y: Tensor, q: 
         return torch.ops.geodite.interaction_messages(attention_in, filter_in, Y, q, k, values, filters, X, sender,
                                                       receiver, num_heads)
     return InteractionMessages.apply(attention_in, filter_in, Y, q, k, values, filters, X, sender, receiver, num_heads)
+
+
+def interaction_messages_t(t: Tensor, weight_r: Tensor, weight_s: Tensor, Y: Tensor, q: Tensor, k: Tensor,
+                           values: Tensor, filters: Tensor, X: Tensor, sender: Tensor, receiver: Tensor,
+                           num_heads: int) -> tuple[Tensor, Tensor]:
+    """``interaction_messages`` of attention_in = t W_rᵀ and filter_in = t W_sᵀ (t [E, F], W_r [F, F], W_s [3F, F]).
+
+    For inference: the weights are detached (gradients reach t, Y and the node tensors). Where
+    ``recompute_edges`` and ``use_operators`` say so, the C++ operator makes the two per chunk of edges, in the
+    forward pass and again in the backward pass, so that autograd keeps t [E, F] instead of [E, F] and [E, 3F]
+    tensors; otherwise the two linear maps and ``interaction_messages``.
+    """
+    weight_r, weight_s = weight_r.detach(), weight_s.detach()
+    if recompute_edges(t.shape[0], t) and use_operators(X.device):
+        return torch.ops.geodite.interaction_messages_t(t, weight_r, weight_s, Y, q, k, values, filters, X, sender,
+                                                        receiver, num_heads)
+    return interaction_messages(torch.nn.functional.linear(t, weight_r), torch.nn.functional.linear(t, weight_s), Y,
+                                q, k, values, filters, X, sender, receiver, num_heads)
+
+
+def edge_gate_update(t: Tensor, w: Tensor, weight_in: Tensor, weight_out: Tensor, weight_e: Tensor,
+                     norm_weight: Tensor, norm_bias: Tensor, eps: float) -> Tensor:
+    """t + SiLU(W_out SiLU(W_in t)) ⊙ W_e LayerNorm(w) for inference (the weights detached): EdgeGateUpdate where
+    ``recompute_edges``, else the plain expression."""
+    weights = [x.detach() for x in (weight_in, weight_out, weight_e, norm_weight, norm_bias)]
+    if not recompute_edges(t.shape[0], t):
+        weight_in, weight_out, weight_e, norm_weight, norm_bias = weights
+        silu, linear = torch.nn.functional.silu, torch.nn.functional.linear
+        gate = silu(linear(silu(linear(t, weight_in)), weight_out))
+        return t + gate * linear(torch.nn.functional.layer_norm(w, (w.shape[1],), norm_weight, norm_bias, eps),
+                                 weight_e)
+    return EdgeGateUpdate.apply(t, w, *weights, eps)
 
 
 def rejected_inner_product_edges(Q: Tensor, K: Tensor, Y: Tensor, sender: Tensor, receiver: Tensor) -> Tensor:

@@ -148,7 +148,8 @@ class Geodite(nn.Module):
         """Energy [B] eV, forces [N, 3] eV/Å and stress [B, 3, 3] eV/Å³ (ASE sign, zero if not periodic).
 
         Forces = −∂E/∂r and stress = (1/V) ∂E/∂ε for a symmetric strain ε applied to positions and cell.
-        In training mode the graph is kept so that losses on forces and stress can be differentiated.
+        In training mode the graph is kept so that losses on forces and stress can be differentiated; evaluation
+        mode (inference) treats the edge layers' weights as constants and differentiates once.
         ``vacuum``: see ``atomic_energies``. ``local`` [N] (0/1, float): only these atoms' energies count;
         the others are ghost copies (LAMMPS domains) that still receive forces. ``atomic_energies`` [N] eV
         are the per-atom terms of the energy (zero for ghosts).

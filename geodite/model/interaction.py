@@ -14,7 +14,8 @@ from geodite.model.embedding import SoftDensity
 from geodite.model.ops import scatter_sum
 from geodite.model.fused import (
     attention_messages,
-    interaction_messages,
+    edge_gate_update,
+    interaction_messages_t,
     rejected_inner_product,
     rejected_inner_product_edges,
     steerable_messages,
@@ -64,7 +65,10 @@ class EdgeUpdate(nn.Module):
             else:
                 inner = rejected_inner_product_edges(eq[:, degree], k_l, Y[:, degree], sender, receiver)
             w = inner if w is None else w + inner
-        return t + self.gate(t) * self.out(self.norm(w))
+        if self.training:
+            return t + self.gate(t) * self.out(self.norm(w))
+        return edge_gate_update(t, w, self.gate.linear_in.weight, self.gate.linear_out.weight, self.out.weight,
+                                self.norm.weight, self.norm.bias, self.norm.eps)
 
 
 class InteractionBlock(nn.Module):
@@ -123,9 +127,9 @@ class InteractionBlock(nn.Module):
         k = self.key(h)  # [N, F]
         values = self.value_mlp(h)  # [N, 3F]
         filters = self.filter_mlp(h)  # [N, 3F]
-        attention_in = self.edge_attention(t)  # [E, F]
-        filter_in = self.edge_filter(t)  # [E, 3F]
         if self.training:  # plain autograd: differentiable twice (losses on forces)
+            attention_in = self.edge_attention(t)  # [E, F]
+            filter_in = self.edge_filter(t)  # [E, 3F]
             _, messages = attention_messages(
                 attention_in, filter_in, q.index_select(0, receiver), k.index_select(0, sender),
                 values.index_select(0, sender), filters.index_select(0, sender), self.num_heads,
@@ -136,8 +140,9 @@ class InteractionBlock(nn.Module):
             dh = scatter_sum(o_s, receiver, num_nodes)
             dX = scatter_sum(dX_edges, receiver, num_nodes)
         else:  # edge-chunked: no [E, 3F] or [E, 8, F] tensor kept for the force backward pass
-            dh, dX = interaction_messages(
-                attention_in, filter_in, Y, q, k, values, filters, X, sender, receiver, self.num_heads
+            dh, dX = interaction_messages_t(
+                t, self.edge_attention.weight, self.edge_filter.weight, Y, q, k, values, filters, X, sender, receiver,
+                self.num_heads,
             )
         norm = scatter_sum(self.density(phi), receiver, num_nodes) + 1  # [N, 1]
         return h + dh / norm, X + dX / norm.unsqueeze(1)

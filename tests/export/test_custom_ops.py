@@ -57,6 +57,52 @@ def test_interaction_op_equals_function(heads, head_channels):
     assert all(g.abs().max() > 0.1 for g in grads_compiled)
 
 
+def interaction_t_inputs(num_nodes: int, num_edges: int, heads: int, head_channels: int) -> list[torch.Tensor]:
+    """t [E, F], W_r [F, F], W_s [3F, F] (no gradient: the operator is for inference), then Y and the node
+    tensors of ``interaction_inputs``."""
+    F = heads * head_channels
+    inputs = interaction_inputs(num_nodes, num_edges, heads, head_channels)
+    t = torch.randn(num_edges, F, dtype=torch.float64, requires_grad=True)
+    weights = [torch.randn(F, F, dtype=torch.float64) / F**0.5, torch.randn(3 * F, F, dtype=torch.float64) / F**0.5]
+    return [t, *weights, *inputs[2:]]
+
+
+def _interaction_t_reference(t, weight_r, weight_s, *rest, sender, receiver, heads):
+    return fused.InteractionMessages.apply(t @ weight_r.T, t @ weight_s.T, *rest, sender, receiver, heads)
+
+
+@pytest.mark.parametrize("num_edges, heads, head_channels", [(70_000, 2, 4), (150, 8, 24)])
+def test_interaction_t_op_equals_function(num_edges, heads, head_channels):
+    """The operator that makes attention_in = t W_rᵀ, filter_in = t W_sᵀ chunk by chunk (forward and backward)
+    against the linear maps followed by fused.py's Function: forward and the gradients of t, Y and the node
+    tensors to 1e-13 relative; 70,000 edges of F = 8 cross two of its 8 MB chunks (32,768 edges)."""
+    sender, receiver = _edges(300, num_edges)
+    inputs = interaction_t_inputs(300, num_edges, heads, head_channels)
+    differentiable = [x for x in inputs if x.requires_grad]
+    python = _interaction_t_reference(*inputs, sender=sender, receiver=receiver, heads=heads)
+    compiled = torch.ops.geodite.interaction_messages_t(*inputs, sender, receiver, heads)
+    weights = [torch.randn_like(out) for out in python]
+    grads_python = torch.autograd.grad(sum((w * out).sum() for w, out in zip(weights, python)), differentiable)
+    grads_compiled = torch.autograd.grad(sum((w * out).sum() for w, out in zip(weights, compiled)), differentiable)
+    for a, b in zip([*python, *grads_python], [*compiled, *grads_compiled]):
+        assert torch.allclose(a, b, rtol=1e-13, atol=1e-12 * a.abs().max().item())
+    assert all(g.abs().max() > 0.1 for g in grads_compiled)
+
+
+def test_interaction_t_op_gradcheck_and_no_weight_gradient():
+    """Finite differences of the operator = its backward (float64, heads cross o_s/o_d/o_t); weights that require
+    a gradient are refused in the backward pass instead of getting none silently."""
+    sender, receiver = _edges(5, 24)
+    t, weight_r, weight_s, *rest = interaction_t_inputs(5, 24, heads=4, head_channels=2)
+    assert torch.autograd.gradcheck(
+        lambda t, *x: torch.ops.geodite.interaction_messages_t(t, weight_r, weight_s, *x, sender, receiver, 4),
+        [t, *rest])
+    dh, _ = torch.ops.geodite.interaction_messages_t(t, weight_r.requires_grad_(), weight_s, *rest, sender,
+                                                     receiver, 4)
+    with pytest.raises(RuntimeError, match="no gradient for its weights"):
+        dh.sum().backward()
+
+
 @pytest.mark.parametrize("channels", [4096, 7])
 def test_rejected_inner_product_op_equals_function(channels):
     sender, receiver = _edges(7, 150)
@@ -134,11 +180,16 @@ def _all_outputs(num_threads: int, inputs: list[torch.Tensor], sender, receiver,
     try:
         outputs = torch.ops.geodite.interaction_messages(*inputs, sender, receiver, heads)
         grads = torch.autograd.grad(sum(out.square().sum() for out in outputs), inputs)
+        F = inputs[0].shape[1]  # t = attention_in's values, weights cut from filter_in's
+        weight_r, weight_s = inputs[1][:F, :F].detach(), inputs[1][F : 4 * F, :F].detach()
+        outputs_t = torch.ops.geodite.interaction_messages_t(inputs[0], weight_r, weight_s, *inputs[2:], sender,
+                                                             receiver, heads)
+        grads_t = torch.autograd.grad(sum(out.square().sum() for out in outputs_t), [inputs[0], *inputs[2:]])
         w = torch.ops.geodite.rejected_inner_product(inputs[-1], inputs[-1], inputs[2], sender, receiver)
         grads_w = torch.autograd.grad(w.square().sum(), [inputs[-1], inputs[2]])
     finally:
         torch.set_num_threads(previous)
-    return [*outputs, *grads, w, *grads_w]
+    return [*outputs, *grads, *outputs_t, *grads_t, w, *grads_w]
 
 
 def test_ops_do_not_depend_on_the_number_of_threads():

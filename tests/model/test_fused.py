@@ -37,6 +37,17 @@ def test_rejected_inner_product_gradients(tiny_blocks):
     assert torch.autograd.gradcheck(lambda *x: fused.RejectedInnerProduct.apply(*x, sender, receiver), inputs)
 
 
+def test_edge_gate_update_gradients(tiny_blocks):
+    """The edge update for inference (blocks of edges, the backward pass recomputing them): finite differences of
+    t and w equal its backward."""
+    torch.manual_seed(0)
+    t, w = (torch.randn(100, 4, dtype=torch.float64, requires_grad=True) for _ in range(2))  # two blocks
+    weights = [torch.randn(4, 4, dtype=torch.float64) for _ in range(3)]
+    norm = [1 + 0.1 * torch.randn(4, dtype=torch.float64), 0.1 * torch.randn(4, dtype=torch.float64)]
+    assert torch.autograd.gradcheck(lambda t, w: fused.EdgeGateUpdate.apply(t, w, *weights, *norm, 1e-5), [t, w],
+                                    fast_mode=True)
+
+
 def test_rejected_inner_product_matches_projector_definition():
     """⟨(1 − ŷŷᵀ)q, (1 − ŷŷᵀ)k⟩ formed explicitly."""
     sender, receiver = _edges(5, 40)
@@ -49,10 +60,19 @@ def test_rejected_inner_product_matches_projector_definition():
     assert torch.allclose(fused.RejectedInnerProduct.apply(Q, K, y, sender, receiver), expected, atol=1e-12)
 
 
+@pytest.fixture(params=["keep", "recompute"])
+def edge_memory(request, monkeypatch):
+    """Inference keeping the per-edge intermediates (small structures), or recomputing them in the backward pass
+    (large ones): every test of the eval path runs both."""
+    if request.param == "recompute":
+        monkeypatch.setattr(fused, "KEEP_EDGE_BYTES", 0)
+    return request.param
+
+
 @pytest.mark.parametrize("kernels", [python_kernels, compiled_kernels])
-def test_inference_path_equals_training_path(tiny_blocks, kernels):
+def test_inference_path_equals_training_path(tiny_blocks, kernels, edge_memory):
     """eval() uses the kernels (fused.py's or the C++ operators), train() plain autograd: energy, forces and
-    stress agree to round-off."""
+    stress agree to round-off, whether inference keeps or recomputes the per-edge intermediates."""
     model = Geodite(GeoditeConfig(num_channels=16, num_layers=3, num_heads=2, cutoff=4.0, num_rbf=6, attn_dropout=0.0))
     model = model.double()
     atoms = bulk("NaCl", "rocksalt", a=5.6).repeat((2, 1, 1))
@@ -73,3 +93,36 @@ def test_encoder_linear_maps_start_xavier_uniform():
     assert weight.abs().max() <= bound and weight.abs().max() > 0.9 * bound
     readout = model.readouts[0].weight
     assert readout.abs().max() <= 1.0 / 64**0.5
+
+
+def _saved_edge_tensors(model: Geodite, graph) -> list[tuple[int, ...]]:
+    """Shapes of the tensors autograd keeps for the backward pass of one eval call that have a row per edge and at
+    least F columns (once per storage)."""
+    num_edges, channels = graph.edge_index.shape[1], model.config.num_channels
+    saved = {}
+
+    def pack(tensor):
+        if tensor.dim() >= 2 and tensor.shape[0] == num_edges and tensor[0].numel() >= channels:
+            saved[tensor.untyped_storage().data_ptr()] = tuple(tensor.shape)
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        model(graph)
+    return list(saved.values())
+
+
+def test_inference_beyond_the_budget_keeps_t_and_w_per_layer(monkeypatch):
+    """Beyond KEEP_EDGE_BYTES, the [E, F]-sized tensors kept for the force/stress backward pass are each layer's
+    edge scalars t and each edge update's w (plus the embeddings' two): 2L + 1 + 2, not the ~12 per layer of
+    plain autograd, which set the peak memory of large structures (10,000 atoms ran out of 11 GB)."""
+    model = Geodite(GeoditeConfig(num_channels=16, num_layers=3, num_heads=2, cutoff=4.0, num_rbf=6)).double().eval()
+    atoms = bulk("NaCl", "rocksalt", a=5.6).repeat((2, 1, 1))
+    atoms.rattle(0.1, seed=1)
+    graph = build_graph([atoms], model.cutoff)
+    keep = _saved_edge_tensors(model, graph)
+    monkeypatch.setattr(fused, "KEEP_EDGE_BYTES", 0)
+    with compiled_kernels():
+        recompute = _saved_edge_tensors(model, graph)
+    assert len(recompute) <= 2 * 3 + 1 + 2, recompute
+    assert all(shape[1:] == (16,) for shape in recompute), recompute
+    assert len(keep) > 2 * len(recompute)
