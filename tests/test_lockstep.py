@@ -109,7 +109,7 @@ def test_md_task_runs_a_chunk_in_lockstep_with_the_rows_of_runs_alone(tmp_path):
 
 def test_batch_atoms_sets_the_atoms_per_model_call_of_the_worker_model():
     """``--batch-atoms`` reaches the Evaluator: with 1, each structure gets its own model call."""
-    from geodite.tasks.runner import ModelSetup, get_context_for
+    from geodite.tasks.worker import ModelSetup, get_context_for
 
     ctx = get_context_for(ModelSetup(str(CHECKPOINT), dtype="float64", batch_atoms=1))
     assert ctx.evaluator.max_atoms == 1

@@ -6,7 +6,8 @@ It implements ``run_item(item, ctx) -> row`` or ``run_batch(items, ctx) -> Itera
 parameters are dataclass fields marked ``field(metadata=PROTOCOL)`` (:func:`protocol_config`), to which the
 runner adds the model's weights and dtype (:func:`model_protocol`). An item's
 exception is its :func:`failed_row`; :func:`item_rows` runs ``run_item`` over a chunk. Everything else
-(workers, Dask, the store, resumption) is :mod:`geodite.tasks.runner`'s.
+(the store, resumption: :mod:`geodite.tasks.runner`; workers, Dask: :mod:`geodite.tasks.executors`) is not
+the task's.
 """
 
 from __future__ import annotations

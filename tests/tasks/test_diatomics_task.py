@@ -145,25 +145,25 @@ def test_run_time_is_charged_per_curve_whatever_the_chunking(monkeypatch):
 
     import pandas as pd
 
-    from geodite.tasks import runner
+    from geodite.tasks import worker
 
     clock = {"now": 0.0}
     monkeypatch.setattr(time, "perf_counter", lambda: clock["now"])
-    context = runner.get_context_for("emt")
+    context = worker.get_context_for("emt")
 
     class Clocked(WorkerContext):
         def evaluate(self, structures, compute_stress=True):
             clock["now"] += len(structures)
             return super().evaluate(structures, compute_stress)
 
-    setup = runner.ModelSetup("emt")
-    monkeypatch.setitem(runner._WORKER_CTX, setup, Clocked(**{f: getattr(context, f) for f in
+    setup = worker.ModelSetup("emt")
+    monkeypatch.setitem(worker._WORKER_CTX, setup, Clocked(**{f: getattr(context, f) for f in
                                                              ("model", "spec", "calculator", "device")}))
     task = DiatomicsTask(elements=["H", "N", "O", "Cu"])
     items = {item["key"]: item for item in task.items()}
     tables = {}
     for chunking in ((("H", "N", "O", "Cu"),), (("Cu",), ("O", "N"), ("H",))):
-        rows = [row for chunk in chunking for row in runner.iter_chunk(task, [items[k] for k in chunk], setup)]
+        rows = [row for chunk in chunking for row in worker.iter_chunk(task, [items[k] for k in chunk], setup)]
         tables[chunking] = pd.DataFrame(rows).set_index("key").sort_index()
     one, three = tables.values()
     points = len(distances_for("H", "mbd"))
