@@ -25,8 +25,8 @@ Protocol per item (one phononDB material), as MBD's ``matbench_discovery/phonons
    row gets its SRME and whether it was censored (:func:`geodite.metrics.phonons.kappa_srme_censored`). Rows → metrics:
    :func:`geodite.metrics.phonons.kappa_metrics`.
 
-Penalties (MBD): a failed material, one with imaginary modes or broken symmetry has no κ
-(SRD = −2, SRE = 2) and SRME = 2. Offline there is no mode-resolved reference: κ_SRME is
+Penalties (MBD; a row's SRD, SRE and SRME: :func:`geodite.metrics.phonons.material_kappa_scores`): a failed
+material, one with imaginary modes or broken symmetry has no κ (SRD = −2, SRE = 2) and SRME = 2. Offline there is no mode-resolved reference: κ_SRME is
 reported as null with the reason; κ_SRE and κ_SRD are computed against the real DFT κ.
 
 Row schema: material_id, formula, spg_num, source, kappa_pred, kappa_p, kappa_c, kappa_dft, srd, sre,
@@ -57,12 +57,11 @@ from geodite import phonons
 from geodite.data import downloads
 from geodite.data import kappa as kdata
 from geodite.metrics.phonons import (
-    SRME_PENALTY,
     kappa_metrics,
     kappa_scalar,
     kappa_srd,
-    kappa_sre,
     kappa_srme_censored,
+    material_kappa_scores,
 )
 from geodite.tasks.contract import PROTOCOL
 
@@ -272,8 +271,9 @@ class KappaTask:
                 traceback=traceback.format_exc(limit=6),
             )
         row["wall_s"] = time.perf_counter() - t0
-        self._score(row, item)
-        return row
+        penalised = row["failed"] or row["imaginary_modes"] or row["broken_symmetry"]
+        return row | material_kappa_scores(row["kappa_pred"], row["kappa_dft"], penalised=penalised,
+                                           has_mode_reference="ref_mode_kappa" in item, srme=row.get("srme"))
 
     def _start_structure(self, item: dict, ctx, row: dict):
         if item.get("atoms") is not None:
@@ -380,24 +380,6 @@ class KappaTask:
         pub = kdata.published_kappa(self.compare_with, self.analysis_path)
         ids = df["material_id"] if "material_id" in df else df["key"]
         return df.assign(kappa_published=[pub.get(m, {}).get("kappa", float("nan")) for m in ids])
-
-    def _score(self, row: dict, item: dict) -> None:
-        """Per-material SRD/SRE (penalties for missing κ) and, with the mode-resolved reference, SRME."""
-        kdft = row["kappa_dft"]
-        if not (np.isfinite(kdft) and kdft > 0):
-            row["srd"] = row["sre"] = float("nan")
-            return
-        row["srd"] = kappa_srd(row["kappa_pred"], kdft)
-        row["sre"] = kappa_sre(row["kappa_pred"], kdft)
-        row["has_mode_reference"] = "ref_mode_kappa" in item
-        if row["has_mode_reference"]:
-            penalised = row["failed"] or row["imaginary_modes"] or row["broken_symmetry"]
-            if penalised or not np.isfinite(row["kappa_pred"]):
-                row["srme"] = SRME_PENALTY
-            elif "srme" not in row:  # mode arrays did not match: cannot score the modes
-                row["srme"] = float("nan")
-        else:
-            row["srme"] = float("nan")
 
     # ------------------------------------------------------------------ metrics
     def _with_dft(self, df: pd.DataFrame) -> pd.DataFrame:

@@ -10,7 +10,8 @@ import pytest
 from ase.calculators.calculator import Calculator, all_changes
 
 from geodite.calculator import GeoditeCalculator
-from geodite.tasks.diatomics import DiatomicsTask, curve_arrays, diatomics_summary, dimer, distances_for
+from geodite.metrics.diatomics_scores import diatomics_summary
+from geodite.tasks.diatomics import DiatomicsTask, curve_arrays, dimer, distances_for, pbe_reference
 from geodite.tasks.contract import WorkerContext
 from geodite.tasks.runner import RunOptions, run_task
 from tests.conftest import DATA
@@ -92,8 +93,8 @@ def test_summary_skips_mbd_excluded_elements():
     import pandas as pd
 
     df = pd.DataFrame({"element": ["H", "Rn"], "status": ["ok", "ok"], "tortuosity": [1.0, 9.0]})
-    assert diatomics_summary(df, "mbd")["tortuosity"] == 1.0
-    assert diatomics_summary(df, "arena")["tortuosity"] == 5.0
+    assert diatomics_summary(df, "mbd", pbe_reference())["tortuosity"] == 1.0
+    assert diatomics_summary(df, "arena", pbe_reference())["tortuosity"] == 5.0
 
 
 def test_summary_means_skip_non_finite_values_as_mbd():
@@ -102,7 +103,7 @@ def test_summary_means_skip_non_finite_values_as_mbd():
 
     df = pd.DataFrame({"element": ["H", "He", "Li"], "status": ["ok"] * 3, "tortuosity": [1.0, np.inf, np.nan],
                        "energy_jump": [np.nan, np.nan, np.nan]})  # fmt: skip
-    summary = diatomics_summary(df, "arena")
+    summary = diatomics_summary(df, "arena", pbe_reference())
     assert summary["tortuosity"] == 1.0 and summary["energy_jump"] is None
 
 
@@ -169,6 +170,6 @@ def test_run_time_is_charged_per_curve_whatever_the_chunking(monkeypatch):
     points = len(distances_for("H", "mbd"))
     assert (one["item_wall_s"] == points).all() and (three["item_wall_s"] == points).all()
     subset = ["N", "O", "Cu"]  # what a summary over these rows says must not depend on how they were computed
-    summaries = [diatomics_summary(table.loc[subset].reset_index(), "mbd") for table in (one, three)]
+    summaries = [diatomics_summary(table.loc[subset].reset_index(), "mbd", pbe_reference()) for table in (one, three)]
     assert summaries[0]["run_time_sec"] == summaries[1]["run_time_sec"] == 3 * points
     assert summaries[0]["CDS"] is not None and summaries[0]["CDS"] == summaries[1]["CDS"]
