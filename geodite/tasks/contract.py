@@ -100,7 +100,13 @@ def model_calls(structures: Sequence, max_atoms: int) -> list[list]:
 @runtime_checkable
 class Task(Protocol):
     """A benchmark task. Besides these, a task implements ``run_item(item, ctx) -> row`` or
-    ``run_batch(items, ctx) -> Iterator[row]`` (rows with their item's ``key``, yielded as they finish)."""
+    ``run_batch(items, ctx) -> Iterator[row]`` (rows with their item's ``key``, yielded as they finish).
+
+    Optional hooks: ``protocol_extras() -> dict`` (see :func:`protocol_config`), and, for a task with a
+    Matbench Discovery submission format, ``submission(df, summary, folder, model, date) -> (files,
+    yaml_blocks)``: it writes the task's submission files of the rows ``df`` into ``folder`` and returns them
+    with its blocks of the model YAML (:data:`geodite.submission.SubmissionWriter`); the runner calls it after
+    the metrics through :func:`geodite.submission.write_submission`."""
 
     name: str
 

@@ -29,6 +29,7 @@ from ase.data import atomic_numbers, chemical_symbols, covalent_radii, vdw_alvar
 
 from geodite.metrics import diatomics as m
 from geodite.metrics.diatomics_scores import MBD_SKIPPED, curve_metrics, diatomics_summary
+from geodite.submission import write_diatomics
 from geodite.tasks.contract import PROTOCOL, UNSUPPORTED, failed_row
 
 MBD_BOX = 50.0  # Å
@@ -142,6 +143,11 @@ class DiatomicsTask:
 
     def metrics(self, df: pd.DataFrame, model: str) -> dict:
         return diatomics_summary(df, self.protocol, pbe_reference())
+
+    def submission(self, df: pd.DataFrame, summary: dict, folder: Path, model: str,
+                   date: str) -> tuple[list[Path], dict]:
+        """Matbench Discovery's dimer-curve file (:func:`geodite.submission.write_diatomics`)."""
+        return write_diatomics(df, summary, folder, model, date)
 
     def plots(self, df: pd.DataFrame, out_dir: Path, model: str) -> list[Path]:
         return plot_curves(df, out_dir, model)

@@ -65,6 +65,7 @@ from geodite.data import downloads
 from geodite.data import wbm as wbm_data
 from geodite.metrics.discovery import full_metrics_from_rows, offline_metrics_from_rows
 from geodite.metrics.symmetry import symmetry_comparison
+from geodite.submission import write_discovery
 from geodite.tasks.contract import PROTOCOL, failed_row, item_rows
 
 FULL_FILES = ["wbm_summary", "wbm_initial_structures", "wbm_computed_structure_entries", "mp_elemental_ref_entries"]
@@ -288,6 +289,11 @@ class DiscoveryTask:
     # ------------------------------------------------------------------ metrics
     def metrics(self, df: pd.DataFrame, model: str) -> dict:
         return offline_metrics_from_rows(df) if self.mode == "offline" else full_metrics_from_rows(df)
+
+    def submission(self, df: pd.DataFrame, summary: dict, folder: Path, model: str,
+                   date: str) -> tuple[list[Path], dict]:
+        """Matbench Discovery's discovery and geo-opt files (:func:`geodite.submission.write_discovery`)."""
+        return write_discovery(df, summary, folder, model, date)
 
     def plots(self, df: pd.DataFrame, out_dir: Path, model: str) -> list[Path]:
         cols = ("e_form_dft", "e_form_pred")

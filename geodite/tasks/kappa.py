@@ -63,6 +63,7 @@ from geodite.metrics.phonons import (
     kappa_srme_censored,
     material_kappa_scores,
 )
+from geodite.submission import write_kappa
 from geodite.tasks.contract import PROTOCOL
 
 FULL_FILES = [kdata.STRUCTURES_KEY]
@@ -393,6 +394,11 @@ class KappaTask:
     def metrics(self, df: pd.DataFrame, model: str) -> dict:
         df = self.with_published(self._with_dft(df))
         return kappa_metrics(df, self.mode, reference_reason=self._reference_reason, compare_with=self.compare_with)
+
+    def submission(self, df: pd.DataFrame, summary: dict, folder: Path, model: str,
+                   date: str) -> tuple[list[Path], dict]:
+        """Matbench Discovery's κ file (:func:`geodite.submission.write_kappa`)."""
+        return write_kappa(df, summary, folder, model, date)
 
     def plots(self, df: pd.DataFrame, out_dir: Path, model: str) -> list[Path]:
         return [parity_plot(self.with_published(self._with_dft(df)), out_dir / "parity_kappa.png", model, self.compare_with)]

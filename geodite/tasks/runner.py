@@ -225,9 +225,9 @@ def _run_locked(task: Task, opts: RunOptions, client, log, spec, store: ResultSt
         "failure_reasons": failure_reasons(df),
         "unsupported": unsupported,
     }
+    hook = getattr(task, "submission", None)  # the task's own submission format; tasks without one write nothing
     try:
-        summary["submission_files"] = [str(p) for p in write_submission(task.name, df, summary, opts.results_dir,
-                                                                        label)]
+        summary["submission_files"] = [str(p) for p in write_submission(hook, df, summary, opts.results_dir, label)]
     except (KeyError, TypeError, ValueError) as exc:  # odd stored rows must not lose the tables and metrics
         log(f"submission files not written: {type(exc).__name__}: {exc}")
     write_rows(df, out_dir)
