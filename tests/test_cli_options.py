@@ -17,7 +17,7 @@ COMMAND_ONLY = {"discovery": {"download": True}, "kappa": {"download": True}, "d
 
 
 def runner_tasks() -> list[str]:
-    return [name for name in suite.RUNNER_TASKS if name != "kappa" or _have("phono3py")]
+    return [name for name in suite.runner_tasks() if name != "kappa" or _have("phono3py")]
 
 
 def _have(module: str) -> bool:
