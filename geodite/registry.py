@@ -28,7 +28,8 @@ import ase.filters
 from ase.calculators.emt import EMT
 
 from geodite.calculator import GeoditeCalculator, torch_device
-from geodite.checkpoints import file_sha256, resolve_model_path
+from geodite.checkpoints import resolve_model_path
+from geodite.data.downloads import file_digest
 
 UNCORRECTED = "uncorrected"
 MP2020_CORRECTED = "mp2020_corrected"
@@ -217,7 +218,7 @@ LABEL_HASH_CHARS = 8  # hex digits of a checkpoint's sha256 in its label
 
 @lru_cache(maxsize=64)
 def _weights_digest(path: str, mtime_ns: int, size: int) -> str:
-    return file_sha256(path)
+    return file_digest(path)
 
 
 def weights_sha256(path: str | Path) -> str:

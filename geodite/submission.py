@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import datetime
 import gzip
-import hashlib
 import json
 import math
 from collections.abc import Callable
@@ -42,6 +41,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from geodite.data.downloads import file_digest
 from geodite.metrics.discovery import offline_key
 from geodite.metrics.symmetry import SYMMETRY_KEYS, SYMPRECS, symprec_tag
 
@@ -81,8 +81,7 @@ def _target(folder: Path, kind: str, date: str) -> Path:
 
 def _file_ref(path: Path) -> dict:
     """MBD FileRef: name, size (bytes), md5."""
-    data = path.read_bytes()
-    return {"name": path.name, "size": len(data), "md5": hashlib.md5(data).hexdigest()}  # noqa: S324 - a checksum
+    return {"name": path.name, "size": path.stat().st_size, "md5": file_digest(path, "md5")}
 
 
 def _number(value):

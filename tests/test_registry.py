@@ -80,7 +80,7 @@ def test_weights_identity_fixes_every_models_weights(tmp_path, monkeypatch):
     """The store's protocol gets the checkpoint's sha256 for every Geodite entry, geodite-mp's cached download
     included, and the package version for peers whose weights come with their package."""
     monkeypatch.setenv("GEODITE_CACHE_DIR", str(tmp_path))
-    from geodite.checkpoints import cache_dir
+    from geodite.data.downloads import cache_dir
 
     _copy(SMALL, cache_dir() / "Geodite-MP.ckpt")
     expected = hashlib.sha256(SMALL.read_bytes()).hexdigest()

@@ -123,7 +123,7 @@ class DiscoveryTask:
 
     # ------------------------------------------------------------------ protocol
     def protocol_extras(self) -> dict:
-        return {"offline_data_md5": downloads.md5sum(self.offline_path)} if self.mode == "offline" else {}
+        return {"offline_data_md5": downloads.file_digest(self.offline_path, "md5")} if self.mode == "offline" else {}
 
     def items(self) -> list[dict]:
         return self._offline_items() if self.mode == "offline" else self._full_items()

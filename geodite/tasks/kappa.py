@@ -181,7 +181,7 @@ class KappaTask:
 
     # ------------------------------------------------------------------ protocol
     def protocol_extras(self) -> dict:
-        return {"analysis_md5": downloads.md5sum(self.analysis_path)}
+        return {"analysis_md5": downloads.file_digest(self.analysis_path, "md5")}
 
     @staticmethod
     def published_key_for(model: str) -> str | None:
