@@ -17,7 +17,7 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor
 
-from geodite.data.downloads import DownloadError, cache_dir, download
+from geodite.data.downloads import DownloadError, cache_dir, download_file
 from geodite.model import Geodite, GeoditeConfig
 
 CHECKPOINT_FORMAT = "geodite-checkpoint-v1"
@@ -305,8 +305,8 @@ def resolve_model_path(name: str) -> Path:
         if path.exists():
             return path
         try:
-            return download(GEODITE_MP_URL, path, manual="Download the file elsewhere and pass its path "
-                            f"(--model PATH), or place it at {path}.")
+            return download_file(GEODITE_MP_URL, path, manual="Download the file elsewhere and pass its path "
+                                 f"(--model PATH), or place it at {path}.")
         except DownloadError as error:
             raise CheckpointError(str(error)) from error
     path = Path(name).expanduser()

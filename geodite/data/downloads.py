@@ -2,7 +2,7 @@
 
 * :func:`cache_dir`: where every download lives (``$GEODITE_CACHE_DIR``, else ``~/.cache/geodite``): benchmark
   data, the Geodite-MP checkpoint, MPtrj, built kernels;
-* :func:`download`: a URL to a file, atomically (a temporary file beside it, moved into place only when
+* :func:`download_file`: a URL to a file, atomically (a temporary file beside it, moved into place only when
   complete and, if a checksum is given, matching), one-line :class:`DownloadError` offline;
 * :func:`file_digest`: a file's hex digest, sha256 by default (checkpoints, provenance), md5 where a data
   source publishes md5 (Matbench Discovery's figshare files).
@@ -162,8 +162,8 @@ def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
         return hashlib.file_digest(handle, algorithm).hexdigest()
 
 
-def download(url: str, destination: str | Path, *, timeout: float = 60.0, checksum: tuple[str, str] | None = None,
-             manual: str = "") -> Path:
+def download_file(url: str, destination: str | Path, *, timeout: float = 60.0,
+                  checksum: tuple[str, str] | None = None, manual: str = "") -> Path:
     """Download ``url`` to ``destination`` (folders created) and return it.
 
     The bytes go to a temporary file beside ``destination``, moved into place only once complete and, with
@@ -223,8 +223,8 @@ def fetch(
     if not download:
         raise DataUnavailableError(f"Data file {key!r} ({f.filename}) not found locally. {manual}")
     try:
-        return download(f.url, cache_dir() / f.path, timeout=timeout,
-                        checksum=("md5", f.md5) if verify and f.md5 else None, manual=manual)
+        return download_file(f.url, cache_dir() / f.path, timeout=timeout,
+                             checksum=("md5", f.md5) if verify and f.md5 else None, manual=manual)
     except DownloadError as error:
         raise DataUnavailableError(f"Data file {key!r}: {error}") from error
 

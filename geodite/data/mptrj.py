@@ -27,7 +27,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from geodite.data.dataset import Frame, FrameStore, FrameStoreWriter, frame_from_atoms
-from geodite.data.downloads import cache_dir, download
+from geodite.data.downloads import cache_dir, download_file
 
 #: eV/Å³ per kBar (1 kBar = 0.1 GPa; 1 eV/Å³ = 160.21766208 GPa)
 EV_A3_PER_KBAR = 1.0 / 1602.1766208
@@ -205,9 +205,10 @@ def download_mptrj(url: str = MPTRJ_JSON_URL, destination: str | Path | None = N
     Checksum verified only if known (MPTRJ_JSON_SHA256 is None: not published in a form we could verify)."""
     destination = Path(destination or cache_dir() / "data" / MPTRJ_JSON_NAME)
     known = MPTRJ_JSON_SHA256 is not None and url == MPTRJ_JSON_URL
-    return download(url, destination, timeout=120.0, checksum=("sha256", MPTRJ_JSON_SHA256) if known else None,
-                    manual=f"Download {destination.name} elsewhere (figshare article 23713842) and pass its folder "
-                    "with --data-dir.")
+    return download_file(url, destination, timeout=120.0,
+                         checksum=("sha256", MPTRJ_JSON_SHA256) if known else None,
+                         manual=f"Download {destination.name} elsewhere (figshare article 23713842) and pass its "
+                         "folder with --data-dir.")
 
 
 def convert_to_store(sources: list[str | Path], store_dir: str | Path, limit: int | None = None,

@@ -130,20 +130,20 @@ class _Response:
 
 
 def test_one_download_helper_is_atomic_and_checks_the_digest(offline, monkeypatch):
-    """downloads.download: the file appears only complete and matching; a mismatch or an offline machine leaves
+    """downloads.download_file: the file appears only complete and matching; a mismatch or an offline machine leaves
     nothing behind and says so in one line."""
     import hashlib
 
     target = offline / "cache" / "sub" / "file.bin"
     with pytest.raises(downloads.DownloadError, match="offline") as error:
-        downloads.download("https://example.org/file.bin", target, manual="Put it there by hand.")
+        downloads.download_file("https://example.org/file.bin", target, manual="Put it there by hand.")
     assert "\n" not in str(error.value) and str(error.value).endswith("Put it there by hand.")
     monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: _Response(b"payload"))
     with pytest.raises(downloads.DownloadError, match="Checksum mismatch"):
-        downloads.download("https://example.org/file.bin", target, checksum=("md5", "0" * 32))
+        downloads.download_file("https://example.org/file.bin", target, checksum=("md5", "0" * 32))
     assert not list(target.parent.iterdir())
     good = ("sha256", hashlib.sha256(b"payload").hexdigest())
-    assert downloads.download("https://example.org/file.bin", target, checksum=good) == target
+    assert downloads.download_file("https://example.org/file.bin", target, checksum=good) == target
     assert target.read_bytes() == b"payload" and [p.name for p in target.parent.iterdir()] == ["file.bin"]
     assert downloads.file_digest(target) == good[1]
     assert downloads.file_digest(target, "md5") == hashlib.md5(b"payload").hexdigest()
