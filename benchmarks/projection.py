@@ -38,9 +38,9 @@ from batch_calls import prototype_supercells  # this folder's script (run as pyt
 from geodite.calculator import Evaluator
 from geodite.data import kappa as kdata
 from geodite.data import wbm
-from geodite.relax import RelaxSettings, relax_in_flight
+from geodite.registry import resolve
+from geodite.relax import ATOMS_IN_FLIGHT, RelaxSettings, relax_in_flight
 from geodite.tasks.discovery import DiscoveryTask
-from geodite.tasks.speed import make_calculator
 
 WBM_STRUCTURES = 256_963  # Matbench Discovery's full test set (docs/benchmarks.md)
 
@@ -127,15 +127,16 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     structures = starts(args.n, args.initial)
-    evaluator = make_calculator(args.model, "cpu", "float32").evaluator
-    measured = measure_relaxations(evaluator, structures, 512)
+    evaluator = resolve(args.model).load("cpu", "float32").evaluator
+    budget = ATOMS_IN_FLIGHT["cpu"]  # what the discovery task keeps in flight on a CPU
+    measured = measure_relaxations(evaluator, structures, budget)
     sizes = np.array([len(Structure.from_dict(r["structure"])) for r in wbm.load_offline_wbm()])
     kappa = kappa_workload()
     speed = pd.read_csv(args.speed)
     calibration = 1.0
     if args.local_speed:  # the measured forward passes against the local sweep at the same budget
         calibration = measured["forward_s"] / (measured["atom_steps"] * per_atom_cost(
-            pd.read_csv(args.local_speed), args.model, 512))
+            pd.read_csv(args.local_speed), args.model, budget))
     out = {"model": args.model, "measured_here": {k: round(v, 5) if isinstance(v, float) else v
                                                   for k, v in measured.items()},
            "wbm_mean_atoms": round(float(sizes.mean()), 2),
@@ -145,7 +146,7 @@ def main() -> None:
            "projection": [project(speed, args.model, int(b), measured, sizes, kappa, calibration)
                           for b in args.budgets.split(",")]}
     if args.local_speed:
-        u = per_atom_cost(pd.read_csv(args.local_speed), args.model, 512)
+        u = per_atom_cost(pd.read_csv(args.local_speed), args.model, budget)
         predicted = measured["atom_steps"] * u + measured["structure_steps"] * measured["host_s_per_structure_step"]
         out["check"] = {"measured_wall_s": round(measured["wall_s"], 2), "projected_wall_s": round(predicted, 2),
                         "measured_forward_s": round(measured["forward_s"], 2),

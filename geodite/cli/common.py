@@ -26,6 +26,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from geodite.calculator import ATOMS_PER_CALL
 from geodite.tasks import suite
 from geodite.tasks.runner import RunOptions
 from geodite.tasks.store import jsonable
@@ -198,7 +199,8 @@ RUN_OPTIONS: dict[str, Any] = {
     "device": Device,
     "dtype": Dtype,
     "batch_atoms": Annotated[Optional[int], typer.Option(
-        min=1, help="Geodite: most atoms in one model call (default 2048; 1 = one structure a call)")],
+        min=1, help=f"Geodite: atoms per model call, the most atoms one forward pass takes (default {ATOMS_PER_CALL}; "
+        "1 = one structure a call)")],
     "results_dir": WritableResultsDir,
     "retry_failed": Annotated[bool, typer.Option(help="recompute items that failed in an earlier run")],
     "fresh": Annotated[bool, typer.Option(help="discard stored results of this task and model")],

@@ -3,7 +3,8 @@
 A task (:class:`~geodite.tasks.contract.Task`, the contract in :mod:`geodite.tasks.contract`) is a
 protocol over items producing one row per item, then metrics over the rows. The runner owns everything else:
 
-* the model: built once per worker from :mod:`geodite.registry`; tasks evaluate structures through
+* the model: resolved once per run (:func:`geodite.registry.resolve`), its handle sent to the workers, each of
+  which loads it once (:func:`get_context_for`); tasks evaluate structures through
   :meth:`~geodite.tasks.contract.WorkerContext.evaluate` (batched for Geodite, a loop for any other ASE calculator);
 * batches: a task with ``run_batch(items, ctx)`` gets chunks of items and yields their rows as
   they finish (a relaxation keeps a budget of atoms in flight); other tasks get ``run_item``
@@ -57,7 +58,8 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from geodite.registry import ModelNotAvailableError, get_spec, model_label
+from geodite.calculator import ATOMS_PER_CALL
+from geodite.registry import ModelHandle, resolve
 from geodite.submission import write_submission
 from geodite.tasks.contract import (UNSUPPORTED, Task, WorkerContext, failed_row, item_rows, model_protocol,
                                      protocol_config)
@@ -78,29 +80,25 @@ from geodite.threads import (
 
 @dataclass(frozen=True)
 class ModelSetup:
-    """What a worker builds its model from: a registry name or checkpoint path, the device, the dtype and,
-    for Geodite, ``batch_atoms``: the most atoms one model call takes (the Evaluator's ``max_atoms``;
-    None keeps its default). Other calculators evaluate one structure at a time whatever it says."""
+    """What a worker builds its model from: the model's handle (resolved once, in the run's process; it pickles),
+    the device, the dtype and, for Geodite, ``atoms_per_call``: the most atoms one model call takes (the
+    Evaluator's, set when it is built). Other calculators evaluate one structure at a time whatever it says."""
 
-    model: str
+    handle: ModelHandle
     device: str = "cpu"
     dtype: str = "float32"
-    batch_atoms: int | None = None
+    atoms_per_call: int = ATOMS_PER_CALL
 
 
 _WORKER_CTX: dict[ModelSetup, WorkerContext] = {}
 
 
 def get_context_for(setup: ModelSetup | str) -> WorkerContext:
-    """The (cached, one per process) model context of ``setup`` (a bare name: CPU, float32)."""
-    setup = ModelSetup(setup) if isinstance(setup, str) else setup
+    """The (cached, one per process) model context of ``setup`` (a bare model name: CPU, float32)."""
+    setup = ModelSetup(resolve(setup)) if isinstance(setup, str) else setup
     if setup not in _WORKER_CTX:
-        spec = get_spec(setup.model)
-        calc = spec.make_calculator(device=setup.device, dtype=setup.dtype)
-        evaluator = getattr(calc, "evaluator", None)
-        if evaluator is not None and setup.batch_atoms is not None:
-            evaluator.max_atoms = setup.batch_atoms
-        _WORKER_CTX[setup] = WorkerContext(model=setup.model, spec=spec, calculator=calc, device=setup.device)
+        calculator = setup.handle.load(device=setup.device, dtype=setup.dtype, atoms_per_call=setup.atoms_per_call)
+        _WORKER_CTX[setup] = WorkerContext(setup.handle, calculator, device=setup.device)
     return _WORKER_CTX[setup]
 
 
@@ -261,7 +259,7 @@ class RunOptions:
     progress: bool = True
     plots: bool = True
     chunk_items: int | None = None  # items per chunk of a run_batch task (see chunks())
-    batch_atoms: int | None = None  # Geodite: most atoms per model call (ModelSetup); None: the Evaluator's default
+    batch_atoms: int | None = None  # Geodite: atoms per model call (ModelSetup.atoms_per_call); None: ATOMS_PER_CALL
 
 
 class _RateColumn(ProgressColumn):
@@ -325,28 +323,27 @@ def run_task(task: Task, opts: RunOptions, client=None, log=None) -> dict:
     selection): a run over a subset never replaces a fuller summary; ``scope`` says what each covers."""
     log = log or (lambda msg: print(msg, file=sys.stderr))
     t0 = time.perf_counter()
-    spec = get_spec(opts.model)  # fail fast on unknown names
-    label = model_label(opts.model)
-    if not spec.available():
-        raise ModelNotAvailableError(spec.missing_message())
-    out_dir = task_dir(opts.results_dir, task.name, label)
+    handle = resolve(opts.model)  # the one resolution of the run: KeyError for an unknown name, at once
+    handle.require()  # ModelNotAvailableError: a missing optional package, or no trained weights
+    out_dir = task_dir(opts.results_dir, task.name, handle.label)
     store = ResultStore(out_dir / "store")
     with RunLock(store.lock_path, out_dir, log):
-        return _run_locked(task, opts, client, log, spec, store, t0)
+        return _run_locked(task, opts, client, log, handle, store, t0)
 
 
-def _run_locked(task: Task, opts: RunOptions, client, log, spec, store: ResultStore, t0: float) -> dict:
+def _run_locked(task: Task, opts: RunOptions, client, log, handle: ModelHandle, store: ResultStore,
+                t0: float) -> dict:
     """The run itself, once the results folder is held."""
-    label = model_label(opts.model)
+    label = handle.label
     out_dir = store.dir.parent
     scratch = out_dir / "scratch"  # the task's resumable state besides the store (MD trajectories)
     if opts.fresh:
         store.discard()
         shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True, exist_ok=True)
-    config = protocol_config(task) | model_protocol(spec, opts.dtype)
+    config = protocol_config(task) | model_protocol(handle, opts.dtype)
     discarded = store.check_or_write_meta(
-        {"task": task.name, "model": opts.model, "energy_convention": spec.energy_convention}, config
+        {"task": task.name, "model": opts.model, "energy_convention": handle.energy_convention}, config
     )
     if discarded:
         log(discarded)
@@ -367,7 +364,7 @@ def _run_locked(task: Task, opts: RunOptions, client, log, spec, store: ResultSt
     progress, tid = _progress(opts.progress, len(items), len(done), f"{task.name}:{label}")
     own_client = None
     n_threads = opts.threads or threads_per_worker(opts.workers)
-    setup = ModelSetup(opts.model, opts.device, opts.dtype, opts.batch_atoms)
+    setup = ModelSetup(handle, opts.device, opts.dtype, opts.batch_atoms or ATOMS_PER_CALL)
     use_dask = bool(opts.scheduler or opts.slurm_config or client is not None)
     in_process = bool(todo) and not use_dask and opts.workers <= 1
     torch_threads = set_torch_threads(n_threads) if in_process else None
@@ -412,7 +409,7 @@ def _run_locked(task: Task, opts: RunOptions, client, log, spec, store: ResultSt
     summary = {
         "task": task.name,
         "model": opts.model,
-        "energy_convention": spec.energy_convention,
+        "energy_convention": handle.energy_convention,
         "n_items": len(df),
         "n_failed": n_failed,
         "scope": scope,

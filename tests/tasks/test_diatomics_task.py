@@ -43,8 +43,8 @@ def test_batched_curve_equals_point_by_point(small_model):
     calc = GeoditeCalculator(small_model, dtype="float64")
     structures = [dimer("N", r, "mbd") for r in distances_for("N", "mbd")[::10]]
     r = distances_for("N", "mbd")[::10]
-    e_batched, f_batched = curve_arrays(WorkerContext("small", None, calc).evaluate(structures, compute_stress=False), r)
-    single = WorkerContext("small", None, PointByPoint(calc)).evaluate(structures, compute_stress=False)
+    e_batched, f_batched = curve_arrays(WorkerContext(None, calc).evaluate(structures, compute_stress=False), r)
+    single = WorkerContext(None, PointByPoint(calc)).evaluate(structures, compute_stress=False)
     e_single, f_single = curve_arrays(single, r)
     np.testing.assert_allclose(e_batched, e_single, atol=1e-9)
     np.testing.assert_allclose(f_batched, f_single, atol=1e-9)
