@@ -108,7 +108,7 @@ def project(speed: pd.DataFrame, model: str, budget: int, measured: dict, sizes:
     ``calibration`` multiplies the sweep's per-atom cost (a batch of small structures against one crystal)."""
     u = per_atom_cost(speed, model, budget) * calibration
     per_structure = measured["mean_steps"] * (sizes.mean() * u + measured["host_s_per_structure_step"])
-    return {"batch_atoms": budget, "us_per_atom_step": round(u * 1e6, 2),
+    return {"atoms_in_flight": budget, "us_per_atom_step": round(u * 1e6, 2),
             "wbm_hours": round(WBM_STRUCTURES * per_structure / 3600, 1),
             "wbm_model_share": round(sizes.mean() * u / (sizes.mean() * u + measured["host_s_per_structure_step"]), 3),
             "kappa_model_hours": round(kappa["atom_evaluations"].sum() * u / 3600, 2)}

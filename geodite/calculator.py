@@ -143,18 +143,18 @@ class Evaluator:
             raise ValueError(f"{len(neighbours)} neighbour caches for {len(structures)} structures")
         results: list[Prediction | None] = [None] * len(structures)
         batch: list[int] = []
-        batch_atoms = 0
+        atoms_in_call = 0
         for index, atoms in enumerate(structures):
             try:
                 self.check(atoms)
             except StructureError as error:
                 results[index] = Prediction(error=f"{describe(atoms, index)}: {error}")
                 continue
-            if batch and batch_atoms + len(atoms) > self.atoms_per_call:
+            if batch and atoms_in_call + len(atoms) > self.atoms_per_call:
                 self._run(structures, batch, results, compute_stress, neighbours)
-                batch, batch_atoms = [], 0
+                batch, atoms_in_call = [], 0
             batch.append(index)
-            batch_atoms += len(atoms)
+            atoms_in_call += len(atoms)
         if batch:
             self._run(structures, batch, results, compute_stress, neighbours)
         return results  # type: ignore[return-value]

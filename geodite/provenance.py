@@ -72,7 +72,7 @@ def model_provenance(model: str) -> dict:
         return out | {"note": str(error)}
     path = None
     if handle.checkpoint == "geodite-mp":  # never download for a report: use the cached file if there is one
-        from geodite.checkpoints import cache_dir
+        from geodite.data.downloads import cache_dir
 
         candidate = cache_dir() / "Geodite-MP.ckpt"
         path = candidate if candidate.exists() else None
@@ -101,10 +101,10 @@ def model_provenance(model: str) -> dict:
 
 def data_files() -> list[dict]:
     """sha256 and size of the data shipped in the package (geodite/data/files/**)."""
-    from geodite.checkpoints import file_sha256
+    from geodite.data.downloads import file_digest
 
     root = Path(str(resources.files("geodite") / "data" / "files"))
     rows = []
     for path in sorted(p for p in root.rglob("*") if p.is_file() and p.name != "README.md" and "__pycache__" not in p.parts):
-        rows.append({"file": str(path.relative_to(root)), "bytes": path.stat().st_size, "sha256": file_sha256(path)})
+        rows.append({"file": str(path.relative_to(root)), "bytes": path.stat().st_size, "sha256": file_digest(path)})
     return rows

@@ -36,7 +36,8 @@ import numpy as np
 from ase.calculators.emt import EMT
 
 from geodite.calculator import ATOMS_PER_CALL, GeoditeCalculator, torch_device
-from geodite.checkpoints import file_sha256, load_model, resolve_model_path
+from geodite.checkpoints import load_model, resolve_model_path
+from geodite.data.downloads import file_digest
 from geodite.export import load_exported
 
 UNCORRECTED = "uncorrected"
@@ -341,7 +342,7 @@ def resolve(name: str) -> ModelHandle:
 
 @lru_cache(maxsize=64)
 def _weights_digest(path: str, mtime_ns: int, size: int) -> str:
-    return file_sha256(path)
+    return file_digest(path)
 
 
 def weights_sha256(path: str | Path) -> str:

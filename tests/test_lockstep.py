@@ -112,8 +112,8 @@ def test_batch_atoms_sets_the_atoms_per_model_call_of_the_worker_model(monkeypat
     """``--batch-atoms`` reaches the Evaluator when it is built (never set afterwards): with 1, each structure gets
     its own model call; without it, ATOMS_PER_CALL."""
     from geodite.registry import resolve
-    from geodite.tasks import runner
-    from geodite.tasks.runner import ModelSetup, get_context_for
+    from geodite.tasks import worker
+    from geodite.tasks.worker import ModelSetup, get_context_for
 
     built = []
     construct = Evaluator.__init__
@@ -123,7 +123,7 @@ def test_batch_atoms_sets_the_atoms_per_model_call_of_the_worker_model(monkeypat
         built.append(self.atoms_per_call)
 
     monkeypatch.setattr(Evaluator, "__init__", spy)
-    monkeypatch.setattr(runner, "_WORKER_CTX", {})
+    monkeypatch.setattr(worker, "_WORKER_CTX", {})
     handle = resolve(str(CHECKPOINT))
     ctx = get_context_for(ModelSetup(handle, dtype="float64", atoms_per_call=1))
     assert built == [1] and ctx.evaluator.atoms_per_call == 1

@@ -108,7 +108,7 @@ def test_weights_identity_fixes_every_models_weights(tmp_path, monkeypatch):
     included, and the package version for peers whose weights come with their package (the same dicts as before
     the handle, so stores written then are accepted)."""
     monkeypatch.setenv("GEODITE_CACHE_DIR", str(tmp_path))
-    from geodite.checkpoints import cache_dir
+    from geodite.data.downloads import cache_dir
 
     _copy(SMALL, cache_dir() / "Geodite-MP.ckpt")
     expected = hashlib.sha256(SMALL.read_bytes()).hexdigest()

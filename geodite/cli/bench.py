@@ -27,12 +27,12 @@ from geodite.cli.common import (
     io_error, names, non_negative, one_of, parse_ints, positive, print_summary, split_names, stderr, with_run_options,
 )
 from geodite.data.downloads import DataUnavailableError
+from geodite.metrics.diatomics_scores import MBD_SKIPPED
 from geodite.registry import ModelNotAvailableError, model_label
 from geodite.relax import ATOMS_IN_FLIGHT
 from geodite.report import write_report
 from geodite.tasks import runner, speed, suite
 from geodite.tasks.cps import cps_summary
-from geodite.tasks.diatomics import MBD_SKIPPED
 from geodite.tasks.md import parse_time_fs
 from geodite.tasks.runner import RunOptions
 from geodite.tasks.store import ConfigMismatchError, jsonable

@@ -6,7 +6,8 @@ It implements ``run_item(item, ctx) -> row`` or ``run_batch(items, ctx) -> Itera
 parameters are dataclass fields marked ``field(metadata=PROTOCOL)`` (:func:`protocol_config`), to which the
 runner adds the model's weights and dtype (:func:`model_protocol`). An item's
 exception is its :func:`failed_row`; :func:`item_rows` runs ``run_item`` over a chunk. Everything else
-(workers, Dask, the store, resumption) is :mod:`geodite.tasks.runner`'s.
+(the store, resumption: :mod:`geodite.tasks.runner`; workers, Dask: :mod:`geodite.tasks.executors`) is not
+the task's.
 """
 
 from __future__ import annotations
@@ -100,7 +101,13 @@ def model_calls(structures: Sequence, atoms_per_call: int) -> list[list]:
 @runtime_checkable
 class Task(Protocol):
     """A benchmark task. Besides these, a task implements ``run_item(item, ctx) -> row`` or
-    ``run_batch(items, ctx) -> Iterator[row]`` (rows with their item's ``key``, yielded as they finish)."""
+    ``run_batch(items, ctx) -> Iterator[row]`` (rows with their item's ``key``, yielded as they finish).
+
+    Optional hooks: ``protocol_extras() -> dict`` (see :func:`protocol_config`), and, for a task with a
+    Matbench Discovery submission format, ``submission(df, summary, folder, model, date) -> (files,
+    yaml_blocks)``: it writes the task's submission files of the rows ``df`` into ``folder`` and returns them
+    with its blocks of the model YAML (:data:`geodite.submission.SubmissionWriter`); the runner calls it after
+    the metrics through :func:`geodite.submission.write_submission`."""
 
     name: str
 

@@ -66,6 +66,7 @@ from geodite.data import wbm as wbm_data
 from geodite.metrics.discovery import full_metrics_from_rows, offline_metrics_from_rows
 from geodite.metrics.symmetry import symmetry_comparison
 from geodite.relax import ENGINES
+from geodite.submission import write_discovery
 from geodite.tasks.contract import PROTOCOL, failed_row, item_rows
 
 FULL_FILES = ["wbm_summary", "wbm_initial_structures", "wbm_computed_structure_entries", "mp_elemental_ref_entries"]
@@ -120,7 +121,7 @@ class DiscoveryTask:
 
     # ------------------------------------------------------------------ protocol
     def protocol_extras(self) -> dict:
-        return {"offline_data_md5": downloads.md5sum(self.offline_path)} if self.mode == "offline" else {}
+        return {"offline_data_md5": downloads.file_digest(self.offline_path, "md5")} if self.mode == "offline" else {}
 
     def items(self) -> list[dict]:
         return self._offline_items() if self.mode == "offline" else self._full_items()
@@ -286,6 +287,11 @@ class DiscoveryTask:
     # ------------------------------------------------------------------ metrics
     def metrics(self, df: pd.DataFrame, model: str) -> dict:
         return offline_metrics_from_rows(df) if self.mode == "offline" else full_metrics_from_rows(df)
+
+    def submission(self, df: pd.DataFrame, summary: dict, folder: Path, model: str,
+                   date: str) -> tuple[list[Path], dict]:
+        """Matbench Discovery's discovery and geo-opt files (:func:`geodite.submission.write_discovery`)."""
+        return write_discovery(df, summary, folder, model, date)
 
     def plots(self, df: pd.DataFrame, out_dir: Path, model: str) -> list[Path]:
         cols = ("e_form_dft", "e_form_pred")

@@ -184,7 +184,7 @@ def test_full_mode_item_with_emt(wbm60):
     from pymatgen.entries.computed_entries import ComputedStructureEntry
     from pymatgen.io.ase import AseAtomsAdaptor
 
-    from geodite.tasks.runner import get_context_for
+    from geodite.tasks.worker import get_context_for
 
     rec = wbm60[0]  # AlPd3
     s_dft = Structure.from_dict(rec["structure"])

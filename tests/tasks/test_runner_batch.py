@@ -12,7 +12,8 @@ import pytest
 from ase.build import bulk
 
 from geodite.tasks.contract import PROTOCOL, WorkerContext, protocol_config
-from geodite.tasks.runner import RunOptions, chunks, run_task
+from geodite.tasks.executors import chunks
+from geodite.tasks.runner import RunOptions, run_task
 from geodite.tasks.store import ConfigMismatchError
 
 
