@@ -18,7 +18,8 @@ import torch
 from ase.calculators.calculator import all_changes
 
 from geodite.custom_ops import python_kernels
-from geodite.tasks.speed import crystal, geodite_published
+from geodite.registry import resolve
+from geodite.tasks.speed import crystal
 
 PROPERTIES = ["energy", "forces", "stress"]
 
@@ -32,7 +33,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=25)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    calculator = geodite_published("cpu", args.dtype)
+    calculator = resolve("geodite-published").load("cpu", args.dtype)
     atoms = crystal("si", args.atoms)
     with python_kernels() if args.kernels == "python" else contextlib.nullcontext():
         calculator.calculate(atoms, PROPERTIES, all_changes)  # warm-up (builds the kernels' library if needed)

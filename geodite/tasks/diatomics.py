@@ -7,7 +7,7 @@ Protocols:
 * ``arena`` (MLIP Arena): r from 0.9 r_cov to 3.1 r_vdW (6 Å where r_vdW is unknown) every 0.01 Å,
   non-periodic.
 One item per element. ``run_batch`` evaluates every dimer of every element of a chunk in one
-``ctx.evaluate`` call (batched forward passes of up to the Evaluator's ``max_atoms`` atoms for Geodite,
+``ctx.evaluate`` call (batched forward passes of up to the Evaluator's ``atoms_per_call`` atoms for Geodite,
 point by point through the ASE calculator for other models).
 """
 

@@ -83,7 +83,7 @@ def supercell_forces(structures: list, evaluate, note: Callable[[str], None] | N
                      what: str = "supercells") -> list[np.ndarray | None]:
     """Forces (eV/Å) on a displacement set (:func:`geodite.phonons.fc2_displacements` or ``fc3_``), ``None``
     for skipped displacements. ``evaluate``: the worker's :meth:`~geodite.tasks.contract.WorkerContext.evaluate`,
-    so the whole set goes in one call (forward passes of up to the Evaluator's ``max_atoms`` atoms for Geodite);
+    so the whole set goes in one call (forward passes of up to the Evaluator's ``atoms_per_call`` atoms for Geodite);
     ``note``, when given, hears "<what> n/N" after each forward pass."""
     todo = [i for i, a in enumerate(structures) if a is not None]
     progress = None if note is None else (lambda n: note(f"{what} {n}/{len(todo)}"))

@@ -3,8 +3,9 @@
 A task (:class:`~geodite.tasks.contract.Task`, the contract in :mod:`geodite.tasks.contract`) is a
 protocol over items producing one row per item, then metrics over the rows. :func:`run_task` owns the run:
 
-* the options (:class:`RunOptions`) and the model's name check (:mod:`geodite.registry`), before anything is
-  written;
+* the options (:class:`RunOptions`) and the model: its name resolved once (:func:`geodite.registry.resolve`:
+  label, weights identity, loader), before anything is written; the workers get the handle
+  (:class:`~geodite.tasks.worker.ModelSetup`);
 * one writer per results folder: a run holds its :class:`~geodite.tasks.lock.RunLock` throughout, and
   ``fresh`` discards the stored rows and the scratch folder only while holding it;
 * the protocol: dataclass fields marked ``field(metadata=PROTOCOL)`` (plus the task's optional
@@ -47,7 +48,8 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from geodite.registry import ModelNotAvailableError, get_spec, model_label
+from geodite.calculator import ATOMS_PER_CALL
+from geodite.registry import ModelHandle, resolve
 from geodite.submission import write_submission
 from geodite.tasks.contract import UNSUPPORTED, Task, model_protocol, protocol_config
 from geodite.tasks.executors import executor_for
@@ -76,7 +78,7 @@ class RunOptions:
     progress: bool = True
     plots: bool = True
     chunk_items: int | None = None  # items per chunk of a run_batch task (see executors.chunks())
-    batch_atoms: int | None = None  # Geodite: most atoms per model call (ModelSetup); None: the Evaluator's default
+    atoms_per_call: int = ATOMS_PER_CALL  # Geodite: the most atoms one model call takes (`--batch-atoms`)
 
 
 class _RateColumn(ProgressColumn):
@@ -140,28 +142,27 @@ def run_task(task: Task, opts: RunOptions, client=None, log=None) -> dict:
     selection): a run over a subset never replaces a fuller summary; ``scope`` says what each covers."""
     log = log or (lambda msg: print(msg, file=sys.stderr))
     t0 = time.perf_counter()
-    spec = get_spec(opts.model)  # fail fast on unknown names
-    label = model_label(opts.model)
-    if not spec.available():
-        raise ModelNotAvailableError(spec.missing_message())
-    out_dir = task_dir(opts.results_dir, task.name, label)
+    handle = resolve(opts.model)  # the one resolution of the run: KeyError for an unknown name, at once
+    handle.require()  # ModelNotAvailableError: a missing optional package, or no trained weights
+    out_dir = task_dir(opts.results_dir, task.name, handle.label)
     store = ResultStore(out_dir / "store")
     with RunLock(store.lock_path, out_dir, log):
-        return _run_locked(task, opts, client, log, spec, store, t0)
+        return _run_locked(task, opts, client, log, handle, store, t0)
 
 
-def _run_locked(task: Task, opts: RunOptions, client, log, spec, store: ResultStore, t0: float) -> dict:
+def _run_locked(task: Task, opts: RunOptions, client, log, handle: ModelHandle, store: ResultStore,
+                t0: float) -> dict:
     """The run itself, once the results folder is held."""
-    label = model_label(opts.model)
+    label = handle.label
     out_dir = store.dir.parent
     scratch = out_dir / "scratch"  # the task's resumable state besides the store (MD trajectories)
     if opts.fresh:
         store.discard()
         shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True, exist_ok=True)
-    config = protocol_config(task) | model_protocol(spec, opts.dtype)
+    config = protocol_config(task) | model_protocol(handle, opts.dtype)
     discarded = store.check_or_write_meta(
-        {"task": task.name, "model": opts.model, "energy_convention": spec.energy_convention}, config
+        {"task": task.name, "model": opts.model, "energy_convention": handle.energy_convention}, config
     )
     if discarded:
         log(discarded)
@@ -181,7 +182,7 @@ def _run_locked(task: Task, opts: RunOptions, client, log, spec, store: ResultSt
     n_computed = n_failed_now = 0
     progress, tid = _progress(opts.progress, len(items), len(done), f"{task.name}:{label}")
     n_threads = opts.threads or threads_per_worker(opts.workers)
-    setup = ModelSetup(opts.model, opts.device, opts.dtype, opts.batch_atoms)
+    setup = ModelSetup(handle, opts.device, opts.dtype, opts.atoms_per_call)
     executor = executor_for(opts.workers, n_threads, opts.chunk_items, opts.scheduler, opts.slurm_config, client)
     t_loop = time.perf_counter()
     with executor:
@@ -207,7 +208,7 @@ def _run_locked(task: Task, opts: RunOptions, client, log, spec, store: ResultSt
     summary = {
         "task": task.name,
         "model": opts.model,
-        "energy_convention": spec.energy_convention,
+        "energy_convention": handle.energy_convention,
         "n_items": len(df),
         "n_failed": n_failed,
         "scope": scope,

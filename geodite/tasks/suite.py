@@ -27,6 +27,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from geodite.calculator import ATOMS_PER_CALL
 from geodite.provenance import hardware, model_provenance, package_versions, utc_now
 from geodite.registry import model_label
 from geodite.tasks.cps import cps_summary
@@ -131,7 +132,7 @@ class AllOptions:
     results_dir: str | Path = "results"
     device: str = "cpu"
     dtype: str = "float32"
-    batch_atoms: int | None = None  # Geodite: most atoms per model call (RunOptions.batch_atoms)
+    atoms_per_call: int = ATOMS_PER_CALL  # Geodite: the most atoms one model call takes (RunOptions.atoms_per_call)
     workers: int = 1
     threads: int | None = None
     retry_failed: bool = False

@@ -1,6 +1,7 @@
 """What runs inside a worker, whichever executor (:mod:`geodite.tasks.executors`) started it.
 
-* :class:`ModelSetup`: what a worker builds its model from (name, device, dtype, atoms per model call);
+* :class:`ModelSetup`: what a worker builds its model from (the model's handle, device, dtype, atoms per model
+  call);
 * :func:`get_context_for`: the worker's model context, built once per process and cached;
 * :func:`iter_chunk` / :func:`run_chunk`: a task run over one chunk of items, one row per item (an item's
   or a batch's exception becomes failed rows; only a model that cannot be built raises).
@@ -16,35 +17,33 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from geodite.registry import get_spec
+from geodite.calculator import ATOMS_PER_CALL
+from geodite.registry import ModelHandle, resolve
 from geodite.tasks.contract import Task, WorkerContext, failed_row, item_rows
 
 
 @dataclass(frozen=True)
 class ModelSetup:
-    """What a worker builds its model from: a registry name or checkpoint path, the device, the dtype and,
-    for Geodite, ``batch_atoms``: the most atoms one model call takes (the Evaluator's ``max_atoms``;
-    None keeps its default). Other calculators evaluate one structure at a time whatever it says."""
+    """What a worker builds its model from: the model's handle (resolved once, in the run's process; it pickles
+    to pool and Dask workers), the device, the dtype and, for Geodite, ``atoms_per_call``: the most atoms one
+    model call takes, given to the Evaluator when it is built. Other calculators evaluate one structure at a
+    time whatever it says."""
 
-    model: str
+    handle: ModelHandle
     device: str = "cpu"
     dtype: str = "float32"
-    batch_atoms: int | None = None
+    atoms_per_call: int = ATOMS_PER_CALL
 
 
 _WORKER_CTX: dict[ModelSetup, WorkerContext] = {}
 
 
 def get_context_for(setup: ModelSetup | str) -> WorkerContext:
-    """The (cached, one per process) model context of ``setup`` (a bare name: CPU, float32)."""
-    setup = ModelSetup(setup) if isinstance(setup, str) else setup
+    """The (cached, one per process) model context of ``setup`` (a bare model name: resolved, CPU, float32)."""
+    setup = ModelSetup(resolve(setup)) if isinstance(setup, str) else setup
     if setup not in _WORKER_CTX:
-        spec = get_spec(setup.model)
-        calc = spec.make_calculator(device=setup.device, dtype=setup.dtype)
-        evaluator = getattr(calc, "evaluator", None)
-        if evaluator is not None and setup.batch_atoms is not None:
-            evaluator.max_atoms = setup.batch_atoms
-        _WORKER_CTX[setup] = WorkerContext(model=setup.model, spec=spec, calculator=calc, device=setup.device)
+        calculator = setup.handle.load(device=setup.device, dtype=setup.dtype, atoms_per_call=setup.atoms_per_call)
+        _WORKER_CTX[setup] = WorkerContext(setup.handle, calculator, device=setup.device)
     return _WORKER_CTX[setup]
 
 

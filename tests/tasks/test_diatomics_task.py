@@ -44,8 +44,8 @@ def test_batched_curve_equals_point_by_point(small_model):
     calc = GeoditeCalculator(small_model, dtype="float64")
     structures = [dimer("N", r, "mbd") for r in distances_for("N", "mbd")[::10]]
     r = distances_for("N", "mbd")[::10]
-    e_batched, f_batched = curve_arrays(WorkerContext("small", None, calc).evaluate(structures, compute_stress=False), r)
-    single = WorkerContext("small", None, PointByPoint(calc)).evaluate(structures, compute_stress=False)
+    e_batched, f_batched = curve_arrays(WorkerContext(None, calc).evaluate(structures, compute_stress=False), r)
+    single = WorkerContext(None, PointByPoint(calc)).evaluate(structures, compute_stress=False)
     e_single, f_single = curve_arrays(single, r)
     np.testing.assert_allclose(e_batched, e_single, atol=1e-9)
     np.testing.assert_allclose(f_batched, f_single, atol=1e-9)
@@ -146,6 +146,7 @@ def test_run_time_is_charged_per_curve_whatever_the_chunking(monkeypatch):
 
     import pandas as pd
 
+    from geodite.registry import resolve
     from geodite.tasks import worker
 
     clock = {"now": 0.0}
@@ -157,9 +158,9 @@ def test_run_time_is_charged_per_curve_whatever_the_chunking(monkeypatch):
             clock["now"] += len(structures)
             return super().evaluate(structures, compute_stress)
 
-    setup = worker.ModelSetup("emt")
+    setup = worker.ModelSetup(resolve("emt"))
     monkeypatch.setitem(worker._WORKER_CTX, setup, Clocked(**{f: getattr(context, f) for f in
-                                                             ("model", "spec", "calculator", "device")}))
+                                                             ("handle", "calculator", "device")}))
     task = DiatomicsTask(elements=["H", "N", "O", "Cu"])
     items = {item["key"]: item for item in task.items()}
     tables = {}
