@@ -7,8 +7,8 @@
 * md: ``--md-steps`` Nosé–Hoover steps (the task's thermostat) of the shipped argyrodite systems, in
   lockstep (:func:`geodite.lockstep.run_in_lockstep`) against one system after the other.
 
-"one" is the runner's old way, a model call per structure (the Evaluator's ``max_atoms`` = 1, which
-``--batch-atoms 1`` sets in every bench command; MD: each system alone); "batched" is today's default.
+"one" is the runner's old way, a model call per structure (an Evaluator of ``atoms_per_call`` = 1, what
+``--batch-atoms 1`` builds in every bench command; MD: each system alone); "batched" is today's default.
 The two alternate, ``--repeats`` times, in this process; medians and their ratio are printed as JSON.
 Figures and their commands: docs/batched-engine.md.
 
@@ -30,13 +30,16 @@ from ase.md.nose_hoover_chain import NoseHooverChainNVT
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
 
 from geodite import phonons
-from geodite.calculator import Evaluator, GeoditeCalculator, predict
+from geodite.calculator import ATOMS_PER_CALL, Evaluator, GeoditeCalculator, predict
 from geodite.data import kappa as kdata
 from geodite.data.md_reference import load_reference_set
 from geodite.lockstep import run_in_lockstep
 from geodite.tasks.diatomics import dimer, distances_for
+from geodite.registry import resolve
 from geodite.tasks.kappa import supercell_forces
-from geodite.tasks.speed import make_calculator
+
+#: the two contenders: "one" (a model call per structure) and "batched" (the Evaluator's atoms per call)
+MODES = ("one", "batched")
 
 
 def timed(work: Callable[[], object]) -> float:
@@ -45,23 +48,15 @@ def timed(work: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def compare(work: Callable[[bool], object], repeats: int, evaluator: Evaluator | None = None) -> dict:
-    """Median seconds of ``work(batched)`` one structure a call (the Evaluator's ``max_atoms`` = 1 when
-    ``evaluator`` is given) and batched, alternated ``repeats`` times after one untimed run of each (the
-    first calls of a process on new shapes take seconds of set-up)."""
-    default = evaluator.max_atoms if evaluator is not None else None
-    seconds: dict[str, list[float]] = {"one": [], "batched": []}
-    try:
-        for repeat in range(repeats + 1):
-            for mode in seconds:
-                if evaluator is not None:
-                    evaluator.max_atoms = 1 if mode == "one" else default
-                elapsed = timed(lambda: work(mode == "batched"))
-                if repeat:
-                    seconds[mode].append(elapsed)
-    finally:
-        if evaluator is not None:
-            evaluator.max_atoms = default
+def compare(work: Callable[[str], object], repeats: int) -> dict:
+    """Median seconds of ``work(mode)`` for each of MODES, alternated ``repeats`` times after one untimed run of
+    each (the first calls of a process on new shapes take seconds of set-up)."""
+    seconds: dict[str, list[float]] = {mode: [] for mode in MODES}
+    for repeat in range(repeats + 1):
+        for mode in MODES:
+            elapsed = timed(lambda: work(mode))
+            if repeat:
+                seconds[mode].append(elapsed)
     one, batched = statistics.median(seconds["one"]), statistics.median(seconds["batched"])
     return {"one_s": round(one, 3), "batched_s": round(batched, 3), "speedup": round(one / batched, 2)}
 
@@ -75,26 +70,30 @@ def prototype_supercells(item: dict) -> list:
     return [c for c in phonons.fc2_displacements(ph3) + phonons.fc3_displacements(ph3) if c is not None]
 
 
-def kappa_sets(calculator: GeoditeCalculator, n_materials: int, repeats: int) -> list[dict]:
+def kappa_sets(calculators: dict[str, GeoditeCalculator], n_materials: int, repeats: int) -> list[dict]:
     """FC2 + FC3 displacement sets of the first ``n_materials`` offline materials, one structure a call vs
-    batched."""
+    batched (``calculators``: one per mode of MODES)."""
     out = []
     for item in kdata.offline_items()[:n_materials]:
         cells = prototype_supercells(item)
-        evaluate = lambda structures, compute_stress: predict(calculator, structures, compute_stress)  # noqa: E731
-        row = compare(lambda batched: supercell_forces(cells, evaluate), repeats, calculator.evaluator)
+
+        def work(mode: str) -> None:
+            supercell_forces(cells, lambda structures, compute_stress: predict(calculators[mode], structures,
+                                                                               compute_stress))
+
+        row = compare(work, repeats)
         out.append({"material": item["formula"], "supercells": len(cells),
                      "atoms": sorted({len(c) for c in cells})} | row)
     return out
 
 
-def dimer_curves(calculator: GeoditeCalculator, n_elements: int, repeats: int) -> dict:
+def dimer_curves(calculators: dict[str, GeoditeCalculator], n_elements: int, repeats: int) -> dict:
     """All dimers of the first ``n_elements`` elements (H, He, ...), per element, one a call vs batched."""
     from ase.data import chemical_symbols
 
     symbols = chemical_symbols[1 : n_elements + 1]
     structures = [dimer(s, r, "mbd") for s in symbols for r in distances_for(s, "mbd")]
-    row = compare(lambda batched: predict(calculator, structures, False), repeats, calculator.evaluator)
+    row = compare(lambda mode: predict(calculators[mode], structures, False), repeats)
     per_element = {k.replace("_s", "_s_per_element"): round(v / n_elements, 4) for k, v in row.items() if k != "speedup"}
     return {"elements": n_elements, "dimers": len(structures)} | per_element | {"speedup": row["speedup"]}
 
@@ -113,8 +112,8 @@ def md_systems(calculator: GeoditeCalculator, steps: int, repeats: int) -> dict:
         atoms.calc = member_calculator
         NoseHooverChainNVT(atoms, 2 * units.fs, temperature_K=500, tdamp=200 * units.fs).run(steps)
 
-    def work(batched: bool) -> None:
-        if batched:
+    def work(mode: str) -> None:
+        if mode == "batched":
             for _, result in run_in_lockstep(evaluator, [start(s) for s in systems], run, skin=1.0):
                 if isinstance(result, BaseException):
                     raise result
@@ -136,21 +135,23 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--dtype", default="float32")
-    parser.add_argument("--batch-atoms", type=int, help="atoms per call of the batched mode (default: the Evaluator's)")
+    parser.add_argument("--batch-atoms", type=int, default=ATOMS_PER_CALL,
+                        help="atoms per model call of the batched mode (default: %(default)s, the Evaluator's)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    calculator = make_calculator(args.model, "cpu", args.dtype)
-    if args.batch_atoms:
-        calculator.evaluator.max_atoms = args.batch_atoms
+    calculator = resolve(args.model).load("cpu", args.dtype, atoms_per_call=args.batch_atoms)
+    model = calculator.evaluator.model  # shared: an Evaluator of the same device and dtype does not copy it
+    calculators = {"one": GeoditeCalculator(Evaluator(model, "cpu", args.dtype, atoms_per_call=1)),
+                   "batched": calculator}
     out: dict = {"model": args.model, "threads": args.threads, "dtype": args.dtype,
-                 "batch_atoms": calculator.evaluator.max_atoms}
+                 "batch_atoms": calculator.evaluator.atoms_per_call}
     workloads = args.workloads.split(",")
     if "diatomics" in workloads:
-        out["diatomics"] = dimer_curves(calculator, args.elements, args.repeats)
+        out["diatomics"] = dimer_curves(calculators, args.elements, args.repeats)
     if "md" in workloads:
         out["md"] = md_systems(calculator, args.md_steps, args.repeats)
     if "kappa" in workloads:
-        out["kappa"] = kappa_sets(calculator, args.materials, args.repeats)
+        out["kappa"] = kappa_sets(calculators, args.materials, args.repeats)
     print(json.dumps(out, indent=1))
 
 

@@ -17,7 +17,8 @@ import torch
 from ase.calculators.calculator import all_changes
 
 from geodite.model import fused
-from geodite.tasks.speed import crystal, geodite_published
+from geodite.registry import resolve
+from geodite.tasks.speed import crystal
 
 SETTINGS = {"keep": 1 << 62, "recompute": 0}
 PROPERTIES = ["energy", "forces", "stress"]
@@ -30,7 +31,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    calculator = geodite_published("cpu", "float32")
+    calculator = resolve("geodite-published").load("cpu", "float32")
     atoms = crystal("si", args.atoms)
     seconds: dict[str, list[float]] = {name: [] for name in SETTINGS}
     for repeat in range(args.repeats + 1):  # the first round warms up

@@ -22,7 +22,7 @@ from ase import Atoms
 
 from geodite import phonons
 from geodite.tasks import kappa as kt
-from geodite.tasks.runner import get_context_for
+from geodite.tasks.worker import get_context_for
 
 
 def forces_of(material: str, model: str, path: Path) -> dict:

@@ -19,7 +19,8 @@ from ase.calculators.calculator import all_changes
 
 from geodite.custom_ops import python_kernels
 from geodite.model import fused
-from geodite.tasks.speed import crystal, geodite_published
+from geodite.registry import resolve
+from geodite.tasks.speed import crystal
 
 PROPERTIES = ["energy", "forces", "stress"]
 
@@ -37,7 +38,7 @@ def main() -> None:
     if args.edge_memory != "auto":
         fused.KEEP_EDGE_BYTES = 0 if args.edge_memory == "recompute" else 1 << 62
     torch.set_num_threads(args.threads)
-    calculator = geodite_published("cpu", args.dtype)
+    calculator = resolve("geodite-published").load("cpu", args.dtype)
     atoms = crystal("si", args.atoms)
     with python_kernels() if args.kernels == "python" else contextlib.nullcontext():
         calculator.calculate(atoms, PROPERTIES, all_changes)  # warm-up (builds the kernels' library if needed)

@@ -38,9 +38,9 @@ from batch_calls import prototype_supercells  # this folder's script (run as pyt
 from geodite.calculator import Evaluator
 from geodite.data import kappa as kdata
 from geodite.data import wbm
-from geodite.relax import RelaxSettings, relax_in_flight
+from geodite.registry import resolve
+from geodite.relax import ATOMS_IN_FLIGHT, RelaxSettings, relax_in_flight
 from geodite.tasks.discovery import DiscoveryTask
-from geodite.tasks.speed import make_calculator
 
 WBM_STRUCTURES = 256_963  # Matbench Discovery's full test set (docs/benchmarks.md)
 
@@ -108,7 +108,7 @@ def project(speed: pd.DataFrame, model: str, budget: int, measured: dict, sizes:
     ``calibration`` multiplies the sweep's per-atom cost (a batch of small structures against one crystal)."""
     u = per_atom_cost(speed, model, budget) * calibration
     per_structure = measured["mean_steps"] * (sizes.mean() * u + measured["host_s_per_structure_step"])
-    return {"batch_atoms": budget, "us_per_atom_step": round(u * 1e6, 2),
+    return {"atoms_in_flight": budget, "us_per_atom_step": round(u * 1e6, 2),
             "wbm_hours": round(WBM_STRUCTURES * per_structure / 3600, 1),
             "wbm_model_share": round(sizes.mean() * u / (sizes.mean() * u + measured["host_s_per_structure_step"]), 3),
             "kappa_model_hours": round(kappa["atom_evaluations"].sum() * u / 3600, 2)}
@@ -127,15 +127,16 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     structures = starts(args.n, args.initial)
-    evaluator = make_calculator(args.model, "cpu", "float32").evaluator
-    measured = measure_relaxations(evaluator, structures, 512)
+    evaluator = resolve(args.model).load("cpu", "float32").evaluator
+    budget = ATOMS_IN_FLIGHT["cpu"]  # what the discovery task keeps in flight on a CPU
+    measured = measure_relaxations(evaluator, structures, budget)
     sizes = np.array([len(Structure.from_dict(r["structure"])) for r in wbm.load_offline_wbm()])
     kappa = kappa_workload()
     speed = pd.read_csv(args.speed)
     calibration = 1.0
     if args.local_speed:  # the measured forward passes against the local sweep at the same budget
         calibration = measured["forward_s"] / (measured["atom_steps"] * per_atom_cost(
-            pd.read_csv(args.local_speed), args.model, 512))
+            pd.read_csv(args.local_speed), args.model, budget))
     out = {"model": args.model, "measured_here": {k: round(v, 5) if isinstance(v, float) else v
                                                   for k, v in measured.items()},
            "wbm_mean_atoms": round(float(sizes.mean()), 2),
@@ -145,7 +146,7 @@ def main() -> None:
            "projection": [project(speed, args.model, int(b), measured, sizes, kappa, calibration)
                           for b in args.budgets.split(",")]}
     if args.local_speed:
-        u = per_atom_cost(pd.read_csv(args.local_speed), args.model, 512)
+        u = per_atom_cost(pd.read_csv(args.local_speed), args.model, budget)
         predicted = measured["atom_steps"] * u + measured["structure_steps"] * measured["host_s_per_structure_step"]
         out["check"] = {"measured_wall_s": round(measured["wall_s"], 2), "projected_wall_s": round(predicted, 2),
                         "measured_forward_s": round(measured["forward_s"], 2),

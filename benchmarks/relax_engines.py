@@ -1,4 +1,6 @@
-"""Relaxation throughput of the backends of :func:`geodite.relax.relax_structures`, side by side.
+"""Relaxation throughput of the relaxation backends, side by side: the engines of
+:func:`geodite.relax.relax_structures` (``ase``, ``batched``) and torch-sim's
+(:func:`geodite.torchsim.relax_structures_torchsim`).
 
 Structures per hour of each backend (``ase``, ``batched``, ``torch-sim``) on the first ``--n`` offline WBM
 materials, started from DiscoveryTask's perturbation (strain ±0.03, rattle 0.05 Å, seed 0), relaxed one
@@ -19,9 +21,21 @@ import time
 
 import numpy as np
 import torch
-from geodite.relax import relax_structures
+from geodite.registry import resolve
+from geodite.relax import ENGINES, RelaxSettings, relax_structures
 from geodite.tasks.discovery import DiscoveryTask
-from geodite.tasks.speed import make_calculator
+
+BACKENDS = (*ENGINES, "torch-sim")
+
+
+def relax_with(backend: str, starts: list, calculator, steps: int, atoms_in_flight: int | None) -> list:
+    """The RelaxResults of ``starts`` with ``backend`` (fmax 0.05 eV/Å, at most ``steps`` steps)."""
+    settings = RelaxSettings(steps=steps)
+    if backend == "torch-sim":
+        from geodite.torchsim import relax_structures_torchsim  # torch-sim: an optional dependency
+
+        return relax_structures_torchsim(starts, calculator, settings, atoms_in_flight=atoms_in_flight)
+    return relax_structures(starts, calculator, settings, engine=backend, atoms_in_flight=atoms_in_flight)
 
 
 def throughput(
@@ -30,13 +44,17 @@ def throughput(
     backends: tuple[str, ...] = ("ase", "torch-sim"),
     device: str = "cpu",
     dtype: str = "float32",
-    max_batch_atoms: int | None = None,
+    atoms_in_flight: int | None = None,
     steps: int = 500,
 ) -> dict:
     """Structures per hour, structure-steps per hour, mean steps and converged count of each backend (fmax
     0.05 eV/Å, ≤ ``steps`` steps), and the per-atom energy differences (eV/atom) between two backends.
-    ``model``: a registry name, or ``geodite-published`` (the published size with untrained weights, for
+    ``model``: a registry name, e.g. ``geodite-published`` (the published size with untrained weights, for
     timing only: a fixed ``steps`` makes the work comparable)."""
+    unknown = set(backends) - set(BACKENDS)
+    if unknown:
+        raise ValueError(f"unknown backend(s) {sorted(unknown)}; choose from {', '.join(BACKENDS)}")
+    handle = resolve(model)
     task = DiscoveryTask(mode="offline")
     records = task.items()[:n]
     starts = [task.start_structure(r) for r in records]
@@ -44,10 +62,9 @@ def throughput(
     out: dict = {"n": len(starts), "atoms_mean": float(n_atoms.mean()), "atoms_max": int(n_atoms.max())}
     energies, details = {}, {}
     for backend in backends:
-        calculator = make_calculator(model, device, dtype)
+        calculator = handle.load(device, dtype)
         t0 = time.perf_counter()
-        res = relax_structures(starts, calculator, backend=backend, device=device, dtype=dtype,
-                               max_batch_atoms=max_batch_atoms, steps=steps)
+        res = relax_with(backend, starts, calculator, steps, atoms_in_flight)
         wall = time.perf_counter() - t0
         energies[backend] = np.array([r.energy for r in res]) / n_atoms
         details[backend] = res
@@ -77,12 +94,13 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--max-batch-atoms", type=int, default=None)
+    parser.add_argument("--atoms-in-flight", type=int, default=None,
+                        help="atoms relaxing at once (default: the backend's)")
     parser.add_argument("--steps", type=int, default=500)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(json.dumps(throughput(args.n, args.model, tuple(args.backends.split(",")), args.device, args.dtype,
-                                args.max_batch_atoms, args.steps), indent=1))
+                                args.atoms_in_flight, args.steps), indent=1))
 
 
 if __name__ == "__main__":

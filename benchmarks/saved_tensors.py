@@ -18,7 +18,8 @@ from ase.calculators.calculator import all_changes
 
 from geodite.custom_ops import python_kernels
 from geodite.model import fused
-from geodite.tasks.speed import crystal, geodite_published
+from geodite.registry import resolve
+from geodite.tasks.speed import crystal
 
 
 def main() -> None:
@@ -32,7 +33,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.edge_memory != "auto":
         fused.KEEP_EDGE_BYTES = 0 if args.edge_memory == "recompute" else 1 << 62
-    calculator = geodite_published("cpu", args.dtype)
+    calculator = resolve("geodite-published").load("cpu", args.dtype)
     atoms = crystal("si", args.atoms)
     modules: list[str] = []  # the modules being run, innermost last
 

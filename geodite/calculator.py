@@ -1,11 +1,17 @@
 """Batched evaluation of many structures (:class:`Evaluator`, Geodite only), the ASE calculator built on
-the same code path, and :func:`predict`: Predictions of many structures from any ASE calculator."""
+the same code path, and :func:`predict`: Predictions of many structures from any ASE calculator.
+
+The Evaluator takes a model object (:class:`EvaluatorModel`: a :class:`~geodite.model.Geodite`, or a loaded
+exported package); turning a name, a checkpoint or a package into one is :func:`geodite.registry.resolve`'s
+job. How many atoms one model call takes is fixed at construction (``atoms_per_call``, default
+:data:`ATOMS_PER_CALL`).
+"""
 
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -15,9 +21,27 @@ from ase.stress import full_3x3_to_voigt_6_stress
 
 from geodite.checkpoints import load_model
 from geodite.custom_ops import use_operators
-from geodite.export import load_exported
-from geodite.graph import DTYPES, NeighbourCache, StructureError, build_graph, check_structure
-from geodite.model import Geodite
+from geodite.graph import DTYPES, AtomGraph, NeighbourCache, StructureError, build_graph, check_structure
+
+#: The most atoms one model call of an :class:`Evaluator` takes (consecutive structures are batched up to it; a
+#: larger structure goes alone): ``--batch-atoms`` of every bench command. The model's cost is per atom beyond
+#: a few hundred atoms on a CPU; a GPU needs thousands of atoms per call to be busy. Changing it moves float32
+#: results at the level of summation order (docs/batched-engine.md).
+ATOMS_PER_CALL = 2048
+
+
+class EvaluatorModel(Protocol):
+    """What an :class:`Evaluator` needs of a model (a torch module): its ``cutoff`` (Å), ``config.max_z`` (the
+    size of its element table), ``supported_elements()`` (by Z, whether it covers the element) and its forward
+    ``model(graph, compute_stress)`` → energy [B] eV, forces [N, 3] eV/Å, stress [B, 3, 3] eV/Å³ (ASE sign).
+    :class:`~geodite.model.Geodite` and :class:`~geodite.export.ExportedGeodite` are such models."""
+
+    cutoff: float
+    config: Any
+
+    def supported_elements(self) -> list[bool]: ...
+
+    def __call__(self, graph: AtomGraph, compute_stress: bool = True) -> dict[str, torch.Tensor]: ...
 
 
 class DeviceError(ValueError):
@@ -63,29 +87,36 @@ class Prediction:
 
 
 class Evaluator:
-    """Energy, forces and stress for many structures at once, batched into graphs of ≤ ``max_atoms`` atoms.
+    """Energy, forces and stress for many structures at once, batched into model calls of at most
+    ``atoms_per_call`` atoms (a larger structure alone).
 
-    Structures that cannot be evaluated get a Prediction with ``error`` set; the others are unaffected.
+    ``model``: an :class:`EvaluatorModel` (a Geodite, a loaded package), moved to ``device`` and ``dtype`` (a
+    copy when that changes it: the caller's model is never changed). Structures that cannot be evaluated get a
+    Prediction with ``error`` set; the others are unaffected.
     """
 
     def __init__(
         self,
-        model: Geodite | str = "geodite",
+        model: EvaluatorModel,
         device: str = "cpu",
         dtype: str = "float32",
         compile: bool = False,
-        max_atoms: int = 2048,
+        atoms_per_call: int = ATOMS_PER_CALL,
     ):
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {sorted(DTYPES)}, not {dtype!r}")
+        if isinstance(model, (str, bytes)) or not isinstance(model, torch.nn.Module):
+            raise TypeError(f"an Evaluator takes a model object, not {type(model).__name__}: a name, checkpoint or "
+                            "package goes through geodite.registry.resolve(name).load_model()")
+        if atoms_per_call < 1:
+            raise ValueError(f"atoms_per_call must be at least 1, not {atoms_per_call}")
         self.device = torch_device(device)
         self.dtype = DTYPES[dtype]
-        if isinstance(model, str):
-            model = load_exported(model) if model.endswith(".pt2") else load_model(model)  # geodite export
-        elif compile or next(model.parameters()).dtype != self.dtype or next(model.parameters()).device != self.device:
+        weights = next(model.parameters(), None)  # None: a package (its weights are compiled in)
+        if compile or (weights is not None and (weights.dtype != self.dtype or weights.device != self.device)):
             model = copy.deepcopy(model)  # never change the caller's model in place (nor compile its methods)
         self.model = model.to(self.device, self.dtype).eval()
-        self.max_atoms = max_atoms
+        self.atoms_per_call = atoms_per_call
         self.supported = self.model.supported_elements()
         if compile:
             # Python floats (envelope exponents) must stay constants: as symbolic inputs of the backward
@@ -112,18 +143,18 @@ class Evaluator:
             raise ValueError(f"{len(neighbours)} neighbour caches for {len(structures)} structures")
         results: list[Prediction | None] = [None] * len(structures)
         batch: list[int] = []
-        batch_atoms = 0
+        atoms_in_call = 0
         for index, atoms in enumerate(structures):
             try:
                 self.check(atoms)
             except StructureError as error:
                 results[index] = Prediction(error=f"{describe(atoms, index)}: {error}")
                 continue
-            if batch and batch_atoms + len(atoms) > self.max_atoms:
+            if batch and atoms_in_call + len(atoms) > self.atoms_per_call:
                 self._run(structures, batch, results, compute_stress, neighbours)
-                batch, batch_atoms = [], 0
+                batch, atoms_in_call = [], 0
             batch.append(index)
-            batch_atoms += len(atoms)
+            atoms_in_call += len(atoms)
         if batch:
             self._run(structures, batch, results, compute_stress, neighbours)
         return results  # type: ignore[return-value]
@@ -179,9 +210,10 @@ def predict(
 class GeoditeCalculator(Calculator):
     """ASE calculator: energy, free_energy, forces, stress (float32 by default).
 
-    ``model`` is "geodite" (the shipped checkpoint), "geodite-mp" (the published one, downloaded), a path,
-    an exported package (FILE.pt2, ``geodite export``), a Geodite, or an :class:`Evaluator` (used as it is:
-    its model, device and dtype).
+    ``model`` is a Geodite checkpoint for :func:`~geodite.checkpoints.load_model` ("geodite", the shipped one;
+    "geodite-mp", the published one, downloaded; a path), an :class:`EvaluatorModel` (a Geodite; a package,
+    ``geodite.export.load_exported("FILE.pt2")``), or an :class:`Evaluator` (used as it is: its model, device,
+    dtype and atoms per call). Any registry name: ``geodite.registry.resolve(name).load(...)``.
     ``skin`` > 0 (Å) reuses the neighbour list between calls until an atom has moved skin/2 (MD,
     relaxations); results are identical to a fresh list.
     """
@@ -190,18 +222,21 @@ class GeoditeCalculator(Calculator):
 
     def __init__(
         self,
-        model: str | Geodite | Evaluator = "geodite",
+        model: str | EvaluatorModel | Evaluator = "geodite",
         device: str = "cpu",
         dtype: str = "float32",
         compile: bool = False,
         skin: float = 0.0,
+        atoms_per_call: int = ATOMS_PER_CALL,
         **kwargs,
     ):
         super().__init__(**kwargs)
         if isinstance(model, Evaluator):
             self.evaluator = model
         else:
-            self.evaluator = Evaluator(model, device=device, dtype=dtype, compile=compile)
+            model = load_model(model) if isinstance(model, str) else model
+            self.evaluator = Evaluator(model, device=device, dtype=dtype, compile=compile,
+                                       atoms_per_call=atoms_per_call)
         self.neighbours = NeighbourCache(self.evaluator.cutoff, skin) if skin > 0 else None
 
     def reset(self) -> None:

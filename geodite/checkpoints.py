@@ -7,12 +7,9 @@ the same restricted unpickler, which admits only plain containers, numbers, stri
 
 from __future__ import annotations
 
-import hashlib
 import io
 import math
 import os
-import urllib.error
-import urllib.request
 from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
@@ -20,7 +17,7 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor
 
-from geodite.data.downloads import cache_dir
+from geodite.data.downloads import DownloadError, cache_dir, download_file
 from geodite.model import Geodite, GeoditeConfig
 
 CHECKPOINT_FORMAT = "geodite-checkpoint-v1"
@@ -291,32 +288,6 @@ def load_checkpoint(path: str | Path, num_heads: int | None = None) -> Geodite:
     raise CheckpointError(f"{path} is neither a Geodite checkpoint nor an upstream Geodite state dict")
 
 
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def download(url: str, destination: Path, timeout: float = 60.0) -> Path:
-    """Download ``url`` to ``destination`` atomically; a clear CheckpointError when offline."""
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    tmp = destination.with_suffix(destination.suffix + ".part")
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
-            while block := response.read(1 << 20):
-                out.write(block)
-    except (urllib.error.URLError, OSError) as error:
-        tmp.unlink(missing_ok=True)
-        raise CheckpointError(
-            f"could not download {url} ({error}). If this machine is offline, download the file elsewhere "
-            f"and pass its path (--model PATH), or place it at {destination}."
-        ) from error
-    os.replace(tmp, destination)
-    return destination
-
-
 def shipped_model_path() -> Path:
     return Path(str(resources.files("geodite") / "weights" / SHIPPED_MODEL_FILE))
 
@@ -331,7 +302,13 @@ def resolve_model_path(name: str) -> Path:
         return path
     if name == "geodite-mp":
         path = cache_dir() / "Geodite-MP.ckpt"
-        return path if path.exists() else download(GEODITE_MP_URL, path)
+        if path.exists():
+            return path
+        try:
+            return download_file(GEODITE_MP_URL, path, manual="Download the file elsewhere and pass its path "
+                                 f"(--model PATH), or place it at {path}.")
+        except DownloadError as error:
+            raise CheckpointError(str(error)) from error
     path = Path(name).expanduser()
     if not path.exists():
         raise CheckpointError(f"no model named {name!r} and no checkpoint at that path")

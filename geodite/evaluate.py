@@ -17,7 +17,7 @@ from ase.neighborlist import neighbor_list
 from ase.stress import voigt_6_to_full_3x3_stress
 
 from geodite.calculator import Prediction, describe, predict
-from geodite.checkpoints import file_sha256
+from geodite.data.downloads import file_digest
 from geodite.tasks.results import table_markdown
 
 #: where reference values may sit on an Atoms object, first match wins
@@ -288,7 +288,7 @@ def summary_row(summary: dict, label: str) -> dict:
 def data_key(path: str | Path) -> tuple[str, str]:
     """(key, sha256) of a data file. ``geodite eval`` files its results under ``<stem>-<12 hex of sha256>``,
     so files of one name with other contents (frames.extxyz in two folders) never share a table."""
-    sha256 = file_sha256(path)
+    sha256 = file_digest(path)
     return f"{Path(path).stem}-{sha256[:12]}", sha256
 
 

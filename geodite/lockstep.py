@@ -5,7 +5,7 @@ alone) runs in its own thread with a :class:`LockstepCalculator`. A force call b
 simulation still running has asked for its forces; then the calling thread of :func:`run_in_lockstep`
 (the only one that calls the model) evaluates them all in one
 :meth:`~geodite.calculator.Evaluator.evaluate` call (forward passes of up to the Evaluator's
-``max_atoms`` atoms) and wakes them. A simulation that ends (finished, unstable or failed) leaves,
+``atoms_per_call`` atoms) and wakes them. A simulation that ends (finished, unstable or failed) leaves,
 and the rest go on without it. Threads only wait for each other: the model call, the one expensive part,
 runs once per step for all of them.
 

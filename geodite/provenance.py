@@ -62,33 +62,34 @@ def hardware() -> dict:
 
 def model_provenance(model: str) -> dict:
     """Checkpoint path, sha256 and parameter count of a Geodite model; the description of a peer."""
-    from geodite.registry import get_spec
+    from geodite.registry import resolve
 
     out: dict[str, Any] = {"model": model, "checkpoint": None, "sha256": None, "params_M": None}
     try:
-        spec = get_spec(model)
-        out["description"] = spec.description
+        handle = resolve(model)
+        out["description"] = handle.description
     except KeyError as error:
         return out | {"note": str(error)}
     path = None
-    if spec.checkpoint == "geodite-mp":  # never download for a report: use the cached file if there is one
-        from geodite.checkpoints import cache_dir
+    if handle.checkpoint == "geodite-mp":  # never download for a report: use the cached file if there is one
+        from geodite.data.downloads import cache_dir
 
         candidate = cache_dir() / "Geodite-MP.ckpt"
         path = candidate if candidate.exists() else None
-    elif spec.checkpoint is not None:
+    elif handle.checkpoint is not None:
         from geodite.checkpoints import CheckpointError, resolve_model_path
 
         try:
-            path = resolve_model_path(spec.checkpoint)
+            path = resolve_model_path(handle.checkpoint)
         except CheckpointError as error:
             out["note"] = str(error)
     if path is None:
-        out.setdefault("note", "weights come with the model's own package (no checkpoint file of ours)")
+        out.setdefault("note", "weights come with the model's own package (no checkpoint file of ours)" if handle.trained
+                       else "untrained weights (timing only)")
         return out
-    from geodite.checkpoints import file_sha256
+    from geodite.registry import weights_sha256
 
-    out |= {"checkpoint": str(path), "sha256": file_sha256(path)}
+    out |= {"checkpoint": str(path), "sha256": weights_sha256(path)}  # the store's hash, read once per process
     try:
         from geodite.checkpoints import load_checkpoint
 
@@ -100,10 +101,10 @@ def model_provenance(model: str) -> dict:
 
 def data_files() -> list[dict]:
     """sha256 and size of the data shipped in the package (geodite/data/files/**)."""
-    from geodite.checkpoints import file_sha256
+    from geodite.data.downloads import file_digest
 
     root = Path(str(resources.files("geodite") / "data" / "files"))
     rows = []
     for path in sorted(p for p in root.rglob("*") if p.is_file() and p.name != "README.md" and "__pycache__" not in p.parts):
-        rows.append({"file": str(path.relative_to(root)), "bytes": path.stat().st_size, "sha256": file_sha256(path)})
+        rows.append({"file": str(path.relative_to(root)), "bytes": path.stat().st_size, "sha256": file_digest(path)})
     return rows

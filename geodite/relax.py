@@ -9,12 +9,14 @@
   a FrechetCellFilter that computes ASE's values faster (:class:`_FrechetCellFilter`), so the
   physics is :func:`relax_atoms`'s: in float64 the same steps and energies to 1e-12 eV
   (tests/test_relax_batched.py); on the shipped model in float32 see docs/batched-engine.md.
-* :func:`relax_structures` — a list of structures with one calculator or model:
-  ``backend="ase"`` (:func:`relax_atoms` in a loop), ``"batched"`` (:func:`relax_in_flight`) or
-  ``"torch-sim"`` (:func:`geodite.torchsim.relax_structures_torchsim`, Geodite models only).
+* :func:`relax_structures` — a list of structures with one ASE calculator: ``engine="ase"``
+  (:func:`relax_atoms` in a loop) or ``"batched"`` (:func:`relax_in_flight`).
 
-What a relaxation runs (optimiser, cell filter, ``fmax``, ``steps``) is one :class:`RelaxSettings`.
-The relaxation throughput of the backends side by side: ``benchmarks/relax_engines.py``.
+What a relaxation runs (optimiser, cell filter, ``fmax``, ``steps``) is one :class:`RelaxSettings`. The engine
+takes a calculator (or an ``evaluate`` function), never a model name: callers build it
+(:meth:`geodite.registry.ModelHandle.load`). torch-sim's batched relaxation is a separate backend that callers
+choose, :func:`geodite.torchsim.relax_structures_torchsim` (it builds on this module, not the reverse). The
+relaxation throughput of the backends side by side: ``benchmarks/relax_engines.py``.
 """
 
 from __future__ import annotations
@@ -34,11 +36,12 @@ from ase.optimize.optimize import Optimizer
 from ase.stress import full_3x3_to_voigt_6_stress, voigt_6_to_full_3x3_stress
 from scipy.linalg import expm_frechet
 
-from geodite.calculator import Evaluator, GeoditeCalculator, Prediction, predict
+from geodite.calculator import Prediction, predict
 from geodite.graph import StructureError
-from geodite.model import Geodite
-from geodite.registry import get_calculator
 from geodite.threads import limit_blas_threads
+
+#: the engines of :func:`relax_structures` (``geodite bench discovery --engine``): same physics
+ENGINES = ("batched", "ase")
 
 
 @dataclass(frozen=True)
@@ -121,15 +124,17 @@ def relax_atoms(
     return RelaxResult(atoms, energy, n_steps, converged, fmax_final, time.perf_counter() - t0)
 
 
-# Atoms in flight of the batched engine per device kind. CPU: the model's cost is per atom beyond a few hundred
-# atoms, so a bigger batch buys nothing but memory; a GPU needs thousands of atoms per call to be busy (one
-# forward pass holds at most the Evaluator's max_atoms, 2048 by default: more in flight means more passes).
-DEFAULT_MAX_ATOMS = {"cpu": 512, "cuda": 8192}
+#: Atoms in flight of the batched engine per device kind (``--max-atoms`` of ``bench discovery``): the structures
+#: relaxing at once, whose model calls of one step go to the Evaluator together. CPU: the model's cost is per atom
+#: beyond a few hundred atoms, so a bigger batch buys nothing but memory; a GPU needs thousands of atoms per call to
+#: be busy (one model call takes at most the Evaluator's atoms per call, geodite.calculator.ATOMS_PER_CALL by
+#: default: more in flight means more calls a step).
+ATOMS_IN_FLIGHT = {"cpu": 512, "cuda": 8192}
 
 
-def default_max_atoms(device: str) -> int:
-    """The batched engine's default atom budget for a device name ("cpu", "cuda", "cuda:1", …)."""
-    return DEFAULT_MAX_ATOMS.get(str(device).split(":")[0], DEFAULT_MAX_ATOMS["cpu"])
+def default_atoms_in_flight(device: str) -> int:
+    """The batched engine's default atoms in flight for a device name ("cpu", "cuda", "cuda:1", …)."""
+    return ATOMS_IN_FLIGHT.get(str(device).split(":")[0], ATOMS_IN_FLIGHT["cpu"])
 
 
 class _FrechetCellFilter(FrechetCellFilter):
@@ -262,7 +267,7 @@ def relax_in_flight(
     structures: Iterable[tuple[Any, Any]],
     evaluate: Callable[[list], list[Prediction]],
     settings: RelaxSettings = RelaxSettings(),
-    max_atoms: int = DEFAULT_MAX_ATOMS["cpu"],
+    atoms_in_flight: int = ATOMS_IN_FLIGHT["cpu"],
 ) -> Iterator[tuple[Any, RelaxResult | str]]:
     """Relax many structures with one model call per step for all of them; yield ``(key, result)`` as each
     finishes (in finishing order), ``result`` a :class:`RelaxResult` or, for a structure the model cannot
@@ -276,7 +281,7 @@ def relax_in_flight(
     (FrechetCellFilter: the symmetrised log-space cell force) and ASE optimizer (FIRE), stepped with
     ASE's own code; only the model call is shared. Each step, every structure in flight is evaluated in
     one call, checked with ASE's criterion (max generalised force < ``settings.fmax``, before the first step
-    too) and leaves when converged or after ``settings.steps`` steps. A fixed budget of ``max_atoms`` atoms
+    too) and leaves when converged or after ``settings.steps`` steps. A fixed budget of ``atoms_in_flight`` atoms
     stays in flight: a finished structure's place is refilled from ``structures`` at once (a structure larger
     than the budget runs alone). ``wall_s`` of a result is its cost: its share (by atoms) of every model call
     it was part of plus its own optimiser steps.
@@ -294,7 +299,7 @@ def relax_in_flight(
                     exhausted = True
                     break
             key, atoms = waiting
-            if flight and load + len(atoms) > max_atoms:
+            if flight and load + len(atoms) > atoms_in_flight:
                 break
             flight.append(_start_relaxation(key, atoms, settings))
             load += len(atoms)
@@ -329,61 +334,31 @@ def relax_in_flight(
 
 def relax_structures(
     atoms_list: Sequence,
-    calculator_or_model,
-    fmax: float = 0.05,
-    steps: int = 500,
-    optimizer: str = "FIRE",
-    cell_filter: str | None = "FrechetCellFilter",
-    backend: str = "ase",
-    device: str = "cpu",
-    dtype: str = "float32",
-    max_batch_atoms: int | None = None,
+    calculator,
+    settings: RelaxSettings = RelaxSettings(),
+    engine: str = "ase",
+    atoms_in_flight: int | None = None,
 ) -> list[RelaxResult]:
-    """Relax each structure of ``atoms_list`` (``fmax`` eV/Å, ``steps``, ``optimizer``, ``cell_filter``: see
-    :class:`RelaxSettings`); one RelaxResult per structure, in order.
+    """Relax each structure of ``atoms_list`` with the ASE ``calculator`` under ``settings``; one RelaxResult per
+    structure, in order.
 
-    ``calculator_or_model`` is an ASE calculator, a registry model name (see
-    :mod:`geodite.registry`), a Geodite, an :class:`~geodite.calculator.Evaluator` or a
-    :class:`~geodite.torchsim.GeoditeTorchSimModel` (``device``/``dtype`` apply to models given
-    by name or as a Geodite; the torch-sim backend unwraps a GeoditeCalculator to its Evaluator).
-    ``backend="ase"``: the per-structure ASE loop, any calculator. ``backend="batched"``: the same ASE
-    optimiser and filter per structure with one model call per step for all structures in flight
-    (:func:`relax_in_flight`, ``max_batch_atoms`` in flight, default :func:`default_max_atoms`; a
-    structure the model cannot evaluate raises StructureError). ``backend="torch-sim"``:
-    batched FIRE + Frechet cell filter for Geodite models
-    (:func:`geodite.torchsim.relax_structures_torchsim`); ``optimizer``/``cell_filter`` must then be
-    FIRE/FrechetCellFilter.
+    ``engine="ase"``: ASE's own loop, one structure after the other (:func:`relax_atoms`). ``engine="batched"``:
+    the same ASE optimiser and filter per structure with one model call per step for all structures in flight
+    (:func:`relax_in_flight`; ``atoms_in_flight`` atoms, default :func:`default_atoms_in_flight` of the device of
+    a Geodite calculator's Evaluator, else the CPU's); a structure the model cannot evaluate raises
+    StructureError (``index`` = its position).
     """
-    settings = RelaxSettings(fmax, steps, optimizer, cell_filter)
-    if backend in ("torch-sim", "torchsim", "torch_sim"):
-        from geodite.torchsim import relax_structures_torchsim  # torch-sim: an optional dependency
-
-        return relax_structures_torchsim(atoms_list, calculator_or_model, settings, device, dtype,
-                                         max_batch_atoms)
-    if backend not in ("ase", "batched"):
-        raise ValueError(f"unknown relaxation backend {backend!r} (use 'ase', 'batched' or 'torch-sim')")
-    calc = _ase_calculator(calculator_or_model, device, dtype)
+    if engine not in ENGINES:
+        raise ValueError(f"unknown relaxation engine {engine!r} (use {' or '.join(map(repr, ENGINES))}; torch-sim: "
+                         "geodite.torchsim.relax_structures_torchsim)")
     with limit_blas_threads(1):  # 3×3 linear algebra in the optimiser: BLAS threads only contend
-        if backend == "ase":
-            return [relax_atoms(a, calc, settings) for a in atoms_list]
+        if engine == "ase":
+            return [relax_atoms(a, calculator, settings) for a in atoms_list]
+        evaluator = getattr(calculator, "evaluator", None)
+        budget = atoms_in_flight or default_atoms_in_flight(evaluator.device.type if evaluator is not None else "cpu")
         results: list = [None] * len(atoms_list)
-        budget = max_batch_atoms or default_max_atoms(device)
-        for index, result in relax_in_flight(enumerate(atoms_list), partial(predict, calc), settings, budget):
+        for index, result in relax_in_flight(enumerate(atoms_list), partial(predict, calculator), settings, budget):
             if isinstance(result, str):
                 raise StructureError(result, index=index)
             results[index] = result
         return results
-
-
-def _ase_calculator(obj, device: str, dtype: str):
-    """An ASE calculator for a registry name, a Geodite, an Evaluator or a GeoditeTorchSimModel (its
-    Evaluator); an ASE calculator as it is."""
-    if isinstance(obj, str):
-        return get_calculator(obj, device=device, dtype=dtype)
-    if isinstance(obj, Geodite):
-        return GeoditeCalculator(obj, device=device, dtype=dtype)
-    if isinstance(obj, Evaluator):
-        return GeoditeCalculator(obj)
-    if not hasattr(obj, "calculate") and isinstance(getattr(obj, "evaluator", None), Evaluator):
-        return GeoditeCalculator(obj.evaluator)  # a GeoditeTorchSimModel
-    return obj

@@ -1,5 +1,9 @@
-"""Matbench Discovery submission files, written by every ``geodite bench`` run.
+"""Matbench Discovery submission files, written by every ``geodite bench`` run of a task that has them.
 
+A task with a submission format has the hook ``submission(df, summary, folder, model, date) -> (files,
+yaml_blocks)`` (:class:`geodite.tasks.contract.Task`), which calls its writer here (:func:`write_discovery`,
+:func:`write_kappa`, :func:`write_diatomics`); the runner hands the hook to :func:`write_submission`, which
+picks the folder and the date and merges the blocks into the model YAML.
 ``<results>/submission/<model>/`` collects, in the formats MBD's loaders read (commit 2c7f9fc):
 
 * ``<date>-discovery.csv.gz``: ``material_id``, ``e_form_per_atom`` (eV/atom, MP2020-corrected
@@ -28,15 +32,16 @@ from __future__ import annotations
 
 import datetime
 import gzip
-import hashlib
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import yaml
 
+from geodite.data.downloads import file_digest
 from geodite.metrics.discovery import offline_key
 from geodite.metrics.symmetry import SYMMETRY_KEYS, SYMPRECS, symprec_tag
 
@@ -76,8 +81,7 @@ def _target(folder: Path, kind: str, date: str) -> Path:
 
 def _file_ref(path: Path) -> dict:
     """MBD FileRef: name, size (bytes), md5."""
-    data = path.read_bytes()
-    return {"name": path.name, "size": len(data), "md5": hashlib.md5(data).hexdigest()}  # noqa: S324 - a checksum
+    return {"name": path.name, "size": path.stat().st_size, "md5": file_digest(path, "md5")}
 
 
 def _number(value):
@@ -138,7 +142,7 @@ def write_discovery(df: pd.DataFrame, summary: dict, folder: Path, model: str, d
     return paths, blocks
 
 
-def write_kappa(df: pd.DataFrame, summary: dict, folder: Path, date: str) -> tuple[list[Path], dict]:
+def write_kappa(df: pd.DataFrame, summary: dict, folder: Path, model: str, date: str) -> tuple[list[Path], dict]:
     """κ json.gz (every material, missing κ as null) and the ``phonons.kappa_103`` block."""
     records = []
     for row in df.to_dict("records"):
@@ -166,7 +170,7 @@ def write_kappa(df: pd.DataFrame, summary: dict, folder: Path, date: str) -> tup
     return [path], {"phonons": {"kappa_103": block}}
 
 
-def write_diatomics(df: pd.DataFrame, summary: dict, folder: Path, date: str) -> tuple[list[Path], dict]:
+def write_diatomics(df: pd.DataFrame, summary: dict, folder: Path, model: str, date: str) -> tuple[list[Path], dict]:
     """Dimer json.gz (every curve on its own grid, a subset of the top-level one) and the ``diatomics`` block."""
     ok = _ok(df)
     grids = [np.asarray(r, float) for r in ok["distances"]] if "distances" in ok else []
@@ -202,7 +206,7 @@ def write_diatomics(df: pd.DataFrame, summary: dict, folder: Path, date: str) ->
     return [path], {"diatomics": block}
 
 
-# ----------------------------------------------------------------------------- the YAML and the dispatcher
+# ----------------------------------------------------------------------------- the YAML and the files of a run
 
 
 def update_model_yaml(folder: Path, model: str, blocks: dict, date: str) -> Path:
@@ -222,12 +226,16 @@ def update_model_yaml(folder: Path, model: str, blocks: dict, date: str) -> Path
     return path
 
 
-def write_submission(task: str, df: pd.DataFrame, summary: dict, results_dir: str | Path, model: str,
-                     date: str | None = None) -> list[Path]:  # fmt: skip
+#: a task's submission hook: (rows, summary, folder, model label, date) → (files written, model-YAML blocks)
+SubmissionWriter = Callable[[pd.DataFrame, dict, Path, str, str], tuple[list[Path], dict]]
+
+
+def write_submission(writer: SubmissionWriter | None, df: pd.DataFrame, summary: dict, results_dir: str | Path,
+                     model: str, date: str | None = None) -> list[Path]:  # fmt: skip
     """Write the submission file(s) of one finished task run and update the model YAML.
 
     Args:
-        task: task name (``discovery``, ``kappa``, ``diatomics``; others write nothing).
+        writer: the task's ``submission`` hook (None: the task has no submission format; nothing is written).
         df: the run's rows (one per item).
         summary: the run's metrics (what ``--json`` prints).
         results_dir: the run's results root.
@@ -237,14 +245,9 @@ def write_submission(task: str, df: pd.DataFrame, summary: dict, results_dir: st
     Returns:
         The files written (empty for tasks MBD takes no submission for, or without a successful row).
     """
-    writers = {
-        "discovery": lambda folder, day: write_discovery(df, summary, folder, model, day),
-        "kappa": lambda folder, day: write_kappa(df, summary, folder, day),
-        "diatomics": lambda folder, day: write_diatomics(df, summary, folder, day),
-    }
-    if task not in writers or not len(_ok(df)):
+    if writer is None or not len(_ok(df)):
         return []
     day = date or datetime.datetime.now(datetime.UTC).date().isoformat()
     folder = submission_dir(results_dir, model)
-    paths, blocks = writers[task](folder, day)
+    paths, blocks = writer(df, summary, folder, model, day)
     return [*paths, update_model_yaml(folder, model, blocks, day)]

@@ -1,6 +1,6 @@
 """Thread settings: torch's intra-op threads for the model, one BLAS thread for numpy/scipy.
 
-Used by the runner's workers (:mod:`geodite.tasks.runner`) and by relaxations (:mod:`geodite.relax`):
+Used by the runner's executors (:mod:`geodite.tasks.executors`) and by relaxations (:mod:`geodite.relax`):
 ASE optimisers and pymatgen work on 3×3 matrices, where BLAS threads only add contention (on 2 busy
 cores an EMT cell relaxation took 8.3 s with 2 OpenBLAS threads and 0.24 s with 1).
 """

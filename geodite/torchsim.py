@@ -6,9 +6,10 @@
 system), then one ``Geodite.forward`` for the whole batch.
 
 :func:`relax_structures_torchsim` relaxes many structures with torch-sim's batched FIRE + Frechet cell
-filter (``relax_structures(..., backend="torch-sim")``); on some materials it ends in other minima than
+filter; on some materials it ends in other minima than
 ASE's FIRE (docs/batched-engine.md), so the benchmarks relax with :mod:`geodite.relax`'s batched engine,
-which steps ASE's own optimiser.
+which steps ASE's own optimiser. Callers choose this backend by calling it (``benchmarks/relax_engines.py``);
+it builds on :mod:`geodite.relax` (settings, results), which never imports it.
 
 Conventions (torch-sim 0.3.0):
 
@@ -32,10 +33,8 @@ from torch_sim.autobatching import InFlightAutoBatcher, calculate_memory_scaler,
 from torch_sim.models.interface import ModelInterface
 from torch_sim.state import SimState
 
-from geodite.calculator import Evaluator, GeoditeCalculator, describe
+from geodite.calculator import ATOMS_PER_CALL, Evaluator, EvaluatorModel, GeoditeCalculator, describe
 from geodite.graph import DTYPES, StructureError, build_graph
-from geodite.model import Geodite
-from geodite.registry import get_calculator
 from geodite.relax import RelaxResult, RelaxSettings
 
 
@@ -68,14 +67,14 @@ def state_to_atoms(state: SimState) -> list[Atoms]:
 class GeoditeTorchSimModel(ModelInterface):
     """torch-sim ``ModelInterface`` for a Geodite model.
 
-    ``model``: a Geodite, a model name or path (:func:`geodite.checkpoints.load_model`), or an
-    :class:`Evaluator` (used as is, with its device and dtype). The caller's Geodite is never
-    modified (the Evaluator copies it when it has to change device or dtype).
+    ``model``: a Geodite (any :class:`~geodite.calculator.EvaluatorModel`), or an :class:`Evaluator` (used as
+    is, with its device and dtype). The caller's Geodite is never modified (the Evaluator copies it when it
+    has to change device or dtype).
     """
 
     def __init__(
         self,
-        model: Geodite | str | Evaluator = "geodite",
+        model: EvaluatorModel | Evaluator,
         device: str | torch.device = "cpu",
         dtype: str | torch.dtype = "float64",
         compute_stress: bool = True,
@@ -122,17 +121,16 @@ class GeoditeTorchSimModel(ModelInterface):
 
 
 def _torchsim_model(obj, device: str, dtype: str) -> GeoditeTorchSimModel:
-    """A GeoditeTorchSimModel for a registry name, a Geodite, an Evaluator or a GeoditeCalculator (its
-    Evaluator); NotImplementedError for any other model."""
+    """A GeoditeTorchSimModel for a Geodite (or a package's model), an Evaluator or a GeoditeCalculator (its
+    Evaluator); NotImplementedError for any other model (another ASE calculator, a name)."""
     if isinstance(obj, GeoditeTorchSimModel):
         return obj
-    if isinstance(obj, str):
-        obj = get_calculator(obj, device=device, dtype=dtype)
     if isinstance(obj, GeoditeCalculator):
         obj = obj.evaluator
-    if not isinstance(obj, (Geodite, Evaluator)):
+    if not isinstance(obj, (torch.nn.Module, Evaluator)):
         raise NotImplementedError(
-            f"the torch-sim backend runs Geodite models only, not {type(obj).__name__} (use backend='ase')"
+            f"the torch-sim backend runs Geodite models only, not {type(obj).__name__} (geodite.relax relaxes with "
+            "any calculator)"
         )
     return GeoditeTorchSimModel(obj, device=device, dtype=dtype)
 
@@ -158,16 +156,18 @@ def relax_structures_torchsim(
     settings: RelaxSettings = RelaxSettings(),
     device: str = "cpu",
     dtype: str = "float32",
-    max_batch_atoms: int | None = None,
+    atoms_in_flight: int | None = None,
 ) -> list[RelaxResult]:
     """Batched relaxation with torch-sim: FIRE (ASE flavour) + Frechet cell filter, in flight.
 
     Many structures share each forward pass; each is checked after every step with ASE's
     criterion (max generalised force < ``settings.fmax``, checked before the first step too) and leaves
     the batch when converged or after ``settings.steps`` steps, its place taken by the next structure
-    (torch-sim's ``InFlightAutoBatcher``). Batch size: at most ``max_batch_atoms`` atoms
-    (default 2048 on CPU, the Evaluator's batch); on a GPU with ``max_batch_atoms=None``
-    torch-sim estimates it from memory (N × density). ``wall_s`` of each result is the total
+    (torch-sim's ``InFlightAutoBatcher``). At most ``atoms_in_flight`` atoms relax at once, all in one model
+    call a step (default on CPU: one Evaluator call's, :data:`~geodite.calculator.ATOMS_PER_CALL`); on a GPU
+    with ``atoms_in_flight=None`` torch-sim estimates it from memory (N × density).
+    ``model``: a Geodite (``device``/``dtype`` apply to it), an Evaluator, a GeoditeCalculator or a
+    :class:`GeoditeTorchSimModel`. ``wall_s`` of each result is the total
     wall time divided by the number of structures (a batched run has no per-structure time).
 
     All structures must be fully periodic (torch-sim 0.3.0 has one ``pbc`` for a batch) and
@@ -197,14 +197,14 @@ def relax_structures_torchsim(
     init_fn, step_fn = ts.frechet_cell_fire(model=ts_model)  # ASE FIRE defaults: dt 0.1→1, maxstep 0.2 Å
 
     singles = [ts.io.atoms_to_state([a], ts_model.device, ts_model.dtype) for a in atoms_list]
-    if max_batch_atoms is None and ts_model.device.type != "cpu":
+    if atoms_in_flight is None and ts_model.device.type != "cpu":
         scales_with = ts_model.memory_scales_with
         metrics = [calculate_memory_scaler(s, scales_with) for s in singles]
         capacity = 0.9 * estimate_max_memory_scaler(ts_model, singles, metrics)
     else:
         scales_with = "n_atoms"
         metrics = [len(a) for a in atoms_list]
-        capacity = max_batch_atoms or 2048
+        capacity = atoms_in_flight or ATOMS_PER_CALL
     capacity = max(capacity, max(metrics))  # a structure larger than a batch runs alone
 
     # Initial energies/forces/stress (one forward per chunk of ≤ capacity), then one state each.

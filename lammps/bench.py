@@ -27,6 +27,7 @@ from ase.md.verlet import VelocityVerlet
 
 from geodite.calculator import GeoditeCalculator
 from geodite.lammps import run_pair_style
+from geodite.registry import resolve
 from geodite.tasks.speed import crystal
 
 MD = "velocity all create 300 12345 mom yes rot no\nfix nve all nve\ntimestep 0.001\nrun 1\nrun {steps}"
@@ -34,9 +35,10 @@ PER_ATOM_VIRIAL = "compute virial all stress/atom NULL pair\nfix virial all ave/
 
 
 def ase_seconds_per_step(model: str, dtype: str, n_atoms: int, steps: int) -> float:
-    """NVE with GeoditeCalculator(``model``): a checkpoint or name (eager) or an exported ``.pt2``."""
+    """NVE with the GeoditeCalculator of ``model`` (:func:`geodite.registry.resolve`: a registry name or checkpoint,
+    eager, or an exported ``.pt2``), reusing neighbour lists within a 1 Å skin."""
     atoms = crystal("si", n_atoms)
-    atoms.calc = GeoditeCalculator(model, dtype=dtype, skin=1.0)
+    atoms.calc = GeoditeCalculator(resolve(model).load(dtype=dtype).evaluator, skin=1.0)
     MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(0))
     dynamics = VelocityVerlet(atoms, timestep=1.0 * units.fs)
     dynamics.run(1)

@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 from geodite.cli.main import app
 from geodite.tasks.contract import UNSUPPORTED
-from geodite.tasks.diatomics import diatomics_summary
+from geodite.metrics.diatomics_scores import diatomics_summary
+from geodite.tasks.diatomics import pbe_reference
 
 runner = CliRunner()
 
@@ -35,4 +36,5 @@ def test_an_unsupported_element_of_the_87_counts_as_not_run_in_the_cds():
     ok = {"status": "ok", "element": "H", "Z": 1, "force_flips": 1.0, "item_wall_s": 1.0}
     rows = pd.DataFrame([ok, {"key": "He", "status": UNSUPPORTED, "element": "He", "Z": 2, "item_wall_s": 0.0},
                          {"key": "Po", "status": UNSUPPORTED, "element": "Po", "Z": 84, "item_wall_s": 0.0}])
-    assert diatomics_summary(rows, "mbd")["n_excluded"] == 1  # He, as MBD counts a missing element; Po is not scored
+    # He, as MBD counts a missing element; Po is not scored
+    assert diatomics_summary(rows, "mbd", pbe_reference())["n_excluded"] == 1

@@ -17,7 +17,7 @@ COMMAND_ONLY = {"discovery": {"download": True}, "kappa": {"download": True}, "d
 
 
 def runner_tasks() -> list[str]:
-    return [name for name in suite.RUNNER_TASKS if name != "kappa" or _have("phono3py")]
+    return [name for name in suite.runner_tasks() if name != "kappa" or _have("phono3py")]
 
 
 def _have(module: str) -> bool:
@@ -49,7 +49,7 @@ def test_every_runner_command_hands_its_shared_options_to_the_runner(name, tmp_p
     [(_, options)] = calls
     assert options == runner.RunOptions(
         model="emt", limit=2, workers=3, threads=2, scheduler="tcp://host:1", slurm_config=str(slurm),
-        dtype="float64", batch_atoms=4096, results_dir=tmp_path / "r", retry_failed=True, fresh=True, progress=False,
+        dtype="float64", atoms_per_call=4096, results_dir=tmp_path / "r", retry_failed=True, fresh=True, progress=False,
         plots=False)
 
 
@@ -69,9 +69,9 @@ def test_bench_all_has_no_cluster_options():
 
 def test_all_options_take_the_shared_options_bench_all_has():
     run = runner.RunOptions(model="emt", limit=3, workers=2, scheduler="tcp://host:1", fresh=True, results_dir="r",
-                            batch_atoms=64)
+                            atoms_per_call=64)
     assert suite.all_options(run, tasks=("md",), md_time="2ps") == suite.AllOptions(
-        model="emt", limit=3, workers=2, fresh=True, results_dir="r", tasks=("md",), md_time="2ps", batch_atoms=64)
+        model="emt", limit=3, workers=2, fresh=True, results_dir="r", tasks=("md",), md_time="2ps", atoms_per_call=64)
 
 
 def test_task_defaults_are_the_task_class_defaults_and_speed_is_not_a_runner_task():

@@ -14,7 +14,8 @@ from ase.io import write
 from ase.md.nose_hoover_chain import NoseHooverChainNVT
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
 
-from geodite.calculator import Evaluator, GeoditeCalculator
+from geodite.calculator import ATOMS_PER_CALL, Evaluator, GeoditeCalculator
+from geodite.checkpoints import load_model
 from geodite.lockstep import run_in_lockstep
 from geodite.tasks.md import MDTask
 from geodite.tasks.runner import RunOptions, run_task
@@ -41,7 +42,7 @@ def nvt(atoms: Atoms, calculator, steps: int) -> Atoms:
 
 @pytest.fixture(scope="module")
 def evaluator() -> Evaluator:
-    return Evaluator(str(CHECKPOINT), dtype="float64")
+    return Evaluator(load_model(CHECKPOINT), dtype="float64")
 
 
 def test_lockstep_trajectories_equal_the_runs_alone_with_one_model_call_per_step(evaluator):
@@ -107,13 +108,27 @@ def test_md_task_runs_a_chunk_in_lockstep_with_the_rows_of_runs_alone(tmp_path):
         assert row["rdf_overlap"] == pytest.approx(rows[1][key]["rdf_overlap"], abs=1e-9)
 
 
-def test_batch_atoms_sets_the_atoms_per_model_call_of_the_worker_model():
-    """``--batch-atoms`` reaches the Evaluator: with 1, each structure gets its own model call."""
-    from geodite.tasks.runner import ModelSetup, get_context_for
+def test_batch_atoms_sets_the_atoms_per_model_call_of_the_worker_model(monkeypatch):
+    """``--batch-atoms`` reaches the Evaluator when it is built (never set afterwards): with 1, each structure gets
+    its own model call; without it, ATOMS_PER_CALL."""
+    from geodite.registry import resolve
+    from geodite.tasks import worker
+    from geodite.tasks.worker import ModelSetup, get_context_for
 
-    ctx = get_context_for(ModelSetup(str(CHECKPOINT), dtype="float64", batch_atoms=1))
-    assert ctx.evaluator.max_atoms == 1
-    assert get_context_for(ModelSetup(str(CHECKPOINT), dtype="float64")).evaluator.max_atoms == 2048
+    built = []
+    construct = Evaluator.__init__
+
+    def spy(self, *args, **kwargs):
+        construct(self, *args, **kwargs)
+        built.append(self.atoms_per_call)
+
+    monkeypatch.setattr(Evaluator, "__init__", spy)
+    monkeypatch.setattr(worker, "_WORKER_CTX", {})
+    handle = resolve(str(CHECKPOINT))
+    ctx = get_context_for(ModelSetup(handle, dtype="float64", atoms_per_call=1))
+    assert built == [1] and ctx.evaluator.atoms_per_call == 1
+    assert get_context_for(ModelSetup(handle, dtype="float64")).evaluator.atoms_per_call == ATOMS_PER_CALL
+    assert built == [1, ATOMS_PER_CALL]
     calls = []
     original = ctx.evaluator.model.forward
     ctx.evaluator.model.forward = lambda graph, **kw: calls.append(int(graph.batch.max()) + 1) or original(graph, **kw)

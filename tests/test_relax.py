@@ -9,13 +9,13 @@ from ase.build import bulk
 from ase.calculators.emt import EMT
 
 from geodite.calculator import Evaluator, GeoditeCalculator
-from geodite.relax import relax_structures
+from geodite.relax import RelaxSettings, relax_structures
 
 from tests.test_relax_batched import _one_thread, perturbed_crystals  # noqa: F401 - fixture and structures
 
 torch_sim = pytest.importorskip("torch_sim")
 
-from geodite.torchsim import GeoditeTorchSimModel  # noqa: E402
+from geodite.torchsim import GeoditeTorchSimModel, relax_structures_torchsim  # noqa: E402
 
 
 def test_torchsim_model_matches_evaluator(small_model, small_cases):
@@ -53,9 +53,10 @@ def test_backends_agree(small_model):
     structures = perturbed_crystals()
     # fmax 0.02: at 0.05 the two can stop ~1e-3 eV/atom apart on the small model's flat MgO landscape
     calc = GeoditeCalculator(small_model, dtype="float64")
-    ase_results = relax_structures(structures, calc, fmax=0.02, backend="ase")
-    ts_results = relax_structures(structures, small_model, fmax=0.02, backend="torch-sim", dtype="float64",
-                                  max_batch_atoms=4)  # two structures per batch: in-flight swapping
+    settings = RelaxSettings(fmax=0.02)
+    ase_results = relax_structures(structures, calc, settings, engine="ase")
+    ts_results = relax_structures_torchsim(structures, small_model, settings, dtype="float64",
+                                           atoms_in_flight=4)  # two structures per batch: in-flight swapping
     for atoms, a, t in zip(structures, ase_results, ts_results):
         assert a.converged and t.converged
         assert a.fmax_final < 0.02 and t.fmax_final < 0.02
@@ -69,29 +70,29 @@ def test_backends_agree(small_model):
         atoms_copy.calc = GeoditeCalculator(small_model, dtype="float64")
         assert abs(atoms_copy.get_potential_energy() - t.energy) < 1e-8
     assert sum(a.n_steps == t.n_steps for a, t in zip(ase_results, ts_results)) >= 2  # same FIRE, same steps
-    # the ASE backend also takes a bare Geodite (wrapped in a GeoditeCalculator)
-    (again,) = relax_structures(structures[:1], small_model, fmax=0.02, backend="ase", dtype="float64")
-    assert again.energy == pytest.approx(ase_results[0].energy, abs=1e-10)
-    assert again.n_steps == ase_results[0].n_steps
+    # the torch-sim backend also takes the GeoditeCalculator (its Evaluator)
+    (again,) = relax_structures_torchsim(structures[:1], calc, settings)
+    assert again.energy == pytest.approx(ts_results[0].energy, abs=1e-10)
+    assert again.n_steps == ts_results[0].n_steps
 
 
 def test_torchsim_step_limit_and_inputs(small_model):
     structures = perturbed_crystals()
     evaluator = Evaluator(small_model, dtype="float64")
-    results = relax_structures(structures, evaluator, steps=3, backend="torch-sim")
+    results = relax_structures_torchsim(structures, evaluator, RelaxSettings(steps=3))
     assert [r.n_steps for r in results] == [3] * len(structures)
     assert not any(r.converged for r in results)
     # already relaxed: converged before the first step, as ASE
-    first = relax_structures(structures[:1], small_model, backend="torch-sim", dtype="float64")[0]
-    again = relax_structures([first.atoms], small_model, backend="torch-sim", dtype="float64")[0]
+    first = relax_structures_torchsim(structures[:1], small_model, dtype="float64")[0]
+    again = relax_structures_torchsim([first.atoms], small_model, dtype="float64")[0]
     assert first.converged and again.converged and again.n_steps == 0
     assert abs(again.energy - first.energy) < 1e-10
     with pytest.raises(NotImplementedError, match="Geodite models only"):
-        relax_structures(structures[:1], EMT(), backend="torch-sim")
+        relax_structures_torchsim(structures[:1], EMT())
     with pytest.raises(NotImplementedError, match="Geodite models only"):
-        relax_structures(structures[:1], "emt", backend="torch-sim")
+        relax_structures_torchsim(structures[:1], "emt")  # a name: resolve it first (geodite.registry)
     with pytest.raises(NotImplementedError, match="FIRE"):
-        relax_structures(structures[:1], small_model, optimizer="BFGS", backend="torch-sim")
-    with pytest.raises(ValueError, match="unknown relaxation backend"):
-        relax_structures(structures[:1], EMT(), backend="jax")
-    assert relax_structures([], small_model, backend="torch-sim") == []
+        relax_structures_torchsim(structures[:1], small_model, RelaxSettings(optimizer="BFGS"))
+    with pytest.raises(ValueError, match="unknown relaxation engine"):
+        relax_structures(structures[:1], EMT(), engine="torch-sim")
+    assert relax_structures_torchsim([], small_model) == []

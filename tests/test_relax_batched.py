@@ -9,7 +9,9 @@ from ase.build import bulk
 
 from geodite.calculator import Evaluator, GeoditeCalculator
 from geodite.graph import StructureError
-from geodite.relax import relax_structures
+from geodite.relax import RelaxSettings, relax_structures
+
+RELAXED = RelaxSettings(fmax=0.02)
 
 
 @pytest.fixture(autouse=True)
@@ -42,10 +44,10 @@ def test_batch_equals_one_at_a_time(small_model):
     (same FIRE steps, float64 round-off), with in-flight refilling (a 4-atom budget swaps structures in)."""
     structures = perturbed_crystals()
     calc = GeoditeCalculator(small_model, dtype="float64")
-    together = relax_structures(structures, calc, fmax=0.02, backend="batched", max_batch_atoms=64)
-    refilled = relax_structures(structures, calc, fmax=0.02, backend="batched", max_batch_atoms=4)
-    alone = [relax_structures([atoms], calc, fmax=0.02, backend="batched")[0] for atoms in structures]
-    ase = relax_structures(structures, calc, fmax=0.02, backend="ase")
+    together = relax_structures(structures, calc, RELAXED, engine="batched", atoms_in_flight=64)
+    refilled = relax_structures(structures, calc, RELAXED, engine="batched", atoms_in_flight=4)
+    alone = [relax_structures([atoms], calc, RELAXED, engine="batched")[0] for atoms in structures]
+    ase = relax_structures(structures, calc, RELAXED, engine="ase")
     for atoms, batch, swap, one, reference in zip(structures, together, refilled, alone, ase):
         assert batch.converged and batch.fmax_final < 0.02 and batch.atoms.calc is None
         assert batch.atoms.info["name"] == atoms.info["name"]
@@ -66,17 +68,18 @@ def test_batched_step_limit_and_errors(small_model):
 
     structures = perturbed_crystals()
     evaluator = Evaluator(small_model, dtype="float64")
-    results = relax_structures(structures, evaluator, steps=3, backend="batched")
+    calc = GeoditeCalculator(evaluator)
+    results = relax_structures(structures, calc, RelaxSettings(steps=3), engine="batched")
     assert [r.n_steps for r in results] == [3] * len(structures) and not any(r.converged for r in results)
-    first = relax_structures(structures[:1], evaluator, fmax=0.02, backend="batched")[0]
-    (again,) = relax_structures([first.atoms], evaluator, fmax=0.02, backend="batched")
+    first = relax_structures(structures[:1], calc, RELAXED, engine="batched")[0]
+    (again,) = relax_structures([first.atoms], calc, RELAXED, engine="batched")
     assert again.converged and again.n_steps == 0  # checked before the first step, as ASE
     unknown = bulk("Og", "fcc", a=5.0)  # an element the model has no embedding for
     finished = dict(relax_in_flight(enumerate([structures[0], unknown, structures[1]]), evaluator.evaluate))
     assert isinstance(finished[1], str) and "Og" in finished[1]
     assert finished[0].converged and finished[2].converged  # the others are unaffected
     with pytest.raises(StructureError):
-        relax_structures([unknown], evaluator, backend="batched")
+        relax_structures([unknown], calc, engine="batched")
 
 
 def test_discovery_engines_agree(tmp_path):

@@ -155,9 +155,9 @@ def test_report_provenance_and_published_marking(tiny_run):
     assert geodite_mp[2] == rep.PUBLISHED_COMPLIANT and ours[0][2] == "unknown: training data not recorded"
     assert geodite_mp[3:13] == ["3.6", "0.728", "0.925", "0.771", "4.771", "0.729", "0.041", "0.806", "0.499", "0.086"]
     text = " ".join(sections["provenance"]["text"])
-    from geodite.checkpoints import file_sha256
+    from geodite.data.downloads import file_digest
 
-    assert file_sha256(SMALL) in text
+    assert file_digest(SMALL) in text
     for package in ("geodite", "torch", "ase", "pymatgen"):
         assert package in text
     shipped = [d["sha256"] for d in data_files()]

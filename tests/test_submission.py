@@ -12,7 +12,7 @@ import pytest
 import yaml
 from pymatgen.core import Lattice, Structure
 
-from geodite.submission import submission_dir, write_submission
+from geodite.submission import submission_dir, write_diatomics, write_discovery, write_kappa, write_submission
 
 DATE = "2026-11-30"
 
@@ -31,14 +31,14 @@ def folder(tmp_path):
     })  # fmt: skip
     summary = {"subset": "offline-wbm-1k (perturbed DFT structures)", "e_form_MAE_1k": 0.1, "RMSD": 0.02,
                "n_sym_ops_mae_1e-2": 0.0, "symmetry_match_1e-2": 1.0, "n_structures_1e-2": 2}  # fmt: skip
-    written = write_submission("discovery", discovery, summary, tmp_path, "mymodel", DATE)
+    written = write_submission(write_discovery, discovery, summary, tmp_path, "mymodel", DATE)
     kappa = pd.DataFrame({
         "key": ["mp-1", "mp-2"], "material_id": ["mp-1", "mp-2"], "status": ["ok", "ok"],
         "kappa_tensor": [[2.0, 2.0, 2.0, 0.0, 0.0, 0.0], np.nan], "mode_kappa": [[[1.0, 2.0], [3.0, 2.0]], np.nan],
         "q_weights": [[1.0, 3.0], np.nan], "imaginary_modes": [False, True], "spg_initial": [225, 225],
         "spg_relaxed": [225, 225],
     })  # fmt: skip
-    written += write_submission("kappa", kappa, {"kappa_SRME": 1.2, "failure_rate": 0.5}, tmp_path, "mymodel", DATE)
+    written += write_submission(write_kappa, kappa, {"kappa_SRME": 1.2, "failure_rate": 0.5}, tmp_path, "mymodel", DATE)
     r = np.geomspace(0.1, 6.0, 119)
     dimers = pd.DataFrame({
         "element": ["H", "O", "Po"], "status": ["ok", "ok", "failed"], "error": [None, None, "no e0"],
@@ -46,9 +46,9 @@ def folder(tmp_path):
         "bond_forces": [(1 / r**2).tolist(), (2 / r[5:] ** 2).tolist(), None],
         "forces": [H_FORCES(r).tolist(), None, None],  # O: a row written before Cartesian forces were stored
     })  # fmt: skip
-    written += write_submission("diatomics", dimers, {"tortuosity": 1.0, "CDS": 0.42, "run_time_sec": 3.2}, tmp_path,
+    written += write_submission(write_diatomics, dimers, {"tortuosity": 1.0, "CDS": 0.42, "run_time_sec": 3.2}, tmp_path,
                                 "mymodel", DATE)  # fmt: skip
-    assert write_submission("md", dimers, {}, tmp_path, "mymodel", DATE) == []
+    assert write_submission(None, dimers, {}, tmp_path, "mymodel", DATE) == []  # a task without a submission format
     folder = submission_dir(tmp_path, "mymodel")
     assert {p.parent for p in written} == {folder}
     return folder
@@ -121,16 +121,52 @@ def test_model_yaml_blocks(folder):
 def test_rerun_replaces_older_files(folder):
     df = pd.DataFrame({"key": ["mp-1"], "material_id": ["mp-1"], "status": ["ok"],
                        "kappa_tensor": [[1.0] * 6], "imaginary_modes": [False]})  # fmt: skip
-    write_submission("kappa", df, {}, folder.parent.parent, "mymodel", "2026-12-01")
+    write_submission(write_kappa, df, {}, folder.parent.parent, "mymodel", "2026-12-01")
     assert [p.name for p in folder.glob("*kappa*")] == ["2026-12-01-phonons-kappa-103.json.gz"]
     meta = yaml.safe_load((folder / "mymodel.yml").read_text())
     assert "discovery" in meta["metrics"] and meta["metrics"]["phonons"]["kappa_103"]["pred_file"]["name"].startswith("2026-12-01")
 
 
-@pytest.mark.parametrize("task", ["discovery", "kappa", "diatomics"])
-def test_a_run_whose_items_all_failed_writes_no_submission(tmp_path, task):
+@pytest.mark.parametrize("writer", [write_discovery, write_kappa, write_diatomics])
+def test_a_run_whose_items_all_failed_writes_no_submission(tmp_path, writer):
     """Every item failed (e.g. a model without the elements): nothing to submit, and no crash on the
     absent result columns."""
     failed = pd.DataFrame({"key": ["a", "b"], "status": ["failed", "failed"], "error": ["no Mg", "no Mg"]})
-    assert write_submission(task, failed, {}, tmp_path, "mymodel", DATE) == []
+    assert write_submission(writer, failed, {}, tmp_path, "mymodel", DATE) == []
     assert not submission_dir(tmp_path, "mymodel").exists()
+
+
+def test_the_runner_writes_what_a_task_hook_writes_whatever_the_task_is_called(tmp_path):
+    """The submission file comes from the task's ``submission`` hook, not from a table of task names (main: the
+    runner dispatched on ``task.name``, so this task, named "sleep", wrote nothing)."""
+    import datetime
+
+    from geodite.tasks.runner import RunOptions, run_task
+    from tests.tasks.runner_helpers import SleepTask
+
+    class Submitting(SleepTask):
+        def submission(self, df, summary, folder, model, date):
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"{date}-sleep.csv"
+            df[["key", "index"]].to_csv(path, index=False)
+            return [path], {"sleep": {"n_ok": summary["n_ok"]}}
+
+    options = {"model": "emt", "progress": False, "plots": False}
+    summary = run_task(Submitting(n=2), RunOptions(results_dir=tmp_path / "hook", **options))
+    today = datetime.datetime.now(datetime.UTC).date().isoformat()
+    folder = submission_dir(tmp_path / "hook", "emt")
+    assert summary["submission_files"] == [str(folder / f"{today}-sleep.csv"), str(folder / "emt.yml")]
+    assert pd.read_csv(folder / f"{today}-sleep.csv")["index"].tolist() == [0, 1]
+    assert yaml.safe_load((folder / "emt.yml").read_text())["metrics"]["sleep"] == {"n_ok": 2}
+    plain = run_task(SleepTask(n=1), RunOptions(results_dir=tmp_path / "plain", **options))
+    assert plain["submission_files"] == [] and not (tmp_path / "plain" / "submission").exists()
+
+
+def test_the_tasks_with_a_submission_format_have_the_hook():
+    import importlib.util
+
+    from geodite.tasks.suite import task_class
+
+    names = ["discovery", "diatomics"] + (["kappa"] if importlib.util.find_spec("phono3py") else [])
+    assert all(hasattr(task_class(name), "submission") for name in names)
+    assert not hasattr(task_class("md"), "submission")  # MBD takes no MD submission file

@@ -27,11 +27,12 @@ from geodite.cli.common import (
     io_error, names, non_negative, one_of, parse_ints, positive, print_summary, split_names, stderr, with_run_options,
 )
 from geodite.data.downloads import DataUnavailableError
+from geodite.metrics.diatomics_scores import MBD_SKIPPED
 from geodite.registry import ModelNotAvailableError, model_label
+from geodite.relax import ATOMS_IN_FLIGHT
 from geodite.report import write_report
 from geodite.tasks import runner, speed, suite
 from geodite.tasks.cps import cps_summary
-from geodite.tasks.diatomics import MBD_SKIPPED
 from geodite.tasks.md import parse_time_fs
 from geodite.tasks.runner import RunOptions
 from geodite.tasks.store import ConfigMismatchError, jsonable
@@ -119,9 +120,12 @@ def discovery_command(
         callback=one_of("batched", "ase"),
         help="batched (one model call per step for all structures in flight) or ase (one structure at a time); "
              "same physics")] = DISCOVERY["engine"],
-    max_atoms: Annotated[Optional[int], typer.Option(
-        min=1, help="batched engine: atoms in flight per worker (default 512 on CPU, 8192 on CUDA)")
-    ] = DISCOVERY["max_atoms"],
+    atoms_in_flight: Annotated[Optional[int], typer.Option(
+        "--max-atoms", min=1, help=(
+            "batched engine: atoms in flight per worker, the structures relaxing at once (default "
+            f"{ATOMS_IN_FLIGHT['cpu']} on CPU, {ATOMS_IN_FLIGHT['cuda']} on CUDA; each step's model calls take "
+            "--batch-atoms atoms at most)"))
+    ] = DISCOVERY["atoms_in_flight"],
     rattle: Annotated[float, typer.Option(
         callback=non_negative, help="offline mode: rattle σ (Å) of the start structure")] = DISCOVERY["rattle"],
     strain: Annotated[float, typer.Option(
@@ -134,7 +138,7 @@ def discovery_command(
     settings = dict(
         mode=mode, data_dir=str(data_dir) if data_dir else None,
         offline_path=str(offline_data) if offline_data else None, download=download, fmax=fmax, steps=steps,
-        optimizer=optimizer, rattle=rattle, strain=strain, seed=seed, engine=engine, max_atoms=max_atoms,
+        optimizer=optimizer, rattle=rattle, strain=strain, seed=seed, engine=engine, atoms_in_flight=atoms_in_flight,
     )
     run_bench("discovery", settings, run, as_json)
 
@@ -247,7 +251,8 @@ def md_command(
 @bench_app.command("speed")
 def speed_command(
     models: Annotated[str, typer.Option(
-        callback=names, help="comma-separated registry names or architectures")] = ",".join(
+        callback=names, help="comma-separated models: registry names (trained, and the untrained architectures "
+        "`geodite models` lists), checkpoint or package paths")] = ",".join(
         SPEED.models),
     sizes: Annotated[str, typer.Option(help=f"comma-separated atom counts (up to {speed.MAX_ATOMS})")] = ",".join(
         map(str, SPEED.sizes)),

@@ -174,7 +174,8 @@ def split_names(text: str | None) -> list[str]:
 #: ``--limit`` means the same in every command: the first N items (N ≥ 1); without it, all items.
 LIMIT_HELP = "only the first N items (N ≥ 1; default: all)"
 
-Model = Annotated[str, typer.Option("--model", "-m", help="registry name (see `geodite models`) or checkpoint path")]
+Model = Annotated[str, typer.Option(
+    "--model", "-m", help="registry name (see `geodite models`), checkpoint path or exported package (FILE.pt2)")]
 Limit = Annotated[Optional[int], typer.Option(min=1, help=LIMIT_HELP)]
 Device = Annotated[str, typer.Option(callback=check_device, help="cpu, cuda or cuda:N")]
 Dtype = Annotated[str, typer.Option(callback=one_of("float32", "float64"), help="float32 or float64")]
@@ -197,8 +198,9 @@ RUN_OPTIONS: dict[str, Any] = {
         exists=True, dir_okay=False, help="YAML of dask_jobqueue.SLURMCluster kwargs (+ jobs: N)")],
     "device": Device,
     "dtype": Dtype,
-    "batch_atoms": Annotated[Optional[int], typer.Option(
-        min=1, help="Geodite: most atoms in one model call (default 2048; 1 = one structure a call)")],
+    "atoms_per_call": Annotated[int, typer.Option(
+        "--batch-atoms", min=1, help="Geodite: atoms per model call, the most atoms one forward pass takes "
+        "(1 = one structure a call)")],
     "results_dir": WritableResultsDir,
     "retry_failed": Annotated[bool, typer.Option(help="recompute items that failed in an earlier run")],
     "fresh": Annotated[bool, typer.Option(help="discard stored results of this task and model")],

@@ -23,16 +23,21 @@ def export_command(
 
     Compiles C++ with the system compiler: minutes for the published size.
     """
-    from geodite.checkpoints import CheckpointError, load_model
+    from geodite.checkpoints import CheckpointError
     from geodite.custom_ops import CustomOpsError
     from geodite.export import ExportError, export_model
+    from geodite.model import Geodite
+    from geodite.registry import resolve
 
     try:
-        loaded = load_model(model)
+        handle = resolve(model)
+        loaded = handle.load_model()
+        if not isinstance(loaded, Geodite):
+            raise ExportError(f"{model} is already an exported package: export its checkpoint")
         stderr.print(f"exporting {model} ({dtype}, {kernels} kernels) to {out}: tracing, exporting, compiling ...")
         report = export_model(loaded, out, dtype=dtype, compute_stress=stress, kernels=kernels)
-    except (FileNotFoundError, CheckpointError, ExportError, CustomOpsError) as error:
-        fail(str(error), as_json=False)
+    except (KeyError, FileNotFoundError, CheckpointError, ExportError, CustomOpsError) as error:
+        fail(str(error).strip("'\""), as_json=False)
     stderr.print(f"wrote {report.path} ({report.size_mb:.1f} MB) in {report.seconds:.0f} s")
 
 
@@ -50,18 +55,22 @@ def lammps_command(
 
     For MPI runs use pair_style geodite (make lammps; docs/lammps.md).
     """
-    from geodite.calculator import Evaluator
     from geodite.checkpoints import CheckpointError
     from geodite.lammps import LammpsDriverError, open_lammps, run_script
+    from geodite.registry import ModelNotAvailableError, resolve
 
     if not script.is_file():
         fail(f"no LAMMPS script at {script}", as_json=False)
     try:
-        evaluator = Evaluator(model, dtype=dtype)
+        handle = resolve(model)
+        handle.require()
+        evaluator = getattr(handle.load(dtype=dtype), "evaluator", None)
+        if evaluator is None:
+            raise LammpsDriverError(f"{model} is not a Geodite model: fix external runs Geodite models only")
         lmp = open_lammps(["-log", str(log), "-screen", "none"])
         fixes = run_script(lmp, script.read_text(), evaluator, [e.strip() for e in elements.split(",")], skin)
-    except (FileNotFoundError, CheckpointError, ValueError) as error:  # LammpsDriverError is a ValueError
-        fail(str(error), as_json=False)
+    except (KeyError, FileNotFoundError, CheckpointError, ValueError, ModelNotAvailableError) as error:
+        fail(str(error).strip("'\""), as_json=False)  # LammpsDriverError is a ValueError
     except Exception as error:  # LAMMPS's own errors (bad command, lost atoms) arrive as plain Exceptions
         fail(f"LAMMPS: {error}", as_json=False)
     stderr.print(f"done: {sum(f.calls for f in fixes)} Geodite evaluations; log in {log}")

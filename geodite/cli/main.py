@@ -63,11 +63,11 @@ def eval_command(
     from geodite.checkpoints import CheckpointError
     from geodite.evaluate import DataFileError, MixedDataError, UnreadableFrame, data_key, evaluate_structures
     from geodite.evaluate import public_columns, read_structures, summarise, write_comparison
-    from geodite.registry import ModelNotAvailableError, get_calculator, get_spec, model_label
+    from geodite.registry import ModelNotAvailableError, resolve
 
     try:
         structures = read_structures(data)[:limit]
-        specs = [get_spec(model) for model in models]
+        handles = [resolve(model) for model in models]
     except (DataFileError, KeyError) as error:
         fail(str(error).strip("'\""), as_json)
     key, sha256 = data_key(data)
@@ -75,24 +75,25 @@ def eval_command(
     if unreadable:
         stderr.print(f"[yellow]{len(unreadable)} of {len(structures)} frames of {data} could not be read; "
                      f"they are failed rows, the rest is evaluated[/yellow]")
-    for model, spec in zip(models, specs):
+    for model, handle in zip(models, handles):
         try:
-            calculator = get_calculator(model, device=device, dtype=dtype)
+            handle.require()
+            calculator = handle.load(device=device, dtype=dtype)
         except (FileNotFoundError, CheckpointError, ValueError, ModelNotAvailableError) as error:
             fail(str(error), as_json)
         start = time.perf_counter()
         with progress_bar() as bar:
-            task = bar.add_task(f"eval {model_label(model)} on {data.name}", total=len(structures), rate="")
+            task = bar.add_task(f"eval {handle.label} on {data.name}", total=len(structures), rate="")
 
             def advance(n: int) -> None:
                 done = bar.tasks[0].completed + n
                 bar.update(task, advance=n, rate=f"{done / (time.perf_counter() - start):.1f} structures/s")
 
             table = evaluate_structures(calculator, structures, progress=advance)
-        summary = summarise(table) | {"model": model, "energy_convention": spec.energy_convention,
+        summary = summarise(table) | {"model": model, "energy_convention": handle.energy_convention,
                                       "data": str(data.resolve()), "data_sha256": sha256,
                                       "n_unreadable": len(unreadable), "wall_s": round(time.perf_counter() - start, 3)}
-        out_dir = results_dir / "eval" / model_label(model)
+        out_dir = results_dir / "eval" / handle.label
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
             public_columns(table).to_csv(out_dir / f"{key}.csv", index=False)
@@ -168,6 +169,8 @@ def models_command(
         table.add_row(row["name"], here, row["energy_convention"], escape(row["description"]) + install)
     Console().print(table)
     stderr.print("energies: uncorrected DFT (PBE) or MP2020-corrected; `make peers` installs the peers")
+    stderr.print("untrained architectures, timed by `geodite bench speed` only: "
+                 + ", ".join(row["name"] for row in list_models(trained=False)))
 
 
 app.add_typer(bench_app, name="bench")

@@ -1,4 +1,13 @@
-"""Benchmark data files: a URL table, a local cache, checksums and a clear offline error.
+"""Downloads: the one cache, the one download and file-digest helpers, and the benchmark data files' table.
+
+* :func:`cache_dir`: where every download lives (``$GEODITE_CACHE_DIR``, else ``~/.cache/geodite``): benchmark
+  data, the Geodite-MP checkpoint, MPtrj, built kernels;
+* :func:`download_file`: a URL to a file, atomically (a temporary file beside it, moved into place only when
+  complete and, if a checksum is given, matching), one-line :class:`DownloadError` offline;
+* :func:`file_digest`: a file's hex digest, sha256 by default (checkpoints, provenance), md5 where a data
+  source publishes md5 (Matbench Discovery's figshare files).
+
+Benchmark data files (a URL table, a local cache, checksums and a clear offline error):
 
 The full Matbench Discovery (MBD) data live on figshare. The table below copies the
 figshare file ids and md5 checksums from MBD's own registry
@@ -143,12 +152,42 @@ def cache_dir() -> Path:
     return Path.home() / ".cache" / "geodite"
 
 
-def md5sum(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+class DownloadError(RuntimeError):
+    """A file that could not be downloaded (offline, HTTP error) or whose checksum does not match."""
+
+
+def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
+    """The hex digest of the file at ``path`` (any :mod:`hashlib` algorithm: "sha256", "md5", ...)."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, algorithm).hexdigest()
+
+
+def download_file(url: str, destination: str | Path, *, timeout: float = 60.0,
+                  checksum: tuple[str, str] | None = None, manual: str = "") -> Path:
+    """Download ``url`` to ``destination`` (folders created) and return it.
+
+    The bytes go to a temporary file beside ``destination``, moved into place only once complete and, with
+    ``checksum`` = (algorithm, hex digest), matching it: a failed, killed or corrupt download leaves nothing at
+    ``destination``. Raises :class:`DownloadError` with one line naming the URL, the reason and ``manual``
+    (how to provide the file by hand)."""
+    destination = Path(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tempfile.NamedTemporaryFile(dir=destination.parent, prefix=f".{destination.name}.", suffix=".part",
+                                      delete=False)
+    try:
+        with tmp, urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - https URLs of our tables
+            shutil.copyfileobj(response, tmp)
+        if checksum is not None and (got := file_digest(tmp.name, checksum[0])) != checksum[1]:
+            raise DownloadError(f"Checksum mismatch for {url}: {checksum[0]} {got} != expected {checksum[1]}. "
+                                f"{manual}".strip())
+    except (urllib.error.URLError, OSError, TimeoutError) as error:
+        Path(tmp.name).unlink(missing_ok=True)
+        raise DownloadError(f"could not download {url} ({error}); is this machine offline? {manual}".strip()) from error
+    except DownloadError:
+        Path(tmp.name).unlink(missing_ok=True)
+        raise
+    os.replace(tmp.name, destination)
+    return destination
 
 
 def _candidates(f: DataFile, data_dir: str | Path | None) -> list[Path]:
@@ -183,23 +222,11 @@ def fetch(
     )
     if not download:
         raise DataUnavailableError(f"Data file {key!r} ({f.filename}) not found locally. {manual}")
-    dest = cache_dir() / f.path
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tempfile.NamedTemporaryFile(dir=dest.parent, prefix=f".{f.filename}.", delete=False)
     try:
-        with tmp, urllib.request.urlopen(f.url, timeout=timeout) as resp:  # noqa: S310
-            shutil.copyfileobj(resp, tmp)
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:
-        Path(tmp.name).unlink(missing_ok=True)
-        raise DataUnavailableError(
-            f"Could not download data file {key!r} from {f.url}: {exc}. "
-            f"Are you offline? {manual}"
-        ) from exc
-    if verify and f.md5 and (got := md5sum(tmp.name)) != f.md5:
-        Path(tmp.name).unlink(missing_ok=True)
-        raise DataUnavailableError(f"Checksum mismatch for {key!r}: md5 {got} != expected {f.md5}. {manual}")
-    os.replace(tmp.name, dest)
-    return dest
+        return download_file(f.url, cache_dir() / f.path, timeout=timeout,
+                             checksum=("md5", f.md5) if verify and f.md5 else None, manual=manual)
+    except DownloadError as error:
+        raise DataUnavailableError(f"Data file {key!r}: {error}") from error
 
 
 def have_all(keys: list[str], data_dir: str | Path | None = None) -> bool:

@@ -27,6 +27,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from geodite.data.dataset import Frame, FrameStore, FrameStoreWriter, frame_from_atoms
+from geodite.data.downloads import cache_dir, download_file
 
 #: eV/Å³ per kBar (1 kBar = 0.1 GPa; 1 eV/Å³ = 160.21766208 GPa)
 EV_A3_PER_KBAR = 1.0 / 1602.1766208
@@ -180,11 +181,12 @@ def iter_source(source: str | Path, limit: int | None = None) -> Iterator[Frame]
 
 def resolve_source(source: str, data_dir: str | Path | None = None) -> Path:
     """A local path for a data source. 'mptrj' / 'mptrj-extxyz' name the published files: looked for in
-    ``data_dir`` (``--data-dir``), else downloaded there (clear error when offline)."""
+    ``data_dir`` (``--data-dir``, default the cache's ``data/`` folder, :func:`geodite.data.downloads.cache_dir`),
+    else downloaded there (clear error when offline)."""
     named = {"mptrj": (MPTRJ_JSON_URL, MPTRJ_JSON_NAME), "mptrj-extxyz": (MPTRJ_EXTXYZ_URL, MPTRJ_EXTXYZ_NAME)}
     if source in named:
         url, filename = named[source]
-        folder = Path(data_dir) if data_dir else Path.home() / ".cache" / "geodite" / "data"
+        folder = Path(data_dir) if data_dir else cache_dir() / "data"
         for candidate in (folder / filename, folder / (filename + ".gz")):
             if candidate.exists():
                 return candidate
@@ -198,21 +200,15 @@ def resolve_source(source: str, data_dir: str | Path | None = None) -> Path:
 
 
 def download_mptrj(url: str = MPTRJ_JSON_URL, destination: str | Path | None = None) -> Path:
-    """Download MPtrj (11 GB JSON) to ``destination``; a clear error offline. Checksum verified only if
-    known (MPTRJ_JSON_SHA256 is None: not published in a form we could verify)."""
-    from geodite.checkpoints import CheckpointError, download, file_sha256
-
-    destination = Path(destination or Path.home() / ".cache" / "geodite" / "data" / MPTRJ_JSON_NAME)
-    try:
-        path = download(url, destination, timeout=120.0)
-    except CheckpointError as error:
-        raise RuntimeError(
-            f"could not download MPtrj from {url}: {error}. Offline? Download {MPTRJ_JSON_NAME} elsewhere "
-            f"(figshare article 23713842) and pass its folder with --data-dir.") from error
-    if MPTRJ_JSON_SHA256 is not None and url == MPTRJ_JSON_URL and file_sha256(path) != MPTRJ_JSON_SHA256:
-        path.unlink()
-        raise RuntimeError(f"checksum mismatch for {url}")
-    return path
+    """Download MPtrj (11 GB JSON) to ``destination`` (default: the cache's ``data/`` folder,
+    :func:`geodite.data.downloads.cache_dir`); a one-line :class:`~geodite.data.downloads.DownloadError` offline.
+    Checksum verified only if known (MPTRJ_JSON_SHA256 is None: not published in a form we could verify)."""
+    destination = Path(destination or cache_dir() / "data" / MPTRJ_JSON_NAME)
+    known = MPTRJ_JSON_SHA256 is not None and url == MPTRJ_JSON_URL
+    return download_file(url, destination, timeout=120.0,
+                         checksum=("sha256", MPTRJ_JSON_SHA256) if known else None,
+                         manual=f"Download {destination.name} elsewhere (figshare article 23713842) and pass its "
+                         "folder with --data-dir.")
 
 
 def convert_to_store(sources: list[str | Path], store_dir: str | Path, limit: int | None = None,

@@ -209,6 +209,37 @@ def kappa_srme(per_material: ArrayLike) -> float:
     return float(np.where(np.isnan(values), SRME_PENALTY, values).mean())
 
 
+def material_kappa_scores(kappa_pred: float, kappa_dft: float, *, penalised: bool, has_mode_reference: bool,
+                          srme: float | None = None) -> dict:
+    """One material's scores as the κ task stores them in its row.
+
+    Args:
+        kappa_pred: predicted scalar κ, W/(m·K) (NaN when the calculation stopped before it).
+        kappa_dft: DFT scalar κ, W/(m·K).
+        penalised: the calculation failed, has imaginary modes or broke symmetry (MBD's penalty cases).
+        has_mode_reference: a mode-resolved DFT κ exists for the material.
+        srme: the SRME computed from the mode κ (:func:`kappa_srme_censored`), None where it could not be
+            (mode κ shapes differed, or the calculation stopped before).
+
+    Returns:
+        ``{"srd": NaN, "sre": NaN}`` when κ_DFT is not finite and > 0 (nothing to compare with); else ``srd``
+        and ``sre`` (:func:`kappa_srd`, :func:`kappa_sre`; a missing κ_pred gives −2 and 2),
+        ``has_mode_reference`` and ``srme``: the penalty 2 for a penalised material or a non-finite κ_pred,
+        else ``srme`` (NaN when None); NaN without a mode reference.
+    """
+    if not (np.isfinite(kappa_dft) and kappa_dft > 0):
+        return {"srd": float("nan"), "sre": float("nan")}
+    scores: dict = {"srd": kappa_srd(kappa_pred, kappa_dft), "sre": kappa_sre(kappa_pred, kappa_dft),
+                    "has_mode_reference": has_mode_reference}
+    if not has_mode_reference:
+        scores["srme"] = float("nan")
+    elif penalised or not np.isfinite(kappa_pred):
+        scores["srme"] = SRME_PENALTY
+    else:
+        scores["srme"] = float("nan") if srme is None else srme
+    return scores
+
+
 # --------------------------------------------------------------------------- rows → benchmark metrics
 
 

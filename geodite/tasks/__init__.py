@@ -1,7 +1,6 @@
 """Benchmark tasks: one module per benchmark, one shared runner, store and results writer.
 
-A task states its protocol and row schema (``config``, ``items``, ``run_item``,
-``metrics``, ``plots``); :func:`geodite.tasks.runner.run_task` does the rest.
+A task states its protocol and row schema (the contract: :mod:`geodite.tasks.contract`); the task table and
+factory are :mod:`geodite.tasks.suite` (``TASKS``, ``make_task``); :func:`geodite.tasks.runner.run_task` does
+the rest.
 """
-
-TASKS = {"discovery": "geodite.tasks.discovery:DiscoveryTask"}

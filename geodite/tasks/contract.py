@@ -6,7 +6,8 @@ It implements ``run_item(item, ctx) -> row`` or ``run_batch(items, ctx) -> Itera
 parameters are dataclass fields marked ``field(metadata=PROTOCOL)`` (:func:`protocol_config`), to which the
 runner adds the model's weights and dtype (:func:`model_protocol`). An item's
 exception is its :func:`failed_row`; :func:`item_rows` runs ``run_item`` over a chunk. Everything else
-(workers, Dask, the store, resumption) is :mod:`geodite.tasks.runner`'s.
+(the store, resumption: :mod:`geodite.tasks.runner`; workers, Dask: :mod:`geodite.tasks.executors`) is not
+the task's.
 """
 
 from __future__ import annotations
@@ -33,20 +34,21 @@ def protocol_config(task) -> dict:
     return config | (extras() if extras is not None else {})
 
 
-def model_protocol(spec, dtype: str) -> dict:
-    """The model's part of a store's protocol: what fixes its weights (``spec.weights_identity()``: a checkpoint's
-    sha256, or the package the weights come with) and the floating-point ``dtype`` it ran in, so rows of other
-    weights or another precision are refused rather than reused."""
-    return spec.weights_identity() | {"dtype": dtype}
+def model_protocol(handle, dtype: str) -> dict:
+    """The model's part of a store's protocol: what fixes its weights (``handle.weights_identity()`` of a
+    :class:`~geodite.registry.ModelHandle`: a checkpoint's sha256, or the package the weights come with) and the
+    floating-point ``dtype`` it ran in, so rows of other weights or another precision are refused rather than
+    reused."""
+    return handle.weights_identity() | {"dtype": dtype}
 
 
 @dataclass
 class WorkerContext:
-    """What a task's ``run_item``/``run_batch`` gets: the model name, its registry entry and calculator,
-    and the task's scratch folder (owned by the runner; None outside a run)."""
+    """What a task's ``run_item``/``run_batch`` gets: the model's :class:`~geodite.registry.ModelHandle` (name,
+    label, energy convention) and its calculator, and the task's scratch folder (owned by the runner; None
+    outside a run)."""
 
-    model: str
-    spec: Any
+    handle: Any
     calculator: Any
     device: str = "cpu"
     cache: dict = field(default_factory=dict)
@@ -66,11 +68,11 @@ class WorkerContext:
         in order: batched through the Evaluator for Geodite, one structure at a time through the ASE
         calculator otherwise. A structure that cannot be evaluated gets a Prediction with ``error``.
         ``progress(n)``, when given, hears the number of structures done after each model call (the calls are
-        the Evaluator's own: consecutive structures up to its ``max_atoms`` atoms)."""
+        the Evaluator's own: consecutive structures up to its ``atoms_per_call`` atoms)."""
         if progress is None:
             return predict(self.calculator, structures, compute_stress)
         predictions: list[Prediction] = []
-        for part in model_calls(structures, self.evaluator.max_atoms if self.evaluator is not None else 0):
+        for part in model_calls(structures, self.evaluator.atoms_per_call if self.evaluator is not None else 0):
             predictions += predict(self.calculator, part, compute_stress)
             progress(len(predictions))
         return predictions
@@ -82,13 +84,13 @@ class WorkerContext:
         return GeoditeCalculator(self.evaluator, skin=skin)
 
 
-def model_calls(structures: Sequence, max_atoms: int) -> list[list]:
-    """``structures`` split as the Evaluator batches them: consecutive structures up to ``max_atoms`` atoms a
-    call (a larger structure alone); one structure a call when ``max_atoms`` is 0 (other calculators)."""
+def model_calls(structures: Sequence, atoms_per_call: int) -> list[list]:
+    """``structures`` split as the Evaluator batches them: consecutive structures up to ``atoms_per_call`` atoms a
+    call (a larger structure alone); one structure a call when ``atoms_per_call`` is 0 (other calculators)."""
     calls: list[list] = []
     atoms_in_call = 0
     for atoms in structures:
-        if not calls or not max_atoms or atoms_in_call + len(atoms) > max_atoms:
+        if not calls or not atoms_per_call or atoms_in_call + len(atoms) > atoms_per_call:
             calls.append([])
             atoms_in_call = 0
         calls[-1].append(atoms)
@@ -99,7 +101,13 @@ def model_calls(structures: Sequence, max_atoms: int) -> list[list]:
 @runtime_checkable
 class Task(Protocol):
     """A benchmark task. Besides these, a task implements ``run_item(item, ctx) -> row`` or
-    ``run_batch(items, ctx) -> Iterator[row]`` (rows with their item's ``key``, yielded as they finish)."""
+    ``run_batch(items, ctx) -> Iterator[row]`` (rows with their item's ``key``, yielded as they finish).
+
+    Optional hooks: ``protocol_extras() -> dict`` (see :func:`protocol_config`), and, for a task with a
+    Matbench Discovery submission format, ``submission(df, summary, folder, model, date) -> (files,
+    yaml_blocks)``: it writes the task's submission files of the rows ``df`` into ``folder`` and returns them
+    with its blocks of the model YAML (:data:`geodite.submission.SubmissionWriter`); the runner calls it after
+    the metrics through :func:`geodite.submission.write_submission`."""
 
     name: str
 

@@ -7,7 +7,7 @@ Protocols:
 * ``arena`` (MLIP Arena): r from 0.9 r_cov to 3.1 r_vdW (6 Å where r_vdW is unknown) every 0.01 Å,
   non-periodic.
 One item per element. ``run_batch`` evaluates every dimer of every element of a chunk in one
-``ctx.evaluate`` call (batched forward passes of up to the Evaluator's ``max_atoms`` atoms for Geodite,
+``ctx.evaluate`` call (batched forward passes of up to the Evaluator's ``atoms_per_call`` atoms for Geodite,
 point by point through the ASE calculator for other models).
 """
 
@@ -28,24 +28,11 @@ from ase import Atoms
 from ase.data import atomic_numbers, chemical_symbols, covalent_radii, vdw_alvarez
 
 from geodite.metrics import diatomics as m
-from geodite.metrics import diatomics_pbe as m_pbe
+from geodite.metrics.diatomics_scores import MBD_SKIPPED, curve_metrics, diatomics_summary
+from geodite.submission import write_diatomics
 from geodite.tasks.contract import PROTOCOL, UNSUPPORTED, failed_row
 
-MBD_SKIPPED = ("Po", "At", "Rn", "Fr", "Ra")
 MBD_BOX = 50.0  # Å
-MBD_FORCE_METRICS = {  # of MBD's force, the x-force on atom 0 (m.mbd_force)
-    "force_flips": m.force_flips,
-    "force_total_variation": m.force_total_variation,
-    "force_jump": m.force_jump,
-}
-SELF_CONSISTENCY = {**MBD_FORCE_METRICS, "max_abs_force": m.max_abs_force}  # max_abs_force: of the bond force
-ENERGY_ONLY = {
-    "energy_diff_flips": m.energy_diff_flips,
-    "energy_jump": m.energy_jump,
-    "tortuosity": m.tortuosity,
-    "spearman_repulsive_energy": m.spearman_repulsive_energy,
-    "max_abs_energy_gradient": m.max_abs_energy_gradient,
-}
 
 
 @lru_cache(maxsize=1)
@@ -90,40 +77,6 @@ def unsupported_row(key: str, symbol: str, protocol: str) -> dict:
               ) if protocol == "mbd" else ""
     return {"key": key, "status": UNSUPPORTED, "element": symbol, "Z": atomic_numbers[symbol],
             "error": f"{symbol} is outside the model's elements{scored}"}
-
-
-def curve_metrics(symbol: str, r: np.ndarray, e: np.ndarray, f: np.ndarray, forces: np.ndarray) -> dict:
-    """Self-consistency metrics of a model curve and its PBE-relative errors (NaN where not defined).
-
-    r Å, e eV, f bond-projected force eV/Å (F = −dE/dr), forces the Cartesian forces [n, 2, 3] eV/Å with the
-    bond along +x, all restricted to the evaluation window. The force flips, total variation and jump are
-    of MBD's force (x-force on atom 0, :func:`geodite.metrics.diatomics.mbd_force`), the force MAE over
-    Cartesian components, as MBD computes them; the other force metrics use the bond force.
-    """
-    row: dict = {name: fn(r, m.mbd_force(forces)) for name, fn in MBD_FORCE_METRICS.items()}
-    row["max_abs_force"] = m.max_abs_force(r, f)
-    row |= {name: fn(r, e) for name, fn in ENERGY_ONLY.items()}
-    row["conservation_deviation"] = m.conservation_deviation(r, e, f)
-    row["spearman_repulsive_force"] = m.spearman_repulsive_force(r, e, f)
-    reference = pbe_reference().get(f"{symbol}-{symbol}")
-    row["pbe_reference_excluded"] = True
-    if reference is None:
-        return row
-    r_ref = np.asarray(reference["distances"])
-    e_ref = np.asarray(reference["energies"])
-    forces_ref = np.asarray(reference["forces"])
-    lo, hi = m.evaluation_window(symbol, r_ref.max())
-    keep = (r_ref >= lo) & (r_ref <= hi)
-    r_ref, e_ref, forces_ref = r_ref[keep], e_ref[keep], forces_ref[keep]
-    if len(r_ref) < 5 or m.is_bad_reference_curve(r_ref, e_ref):
-        return row
-    row["pbe_reference_excluded"] = False
-    row["pbe_energy_mae"] = m_pbe.pbe_energy_mae(r_ref, e_ref, r, e)
-    row["pbe_force_mae"] = m_pbe.pbe_force_mae(r_ref, forces_ref, r, forces)
-    row["pbe_bond_length_error"] = m_pbe.bond_length_error(r_ref, e_ref, r, e)
-    row["pbe_well_depth_error"] = m_pbe.well_depth_error(r_ref, e_ref, r, e)
-    row["pbe_frequency_error"] = m_pbe.vibrational_frequency_error(r_ref, e_ref, r, e, symbol)
-    return row  # the wall error needs the whole curve: diatomics_summary scores it (MBD's 0.8·r_cov range)
 
 
 @dataclass
@@ -182,72 +135,22 @@ class DiatomicsTask:
         if window.sum() < 5:
             raise ValueError(f"fewer than 5 points in the evaluation window [{lo:.2f}, {hi:.2f}] Å")
         row = {"element": symbol, "Z": atomic_numbers[symbol], "n_points": int(window.sum())}
-        row |= curve_metrics(symbol, r[window], energies[window], bond_force[window], forces[window])
+        row |= curve_metrics(symbol, r[window], energies[window], bond_force[window], forces[window],
+                             pbe_reference().get(f"{symbol}-{symbol}"))
         row |= {"distances": r.tolist(), "energies": energies.tolist(), "bond_forces": bond_force.tolist(),
                 "forces": np.asarray(forces, float).tolist()}  # Cartesian: the submission file's (MBD scores them)
         return row
 
     def metrics(self, df: pd.DataFrame, model: str) -> dict:
-        return diatomics_summary(df, self.protocol)
+        return diatomics_summary(df, self.protocol, pbe_reference())
+
+    def submission(self, df: pd.DataFrame, summary: dict, folder: Path, model: str,
+                   date: str) -> tuple[list[Path], dict]:
+        """Matbench Discovery's dimer-curve file (:func:`geodite.submission.write_diatomics`)."""
+        return write_diatomics(df, summary, folder, model, date)
 
     def plots(self, df: pd.DataFrame, out_dir: Path, model: str) -> list[Path]:
         return plot_curves(df, out_dir, model)
-
-
-def wall_errors(ok: pd.DataFrame) -> pd.Series:
-    """Per-element MBD ``pbe_wall_dist_mae`` (Å) from the stored whole curves, NaN where the
-    reference is missing or unusable (``pbe_reference_excluded``)."""
-    reference = pbe_reference()
-
-    def one(row: pd.Series) -> float:
-        ref = reference.get(f"{row['element']}-{row['element']}")
-        excluded = row.get("pbe_reference_excluded", True)
-        if ref is None or pd.isna(excluded) or bool(excluded) or "distances" not in row:
-            return float("nan")
-        return m_pbe.wall_distance_error_raw(row["element"], ref["distances"], ref["energies"], row["distances"],
-                                             row["energies"])
-
-    return ok.apply(one, axis=1) if len(ok) else pd.Series(dtype=float)
-
-
-def _four_significant(value: float | None) -> float | None:
-    """A mean as MBD stores it in the model YAML (4 significant digits), which its CDS reads."""
-    return None if value is None else float(f"{value:.4}")
-
-
-def diatomics_summary(df: pd.DataFrame, protocol: str) -> dict:
-    """Means over elements: self-consistency over the scored elements (MBD skips Po, At, Rn, Fr, Ra),
-    PBE-relative errors over elements whose reference curve is usable; the combined dimer score (CDS,
-    MBD protocol) from those means, the summed per-element compute time (s) and the elements that failed."""
-    scored = df[~df["element"].isin(MBD_SKIPPED)] if protocol == "mbd" and "element" in df else df
-    ok = scored[scored["status"] == "ok"] if "status" in scored else scored
-    summary: dict = {"n_scored": int(len(ok))}
-    names = [*SELF_CONSISTENCY, *ENERGY_ONLY, "conservation_deviation", "spearman_repulsive_force"]
-    pbe = [c for c in ok.columns if c.startswith("pbe_") and c != "pbe_reference_excluded"]
-    ok = ok.assign(pbe_wall_dist_mae=wall_errors(ok)) if protocol == "mbd" else ok
-    for name in names + pbe + ["pbe_wall_dist_mae"]:
-        if name in ok:
-            values = pd.to_numeric(ok[name], errors="coerce")
-            values = values[np.isfinite(values)]  # MBD's write_metrics_to_yaml: mean of the finite values
-            summary[name] = float(values.mean()) if len(values) else None
-    if protocol == "mbd":
-        n_excluded = int(len(scored) - len(ok))
-        run_time = float(pd.to_numeric(scored["item_wall_s"], errors="coerce").sum()) if "item_wall_s" in scored else None
-        cds_inputs = {
-            "pbe_energy_mae": summary.get("pbe_energy_mae"),
-            "pbe_force_mae": summary.get("pbe_force_mae"),
-            "pbe_wall_dist_mae": summary.get("pbe_wall_dist_mae"),
-            "pbe_bond_length_error": summary.get("pbe_bond_length_error"),
-            "pbe_well_depth_error": summary.get("pbe_well_depth_error"),
-            "energy_jump": summary.get("energy_jump"),
-            "force_flips": summary.get("force_flips"),
-            "tortuosity": summary.get("tortuosity"),
-            "run_time_sec": run_time,
-        }
-        summary["run_time_sec"] = run_time
-        summary["n_excluded"] = n_excluded
-        summary["CDS"] = m_pbe.combined_dimer_score({k: _four_significant(v) for k, v in cds_inputs.items()}, n_excluded)
-    return summary
 
 
 def plot_curves(df: pd.DataFrame, out_dir: Path, model: str) -> list[Path]:

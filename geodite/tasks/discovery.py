@@ -6,7 +6,7 @@ Protocol per item (one WBM material):
    at most 500 steps (all configurable). Engines (same physics, not part of the protocol, so a
    store made with one resumes with the other): ``batched`` (default) relaxes a chunk of
    materials with one model call per step for all structures in flight
-   (:func:`geodite.relax.relax_in_flight`, ``max_atoms`` atoms in flight); ``ase`` relaxes one
+   (:func:`geodite.relax.relax_in_flight`, ``atoms_in_flight`` atoms in flight); ``ase`` relaxes one
    material at a time with ASE's own loop (:func:`geodite.relax.relax_atoms`).
 2. Energy → formation energy per atom with MP's elemental reference energies (rounded to
    4 decimals, as MBD).
@@ -65,6 +65,8 @@ from geodite.data import downloads
 from geodite.data import wbm as wbm_data
 from geodite.metrics.discovery import full_metrics_from_rows, offline_metrics_from_rows
 from geodite.metrics.symmetry import symmetry_comparison
+from geodite.relax import ENGINES
+from geodite.submission import write_discovery
 from geodite.tasks.contract import PROTOCOL, failed_row, item_rows
 
 FULL_FILES = ["wbm_summary", "wbm_initial_structures", "wbm_computed_structure_entries", "mp_elemental_ref_entries"]
@@ -77,9 +79,6 @@ def structure_rmsd(relaxed, reference, stol: float = 1.0) -> float:
 
     res = StructureMatcher(stol=stol, scale=False).get_rms_dist(relaxed, reference)
     return 1.0 if res is None else float(res[0])
-
-
-ENGINES = ("batched", "ase")
 
 
 @dataclass
@@ -98,15 +97,15 @@ class DiscoveryTask:
     seed: int = field(default=0, metadata=PROTOCOL)
     name: str = "discovery"
     engine: str = "batched"  # "batched" | "ase": same physics (module docstring)
-    max_atoms: int | None = None  # batched engine: atoms in flight (default geodite.relax.default_max_atoms)
+    atoms_in_flight: int | None = None  # batched engine (default geodite.relax.default_atoms_in_flight)
 
     def __post_init__(self) -> None:
         if self.mode not in {"auto", "offline", "full"}:
             raise ValueError(f"mode must be auto, offline or full, not {self.mode!r}")
         if self.engine not in ENGINES:
             raise ValueError(f"engine must be batched or ase, not {self.engine!r}")
-        if self.max_atoms is not None and self.max_atoms < 1:
-            raise ValueError(f"max_atoms must be at least 1, not {self.max_atoms}")
+        if self.atoms_in_flight is not None and self.atoms_in_flight < 1:
+            raise ValueError(f"atoms_in_flight must be at least 1, not {self.atoms_in_flight}")
         self.relax_settings()  # ValueError for an unknown optimizer, a non-finite fmax, ... before any item
         if self.mode == "auto":
             self.mode = "full" if downloads.have_all(FULL_FILES, self.data_dir) else "offline"
@@ -122,7 +121,7 @@ class DiscoveryTask:
 
     # ------------------------------------------------------------------ protocol
     def protocol_extras(self) -> dict:
-        return {"offline_data_md5": downloads.md5sum(self.offline_path)} if self.mode == "offline" else {}
+        return {"offline_data_md5": downloads.file_digest(self.offline_path, "md5")} if self.mode == "offline" else {}
 
     def items(self) -> list[dict]:
         return self._offline_items() if self.mode == "offline" else self._full_items()
@@ -176,12 +175,12 @@ class DiscoveryTask:
         return self.row(item, start, res, ctx)
 
     def run_batch(self, items: list[dict], ctx) -> Iterator[dict]:
-        """Rows of ``items`` as their relaxations finish: the ``batched`` engine keeps ``max_atoms`` atoms in
+        """Rows of ``items`` as their relaxations finish: the ``batched`` engine keeps ``atoms_in_flight`` atoms in
         flight, one model call per step for all of them (``ase``: one material after the other)."""
         if self.engine == "ase":
             yield from item_rows(self.run_item, items, ctx)
             return
-        from geodite.relax import default_max_atoms, relax_in_flight
+        from geodite.relax import default_atoms_in_flight, relax_in_flight
 
         by_key = {item["key"]: item for item in items}
         starts: dict[str, object] = {}
@@ -190,7 +189,7 @@ class DiscoveryTask:
                 starts[item["key"]] = self.start_structure(item)
             except Exception as exc:  # noqa: BLE001 - a bad record fails its own row
                 yield failed_row(item["key"], exc)
-        budget = self.max_atoms or default_max_atoms(ctx.device)
+        budget = self.atoms_in_flight or default_atoms_in_flight(ctx.device)
         relaxations = relax_in_flight(starts.items(), ctx.evaluate, self.relax_settings(), budget)
         for key, res in relaxations:
             if isinstance(res, str):
@@ -216,7 +215,7 @@ class DiscoveryTask:
         s_ml = AseAtomsAdaptor.get_structure(res.atoms)
         refs = wbm_data.mp_elemental_ref_energies(self.refs_path)
         correction = float(item["corrected_energy"]) - float(item["energy"])  # eV, MP2020, from the DFT entry
-        if ctx.spec.energy_convention == MP2020_CORRECTED:
+        if ctx.handle.energy_convention == MP2020_CORRECTED:
             e_unc, e_cor = res.energy - correction, res.energy
         else:
             e_unc, e_cor = res.energy, res.energy + correction
@@ -256,7 +255,7 @@ class DiscoveryTask:
         cse = ComputedStructureEntry.from_dict(item["cse"])
         s_dft = cse.structure
         refs = wbm_data.mp_elemental_ref_energies(self.refs_path)
-        if ctx.spec.energy_convention == MP2020_CORRECTED:
+        if ctx.handle.energy_convention == MP2020_CORRECTED:
             e_cor = res.energy
         else:
             # as MBD: put the ML energy and structure into the WBM entry, then MP2020
@@ -288,6 +287,11 @@ class DiscoveryTask:
     # ------------------------------------------------------------------ metrics
     def metrics(self, df: pd.DataFrame, model: str) -> dict:
         return offline_metrics_from_rows(df) if self.mode == "offline" else full_metrics_from_rows(df)
+
+    def submission(self, df: pd.DataFrame, summary: dict, folder: Path, model: str,
+                   date: str) -> tuple[list[Path], dict]:
+        """Matbench Discovery's discovery and geo-opt files (:func:`geodite.submission.write_discovery`)."""
+        return write_discovery(df, summary, folder, model, date)
 
     def plots(self, df: pd.DataFrame, out_dir: Path, model: str) -> list[Path]:
         cols = ("e_form_dft", "e_form_pred")

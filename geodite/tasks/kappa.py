@@ -25,8 +25,8 @@ Protocol per item (one phononDB material), as MBD's ``matbench_discovery/phonons
    row gets its SRME and whether it was censored (:func:`geodite.metrics.phonons.kappa_srme_censored`). Rows → metrics:
    :func:`geodite.metrics.phonons.kappa_metrics`.
 
-Penalties (MBD): a failed material, one with imaginary modes or broken symmetry has no κ
-(SRD = −2, SRE = 2) and SRME = 2. Offline there is no mode-resolved reference: κ_SRME is
+Penalties (MBD; a row's SRD, SRE and SRME: :func:`geodite.metrics.phonons.material_kappa_scores`): a failed
+material, one with imaginary modes or broken symmetry has no κ (SRD = −2, SRE = 2) and SRME = 2. Offline there is no mode-resolved reference: κ_SRME is
 reported as null with the reason; κ_SRE and κ_SRD are computed against the real DFT κ.
 
 Row schema: material_id, formula, spg_num, source, kappa_pred, kappa_p, kappa_c, kappa_dft, srd, sre,
@@ -57,13 +57,13 @@ from geodite import phonons
 from geodite.data import downloads
 from geodite.data import kappa as kdata
 from geodite.metrics.phonons import (
-    SRME_PENALTY,
     kappa_metrics,
     kappa_scalar,
     kappa_srd,
-    kappa_sre,
     kappa_srme_censored,
+    material_kappa_scores,
 )
+from geodite.submission import write_kappa
 from geodite.tasks.contract import PROTOCOL
 
 FULL_FILES = [kdata.STRUCTURES_KEY]
@@ -83,7 +83,7 @@ def supercell_forces(structures: list, evaluate, note: Callable[[str], None] | N
                      what: str = "supercells") -> list[np.ndarray | None]:
     """Forces (eV/Å) on a displacement set (:func:`geodite.phonons.fc2_displacements` or ``fc3_``), ``None``
     for skipped displacements. ``evaluate``: the worker's :meth:`~geodite.tasks.contract.WorkerContext.evaluate`,
-    so the whole set goes in one call (forward passes of up to the Evaluator's ``max_atoms`` atoms for Geodite);
+    so the whole set goes in one call (forward passes of up to the Evaluator's ``atoms_per_call`` atoms for Geodite);
     ``note``, when given, hears "<what> n/N" after each forward pass."""
     todo = [i for i, a in enumerate(structures) if a is not None]
     progress = None if note is None else (lambda n: note(f"{what} {n}/{len(todo)}"))
@@ -181,7 +181,7 @@ class KappaTask:
 
     # ------------------------------------------------------------------ protocol
     def protocol_extras(self) -> dict:
-        return {"analysis_md5": downloads.md5sum(self.analysis_path)}
+        return {"analysis_md5": downloads.file_digest(self.analysis_path, "md5")}
 
     @staticmethod
     def published_key_for(model: str) -> str | None:
@@ -272,8 +272,9 @@ class KappaTask:
                 traceback=traceback.format_exc(limit=6),
             )
         row["wall_s"] = time.perf_counter() - t0
-        self._score(row, item)
-        return row
+        penalised = row["failed"] or row["imaginary_modes"] or row["broken_symmetry"]
+        return row | material_kappa_scores(row["kappa_pred"], row["kappa_dft"], penalised=penalised,
+                                           has_mode_reference="ref_mode_kappa" in item, srme=row.get("srme"))
 
     def _start_structure(self, item: dict, ctx, row: dict):
         if item.get("atoms") is not None:
@@ -381,24 +382,6 @@ class KappaTask:
         ids = df["material_id"] if "material_id" in df else df["key"]
         return df.assign(kappa_published=[pub.get(m, {}).get("kappa", float("nan")) for m in ids])
 
-    def _score(self, row: dict, item: dict) -> None:
-        """Per-material SRD/SRE (penalties for missing κ) and, with the mode-resolved reference, SRME."""
-        kdft = row["kappa_dft"]
-        if not (np.isfinite(kdft) and kdft > 0):
-            row["srd"] = row["sre"] = float("nan")
-            return
-        row["srd"] = kappa_srd(row["kappa_pred"], kdft)
-        row["sre"] = kappa_sre(row["kappa_pred"], kdft)
-        row["has_mode_reference"] = "ref_mode_kappa" in item
-        if row["has_mode_reference"]:
-            penalised = row["failed"] or row["imaginary_modes"] or row["broken_symmetry"]
-            if penalised or not np.isfinite(row["kappa_pred"]):
-                row["srme"] = SRME_PENALTY
-            elif "srme" not in row:  # mode arrays did not match: cannot score the modes
-                row["srme"] = float("nan")
-        else:
-            row["srme"] = float("nan")
-
     # ------------------------------------------------------------------ metrics
     def _with_dft(self, df: pd.DataFrame) -> pd.DataFrame:
         """Fill κ_DFT of rows that lack it (e.g. a row failed outside run_item) from the items."""
@@ -411,6 +394,11 @@ class KappaTask:
     def metrics(self, df: pd.DataFrame, model: str) -> dict:
         df = self.with_published(self._with_dft(df))
         return kappa_metrics(df, self.mode, reference_reason=self._reference_reason, compare_with=self.compare_with)
+
+    def submission(self, df: pd.DataFrame, summary: dict, folder: Path, model: str,
+                   date: str) -> tuple[list[Path], dict]:
+        """Matbench Discovery's κ file (:func:`geodite.submission.write_kappa`)."""
+        return write_kappa(df, summary, folder, model, date)
 
     def plots(self, df: pd.DataFrame, out_dir: Path, model: str) -> list[Path]:
         return [parity_plot(self.with_published(self._with_dft(df)), out_dir / "parity_kappa.png", model, self.compare_with)]

@@ -16,12 +16,12 @@ AIMD reference: overlap = 1 − ½∫|g_ref − g_pred| dr / ½∫(g_ref + g_pre
 ``rdf_error`` is Matbench Discovery's (``evaluate_md_system``): both trajectories from t = 0 cut to the
 same simulated time, pooled g(r) with N² normalisation and 500 bins, then
 100·min(1, ∫|g_ref − g_pred| dr / ∫|g_ref − 1| dr). Li tracer diffusion coefficients
-(Einstein relation, cm²/s) of model and AIMD are reported when both trajectories allow.
+(Einstein relation, cm²/s) of model and AIMD are reported when both trajectories allow. The scoring functions
+are :mod:`geodite.metrics.md`'s; :func:`score` hands them a run's frames and its reference.
 """
 
 from __future__ import annotations
 
-import itertools
 import os
 import re
 import time
@@ -36,15 +36,15 @@ from ase import Atoms, units
 from ase.io import Trajectory
 
 from geodite.data.md_reference import ReferenceSystem, load_reference_set
-from geodite.metrics import rdf as rdf_metrics
 from geodite.lockstep import run_in_lockstep
+from geodite.metrics import md as md_metrics
+from geodite.metrics.rdf import max_rdf_radius
 from geodite.tasks.contract import PROTOCOL, failed_row, item_rows
 
 COLLAPSE_DISTANCE = 0.5  # Å
 ISOLATION_DISTANCE = 5.0  # Å
 MAX_TEMPERATURE_RATIO = 2.0
 MAX_ENERGY_RISE_PER_ATOM = 1.0  # eV
-RDF_BINS = 200
 
 
 def parse_time_fs(text: str) -> float:
@@ -84,30 +84,10 @@ def instability(atoms: Atoms, start_energy_per_atom: float, temperature_K: float
     return None
 
 
-def element_pairs(symbols: list[str]) -> list[tuple[str, str]]:
-    return list(itertools.combinations_with_replacement(sorted(set(symbols)), 2))
-
-
-def rdf_table(frames: list[Atoms], r_max: float) -> pd.DataFrame:
-    """g(r) of a list of frames: column r (Å), one column per element pair ("Li-S") and "pooled"."""
-    positions = np.stack([f.positions for f in frames])
-    cells = np.stack([f.cell.array for f in frames])
-    symbols = frames[0].get_chemical_symbols()
-    r, pooled = rdf_metrics.radial_distribution(positions, cells, symbols, None, r_max, RDF_BINS)
-    table = {"r": r, "pooled": pooled}
-    for a, b in element_pairs(symbols):
-        table[f"{a}-{b}"] = rdf_metrics.radial_distribution(positions, cells, symbols, (a, b), r_max, RDF_BINS)[1]
-    return pd.DataFrame(table)
-
-
-def li_diffusion(frames: list[Atoms], frame_interval_fs: float) -> float | None:
-    """Li tracer diffusion coefficient (cm²/s) from unwrapped frames; None without Li or frames."""
-    symbols = np.array(frames[0].get_chemical_symbols())
-    if "Li" not in symbols or len(frames) < 4:
-        return None
-    positions = rdf_metrics.unwrap_positions(np.stack([f.positions for f in frames]), frames[0].cell.array)
-    msd = rdf_metrics.mean_squared_displacement(positions, symbols == "Li", max_lag=len(frames) // 2)
-    return rdf_metrics.diffusion_coefficient(msd, frame_interval_fs).d_cm2_per_s
+def frame_arrays(frames: list[Atoms]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Frames as the arrays :mod:`geodite.metrics.md` scores: positions (T, N, 3) Å, cells (T, 3, 3) Å, symbols."""
+    return (np.stack([f.positions for f in frames]), np.stack([f.cell.array for f in frames]),
+            frames[0].get_chemical_symbols())
 
 
 def make_dynamics(atoms: Atoms, thermostat: str, timestep_fs: float, temperature_K: float, seed: int):
@@ -177,24 +157,13 @@ class MDTask:
         system = self._systems[item["system"]]
         run = simulate(system, calculator, self, Path(ctx.scratch) / f"{system.name}.traj")
         row = run | score(system, run.pop("frames"), self)
-        if not row["stable"]:  # an unstable run scores 0 overlap; the measured value is kept aside
-            row["rdf_overlap_measured"], row["rdf_overlap"] = row["rdf_overlap"], 0.0
-        return row
+        return row | md_metrics.unstable_overlap(row["stable"], row["rdf_overlap"])
 
     def metrics(self, df: pd.DataFrame, model: str) -> dict:
-        ok = df[df["status"] == "ok"] if "status" in df else df
-        summary = {"mean_rdf_overlap": _mean(ok, "rdf_overlap"), "mean_rdf_error": _mean(ok, "rdf_error"),
-                   "n_stable": int(ok["stable"].sum()) if "stable" in ok else 0,
-                   "mean_ns_per_day": _mean(ok, "ns_per_day")}
-        return summary
+        return md_metrics.md_summary(df)
 
     def plots(self, df: pd.DataFrame, out_dir: Path, model: str) -> list[Path]:
         return [plot_rdfs(row, out_dir, model) for _, row in df.iterrows() if row.get("status") == "ok"]
-
-
-def _mean(df: pd.DataFrame, column: str) -> float | None:
-    values = pd.to_numeric(df[column], errors="coerce").dropna() if column in df else pd.Series(dtype=float)
-    return float(values.mean()) if len(values) else None
 
 
 def simulate(system: ReferenceSystem, calculator, task: MDTask, path: Path) -> dict:
@@ -333,50 +302,35 @@ def _read_trajectory(path: Path) -> list[Atoms]:
         return frames
 
 
-def mbd_rdf_error(system: ReferenceSystem, frames: list[Atoms], task: MDTask) -> float | None:
-    """MBD's ``rdf_error`` (%) of the model frames against the AIMD frames, both from t = 0 and cut to the same
-    simulated time (:func:`geodite.metrics.rdf.matched_frame_counts`), as MBD's ``evaluate_md_system``;
-    None when the reference has no frames (a precomputed g(r) only) or fewer than 4 frames match (MBD
-    scores no such system)."""
-    reference = system.frames()
-    if not reference or not system.frame_interval_fs:
-        return None
-    n_ref, n_pred = rdf_metrics.matched_frame_counts(len(reference), len(frames), system.frame_interval_fs,
-                                                     task.frame_interval * task.timestep_fs)  # fmt: skip
-    if min(n_ref, n_pred) < 4:
-        return None
-
-    def stack(atoms_list: list[Atoms]) -> tuple[np.ndarray, np.ndarray]:
-        return np.stack([a.positions for a in atoms_list]), np.stack([a.cell.array for a in atoms_list])
-
-    return rdf_metrics.mbd_rdf_error(*stack(reference[:n_ref]), *stack(frames[:n_pred]))
-
-
 def score(system: ReferenceSystem, frames: list[Atoms], task: MDTask) -> dict:
-    """RDF overlap (ours, 200 bins, N(N − 1)) and MBD's rdf_error against the reference (0 overlap when the run
-    was unstable), Li diffusion."""
-    r_max = rdf_metrics.max_rdf_radius(frames[0].cell.array)
+    """The scores of a run's ``frames`` against ``system``'s AIMD reference (:mod:`geodite.metrics.md`): the RDF
+    overlap of the frames after the first ``task.equilibration`` fraction (g(r) up to half the shortest lattice
+    vector, or the precomputed reference's range), MBD's rdf_error of the whole run (None when the reference has
+    no frames, only a precomputed g(r)), the Li diffusion of model and reference."""
     reference = system.precomputed_rdf()
     if reference is None:
-        reference = rdf_table(system.frames(), r_max)
+        reference = md_metrics.rdf_table(*frame_arrays(system.frames()), max_rdf_radius(frames[0].cell.array))
     first = int(task.equilibration * len(frames))
-    model = rdf_table(frames[first:] if len(frames) - first >= 2 else frames, float(reference["r"].max()) + 1e-9)
-    r = reference["r"].to_numpy()
-    g_model = np.interp(r, model["r"], model["pooled"])
-    row = {
-        "rdf_overlap": rdf_metrics.rdf_overlap(reference["pooled"], g_model, r),
-        "rdf_error": mbd_rdf_error(system, frames, task),
-        "rdf_r": r.tolist(),
-        "rdf_reference": reference["pooled"].tolist(),
-        "rdf_model": g_model.tolist(),
-    }
-    for pair in [c for c in reference.columns if "-" in c and c in model]:
-        row[f"overlap_{pair}"] = rdf_metrics.rdf_overlap(reference[pair], np.interp(r, model["r"], model[pair]), r)
+    kept = frames[first:] if len(frames) - first >= 2 else frames
+    model = md_metrics.rdf_table(*frame_arrays(kept), float(reference["r"].max()) + 1e-9)
     frame_fs = task.frame_interval * task.timestep_fs
-    row["li_diffusion_cm2_s"] = li_diffusion(frames[first:], frame_fs)
+    rdf_error = None
     if system.frames() and system.frame_interval_fs:
-        row["li_diffusion_reference_cm2_s"] = li_diffusion(system.frames(), system.frame_interval_fs)
+        ref_positions, ref_cells, _ = frame_arrays(system.frames())
+        positions, cells, _ = frame_arrays(frames)
+        rdf_error = md_metrics.matched_rdf_error(ref_positions, ref_cells, system.frame_interval_fs, positions, cells,
+                                                 frame_fs)
+    scores = md_metrics.rdf_scores(reference, model)
+    row = {"rdf_overlap": scores.pop("rdf_overlap"), "rdf_error": rdf_error} | scores
+    row["li_diffusion_cm2_s"] = _li_diffusion(frames[first:], frame_fs)
+    if system.frames() and system.frame_interval_fs:
+        row["li_diffusion_reference_cm2_s"] = _li_diffusion(system.frames(), system.frame_interval_fs)
     return row
+
+
+def _li_diffusion(frames: list[Atoms], interval_fs: float) -> float | None:
+    positions, _, symbols = frame_arrays(frames)
+    return md_metrics.li_diffusion(positions, frames[0].cell.array, symbols, interval_fs)
 
 
 def plot_rdfs(row: pd.Series, out_dir: Path, model: str) -> Path:

@@ -5,19 +5,18 @@ that a machine whose speed drifts affects all of them alike; the minimum and med
 reported. Peak memory is measured separately, one child process per (model, size), as the peak resident
 set during one call above the resident set before it (CPU; Linux /proc) or the CUDA allocator's peak (GPU).
 
-Timed models: any registry name (the shipped ``geodite``, ``sevennet-0``, ``chgnet``, …) and untrained
-architectures at their published sizes, which time the same as trained ones:
-``geodite-published`` (F = 192, 4 layers, 8 heads, 6 Å; ``geodite-published-python`` with fused.py's
-Python kernels instead of the C++ ones), the same exported by AOTInductor
-(``geodite-published-aoti`` with the compiled edge-chunked kernels, ``geodite-published-aoti-plain`` as a
-plain-autograd graph; compiled once and cached) and ``mace-mp-0-medium`` (128x0e+128x1o, L = 1,
+Timed models: any name :func:`geodite.registry.resolve` takes: the trained models (the shipped ``geodite``,
+``sevennet-0``, ``chgnet``, …, a checkpoint or package path) and the registry's untrained architectures at
+their published sizes, which time the same as trained ones: ``geodite-published`` (F = 192, 4 layers, 8 heads,
+6 Å; ``geodite-published-python`` with fused.py's Python kernels instead of the C++ ones), the same exported by
+AOTInductor (``geodite-published-aoti`` with the compiled edge-chunked kernels, ``geodite-published-aoti-plain``
+as a plain-autograd graph; compiled once and cached) and ``mace-mp-0-medium`` (128x0e+128x1o, L = 1,
 2 interactions, correlation 3, 6 Å; 4.69 M parameters, built in-process from mace-torch).
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import subprocess
 import sys
@@ -32,7 +31,7 @@ from ase import Atoms
 from ase.build import bulk
 from ase.calculators.calculator import all_changes
 
-from geodite.model.priors import MPTRJ_E0
+from geodite.registry import resolve
 
 DEFAULT_MODELS = ("geodite-published", "geodite", "sevennet-0", "chgnet", "mace-mp-0-medium")
 DEFAULT_SIZES = (64, 216, 1000)
@@ -56,87 +55,6 @@ def crystal(kind: str, n_atoms: int) -> Atoms:
     atoms = unit.repeat(repeat)
     atoms.rattle(0.01, seed=0)
     return atoms
-
-
-def geodite_published(device: str, dtype: str, kernels: str = "auto"):
-    """Geodite at the published size with freshly initialised weights (timing only). ``kernels="python"``:
-    with fused.py's Python kernels (the eager path before the C++ kernels), for A/B runs in one process."""
-    import torch
-
-    from geodite.calculator import GeoditeCalculator
-    from geodite.custom_ops import python_kernels
-    from geodite.model import Geodite, GeoditeConfig
-
-    class ReferenceKernelsCalculator(GeoditeCalculator):
-        def calculate(self, *args, **kwargs):
-            with python_kernels():
-                super().calculate(*args, **kwargs)
-
-    torch.manual_seed(0)
-    kind = ReferenceKernelsCalculator if kernels == "python" else GeoditeCalculator
-    return kind(Geodite(GeoditeConfig()).eval(), device=device, dtype=dtype)
-
-
-def geodite_published_aoti(device: str, dtype: str, kernels: str = "ops"):
-    """``geodite-published`` exported by AOTInductor (``geodite export --kernels KERNELS``), compiled on first
-    use and cached in $GEODITE_CACHE/exported (minutes); the calculator's ``setup_note`` says how long
-    compilation took."""
-    import torch
-
-    from geodite.calculator import GeoditeCalculator
-    from geodite.checkpoints import cache_dir
-    from geodite.export import cached_export
-    from geodite.model import Geodite, GeoditeConfig
-
-    if device != "cpu":
-        raise ValueError("geodite-published-aoti is compiled for the CPU only")
-    torch.manual_seed(0)
-    report = cached_export(Geodite(GeoditeConfig()).eval(), cache_dir() / "exported", "geodite-published", dtype,
-                           kernels=kernels)
-    calculator = GeoditeCalculator(str(report.path), device=device, dtype=dtype)
-    state = "cached; compiled" if report.cached else "compiled"
-    calculator.setup_note = f"{report.path.name} ({report.size_mb:.1f} MB, {state} in {report.seconds:.0f} s)"
-    return calculator
-
-
-def mace_mp0_medium(device: str, dtype: str):
-    """MACE-MP-0 medium's architecture with untrained weights (timing only), built in-process.
-
-    mace-torch pins e3nn 0.4.4, which clashes with sevenn; installed with ``--no-deps`` beside e3nn ≥ 0.5 it
-    builds and runs models in-process (pickled MACE files need 0.4.4 and are not used here).
-    """
-    import torch
-    from e3nn import o3
-    from mace import modules
-    from mace.calculators import MACECalculator
-
-    elements = [z for z in range(1, 95) if MPTRJ_E0[z] != 0.0]  # the 89 MPtrj elements
-    torch.manual_seed(0)
-    block = modules.interaction_classes["RealAgnosticResidualInteractionBlock"]
-    model = modules.ScaleShiftMACE(
-        r_max=6.0, num_bessel=10, num_polynomial_cutoff=5, max_ell=3, interaction_cls=block,
-        interaction_cls_first=block, num_interactions=2, num_elements=len(elements),
-        hidden_irreps=o3.Irreps("128x0e + 128x1o"), MLP_irreps=o3.Irreps("16x0e"),
-        atomic_energies=np.array([MPTRJ_E0[z] for z in elements]), avg_num_neighbors=61.96,
-        atomic_numbers=elements, correlation=3, gate=torch.nn.functional.silu, radial_MLP=[64, 64, 64],
-        atomic_inter_scale=0.8, atomic_inter_shift=0.0,
-    )
-    return MACECalculator(models=model.to(getattr(torch, dtype)), device=device, default_dtype=dtype)
-
-
-ARCHITECTURES = {"geodite-published": geodite_published,
-                 "geodite-published-python": functools.partial(geodite_published, kernels="python"),
-                 "geodite-published-aoti": geodite_published_aoti,
-                 "geodite-published-aoti-plain": functools.partial(geodite_published_aoti, kernels="plain"),
-                 "mace-mp-0-medium": mace_mp0_medium}
-
-
-def make_calculator(name: str, device: str, dtype: str):
-    if name in ARCHITECTURES:
-        return ARCHITECTURES[name](device, dtype)
-    from geodite.registry import get_spec
-
-    return get_spec(name).make_calculator(device=device, dtype=dtype)
 
 
 def one_call(calculator, atoms: Atoms, device: str) -> float:
@@ -175,7 +93,7 @@ def time_models(options: SpeedOptions, log=print) -> pd.DataFrame:
     calculators, errors = {}, {}
     for name in options.models:
         try:
-            calculators[name] = make_calculator(name, options.device, options.dtype)
+            calculators[name] = resolve(name).load(device=options.device, dtype=options.dtype)
             if getattr(calculators[name], "setup_note", None):
                 log(f"[speed] {name}: {calculators[name].setup_note}")
         except Exception as error:  # noqa: BLE001 - a peer that cannot be built is reported, not fatal
@@ -231,7 +149,7 @@ def _measure_memory_in_child(name: str, n_atoms: int, structure: str, device: st
     import torch
 
     torch.set_num_threads(threads)
-    calculator = make_calculator(name, device, dtype)
+    calculator = resolve(name).load(device=device, dtype=dtype)
     atoms = crystal(structure, n_atoms)
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()

@@ -27,6 +27,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from geodite.calculator import ATOMS_PER_CALL
 from geodite.provenance import hardware, model_provenance, package_versions, utc_now
 from geodite.registry import model_label
 from geodite.tasks.cps import cps_summary
@@ -35,7 +36,16 @@ from geodite.tasks.runner import RunOptions, run_task
 from geodite.tasks.store import jsonable
 from geodite.threads import threads_per_worker
 
-TASKS = ("discovery", "kappa", "diatomics", "md", "speed")
+#: The one task table: every benchmark task, in the order ``bench all`` runs them, with the (module, class) of its
+#: runner task, imported on demand so that a command loads only its own task. Speed has no runner task
+#: (:func:`geodite.tasks.speed.run_speed` times the models itself).
+TASKS: dict[str, tuple[str, str] | None] = {
+    "discovery": ("geodite.tasks.discovery", "DiscoveryTask"),
+    "kappa": ("geodite.tasks.kappa", "KappaTask"),
+    "diatomics": ("geodite.tasks.diatomics", "DiatomicsTask"),
+    "md": ("geodite.tasks.md", "MDTask"),
+    "speed": None,
+}
 # Quick mode (a limit given). MD: the shipped model takes 1.5-5 s per step of the 416-atom argyrodites on
 # 2 busy CPU cores, so 2 ps (1000 steps) would be 0.5-1.5 h per system; 40 fs with a frame every 5 steps
 # gives a (rough) RDF in about a minute. Set a longer time with --md-time (make: MD_TIME=2ps).
@@ -52,21 +62,17 @@ class TaskNotRun(Exception):
     """A task that cannot run here for a known, benign reason (an optional package is missing)."""
 
 
-#: The runner tasks: name → (module, class). Imported on demand, so a command loads only its own task.
-RUNNER_TASKS = {
-    "discovery": ("geodite.tasks.discovery", "DiscoveryTask"),
-    "kappa": ("geodite.tasks.kappa", "KappaTask"),
-    "diatomics": ("geodite.tasks.diatomics", "DiatomicsTask"),
-    "md": ("geodite.tasks.md", "MDTask"),
-}
+def runner_tasks() -> list[str]:
+    """The names of the tasks the runner runs (:data:`TASKS` with a class: all but speed)."""
+    return [name for name, where in TASKS.items() if where is not None]
 
 
 def task_class(name: str) -> type:
     """The class of the runner task ``name``; ``ValueError`` for a name that is not a runner task (speed has
     no runner task: see :func:`speed_options`)."""
-    if name not in RUNNER_TASKS:
+    if TASKS.get(name) is None:
         raise ValueError(f"{name!r} is not a runner task")
-    module, cls = RUNNER_TASKS[name]
+    module, cls = TASKS[name]
     return getattr(importlib.import_module(module), cls)
 
 
@@ -122,11 +128,11 @@ class AllOptions:
 
     model: str = "geodite"
     limit: int | None = None
-    tasks: tuple[str, ...] = TASKS
+    tasks: tuple[str, ...] = tuple(TASKS)
     results_dir: str | Path = "results"
     device: str = "cpu"
     dtype: str = "float32"
-    batch_atoms: int | None = None  # Geodite: most atoms per model call (RunOptions.batch_atoms)
+    atoms_per_call: int = ATOMS_PER_CALL  # Geodite: the most atoms one model call takes (RunOptions.atoms_per_call)
     workers: int = 1
     threads: int | None = None
     retry_failed: bool = False

@@ -86,6 +86,14 @@ def _periodic(atoms: Atoms) -> Atoms:
     return Atoms(atoms.numbers, positions=atoms.positions, cell=atoms.cell.array, pbc=True)
 
 
+def periodic_atoms(structure_dict: dict) -> Atoms:
+    """A pymatgen structure (``Structure.as_dict()``) as fully periodic ase.Atoms (numbers, positions Å, cell)."""
+    from pymatgen.core import Structure
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    return _periodic(AseAtomsAdaptor.get_atoms(Structure.from_dict(structure_dict)))
+
+
 def benchmark_inputs(root: Path) -> BenchmarkInputs:
     """Every shipped benchmark input: WBM relaxed and initial (``root/wbm``), the offline κ materials,
     the argyrodite MD systems (package data) and ``root/mptrj/mptrj-random-1k.xyz``."""
@@ -94,13 +102,12 @@ def benchmark_inputs(root: Path) -> BenchmarkInputs:
 
     from geodite.data.kappa import load_materials
     from geodite.data.md_reference import load_reference_set
-    from geodite.train.pools import _structure_to_atoms
 
     inputs = BenchmarkInputs()
     with gzip.open(root / "wbm" / "wbm-random-pbe54-equilibrium-2025.1.json.gz", "rt") as handle:
         for row in json.load(handle):
             inputs.add(f"wbm:{row['material_id']}", row["formula"],
-                       lambda row=row: _structure_to_atoms(row["structure"]))
+                       lambda row=row: periodic_atoms(row["structure"]))
     for row in connect(str(root / "wbm" / "wbm-initial-1k.db")).select():
         inputs.add(f"wbm-initial:{row.get('wbm_id', row.id)}", row.formula, lambda row=row: _periodic(row.toatoms()))
     for material in load_materials():

@@ -44,13 +44,14 @@ def make_teacher(name: str, device: str = "cpu"):
     Labels must be in Geodite's energy convention, MPtrj's *uncorrected* energies; a teacher that predicts
     another convention (CHGNet: MP2020-corrected) is refused, since its energies would teach the offset.
     """
-    from geodite.registry import UNCORRECTED, get_spec
+    from geodite.registry import UNCORRECTED, resolve
 
-    spec = get_spec(name.lower())
-    if spec.energy_convention != UNCORRECTED:
-        raise ValueError(f"teacher {name!r} predicts {spec.energy_convention} energies; labels must be "
+    handle = resolve(name.lower())
+    if handle.energy_convention != UNCORRECTED:
+        raise ValueError(f"teacher {name!r} predicts {handle.energy_convention} energies; labels must be "
                          f"{UNCORRECTED} (MPtrj convention): use sevennet-0 or sevennet-l3i5")
-    return spec.make_calculator(device=device)
+    handle.require()
+    return handle.load(device=device)
 
 
 def label_structures(

@@ -37,6 +37,8 @@ import numpy as np
 from ase import Atoms
 from ase.data import atomic_numbers, covalent_radii
 
+from geodite.train.compliance import periodic_atoms
+
 #: the 89 elements present in MPtrj (H–Bi without noble-gas gaps filled by Kr/Xe…, plus Ac–Pu)
 MPTRJ_ELEMENTS = (
     "H He Li Be B C N O F Ne Na Mg Al Si P S Cl Ar K Ca Sc Ti V Cr Mn Fe Co Ni Cu Zn Ga Ge As Se Br Kr Rb Sr "
@@ -66,14 +68,6 @@ def default_data_root() -> Path:
 
 
 # ------------------------------------------------------------------------------------------ geometry
-
-
-def _structure_to_atoms(structure_dict: dict) -> Atoms:
-    from pymatgen.core import Structure
-    from pymatgen.io.ase import AseAtomsAdaptor
-
-    atoms = AseAtomsAdaptor.get_atoms(Structure.from_dict(structure_dict))
-    return Atoms(atoms.numbers, positions=atoms.positions, cell=atoms.cell.array, pbc=True)
 
 
 def rattle_strain(atoms: Atoms, rng: np.random.Generator, sigma: float, strain: float) -> Atoms:
@@ -155,7 +149,7 @@ def _json_gz(path: Path):
 def wbm_relaxed(root: Path) -> Iterator[Entry]:
     """(material id, Atoms) of the DFT-relaxed WBM structures in ``root/wbm``, in file order."""
     for row in _json_gz(root / "wbm" / "wbm-random-pbe54-equilibrium-2025.1.json.gz"):
-        yield row["material_id"], _structure_to_atoms(row["structure"])
+        yield row["material_id"], periodic_atoms(row["structure"])
 
 
 def wbm_initial(root: Path) -> Iterator[Entry]:
@@ -174,7 +168,7 @@ def elemental_references(root: Path) -> Iterator[Entry]:
     refs = _json_gz(root / "mp" / "MP-PBE-Element-Refs.json.gz")
     for symbol, entry in sorted(refs.items()):
         structures = entry["structure"] if isinstance(entry["structure"], list) else [entry["structure"]]
-        atoms = _structure_to_atoms(structures[0])
+        atoms = periodic_atoms(structures[0])
         if len(atoms) <= MAX_ATOMS:
             yield symbol, atoms
 

@@ -15,9 +15,10 @@ from ase.build import bulk
 
 from geodite.calculator import Evaluator, GeoditeCalculator
 from geodite.domains import run_domains, split_domains
-from geodite.export import (KERNELS, OUTPUT_NAMES, PACKAGE_FORMAT, ExportableGeodite, ExportError, export_model,
-                             graph_inputs, load_exported, load_stages, stored_metadata, trace)
+from geodite.export import (KERNELS, OUTPUT_NAMES, PACKAGE_FORMAT, ExportableGeodite, ExportedGeodite, ExportError,
+                             export_model, graph_inputs, load_exported, load_stages, stored_metadata, trace)
 from geodite.graph import build_graph
+from geodite.registry import resolve
 from tests.export.conftest import ROOT
 
 FLOAT64_ENERGY_TOL = 1e-10  # eV
@@ -187,8 +188,10 @@ def test_export_refuses_bad_names(small_model, tmp_path):
 
 @pytest.mark.slow
 def test_package_equals_eager_on_golden_fixture(exported_small, small_cases):
-    """The compiled package through GeoditeCalculator (float64): the fixture's energies to 1e-10 eV."""
-    calculator = GeoditeCalculator(str(exported_small), dtype="float64")
+    """The compiled package resolved by its path (geodite.registry.resolve) into a GeoditeCalculator (float64): the
+    fixture's energies to 1e-10 eV."""
+    calculator = resolve(str(exported_small)).load(dtype="float64")
+    assert isinstance(calculator, GeoditeCalculator) and isinstance(calculator.evaluator.model, ExportedGeodite)
     for atoms in small_cases:
         atoms = atoms.copy()
         atoms.calc = calculator
@@ -199,7 +202,7 @@ def test_package_equals_eager_on_golden_fixture(exported_small, small_cases):
 
 @pytest.mark.slow
 def test_package_batches_like_eager(exported_small, small_model, small_cases):
-    exported = Evaluator(str(exported_small), dtype="float64").evaluate(small_cases)
+    exported = Evaluator(load_exported(exported_small), dtype="float64").evaluate(small_cases)
     eager = Evaluator(small_model, dtype="float64").evaluate(small_cases)
     for a, b in zip(exported, eager):
         assert abs(a.energy - b.energy) < FLOAT64_ENERGY_TOL

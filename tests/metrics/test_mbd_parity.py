@@ -154,7 +154,8 @@ OUR_DIATOMIC_NAMES = {"pbe_vib_freq_error": "pbe_frequency_error"}
 def test_diatomics_per_element(symbol):
     """The diatomics task's row of a curve whose two atoms' forces are not opposite (noisy, with y/z parts):
     force flips, total variation and jump are of MBD's force (x-force on atom 0), the rest as MBD's."""
-    from geodite.tasks.diatomics import DiatomicsTask, wall_errors
+    from geodite.metrics.diatomics_scores import wall_errors
+    from geodite.tasks.diatomics import DiatomicsTask, pbe_reference
 
     data = load("diatomics")
     r = np.asarray(data["inputs"]["distances"])
@@ -162,7 +163,7 @@ def test_diatomics_per_element(symbol):
     e, forces = np.asarray(curve["energies"]), np.asarray(curve["forces"])
     assert np.abs(forces[:, 0] + forces[:, 1]).max() > 0.05  # not opposite
     row = DiatomicsTask(elements=[symbol]).row(symbol, r, e, forces) | {"status": "ok"}
-    row["pbe_wall_dist_mae"] = wall_errors(pd.DataFrame([row])).iloc[0]
+    row["pbe_wall_dist_mae"] = wall_errors(pd.DataFrame([row]), pbe_reference()).iloc[0]
     expected = data["expected"][symbol]
     assert len(expected) == 12
     for key, value in expected.items():

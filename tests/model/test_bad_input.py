@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from geodite.calculator import DeviceError, Evaluator, GeoditeCalculator
 from geodite.cli.main import app
 from geodite.graph import StructureError
-from geodite.registry import get_calculator
+from geodite.registry import resolve
 from tests.conftest import DATA
 
 
@@ -75,7 +75,7 @@ def test_device_without_cuda_is_one_clear_error(small_model, tmp_path):
     with pytest.raises(DeviceError, match="unknown device 'gpu'"):
         GeoditeCalculator(small_model, device="gpu")
     with pytest.raises(DeviceError, match="CUDA is not available"):
-        get_calculator("emt", device="cuda:1")
+        resolve("emt").load(device="cuda:1")
     result = CliRunner().invoke(app, ["eval", "--model", str(DATA / "geodite_small_checkpoint.pt"), "--data",
                                       str(DATA / "geodite_small_cases.extxyz"), "--device", "cuda",
                                       "--results-dir", str(tmp_path)])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 import urllib.error
+import urllib.request
 
 import pytest
 import torch
@@ -79,7 +80,7 @@ def test_geodite_mp_download_fails_clearly_offline(tmp_path, monkeypatch):
     def offline(*args, **kwargs):
         raise urllib.error.URLError("Temporary failure in name resolution")
 
-    monkeypatch.setattr(checkpoints.urllib.request, "urlopen", offline)
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
     with pytest.raises(CheckpointError, match="--model PATH"):
         checkpoints.resolve_model_path("geodite-mp")
     assert not list(tmp_path.iterdir())  # no half-written file left behind

@@ -10,7 +10,8 @@ import pytest
 from ase.calculators.calculator import Calculator, all_changes
 
 from geodite.calculator import GeoditeCalculator
-from geodite.tasks.diatomics import DiatomicsTask, curve_arrays, diatomics_summary, dimer, distances_for
+from geodite.metrics.diatomics_scores import diatomics_summary
+from geodite.tasks.diatomics import DiatomicsTask, curve_arrays, dimer, distances_for, pbe_reference
 from geodite.tasks.contract import WorkerContext
 from geodite.tasks.runner import RunOptions, run_task
 from tests.conftest import DATA
@@ -43,8 +44,8 @@ def test_batched_curve_equals_point_by_point(small_model):
     calc = GeoditeCalculator(small_model, dtype="float64")
     structures = [dimer("N", r, "mbd") for r in distances_for("N", "mbd")[::10]]
     r = distances_for("N", "mbd")[::10]
-    e_batched, f_batched = curve_arrays(WorkerContext("small", None, calc).evaluate(structures, compute_stress=False), r)
-    single = WorkerContext("small", None, PointByPoint(calc)).evaluate(structures, compute_stress=False)
+    e_batched, f_batched = curve_arrays(WorkerContext(None, calc).evaluate(structures, compute_stress=False), r)
+    single = WorkerContext(None, PointByPoint(calc)).evaluate(structures, compute_stress=False)
     e_single, f_single = curve_arrays(single, r)
     np.testing.assert_allclose(e_batched, e_single, atol=1e-9)
     np.testing.assert_allclose(f_batched, f_single, atol=1e-9)
@@ -92,8 +93,8 @@ def test_summary_skips_mbd_excluded_elements():
     import pandas as pd
 
     df = pd.DataFrame({"element": ["H", "Rn"], "status": ["ok", "ok"], "tortuosity": [1.0, 9.0]})
-    assert diatomics_summary(df, "mbd")["tortuosity"] == 1.0
-    assert diatomics_summary(df, "arena")["tortuosity"] == 5.0
+    assert diatomics_summary(df, "mbd", pbe_reference())["tortuosity"] == 1.0
+    assert diatomics_summary(df, "arena", pbe_reference())["tortuosity"] == 5.0
 
 
 def test_summary_means_skip_non_finite_values_as_mbd():
@@ -102,7 +103,7 @@ def test_summary_means_skip_non_finite_values_as_mbd():
 
     df = pd.DataFrame({"element": ["H", "He", "Li"], "status": ["ok"] * 3, "tortuosity": [1.0, np.inf, np.nan],
                        "energy_jump": [np.nan, np.nan, np.nan]})  # fmt: skip
-    summary = diatomics_summary(df, "arena")
+    summary = diatomics_summary(df, "arena", pbe_reference())
     assert summary["tortuosity"] == 1.0 and summary["energy_jump"] is None
 
 
@@ -145,30 +146,31 @@ def test_run_time_is_charged_per_curve_whatever_the_chunking(monkeypatch):
 
     import pandas as pd
 
-    from geodite.tasks import runner
+    from geodite.registry import resolve
+    from geodite.tasks import worker
 
     clock = {"now": 0.0}
     monkeypatch.setattr(time, "perf_counter", lambda: clock["now"])
-    context = runner.get_context_for("emt")
+    context = worker.get_context_for("emt")
 
     class Clocked(WorkerContext):
         def evaluate(self, structures, compute_stress=True):
             clock["now"] += len(structures)
             return super().evaluate(structures, compute_stress)
 
-    setup = runner.ModelSetup("emt")
-    monkeypatch.setitem(runner._WORKER_CTX, setup, Clocked(**{f: getattr(context, f) for f in
-                                                             ("model", "spec", "calculator", "device")}))
+    setup = worker.ModelSetup(resolve("emt"))
+    monkeypatch.setitem(worker._WORKER_CTX, setup, Clocked(**{f: getattr(context, f) for f in
+                                                             ("handle", "calculator", "device")}))
     task = DiatomicsTask(elements=["H", "N", "O", "Cu"])
     items = {item["key"]: item for item in task.items()}
     tables = {}
     for chunking in ((("H", "N", "O", "Cu"),), (("Cu",), ("O", "N"), ("H",))):
-        rows = [row for chunk in chunking for row in runner.iter_chunk(task, [items[k] for k in chunk], setup)]
+        rows = [row for chunk in chunking for row in worker.iter_chunk(task, [items[k] for k in chunk], setup)]
         tables[chunking] = pd.DataFrame(rows).set_index("key").sort_index()
     one, three = tables.values()
     points = len(distances_for("H", "mbd"))
     assert (one["item_wall_s"] == points).all() and (three["item_wall_s"] == points).all()
     subset = ["N", "O", "Cu"]  # what a summary over these rows says must not depend on how they were computed
-    summaries = [diatomics_summary(table.loc[subset].reset_index(), "mbd") for table in (one, three)]
+    summaries = [diatomics_summary(table.loc[subset].reset_index(), "mbd", pbe_reference()) for table in (one, three)]
     assert summaries[0]["run_time_sec"] == summaries[1]["run_time_sec"] == 3 * points
     assert summaries[0]["CDS"] is not None and summaries[0]["CDS"] == summaries[1]["CDS"]

@@ -184,7 +184,7 @@ def test_full_mode_item_with_emt(wbm60):
     from pymatgen.entries.computed_entries import ComputedStructureEntry
     from pymatgen.io.ase import AseAtomsAdaptor
 
-    from geodite.tasks.runner import get_context_for
+    from geodite.tasks.worker import get_context_for
 
     rec = wbm60[0]  # AlPd3
     s_dft = Structure.from_dict(rec["structure"])
@@ -216,15 +216,16 @@ def test_structure_rmsd_unmatched_is_one(wbm60):
 
 def test_relax_structures_hook():
     from ase.build import bulk
+    from ase.calculators.emt import EMT
 
-    from geodite.relax import relax_structures
+    from geodite.relax import RelaxSettings, relax_structures
 
     atoms = bulk("Cu", "fcc", a=3.7)
-    (res,) = relax_structures([atoms], "emt", fmax=0.01, steps=200)
+    (res,) = relax_structures([atoms], EMT(), RelaxSettings(fmax=0.01, steps=200))
     assert res.converged and res.fmax_final < 0.01 and res.atoms.calc is None
     assert abs(res.atoms.cell.lengths()[0] - 3.59 / 2**0.5) < 0.02
-    with pytest.raises(NotImplementedError):
-        relax_structures([atoms], "emt", backend="torch-sim")
+    with pytest.raises(ValueError, match="unknown relaxation engine"):
+        relax_structures([atoms], EMT(), engine="torch-sim")
 
 
 def test_cps_summary(tmp_path):

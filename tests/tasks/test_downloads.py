@@ -50,7 +50,7 @@ def test_no_download_error(offline):
 def test_local_data_dir_and_checksum(offline, monkeypatch):
     refs = downloads.Path(__file__).resolve().parents[2] / "geodite" / "data" / "files"
     # the shipped MP reference file is the figshare file: its md5 matches the table
-    assert downloads.md5sum(refs / "2023-02-07-mp-elemental-reference-entries.json.gz") == DATA_FILES[
+    assert downloads.file_digest(refs / "2023-02-07-mp-elemental-reference-entries.json.gz", "md5") == DATA_FILES[
         "mp_elemental_ref_entries"
     ].md5
     assert fetch("mp_elemental_ref_entries", data_dir=refs).name.endswith("reference-entries.json.gz")
@@ -110,3 +110,50 @@ def test_deprecated_cache_variable_still_works(tmp_path, monkeypatch):
         assert downloads.cache_dir() == tmp_path
     monkeypatch.delenv("GEODITE_CACHE")
     assert downloads.cache_dir() == Path.home() / ".cache" / "geodite"
+
+
+class _Response:
+    """What urlopen returns, serving ``payload``."""
+
+    def __init__(self, payload: bytes):
+        self.payload = payload
+
+    def read(self, n=-1):
+        out, self.payload = self.payload, b""
+        return out
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_one_download_helper_is_atomic_and_checks_the_digest(offline, monkeypatch):
+    """downloads.download_file: the file appears only complete and matching; a mismatch or an offline machine leaves
+    nothing behind and says so in one line."""
+    import hashlib
+
+    target = offline / "cache" / "sub" / "file.bin"
+    with pytest.raises(downloads.DownloadError, match="offline") as error:
+        downloads.download_file("https://example.org/file.bin", target, manual="Put it there by hand.")
+    assert "\n" not in str(error.value) and str(error.value).endswith("Put it there by hand.")
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: _Response(b"payload"))
+    with pytest.raises(downloads.DownloadError, match="Checksum mismatch"):
+        downloads.download_file("https://example.org/file.bin", target, checksum=("md5", "0" * 32))
+    assert not list(target.parent.iterdir())
+    good = ("sha256", hashlib.sha256(b"payload").hexdigest())
+    assert downloads.download_file("https://example.org/file.bin", target, checksum=good) == target
+    assert target.read_bytes() == b"payload" and [p.name for p in target.parent.iterdir()] == ["file.bin"]
+    assert downloads.file_digest(target) == good[1]
+    assert downloads.file_digest(target, "md5") == hashlib.md5(b"payload").hexdigest()
+
+
+def test_mptrj_lives_in_the_cache_variable_s_folder(offline, monkeypatch):
+    """MPtrj is looked for and downloaded under $GEODITE_CACHE_DIR/data (main: always ~/.cache/geodite/data)."""
+    from geodite.data import mptrj
+
+    cached = offline / "cache" / "data" / mptrj.MPTRJ_JSON_NAME
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: _Response(b"{}"))
+    assert mptrj.download_mptrj() == cached and cached.read_bytes() == b"{}"
+    assert mptrj.resolve_source("mptrj") == cached

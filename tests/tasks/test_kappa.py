@@ -135,7 +135,7 @@ def test_full_mode_offline_error_names_the_figshare_file(tmp_path, monkeypatch):
 
 def test_emt_material_with_imaginary_modes_gets_the_penalty():
     """EMT's zincblende AlN is dynamically unstable: FC3 is skipped, no κ, SRD −2 / SRE 2."""
-    from geodite.tasks.runner import get_context_for
+    from geodite.tasks.worker import get_context_for
 
     task = kt.KappaTask(mode="offline", materials=["mp-1700"], analysis_path=str(ANALYSIS), **TINY)
     (item,) = task.items()
@@ -148,7 +148,7 @@ def test_emt_material_with_imaginary_modes_gets_the_penalty():
 
 def test_failed_material_keeps_its_metadata():
     """EMT has no Na/Cl: the row is failed, says at which stage, and still scores SRE = 2."""
-    from geodite.tasks.runner import get_context_for
+    from geodite.tasks.worker import get_context_for
 
     task = kt.KappaTask(mode="offline", materials=["mp-22862"], analysis_path=str(ANALYSIS), **TINY)
     row = task.run_item(task.items()[0], get_context_for("emt"))
@@ -180,7 +180,7 @@ def test_small_geodite_end_to_end_full_mode_self_reference(tmp_path, monkeypatch
 
     task = kt.KappaTask(mode="full", data_dir=str(data), analysis_path=str(ANALYSIS), steps=60)
     assert task.mode == "full"
-    from geodite.tasks.runner import get_context_for
+    from geodite.tasks.worker import get_context_for
 
     first = task.run_item(task.items()[0], get_context_for(SMALL))
     assert first["stage"] == "done", first.get("error")
@@ -255,7 +255,7 @@ def test_a_material_reports_its_stages_and_supercells_done():
     """`bench kappa --limit 1` sat at 0/1 for minutes: the item now says relax, FC2 supercells n/N, ..."""
     import dataclasses
 
-    from geodite.tasks.runner import get_context_for
+    from geodite.tasks.worker import get_context_for
 
     task = kt.KappaTask(mode="offline", materials=["mp-1700"], analysis_path=str(ANALYSIS), **TINY)
     notes: list[str] = []
@@ -272,7 +272,7 @@ def test_a_material_reports_its_stages_and_supercells_done():
 @pytest.fixture(scope="module")
 def chgnet_ctx():
     pytest.importorskip("chgnet")
-    from geodite.tasks.runner import get_context_for
+    from geodite.tasks.worker import get_context_for
 
     return get_context_for("chgnet")
 

@@ -12,7 +12,8 @@ import pytest
 from ase.build import bulk
 
 from geodite.tasks.contract import PROTOCOL, WorkerContext, protocol_config
-from geodite.tasks.runner import RunOptions, chunks, run_task
+from geodite.tasks.executors import chunks
+from geodite.tasks.runner import RunOptions, run_task
 from geodite.tasks.store import ConfigMismatchError
 
 
@@ -94,7 +95,7 @@ def test_a_failing_batch_fails_only_its_unfinished_items(tmp_path):
 
 
 def test_evaluate_loops_an_ase_calculator_and_reports_errors():
-    ctx = WorkerContext("emt", None, _emt())
+    ctx = WorkerContext(None, _emt())
     good, bad = ctx.evaluate([bulk("Cu", "fcc", a=3.6), bulk("Si", "diamond", a=5.43)])
     assert good.ok and good.forces.shape == (1, 3) and good.stress.shape == (3, 3)
     assert np.allclose(good.forces, 0, atol=1e-10)
@@ -115,10 +116,9 @@ def test_evaluate_with_progress_makes_the_evaluator_s_own_calls(small_model):
     from geodite.tasks.contract import WorkerContext, model_calls
 
     structures = [bulk("Cu", "fcc", a=3.6 + 0.01 * k, cubic=True).repeat((k % 3) + 1) for k in range(7)]
-    calculator = GeoditeCalculator(small_model, dtype="float64")
-    calculator.evaluator.max_atoms = 40
+    calculator = GeoditeCalculator(small_model, dtype="float64", atoms_per_call=40)
     assert [sum(len(a) for a in call) for call in model_calls(structures, 40)] == [36, 108, 36, 108, 4]
-    ctx = WorkerContext(model="small", spec=None, calculator=calculator)
+    ctx = WorkerContext(handle=None, calculator=calculator)
     done: list[int] = []
     with_progress = ctx.evaluate(structures, progress=done.append)
     plain = ctx.evaluate(structures)

@@ -92,7 +92,7 @@ def test_dtype_and_weights_are_part_of_the_protocol(tmp_path):
 def test_swapped_geodite_mp_weights_are_not_reused(tmp_path, monkeypatch):
     """geodite-mp (a cached download) is keyed by its weights' sha256 like every checkpoint: after the cached
     file changes, the stored rows are refused, not reused."""
-    from geodite.checkpoints import cache_dir
+    from geodite.data.downloads import cache_dir
 
     monkeypatch.setenv("GEODITE_CACHE_DIR", str(tmp_path / "cache"))
     cached = cache_dir() / "Geodite-MP.ckpt"

@@ -38,3 +38,23 @@ def test_kappa_compares_with_the_model_s_published_entry_unless_told(tmp_path):
 def test_run_options_takes_the_runner_fields_and_ignores_the_rest():
     opts = suite.run_options({"model": "emt", "slurm_config": Path("c.yaml"), "as_json": True, "workers": 3})
     assert opts == runner.RunOptions(model="emt", slurm_config="c.yaml", workers=3)
+
+
+def test_one_task_table():
+    """suite.TASKS is the one task table (main had three: suite.TASKS, suite.RUNNER_TASKS and a stale
+    tasks.TASKS): each runner task's class is found from it and carries its name, speed has none, and
+    ``bench all`` and the report take their task names and order from it."""
+    import importlib.util
+
+    import geodite.tasks
+    from geodite import report
+
+    assert not hasattr(geodite.tasks, "TASKS") and not hasattr(suite, "RUNNER_TASKS")
+    assert list(suite.TASKS) == ["discovery", "kappa", "diatomics", "md", "speed"]
+    assert suite.runner_tasks() == ["discovery", "kappa", "diatomics", "md"]
+    for name in suite.runner_tasks():
+        if name != "kappa" or importlib.util.find_spec("phono3py"):
+            assert suite.task_defaults(name)["name"] == name
+    with pytest.raises(ValueError, match="not a runner task"):
+        suite.task_class("speed")
+    assert suite.AllOptions().tasks == tuple(suite.TASKS) and list(report.TASKS) == list(suite.TASKS)
