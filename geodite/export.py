@@ -326,12 +326,24 @@ def stage_programs(model: Geodite, index: int, dtype: str = "float64",
         saved = forward(*inputs)[STAGE_OUTPUTS:]
     atoms, edges = torch.export.Dim("atoms", min=0), torch.export.Dim("edges", min=0)
     placeholders = [node for node in vjp.graph.nodes if node.op == "placeholder"]
-    sizes = {placeholders[1].meta["val"].shape[0].node.expr: atoms,  # z [N], vectors [E, 3]
+    roots = {placeholders[1].meta["val"].shape[0].node.expr: atoms,  # z [N], vectors [E, 3]
              placeholders[0].meta["val"].shape[0].node.expr: edges}
 
+    def dim(size: torch.SymInt):
+        """atoms or edges, or a multiple of one (a reshaped saved tensor, e.g. [3 N]), as the trace says."""
+        import sympy
+
+        expr = size.node.expr
+        for symbol, root in roots.items():
+            if expr.free_symbols == {symbol}:
+                a, b = sympy.Poly(expr, symbol).all_coeffs() if sympy.degree(expr, symbol) == 1 else (None, None)
+                if a is not None:
+                    return root if (a, b) == (1, 0) else root * int(a) + int(b)
+        return torch.export.Dim.AUTO
+
     def dims(node: torch.fx.Node) -> dict:
-        return {k: sizes.get(size.node.expr, torch.export.Dim.AUTO) for k, size in enumerate(node.meta["val"].shape)
-                if not isinstance(size, int)}
+        return {k: dim(size) for k, size in enumerate(node.meta["val"].shape)
+                if not isinstance(size, int) and size.node.expr.free_symbols}  # the rest: fixed sizes
 
     rows, features = ({0: edges}, {0: atoms}, {1: edges}), ({0: atoms}, {0: atoms}, {0: edges})
     forward_program = torch.export.export(forward, tuple(inputs), dynamic_shapes=(*rows, *features), strict=False)
