@@ -5,8 +5,8 @@ owned elsewhere, or periodic images of its own, within one cutoff of an owned at
 receiver. The model runs as its stages (``geodite.model.stages``); after each stage the owners' node features
 go to their ghost rows (forward communication), and in the backward pass, stage by stage in reverse, the
 ghost rows' feature gradients are added to their owners (reverse communication). Each stage also returns the
-tensors its vector–Jacobian product needs, which the domain keeps until that product has run. The edge-vector gradients
-∂E/∂r_e then give forces, global and per-atom virials exactly as the single graph does
+tensors its vector–Jacobian product needs, which the domain keeps until that product has run. The edge-vector
+gradients ∂E/∂r_e then give forces, global and per-atom virials exactly as the single graph does
 (``geodite.export.ExportableGeodite``). ``run_domains`` runs any list of domains in lock step, exchanging
 between them as LAMMPS's communication does between ranks; pair_geodite.cpp is the C++ of the same protocol.
 """
