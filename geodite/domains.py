@@ -4,8 +4,9 @@ A domain (one MPI rank's share of a structure) holds its owned atoms first, then
 owned elsewhere, or periodic images of its own, within one cutoff of an owned atom. Its edges all have an owned
 receiver. The model runs as its stages (``geodite.model.stages``); after each stage the owners' node features
 go to their ghost rows (forward communication), and in the backward pass, stage by stage in reverse, the
-ghost rows' feature gradients are added to their owners (reverse communication). The edge-vector gradients
-∂E/∂r_e then give forces, global and per-atom virials exactly as the single graph does
+ghost rows' feature gradients are added to their owners (reverse communication). Each stage also returns the
+tensors its vector–Jacobian product needs, which the domain keeps until that product has run. The edge-vector
+gradients ∂E/∂r_e then give forces, global and per-atom virials exactly as the single graph does
 (``geodite.export.ExportableGeodite``). ``run_domains`` runs any list of domains in lock step, exchanging
 between them as LAMMPS's communication does between ranks; pair_geodite.cpp is the C++ of the same protocol.
 """
@@ -19,33 +20,17 @@ import numpy as np
 import torch
 from ase import Atoms
 from ase.neighborlist import neighbor_list
-from torch import Tensor, nn
+from torch import Tensor
 
 from geodite.model.ops import scatter_sum
 
-#: stage(vectors, z, edge_index, h, X, t) -> (energy, h, X, t); see geodite.model.stages
+#: stage(vectors, z, edge_index, h, X, t) -> (energy, h, X, t, *saved): the stage (geodite.model.stages) and the
+#: tensors its vector–Jacobian product needs (``saved``, any number, per row or edge of the domain)
 StageFn = Callable[..., Sequence[Tensor]]
-#: stage_vjp(vectors, z, edge_index, local, h, X, t, grad_h, grad_X, grad_t) -> (grad_vectors, grad_h, grad_X,
-#: grad_t): the gradients of Σ local·energy + ⟨grad_h, h_out⟩ + ⟨grad_X, X_out⟩ + ⟨grad_t, t_out⟩
+#: stage_vjp(vectors, z, edge_index, local, h, X, t, grad_h, grad_X, grad_t, *saved) -> (grad_vectors, grad_h,
+#: grad_X, grad_t): the gradients of Σ local·energy + ⟨grad_h, h_out⟩ + ⟨grad_X, X_out⟩ + ⟨grad_t, t_out⟩ with
+#: respect to vectors, h, X, t, given the stage's inputs and its ``saved`` tensors (no forward pass again)
 StageVjpFn = Callable[..., Sequence[Tensor]]
-
-
-class StageVjp(nn.Module):
-    """The vector–Jacobian product of one stage (``StageVjpFn``), recomputing its forward pass."""
-
-    def __init__(self, stage: nn.Module):
-        super().__init__()
-        self.stage = stage
-
-    def forward(self, vectors: Tensor, z: Tensor, edge_index: Tensor, local: Tensor, h: Tensor, X: Tensor, t: Tensor,
-                grad_h: Tensor, grad_X: Tensor, grad_t: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        inputs = [x.detach().requires_grad_(True) for x in (vectors, h, X, t)]
-        with torch.enable_grad():
-            outputs = self.stage(inputs[0], z, edge_index, *inputs[1:])
-        pairs = [(out, grad) for out, grad in zip(outputs, (local, grad_h, grad_X, grad_t)) if out.requires_grad]
-        grads = torch.autograd.grad([out for out, _ in pairs], inputs, [grad for _, grad in pairs],
-                                    allow_unused=True, materialize_grads=True)
-        return tuple(grads)
 
 
 @dataclass
@@ -143,22 +128,23 @@ def run_domains(stages: Sequence[StageFn], vjps: Sequence[StageVjpFn], domains: 
     X = [d.vectors.new_zeros((d.owner.shape[0], num_steerable, num_channels)) for d in domains]
     t = [d.vectors.new_zeros((d.vectors.shape[0], num_channels)) for d in domains]
     energies = [d.vectors.new_zeros(d.owner.shape[0]) for d in domains]
-    saved = []
+    inputs, saved = [], []  # per stage: each domain's (h, X, t) inputs and its saved tensors
     with torch.no_grad():
         for stage in stages:
-            saved.append((h, X, t))
+            inputs.append((h, X, t))
             outputs = [stage(d.vectors, d.z, d.edge_index, h[n], X[n], t[n]) if d.num_owned
                        else (energies[n], h[n], X[n], t[n]) for n, d in enumerate(domains)]
             energies = [e + out[0] for e, out in zip(energies, outputs)]
             h = forward_exchange(domains, [out[1] for out in outputs], num_atoms)
             X = forward_exchange(domains, [out[2] for out in outputs], num_atoms)
             t = [out[3] for out in outputs]
+            saved.append([tuple(out[4:]) for out in outputs])
         grad_h, grad_X, grad_t = [torch.zeros_like(x) for x in h], [torch.zeros_like(x) for x in X], \
             [torch.zeros_like(x) for x in t]
         grad_vectors = [torch.zeros_like(d.vectors) for d in domains]
-        for vjp, (h, X, t) in zip(reversed(vjps), reversed(saved)):
-            grads = [vjp(d.vectors, d.z, d.edge_index, d.local, h[n], X[n], t[n], grad_h[n], grad_X[n], grad_t[n])
-                     if d.num_owned else (d.vectors, h[n], X[n], t[n]) for n, d in enumerate(domains)]
+        for vjp, (h, X, t), kept in zip(reversed(vjps), reversed(inputs), reversed(saved)):
+            grads = [vjp(d.vectors, d.z, d.edge_index, d.local, h[n], X[n], t[n], grad_h[n], grad_X[n], grad_t[n],
+                         *kept[n]) if d.num_owned else (d.vectors, h[n], X[n], t[n]) for n, d in enumerate(domains)]
             grad_vectors = [g + out[0] for g, out in zip(grad_vectors, grads)]
             grad_h = reverse_exchange(domains, [out[1] for out in grads], num_atoms)
             grad_X = reverse_exchange(domains, [out[2] for out in grads], num_atoms)

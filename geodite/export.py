@@ -36,10 +36,19 @@ periodic, and with ghost copies (LAMMPS domains) the copies of an atom sum to it
 Format 4 packages hold, besides that function (the package's model ``model``), the model cut into its L + 2
 stages (``geodite.model.stages``) for domains that exchange node features between stages (``pair_style
 geodite``, ``geodite.domains``): models ``stage0`` … ``stage{L+1}`` (the stage's forward function) and
-``stage0_vjp`` … (its vector–Jacobian product, ``geodite.domains.StageVjpFn``, which recomputes the stage's
-forward pass), with the metadata keys ``stages`` (L + 2) and ``num_channels`` (F). Their inputs: vectors [E, 3]
-Å (receiver to sender), z [N] long, edge_index [2, E] long, (vjp: local [N]), h [N, F], X [N, 8, F], t [E, F],
-(vjp: grad_h, grad_X, grad_t of the same shapes).
+``stage0_vjp`` … (its vector–Jacobian product), with the metadata keys ``stages`` (L + 2) and ``num_channels``
+(F). Format 5 (the one written now) has the same models with other signatures: each stage also returns the
+tensors its product needs, which the product takes instead of computing the stage's forward pass again
+(``split_joint``; ``geodite.domains`` StageFn, StageVjpFn):
+
+    stage{k}(vectors [E, 3] Å (receiver to sender), z [N] long, edge_index [2, E] long, h [N, F], X [N, 8, F],
+             t [E, F]) -> (energy [N] eV, h, X, t, *saved)
+    stage{k}_vjp(vectors, z, edge_index, local [N], h, X, t, grad_h, grad_X, grad_t, *saved)
+             -> (grad_vectors [E, 3] eV/Å, grad_h, grad_X, grad_t)
+
+``saved`` are per row or per edge of the caller's graph (their number and shapes differ between stages; a
+caller keeps them from a stage's forward call to its product's). Format 4's products took no saved tensors;
+this reader's ``load_stages`` and ``pair_style geodite`` refuse format 4 (the whole graph still loads).
 """
 
 from __future__ import annotations
@@ -58,20 +67,21 @@ from ase.build import bulk
 from torch import Tensor, nn
 
 from geodite.custom_ops import SOURCE, compiled_kernels, load_library
-from geodite.domains import StageVjp, edge_forces_and_virials
+from geodite.domains import edge_forces_and_virials
 from geodite.graph import DTYPES, AtomGraph, build_graph
 from geodite.model import Geodite
 from geodite.model.harmonics import NUM_STEERABLE
 from geodite.model.ops import edge_vectors, scatter_sum
-from geodite.model.stages import Stage
+from geodite.model.stages import Stage, StageJoint
 
 INPUT_NAMES = ("positions", "cell", "pbc", "z", "batch", "edge_index", "shifts", "local")
 OUTPUT_NAMES = ("energy", "atomic_energies", "forces", "stress", "atomic_virials")
 METADATA_KEYS = ("cutoff", "num_layers", "max_z", "dtype", "stress", "elements")
 #: version of what a package needs from its reader: 1 had no atomic_virials and no ``format`` key; 2 adds them;
 #: 3 (``kernels`` = ``ops``) calls the ``geodite::`` custom operators, which the reader must load first;
-#: 4 adds the stages and their vector–Jacobian products (either kernels; ``kernels`` says which)
-PACKAGE_FORMAT = 4
+#: 4 adds the stages and their vector–Jacobian products (either kernels; ``kernels`` says which); 5: the stages
+#: return the tensors their products need, which take them (module docstring)
+PACKAGE_FORMAT = 5
 #: the implementations of the edge-chunked kernels an export can use (module docstring)
 KERNELS = ("ops", "plain")
 
@@ -179,39 +189,167 @@ def export_program(model: Geodite, dtype: str = "float64", compute_stress: bool 
     return torch.export.export(traced, example, dynamic_shapes=dynamic, strict=False)
 
 
-def stage_inputs(model: Geodite, dtype: torch.dtype, vjp: bool) -> tuple[Tensor, ...]:
-    """Example inputs of a stage (or of its vector–Jacobian product) on ``example_graph``'s edges, with random
-    features."""
+def stage_inputs(model: Geodite, dtype: torch.dtype) -> tuple[Tensor, ...]:
+    """Example inputs of a stage's joint function (``StageJoint``: vectors, z, edge_index, local, h, X, t and the
+    cotangents grad_h, grad_X, grad_t) on ``example_graph``'s edges, with random features and cotangents."""
     graph = example_graph(model.cutoff, dtype)
     vectors = edge_vectors(graph.positions, graph.cell, graph.batch, graph.edge_index, graph.shifts)
     atoms, edges, channels = graph.positions.shape[0], graph.edge_index.shape[1], model.config.num_channels
     generator = torch.Generator().manual_seed(0)
     features = [torch.randn(shape, generator=generator, dtype=dtype)
                 for shape in ((atoms, channels), (atoms, NUM_STEERABLE, channels), (edges, channels))]
-    if not vjp:
-        return (vectors, graph.z, graph.edge_index, *features)
     cotangents = [torch.randn(x.shape, generator=generator, dtype=dtype) for x in features]
     return (vectors, graph.z, graph.edge_index, torch.ones(atoms, dtype=dtype), *features, *cotangents)
 
 
-def stage_program(model: Geodite, index: int, vjp: bool, dtype: str = "float64",
-                  kernels: str = "ops") -> torch.export.ExportedProgram:
-    """torch.export of stage ``index`` of ``model`` (or of its vector–Jacobian product) with dynamic atoms and
-    edges, traced by make_fx like the whole graph (the product's autograd unrolled)."""
+#: positions of the stage's own inputs (vectors, z, edge_index, h, X, t) among StageJoint's; the others are the
+#: cotangents (local, grad_h, grad_X, grad_t)
+STAGE_INPUTS = (0, 1, 2, 4, 5, 6)
+#: StageJoint's first four outputs are the stage's (energy, h, X, t), the rest the gradients
+STAGE_OUTPUTS = 4
+#: operators whose results the vector–Jacobian product computes again instead of receiving them: views and
+#: shape arithmetic (free)
+VIEW_OPS = {torch.ops.aten.select.int, torch.ops.aten.slice.Tensor, torch.ops.aten.view.default,
+            torch.ops.aten.unsqueeze.default, torch.ops.aten.squeeze.dim, torch.ops.aten.t.default,
+            torch.ops.aten.transpose.int, torch.ops.aten.permute.default, torch.ops.aten.expand.default,
+            torch.ops.aten.alias.default, torch.ops.aten.detach.default, torch.ops.aten.sym_size.int}
+
+
+def split_joint(joint: torch.fx.GraphModule) -> tuple[torch.fx.GraphModule, torch.fx.GraphModule]:
+    """A traced ``StageJoint`` cut into the stage's forward function, which also returns the tensors its
+    vector–Jacobian product needs (``saved``), and that product taking them (``geodite.domains`` StageFn,
+    StageVjpFn): stage(vectors, z, edge_index, h, X, t) -> (energy, h, X, t, *saved) and vjp(vectors, z,
+    edge_index, local, h, X, t, grad_h, grad_X, grad_t, *saved) -> (grad_vectors, grad_h, grad_X, grad_t).
+
+    The forward part is every node the stage's outputs need; ``saved`` are its tensors that the gradients need,
+    except what the product computes again for free from its own inputs: the parameters and whatever depends on
+    no input (constants), views of its inputs and shape arithmetic. Everything else of the gradients is the
+    product's."""
+    import operator
+
+    graph = joint.graph
+    placeholders = [node for node in graph.nodes if node.op == "placeholder"]
+    (output,) = [node for node in graph.nodes if node.op == "output"]
+    forward_outputs, gradients = output.args[0][:STAGE_OUTPUTS], output.args[0][STAGE_OUTPUTS:]
+    forward = ancestors(forward_outputs)
+    forward |= {node for node in graph.nodes if node.target is operator.getitem and node.args[0] in forward}
+    if forward & {placeholders[k] for k in range(len(placeholders)) if k not in STAGE_INPUTS}:
+        raise ExportError("the stage's outputs depend on the cotangents")
+    reads_inputs, free = {}, set()  # free: what the product computes from its own inputs at no cost
+    for node in graph.nodes:
+        inputs = node.all_input_nodes
+        reads_inputs[node] = node.op == "placeholder" or any(reads_inputs[x] for x in inputs)
+        if node.op in ("placeholder", "get_attr") or (all(x in free for x in inputs) and (
+                not reads_inputs[node] or node.target in VIEW_OPS or is_scalar(node))):
+            free.add(node)
+    saved, backward, stack, seen = [], set(), list(gradients), set()
+    while stack:
+        node = stack.pop()
+        if node in seen or node.op == "placeholder":
+            continue
+        seen.add(node)
+        if node in forward and node not in free:
+            if not is_tensor(node):
+                raise ExportError(f"the stage's vector–Jacobian product needs {node.format_node()}, not a tensor")
+            saved.append(node)
+            continue
+        backward.add(node)
+        stack.extend(node.all_input_nodes)
+    order = {node: k for k, node in enumerate(graph.nodes)}
+    saved.sort(key=order.__getitem__)
+
+    def subgraph(inputs: list, nodes: set, outputs: list) -> torch.fx.GraphModule:
+        new, env = torch.fx.Graph(), {}
+        for node in inputs:
+            env[node] = new.placeholder(node.name)
+            env[node].meta = dict(node.meta)
+        for node in graph.nodes:
+            if node in nodes and node not in env:
+                env[node] = new.node_copy(node, env.__getitem__)
+        new.output(tuple(env[node] for node in outputs))
+        new.lint()
+        return torch.fx.GraphModule(joint, new)
+
+    stage_inputs_ = [placeholders[k] for k in STAGE_INPUTS]
+    forward_part = ancestors([*forward_outputs, *saved], stop=set(placeholders))
+    return (subgraph(stage_inputs_, forward_part, [*forward_outputs, *saved]),
+            subgraph([*placeholders, *saved], backward, list(gradients)))
+
+
+def ancestors(nodes, stop: set | None = None) -> set:
+    """``nodes`` and every node they depend on (not beyond ``stop``)."""
+    found, stack = set(), list(nodes)
+    while stack:
+        node = stack.pop()
+        if node in found:
+            continue
+        found.add(node)
+        if stop is None or node not in stop:
+            stack.extend(node.all_input_nodes)
+    return found
+
+
+def is_scalar(node: torch.fx.Node) -> bool:
+    """Whether ``node`` is shape arithmetic (a symbolic or plain number)."""
+    return isinstance(node.meta.get("val"), (int, float, bool, torch.SymInt, torch.SymFloat, torch.SymBool))
+
+
+def is_tensor(node: torch.fx.Node) -> bool:
+    return isinstance(node.meta.get("val"), torch.Tensor)
+
+
+def stage_graphs(model: Geodite, index: int, dtype: str = "float64",
+                 kernels: str = "ops") -> tuple[torch.fx.GraphModule, torch.fx.GraphModule]:
+    """Stage ``index`` of ``model`` and its vector–Jacobian product as FX graphs (``split_joint``), traced by
+    make_fx with symbolic sizes like the whole graph (the product's autograd unrolled). They run as they are
+    (``ops``: with the geodite:: operators loaded) or go to ``stage_programs``."""
     from torch.fx.experimental.proxy_tensor import make_fx
 
+    if dtype not in DTYPES:
+        raise ExportError(f"dtype must be one of {sorted(DTYPES)}, not {dtype!r}")
     prepared, vacuum = prepared_model(model.to(DTYPES[dtype]), kernels)
-    module: nn.Module = Stage(prepared, vacuum, index)
-    if vjp:
-        module = StageVjp(module)
-    example = stage_inputs(model, DTYPES[dtype], vjp)
+    joint = StageJoint(Stage(prepared, vacuum, index))
     with compiled_kernels() if kernels == "ops" else contextlib.nullcontext():
-        traced = make_fx(module, tracing_mode="symbolic", _allow_non_fake_inputs=True)(*example)
+        traced = make_fx(joint, tracing_mode="symbolic", _allow_non_fake_inputs=True)(
+            *stage_inputs(model, DTYPES[dtype]))
+    return split_joint(traced)
+
+
+def stage_programs(model: Geodite, index: int, dtype: str = "float64",
+                   kernels: str = "ops") -> tuple[torch.export.ExportedProgram, torch.export.ExportedProgram]:
+    """torch.export of stage ``index`` of ``model`` and of its vector–Jacobian product (``stage_graphs``) with
+    dynamic atoms and edges; the saved tensors' sizes follow the symbolic trace (atoms, edges or fixed)."""
+    forward, vjp = stage_graphs(model, index, dtype, kernels)
+    example = stage_inputs(model, DTYPES[dtype])
+    inputs = [example[k] for k in STAGE_INPUTS]
+    with compiled_kernels() if kernels == "ops" else contextlib.nullcontext(), torch.no_grad():
+        saved = forward(*inputs)[STAGE_OUTPUTS:]
     atoms, edges = torch.export.Dim("atoms", min=0), torch.export.Dim("edges", min=0)
-    features = ({0: atoms}, {0: atoms}, {0: edges})
-    dynamic = ({0: edges}, {0: atoms}, {1: edges}, *(({0: atoms},) if vjp else ()), *features,
-               *(features if vjp else ()))
-    return torch.export.export(traced, example, dynamic_shapes=dynamic, strict=False)
+    placeholders = [node for node in vjp.graph.nodes if node.op == "placeholder"]
+    roots = {placeholders[1].meta["val"].shape[0].node.expr: atoms,  # z [N], vectors [E, 3]
+             placeholders[0].meta["val"].shape[0].node.expr: edges}
+
+    def dim(size: torch.SymInt):
+        """atoms or edges, or a multiple of one (a reshaped saved tensor, e.g. [3 N]), as the trace says."""
+        import sympy
+
+        expr = size.node.expr
+        for symbol, root in roots.items():
+            if expr.free_symbols == {symbol}:
+                a, b = sympy.Poly(expr, symbol).all_coeffs() if sympy.degree(expr, symbol) == 1 else (None, None)
+                if a is not None:
+                    return root if (a, b) == (1, 0) else root * int(a) + int(b)
+        return torch.export.Dim.AUTO
+
+    def dims(node: torch.fx.Node) -> dict:
+        return {k: dim(size) for k, size in enumerate(node.meta["val"].shape)
+                if not isinstance(size, int) and size.node.expr.free_symbols}  # the rest: fixed sizes
+
+    rows, features = ({0: edges}, {0: atoms}, {1: edges}), ({0: atoms}, {0: atoms}, {0: edges})
+    forward_program = torch.export.export(forward, tuple(inputs), dynamic_shapes=(*rows, *features), strict=False)
+    vjp_dynamic = (*rows, {0: atoms}, *features, *features, *(dims(node) for node in placeholders[len(example):]))
+    vjp_program = torch.export.export(vjp, (*example, *saved), dynamic_shapes=vjp_dynamic, strict=False)
+    return forward_program, vjp_program
 
 
 def package_metadata(model: Geodite, dtype: str, compute_stress: bool, kernels: str) -> dict[str, str]:
@@ -245,8 +383,7 @@ def export_model(model: Geodite, out: Path, dtype: str = "float64", compute_stre
     with quiet_compiler():
         programs = {"model": export_program(model, dtype, compute_stress, kernels)}
         for index in range(model.config.num_layers + 2):
-            for vjp in (False, True):
-                programs[f"stage{index}{'_vjp' if vjp else ''}"] = stage_program(model, index, vjp, dtype, kernels)
+            programs[f"stage{index}"], programs[f"stage{index}_vjp"] = stage_programs(model, index, dtype, kernels)
         options = {"aot_inductor.package": True,
                    "aot_inductor.metadata": package_metadata(model, dtype, compute_stress, kernels)}
         files = {}
@@ -358,11 +495,12 @@ def load_exported(path: str | Path) -> ExportedGeodite:
 
 
 def load_stages(path: str | Path) -> tuple[list, list]:
-    """The stages of a format-4 package and their vector–Jacobian products, as callables for
+    """The stages of a format-5 package and their vector–Jacobian products, as callables for
     ``geodite.domains.run_domains`` (what pair_style geodite runs, here from Python)."""
     package = ExportedGeodite(path)  # checks the package and loads the kernels it calls
-    if package.format < 4:
-        raise ExportError(f"{path} is package format {package.format}, without stages: export it again with "
+    if package.format < PACKAGE_FORMAT:
+        raise ExportError(f"{path} is package format {package.format}, without stages that return what their "
+                          f"vector–Jacobian products need (format {PACKAGE_FORMAT}): export it again with "
                           "geodite export")
     from torch._inductor.package import load_package
 

@@ -90,9 +90,9 @@ void PairGeodite::coeff(int narg, char **arg)
     error->all(FLERR, "pair_coeff * * MODEL.pt2 followed by one element symbol per atom type ({} types)", ntypes);
   if (strcmp(arg[0], "*") != 0 || strcmp(arg[1], "*") != 0)
     error->all(FLERR, "pair_coeff for geodite must be '* * MODEL.pt2 ELEMENTS...'");
-  // format 4: the stages stage0..stage{S-1} and their vector-Jacobian products stage{k}_vjp (geodite/export.py);
-  // packages of format 3 and older hold one graph over a (layers + 1)-cutoff ghost shell, which this pair style
-  // no longer runs
+  // format 5: the stages stage0..stage{S-1}, each returning also the tensors its vector-Jacobian product
+  // stage{k}_vjp takes (geodite/export.py). Format 4's products computed their stage again from its inputs;
+  // packages of format 3 and older hold one graph over a (layers + 1)-cutoff ghost shell: neither runs here
   std::unordered_map<std::string, std::string> metadata;
   try {
     metadata = torch::inductor::AOTIModelPackageLoader::load_metadata_from_package(arg[2], "model");
@@ -104,8 +104,8 @@ void PairGeodite::coeff(int narg, char **arg)
       error->all(FLERR, "pair geodite: {} is not a Geodite package (no '{}' in its metadata)", arg[2], key);
   const int format = metadata.count("format") ? std::stoi(metadata["format"]) : 1;
   if (format != PACKAGE_FORMAT)
-    error->all(FLERR, "pair geodite: {} is package format {}, this pair style reads format {} (per-layer stages): "
-               "export it again with geodite export", arg[2], format, PACKAGE_FORMAT);
+    error->all(FLERR, "pair geodite: {} is package format {}, this pair style reads format {} (per-layer stages "
+               "with saved tensors): export it again with geodite export", arg[2], format, PACKAGE_FORMAT);
   const int num_stages = std::stoi(metadata["stages"]);
   stages.clear();
   vjps.clear();
@@ -199,42 +199,47 @@ void PairGeodite::compute(int eflag, int vflag)
   auto edge_index = torch::stack({torch::tensor(senders, longs), torch::tensor(receivers, longs)})
                         .reshape({2, num_edges});
 
-  // forward: stage by stage, the owners' features to their ghosts after each (the last stage's are not used)
+  // forward: stage by stage, the owners' features to their ghosts after each (the last stage's are not used).
+  // Each stage returns (energy, h, X, t, saved...): what its VJP needs, kept until the VJP has run (per local +
+  // ghost row or edge of this rank). h and X are copied before the exchange writes their ghost rows: a saved
+  // tensor may be the same buffer.
   const int num_stages = static_cast<int>(stages.size());
-  std::vector<std::vector<at::Tensor>> saved;    // each stage's h, X, t inputs, for its VJP
+  std::vector<std::vector<at::Tensor>> inputs(num_stages), saved(num_stages);    // per stage: h, X, t; saved
   at::Tensor h = torch::zeros({nall, F}, reals), X = torch::zeros({nall, 8, F}, reals);
   at::Tensor t = torch::zeros({num_edges, F}, reals);
   at::Tensor atomic = torch::zeros({nall}, reals);
   for (int k = 0; k < num_stages; ++k) {
-    saved.push_back({h, X, t});
+    inputs[k] = {h, X, t};
     if (nlocal == 0) continue;    // nothing owned, no edges: zero rows, but the exchanges below still take part
     auto out = stages[k]->run({vectors, z, edge_index, h, X, t});
     atomic = atomic + out[0];
-    h = out[1].contiguous();
-    X = out[2].contiguous();
+    h = out[1].clone(at::MemoryFormat::Contiguous);
+    X = out[2].clone(at::MemoryFormat::Contiguous);
     t = out[3];
+    saved[k].assign(out.begin() + 4, out.end());
     if (k + 1 < num_stages) exchange(h, X, k > 0, false);    // stage 0's X is zero everywhere
   }
   if (nlocal == 0) for (int k = 0; k + 1 < num_stages; ++k) exchange(h, X, k > 0, false);
 
-  // backward: each stage's VJP, then the ghosts' feature gradients to their owners
+  // backward: each stage's VJP on its inputs, output gradients and saved tensors, then the ghosts' feature
+  // gradients to their owners
   at::Tensor grad_vectors = torch::zeros({num_edges, 3}, reals);
   at::Tensor grad_h = torch::zeros({nall, F}, reals), grad_X = torch::zeros({nall, 8, F}, reals);
   at::Tensor grad_t = torch::zeros({num_edges, F}, reals);
-  for (int k = num_stages - 1; k > 0; --k) {
+  for (int k = num_stages - 1; k >= 0; --k) {
     if (nlocal > 0) {
-      auto out = vjps[k]->run({vectors, z, edge_index, local, saved[k][0], saved[k][1], saved[k][2], grad_h,
-                               grad_X, grad_t});
+      std::vector<at::Tensor> arguments = {vectors, z, edge_index, local, inputs[k][0], inputs[k][1], inputs[k][2],
+                                           grad_h, grad_X, grad_t};
+      arguments.insert(arguments.end(), saved[k].begin(), saved[k].end());
+      saved[k].clear();
+      auto out = vjps[k]->run(arguments);
       grad_vectors = grad_vectors + out[0];
       grad_h = out[1].contiguous();
       grad_X = out[2].contiguous();
       grad_t = out[3];
     }
-    exchange(grad_h, grad_X, k > 1, true);    // stage 1's X input is stage 0's constant zero
+    if (k > 0) exchange(grad_h, grad_X, k > 1, true);    // stage 1's X input is stage 0's constant zero
   }
-  if (nlocal > 0)
-    grad_vectors = grad_vectors + vjps[0]->run({vectors, z, edge_index, local, saved[0][0], saved[0][1],
-                                                saved[0][2], grad_h, grad_X, grad_t})[0];
 
   // forces and per-atom virials from dE/dr of every edge: receiver +g, sender -g; W = -r (x) g, half to each end
   const auto gradients = grad_vectors.to(torch::kFloat64).contiguous();

@@ -6,13 +6,14 @@
    neighbourhoods. The package's stages (geodite/model/stages.py: embedding, each layer's messages, the last
    readout) each end where a sum over neighbours was taken; after each one the owners' node features
    (h [F], X [8, F] per atom) are copied to their ghost rows by forward communication (pack/unpack_forward_comm),
-   so the next stage sees exact features everywhere. Backward, stage by stage in reverse, the stage's
+   so the next stage sees exact features everywhere. Each stage also returns the tensors its vector-Jacobian
+   product needs, kept until the backward pass. Backward, stage by stage in reverse, the stage's
    vector-Jacobian product gives the gradients of the energy with respect to its edge vectors and its input
    features, and reverse communication adds the ghost rows' feature gradients to their owners. The summed
    edge-vector gradients give forces (owned and ghost atoms; LAMMPS's reverse communication adds the ghosts'
    to their owners, newton on), the global virial (sum r.f) and the per-atom virials (half of each edge's
    -r (x) dE/dr to each end: compute stress/atom, centroid/stress/atom). Serial runs are the same (periodic
-   images are ghost atoms). Package format 4 (geodite/export.py); packages of format 3 call Geodite's
+   images are ghost atoms). Package format 5 (geodite/export.py); packages of format 3 call Geodite's
    edge-chunked kernels (geodite:: custom operators), which lmp_geodite links (libgeodite_ops). */
 
 #ifdef PAIR_CLASS
@@ -58,7 +59,7 @@ class PairGeodite : public Pair {
   void exchange(at::Tensor &h, at::Tensor &X, bool steerable, bool reverse);
   template <typename T> int pack_rows(int n, const int *rows, int first, double *buf);
   template <typename T> void unpack_rows(int n, const int *rows, int first, const double *buf, bool add);
-  static constexpr int PACKAGE_FORMAT = 4;  // the package format read (geodite/export.py): stages and their VJPs
+  static constexpr int PACKAGE_FORMAT = 5;  // the package format read (geodite/export.py): stages, VJPs, saved
   std::vector<std::unique_ptr<torch::inductor::AOTIModelPackageLoader>> stages, vjps;
   std::vector<long> type_to_z;  // LAMMPS type (1-based) -> atomic number
   double cutoff = 0.0;          // model cutoff, Angstrom

@@ -18,10 +18,15 @@ are unused, X = 0 and t = 0 out); stage k = 1..L: the edge update and coupling o
 Stage k's h, X inputs are stage k − 1's outputs with the ghost rows replaced by their owners' rows, its t input
 is stage k − 1's t. With every atom owned and periodic images as edge shifts (one periodic structure), no rows
 are replaced and the stages compose to ``Geodite.atomic_energies``.
+
+``StageJoint`` is a stage followed by its vector–Jacobian product in one function, which an export traces and
+splits into a forward function that also returns what the product needs and the product taking those tensors
+(``geodite.export.split_joint``), so that the backward pass does not compute the stage's forward pass again.
 """
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from geodite.model.geodite import Geodite
@@ -69,3 +74,27 @@ class Stage(nn.Module):
 def stages(model: Geodite, vacuum: Tensor) -> list[Stage]:
     """The L + 2 stages of ``model`` in order."""
     return [Stage(model, vacuum, index) for index in range(model.config.num_layers + 2)]
+
+
+class StageJoint(nn.Module):
+    """A stage and its vector–Jacobian product in one function, for tracing (module docstring):
+
+        (vectors, z, edge_index, local, h, X, t, grad_h, grad_X, grad_t)
+            -> (energy, h, X, t, grad_vectors, grad_h, grad_X, grad_t)
+
+    the stage's outputs, then the gradients with respect to its inputs vectors, h, X, t of
+    Σ local·energy + ⟨grad_h, h_out⟩ + ⟨grad_X, X_out⟩ + ⟨grad_t, t_out⟩ (zeros where an input is unused)."""
+
+    def __init__(self, stage: Stage):
+        super().__init__()
+        self.stage = stage
+
+    def forward(self, vectors: Tensor, z: Tensor, edge_index: Tensor, local: Tensor, h: Tensor, X: Tensor, t: Tensor,
+                grad_h: Tensor, grad_X: Tensor, grad_t: Tensor) -> tuple[Tensor, ...]:
+        inputs = [x.detach().requires_grad_(True) for x in (vectors, h, X, t)]
+        with torch.enable_grad():
+            outputs = self.stage(inputs[0], z, edge_index, *inputs[1:])
+        pairs = [(out, grad) for out, grad in zip(outputs, (local, grad_h, grad_X, grad_t)) if out.requires_grad]
+        grads = torch.autograd.grad([out for out, _ in pairs], inputs, [grad for _, grad in pairs],
+                                    allow_unused=True, materialize_grads=True)
+        return (*(out.detach() for out in outputs), *grads)

@@ -1,5 +1,7 @@
 """The per-layer feature exchange (geodite.domains, the protocol of pair_style geodite) reproduces the whole
-graph: energies, forces and per-atom virials of every fixture case cut into 1, 2 and 3 domains (float64)."""
+graph: energies, forces and per-atom virials of every fixture case cut into 1 and 3 domains (float64), with the
+stages and their vector–Jacobian products as the export traces and splits them (uncompiled FX graphs; the
+products take the tensors their stage saved)."""
 
 from __future__ import annotations
 
@@ -7,20 +9,18 @@ import pytest
 import torch
 from ase.build import bulk
 
-from geodite.domains import StageVjp, forward_exchange, run_domains, split_domains
-from geodite.export import ExportableGeodite, graph_inputs
+from geodite.domains import forward_exchange, run_domains, split_domains
+from geodite.export import ExportableGeodite, graph_inputs, stage_graphs
 from geodite.graph import build_graph
-from geodite.model.stages import stages
 
 TOL = 1e-10  # eV, eV/Å
 
 
 @pytest.fixture(scope="module")
 def staged(small_model):
-    with torch.no_grad():
-        vacuum = small_model.vacuum_features()
-    forward = stages(small_model, vacuum)
-    return forward, [StageVjp(stage) for stage in forward]
+    """The stages' forward graphs and their products' graphs (kernels = ops)."""
+    graphs = [stage_graphs(small_model, index) for index in range(small_model.config.num_layers + 2)]
+    return [forward for forward, _ in graphs], [vjp for _, vjp in graphs]
 
 
 def whole_graph(model, atoms, module=None):
@@ -71,6 +71,22 @@ def test_one_domain_of_a_small_cell_is_all_images(small_model, staged):
     finally:
         protocol.forward_exchange = original
     assert abs(broken.energy - energy) > 1e-3
+
+
+def test_vjps_do_not_compute_the_forward_pass_again(staged):
+    """The products take what their stage saved: the model's forward operators (messages, rejected inner
+    products) are called by the stages only, and every stage with messages hands tensors to its product."""
+    forward_ops = {torch.ops.geodite.interaction_messages.default, torch.ops.geodite.rejected_inner_product.default}
+
+    def calls(graph):
+        return [node for node in graph.graph.nodes if node.target in forward_ops]
+
+    forward, vjps = staged
+    assert all(calls(stage) for stage in forward[1:-1])
+    assert not any(calls(vjp) for vjp in vjps)
+    for stage, vjp in zip(forward[1:-1], vjps[1:-1]):
+        saved = len(stage.graph.output_node().args[0]) - 4
+        assert saved > 0 and len([n for n in vjp.graph.nodes if n.op == "placeholder"]) == 10 + saved
 
 
 def test_forward_exchange_copies_owner_rows():

@@ -222,10 +222,10 @@ def test_package_atomic_virials_equal_the_module(exported_small, small_model, sm
 @pytest.mark.slow
 def test_ops_package_equals_plain_package(exported_small, exported_small_plain, small_model, small_cases):
     """The two kernels' packages give the same numbers (float64 round-off); their metadata says which they call
-    (both format 4: the stages are in either)."""
-    assert (stored_metadata(exported_small)["kernels"], stored_metadata(exported_small)["format"]) == ("ops", "4")
+    (both format 5: the stages are in either)."""
+    assert (stored_metadata(exported_small)["kernels"], stored_metadata(exported_small)["format"]) == ("ops", "5")
     assert (stored_metadata(exported_small_plain)["kernels"], stored_metadata(exported_small_plain)["format"]) == (
-        "plain", "4")
+        "plain", "5")
     graph = build_graph(small_cases, small_model.cutoff, torch.float64)
     ops, plain = load_exported(exported_small)(graph), load_exported(exported_small_plain)(graph)
     for key in ("energy", "forces", "stress", "atomic_virials"):
@@ -240,7 +240,7 @@ def test_package_loads_the_kernels_itself(exported_small):
     result = subprocess.run([sys.executable, "-c", code, str(exported_small)], capture_output=True, text=True,
                             cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.split()[-1] == "4"
+    assert result.stdout.split()[-1] == str(PACKAGE_FORMAT)
 
 
 @pytest.mark.slow

@@ -47,7 +47,7 @@ def test_export_command_output_has_no_torch_warnings(tmp_path, monkeypatch, capl
         return ["compiled"]
 
     monkeypatch.setattr(export, "export_program", lambda *args: (_torch_noise(), Program())[1])
-    monkeypatch.setattr(export, "stage_program", lambda *args: (_torch_noise(), Program())[1])
+    monkeypatch.setattr(export, "stage_programs", lambda *args: (_torch_noise(), (Program(), Program()))[1])
     monkeypatch.setattr(export.torch._inductor, "aot_compile", fake_compile)
     monkeypatch.setattr(torch._inductor.package, "package_aoti",
                         lambda path, files: Path(path).write_bytes(b"package"))

@@ -133,19 +133,19 @@ def test_per_atom_virials_differ_between_atoms(lmp_geodite, exported_small, tmp_
 
 @pytest.mark.slow
 def test_old_package_format_is_refused(lmp_geodite, exported_small, tmp_path):
-    """A package of another format (here: the metadata of a format-3 one, a single graph) stops LAMMPS with one
-    line naming geodite export."""
+    """A package of another format (here: the metadata of a format-4 one, whose products recompute their stage
+    and take no saved tensors) stops LAMMPS with one line naming geodite export."""
     old = tmp_path / "old.pt2"
     with zipfile.ZipFile(exported_small) as source, zipfile.ZipFile(old, "w") as target:
         for item in source.infolist():
             data = source.read(item)
             if item.filename.endswith("wrapper_metadata.json"):
                 metadata = json.loads(data)
-                metadata["format"] = "3"
+                metadata["format"] = "4"
                 data = json.dumps(metadata).encode()
             target.writestr(item, data)
-    with pytest.raises(RuntimeError, match=r"package format 3, this pair style reads format 4 \(per-layer stages\): "
-                                           r"export it again with geodite export"):
+    with pytest.raises(RuntimeError, match=r"package format 4, this pair style reads format 5 \(per-layer stages "
+                                           r"with saved tensors\): export it again with geodite export"):
         run_pair_style(lmp_geodite, old, rattled_salt(), ["Cl", "Na"], tmp_path / "run")
 
 
