@@ -47,3 +47,4 @@ def test_speed_table_keeps_a_model_name_on_one_line(tmp_path):
     assert all(len(line) <= 80 for line in result.output.splitlines())
     [row] = [line.split() for line in result.output.splitlines() if line.split()[:1] == ["geodite-published"]]
     assert row[1] == "8" and float(row[2]) > 0
+    assert len(row) == 7 and row[-1] == "1.00"  # every column shown, × Geodite last (--no-memory: peak MB "—")

@@ -288,7 +288,7 @@ def print_speed(summary: dict, as_json: bool) -> None:
     table = Table(title=f"speed — {summary['threads']} threads, {summary['dtype']}", box=box.SIMPLE_HEAD,
                   caption=summary["machine"])
     name_width = min(24, max((len(row["model"]) for row in summary["rows"]), default=5))  # unfolded up to 24
-    for column in ("model", "atoms", "μs/atom-step", "min", "atom-steps/s", "peak MB", "× Geodite"):
+    for column in ("model", "atoms", "μs/atom-\nstep", "min", "atom-\nsteps/s", "peak\nMB", "×\nGeodite"):
         table.add_column(column, justify="left" if column == "model" else "right",
                          no_wrap=column != "model", overflow="fold",
                          min_width=name_width if column == "model" else None)
