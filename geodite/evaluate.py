@@ -312,6 +312,17 @@ def comparison_table(results_dir: str | Path, key: str) -> pd.DataFrame:
     return table.sort_values("force MAE (meV/Å)", ignore_index=True) if len(table) else table
 
 
+def write_model_results(table: pd.DataFrame, summary: dict, results_dir: str | Path, label: str, key: str) -> Path:
+    """File one model's evaluation: ``results_dir/eval/<label>/<key>.csv`` (the per-structure table, public columns)
+    and ``<key>.summary.json`` (:func:`summarise` plus the run's facts); returns the table's path."""
+    out_dir = Path(results_dir, "eval", label)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv = out_dir / f"{key}.csv"
+    public_columns(table).to_csv(csv, index=False)
+    (out_dir / f"{key}.summary.json").write_text(json.dumps(summary, indent=2))
+    return csv
+
+
 def write_comparison(results_dir: str | Path, key: str, data_name: str) -> tuple[Path, int]:
     """Write ``results_dir/eval/<key>.md`` and ``.csv`` (the comparison table of :func:`comparison_table`);
     returns (md path, rows)."""

@@ -62,7 +62,7 @@ def eval_command(
     """
     from geodite.checkpoints import CheckpointError
     from geodite.evaluate import DataFileError, MixedDataError, UnreadableFrame, data_key, evaluate_structures
-    from geodite.evaluate import public_columns, read_structures, summarise, write_comparison
+    from geodite.evaluate import read_structures, summarise, write_comparison, write_model_results
     from geodite.registry import ModelNotAvailableError, resolve
 
     try:
@@ -93,11 +93,8 @@ def eval_command(
         summary = summarise(table) | {"model": model, "energy_convention": handle.energy_convention,
                                       "data": str(data.resolve()), "data_sha256": sha256,
                                       "n_unreadable": len(unreadable), "wall_s": round(time.perf_counter() - start, 3)}
-        out_dir = results_dir / "eval" / handle.label
         try:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            public_columns(table).to_csv(out_dir / f"{key}.csv", index=False)
-            (out_dir / f"{key}.summary.json").write_text(json.dumps(summary, indent=2))
+            table_path = write_model_results(table, summary, results_dir, handle.label, key)
         except OSError as error:
             fail(f"cannot write the results of {model} ({io_error(error)})", as_json, code=1)
         for error in table["error"].dropna():
@@ -120,7 +117,7 @@ def eval_command(
                 shown.add_row(f"{name} ({unit})", "—" if mae is None else f"{mae:.3e}",
                               "—" if rmse is None else f"{rmse:.3e}")
             Console().print(shown)
-        stderr.print(f"per-structure table: {out_dir / (key + '.csv')}")
+        stderr.print(f"per-structure table: {table_path}")
     try:
         path, rows = write_comparison(results_dir, key, data.name)
     except MixedDataError as error:
