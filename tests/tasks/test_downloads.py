@@ -47,6 +47,23 @@ def test_no_download_error(offline):
         fetch("wbm_summary", download=False)
 
 
+class _Response:
+    """What urlopen returns, serving ``payload``."""
+
+    def __init__(self, payload: bytes):
+        self.payload = payload
+
+    def read(self, n=-1):
+        out, self.payload = self.payload, b""
+        return out
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
 def test_local_data_dir_and_checksum(offline, monkeypatch):
     refs = downloads.Path(__file__).resolve().parents[2] / "geodite" / "data" / "files"
     # the shipped MP reference file is the figshare file: its md5 matches the table
@@ -55,21 +72,7 @@ def test_local_data_dir_and_checksum(offline, monkeypatch):
     ].md5
     assert fetch("mp_elemental_ref_entries", data_dir=refs).name.endswith("reference-entries.json.gz")
 
-    class FakeResponse:
-        def __init__(self, payload):
-            self.payload = payload
-
-        def read(self, n=-1):
-            out, self.payload = self.payload, b""
-            return out
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return False
-
-    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: FakeResponse(gzip.compress(b"not it")))
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: _Response(gzip.compress(b"not it")))
     with pytest.raises(DataUnavailableError, match="Checksum mismatch"):
         fetch("wbm_summary")
 
@@ -110,23 +113,6 @@ def test_deprecated_cache_variable_still_works(tmp_path, monkeypatch):
         assert downloads.cache_dir() == tmp_path
     monkeypatch.delenv("GEODITE_CACHE")
     assert downloads.cache_dir() == Path.home() / ".cache" / "geodite"
-
-
-class _Response:
-    """What urlopen returns, serving ``payload``."""
-
-    def __init__(self, payload: bytes):
-        self.payload = payload
-
-    def read(self, n=-1):
-        out, self.payload = self.payload, b""
-        return out
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def test_one_download_helper_is_atomic_and_checks_the_digest(offline, monkeypatch):
