@@ -26,6 +26,13 @@ _FORCE_ARRAY_KEYS = ("ref_forces", "forces", "REF_forces", "dft_forces")
 _STRESS_INFO_KEYS = ("ref_stress", "stress", "REF_stress", "dft_stress")
 
 
+#: eV/Å: a frame whose largest reference force (per-atom norm) is below this counts as relaxed (issue #27's
+#: "relaxed frames" of mptrj-random-1k: a model should predict near-zero forces there)
+RELAXED_MAX_FORCE = 0.1
+
+#: an element's force error is compared with zero forces only where it has at least this many atoms
+MIN_ELEMENT_ATOMS = 100
+
 #: Å: atoms closer than this are not a physical structure (the shortest bond, in H2, is 0.74 Å); such a frame is
 #: a failed row, named, rather than an error of 1e5 eV/atom in the MAE
 MIN_PLAUSIBLE_DISTANCE = 0.5
@@ -178,6 +185,9 @@ def error_row(index: int, atoms: Atoms, prediction: Prediction) -> dict:
         row["forces_max_error"] = float(diff.max())
         row["_force_sq"] = float((diff**2).sum())
         row["_force_count"] = diff.size
+        row["_max_force_ref"] = float(np.linalg.norm(forces_ref, axis=1).max())
+        row["_element_sums"] = element_force_sums(atoms.get_chemical_symbols(), diff, np.abs(forces_ref))
+        row["_forces"] = (np.asarray(forces_ref, float).ravel(), np.asarray(prediction.forces, float).ravel())
     if stress_ref is not None and atoms.pbc.all():
         diff = np.abs(prediction.stress - stress_ref)
         row["stress_mae"] = float(diff.mean())
@@ -185,12 +195,41 @@ def error_row(index: int, atoms: Atoms, prediction: Prediction) -> dict:
     return row
 
 
+def element_force_sums(symbols: Sequence[str], abs_error: np.ndarray, abs_reference: np.ndarray) -> dict:
+    """Per element of one frame: (Σ|F_pred − F_ref|, Σ|F_ref|, atoms), sums over the atoms' three components
+    (eV/Å); ``abs_error`` and ``abs_reference`` are [N, 3]."""
+    sums: dict[str, tuple[float, float, int]] = {}
+    for symbol in set(symbols):
+        mask = np.asarray(symbols) == symbol
+        sums[symbol] = (float(abs_error[mask].sum()), float(abs_reference[mask].sum()), int(mask.sum()))
+    return sums
+
+
+def element_errors(table: pd.DataFrame) -> pd.DataFrame:
+    """Force MAE per element over the evaluated frames, beside the MAE of predicting zero forces on the same
+    atoms: columns ``element``, ``atoms``, ``forces_mae`` and ``zero_forces_mae`` (eV/Å, means over the
+    atoms' components: Σ|ΔF| / 3n and Σ|F_ref| / 3n), ``worse_than_zero`` (forces_mae > zero_forces_mae),
+    sorted by force MAE, largest first."""
+    totals: dict[str, np.ndarray] = {}
+    for sums in table["_element_sums"].dropna() if "_element_sums" in table else []:
+        for symbol, values in sums.items():
+            totals[symbol] = totals.get(symbol, np.zeros(3)) + np.asarray(values, dtype=float)
+    rows = [{"element": symbol, "atoms": int(n), "forces_mae": error / (3 * n), "zero_forces_mae": zero / (3 * n)}
+            for symbol, (error, zero, n) in totals.items()]
+    frame = pd.DataFrame(rows, columns=["element", "atoms", "forces_mae", "zero_forces_mae"])
+    frame["worse_than_zero"] = frame["forces_mae"] > frame["zero_forces_mae"]
+    return frame.sort_values("forces_mae", ascending=False, ignore_index=True)
+
+
 def summarise(table: pd.DataFrame) -> dict:
     """MAE/RMSE of energy per atom (eV/atom), of force components (eV/Å) and of stress components (eV/Å³).
 
     ``max_abs_energy_error`` is per atom (eV/atom); ``max_abs_force_error`` per component (eV/Å);
     ``energy_per_atom_mean_error`` = mean(E_pred − E_ref)/N (eV/atom, signed: shows convention offsets);
-    ``zero_forces_mae`` = mean |F_ref| over the same components, the force MAE of predicting zero forces.
+    ``zero_forces_mae`` = mean |F_ref| over the same components, the force MAE of predicting zero forces;
+    ``relaxed_forces_mae`` and ``relaxed_zero_forces_mae`` the same over the ``n_relaxed`` frames whose largest
+    reference force is below :data:`RELAXED_MAX_FORCE`; ``elements_worse_than_zero``: the elements with at
+    least :data:`MIN_ELEMENT_ATOMS` atoms whose force MAE exceeds zero forces' (:func:`element_errors`).
 
     Force errors are pooled over all components of all atoms; stress over the 9 components of each periodic
     structure with a reference.
@@ -214,8 +253,20 @@ def summarise(table: pd.DataFrame) -> dict:
         summary["forces_rmse"] = float(np.sqrt(f["_force_sq"].sum() / count))
         summary["max_abs_force_error"] = float(f["forces_max_error"].max())
         summary["zero_forces_mae"] = float(f["_force_ref_abs_sum"].sum() / count)
+        relaxed = f[f["_max_force_ref"] < RELAXED_MAX_FORCE]
+        relaxed_count = relaxed["_force_count"].sum()
+        summary["n_relaxed"] = int(len(relaxed))
+        summary["relaxed_forces_mae"] = (float((relaxed["forces_mae"] * relaxed["_force_count"]).sum()
+                                               / relaxed_count) if len(relaxed) else None)
+        summary["relaxed_zero_forces_mae"] = (float(relaxed["_force_ref_abs_sum"].sum() / relaxed_count)
+                                              if len(relaxed) else None)
+        elements = element_errors(f)
+        summary["elements_worse_than_zero"] = sorted(
+            elements[elements["worse_than_zero"] & (elements["atoms"] >= MIN_ELEMENT_ATOMS)]["element"])
     else:
-        summary |= {"forces_mae": None, "forces_rmse": None, "max_abs_force_error": None, "zero_forces_mae": None}
+        summary |= {"forces_mae": None, "forces_rmse": None, "max_abs_force_error": None, "zero_forces_mae": None,
+                    "n_relaxed": 0, "relaxed_forces_mae": None, "relaxed_zero_forces_mae": None,
+                    "elements_worse_than_zero": []}
     if "_stress_sq" in ok and ok["_stress_sq"].notna().any():
         s = ok.dropna(subset=["_stress_sq"])
         summary["stress_mae"] = float(s["stress_mae"].mean())
@@ -281,6 +332,9 @@ def summary_row(summary: dict, label: str) -> dict:
         "force MAE (meV/Å)": milli("forces_mae"),
         "stress MAE (meV/Å³)": milli("stress_mae"),
         "zero-force MAE (meV/Å)": milli("zero_forces_mae"),
+        "relaxed frames": summary.get("n_relaxed", 0),
+        "relaxed force MAE (meV/Å)": milli("relaxed_forces_mae"),
+        "elements worse than zero forces": " ".join(summary.get("elements_worse_than_zero") or []),
         "s/structure": summary["wall_s"] / max(1, summary["n_structures"]),
     }
 
@@ -313,13 +367,20 @@ def comparison_table(results_dir: str | Path, key: str) -> pd.DataFrame:
 
 
 def write_model_results(table: pd.DataFrame, summary: dict, results_dir: str | Path, label: str, key: str) -> Path:
-    """File one model's evaluation: ``results_dir/eval/<label>/<key>.csv`` (the per-structure table, public columns)
-    and ``<key>.summary.json`` (:func:`summarise` plus the run's facts); returns the table's path."""
+    """File one model's evaluation: ``results_dir/eval/<label>/<key>.csv`` (the per-structure table, public columns),
+    ``<key>.summary.json`` (:func:`summarise` plus the run's facts), ``<key>.elements.csv`` (:func:`element_errors`)
+    and the figures of :func:`geodite.eval_plots.write_figures` (parity PNG, periodic-table HTML) where there are
+    forces to plot; returns the table's path."""
+    from geodite.eval_plots import write_figures
+
     out_dir = Path(results_dir, "eval", label)
     out_dir.mkdir(parents=True, exist_ok=True)
     csv = out_dir / f"{key}.csv"
     public_columns(table).to_csv(csv, index=False)
     (out_dir / f"{key}.summary.json").write_text(json.dumps(summary, indent=2))
+    elements = element_errors(table)
+    elements.to_csv(out_dir / f"{key}.elements.csv", index=False)
+    write_figures(table, elements, out_dir, key, label)
     return csv
 
 

@@ -62,7 +62,8 @@ def eval_command(
     """
     from geodite.checkpoints import CheckpointError
     from geodite.evaluate import DataFileError, MixedDataError, UnreadableFrame, data_key, evaluate_structures
-    from geodite.evaluate import read_structures, summarise, write_comparison, write_model_results
+    from geodite.evaluate import MIN_ELEMENT_ATOMS, RELAXED_MAX_FORCE, read_structures, summarise, write_comparison
+    from geodite.evaluate import write_model_results
     from geodite.registry import ModelNotAvailableError, resolve
 
     try:
@@ -117,7 +118,14 @@ def eval_command(
                 shown.add_row(f"{name} ({unit})", "—" if mae is None else f"{mae:.3e}",
                               "—" if rmse is None else f"{rmse:.3e}")
             Console().print(shown)
-        stderr.print(f"per-structure table: {table_path}")
+            if summary["n_relaxed"]:
+                stderr.print(f"relaxed frames (largest reference force < {RELAXED_MAX_FORCE} eV/Å): "
+                             f"{summary['n_relaxed']}, force MAE {1000 * summary['relaxed_forces_mae']:.1f} meV/Å "
+                             f"(zero forces {1000 * summary['relaxed_zero_forces_mae']:.1f})")
+            if summary["elements_worse_than_zero"]:
+                stderr.print(f"elements (≥ {MIN_ELEMENT_ATOMS} atoms) with a force MAE above zero forces': "
+                             f"{' '.join(summary['elements_worse_than_zero'])}")
+        stderr.print(f"per-structure table: {table_path}; per element, parity and periodic-table figures beside it")
     try:
         path, rows = write_comparison(results_dir, key, data.name)
     except MixedDataError as error:
