@@ -31,6 +31,22 @@ from ase import Atoms
 #: package data: the multi-element reduced formulas of every benchmark input, one a line, sorted
 FORMULA_LIST = "benchmark-formulas.txt"
 
+#: the pools proven disjoint from every benchmark input by the rule below (tests/train/test_pool_v8.py), with
+#: what a model distilled on one is, in Matbench Discovery's terms
+DISJOINT_POOLS = {
+    "v8": "yes: distilled from SevenNet-0 (MPtrj only) on generated crystals, heteronuclear pairs and isolated "
+          "atoms, none sharing a formula or structure with a benchmark input (no homonuclear dimers)",
+}
+
+
+def pool_compliance(pool: str | None) -> str:
+    """Whether a model distilled on ``pool`` (its checkpoint's ``metadata["pool"]``) is compliant, with the
+    reason: only the :data:`DISJOINT_POOLS` are (v1–v7 hold WBM structures, the discovery test set)."""
+    if pool in DISJOINT_POOLS:
+        return DISJOINT_POOLS[pool]
+    return f"no: distilled on pool {pool or '(not recorded)'}, not proven disjoint from the benchmark inputs " \
+           f"(v1–v7 hold WBM structures, the discovery test set)"
+
 
 def formula_list_path() -> Path:
     """The package-data copy of :data:`FORMULA_LIST`."""

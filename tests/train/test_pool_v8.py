@@ -16,10 +16,12 @@ from pymatgen.core import Composition
 
 from geodite.train import chemistry
 from geodite.train.compliance import (
+    DISJOINT_POOLS,
     BenchmarkInputs,
     benchmark_inputs,
     excluded_formulas,
     multi_element_formulas,
+    pool_compliance,
     violations,
     xdatcar_formula,
 )
@@ -49,11 +51,30 @@ def _single_element(plan) -> list[tuple[str, Atoms]]:
 
 
 @needs_data
-def test_v8_pool_is_disjoint_from_every_benchmark_input(inputs, v8_plan):
+@pytest.mark.parametrize("pool", sorted(DISJOINT_POOLS))
+def test_every_pool_called_disjoint_is_disjoint_from_every_benchmark_input(inputs, pool):
     sources = {s.split(":")[0] for ss in inputs.formulas.values() for s in ss}
     assert sources == {"wbm", "wbm-initial", "kappa", "md", "mptrj-random-1k"}
     assert {"Li6PS5Cl", "Li6PS5I", "MgO"} <= set(inputs.formulas)  # argyrodites, a κ rocksalt
-    assert violations([(uid, s.formula) for uid, s in v8_plan], _single_element(v8_plan), inputs) == []
+    plan = pool_starts(pool, ROOT, seed=0)
+    assert violations([(uid, s.formula) for uid, s in plan], _single_element(plan), inputs) == []
+
+
+def test_the_shipped_model_was_distilled_on_a_disjoint_pool():
+    """The embedded default names its pool in its checkpoint; only a pool the test above proves disjoint
+    counts, so the report's compliant column (geodite.report.compliance_of) says yes only then."""
+    from geodite.checkpoints import load_weights_only, shipped_model_path
+    from geodite.report import compliance_of
+
+    pool = load_weights_only(shipped_model_path())["metadata"]["pool"]
+    assert pool in DISJOINT_POOLS
+    assert compliance_of("geodite").startswith("yes")
+
+
+def test_pool_compliance_says_no_for_pools_not_proven_disjoint():
+    assert pool_compliance("v8").startswith("yes")
+    assert pool_compliance("v7").startswith("no: distilled on pool v7")
+    assert pool_compliance(None).startswith("no: distilled on pool (not recorded)")
 
 
 @needs_data
