@@ -249,6 +249,7 @@ def build_document(models: Sequence[str], results_dir: str | Path = "results", t
     doc += cps_section(labels, results_dir)
     for task in TASKS:
         doc += task_section(task, labels, results_dir)
+    doc += eval_section(labels, results_dir)
     doc.append(("h", 2, "Provenance", "provenance"))
     for label in labels:
         doc += provenance_section(label, results_dir, provenance[label], model_info[label])
@@ -334,6 +335,39 @@ def task_section(task: str, labels: Sequence[str], results_dir: Path) -> list[Bl
         for fig in r.figures:
             doc.append(("fig", fig, f"{task} — {r.model}: {fig.name}"))
     return doc
+
+
+def eval_section(labels: Sequence[str], results_dir: Path) -> list[Block]:
+    """Errors against DFT references (``geodite eval``), one row per model and data file: energy, forces beside
+    zero forces, the relaxed frames' forces, the elements worse than zero forces; each run's parity figure.
+    Nothing when no model was evaluated."""
+    found = [(label, path) for label in labels
+             for path in sorted(Path(results_dir, "eval", label).glob("*.summary.json"))]
+    if not found:
+        return []
+    doc: list[Block] = [("h", 2, "Errors vs DFT (geodite eval)", "eval")]
+    doc.append(("p", "Energies per atom, force and stress components against a data file's references; zero "
+                     "forces = the force MAE of predicting no force at all; relaxed frames = those whose largest "
+                     "reference force is below 0.1 eV/Å. Per-element tables and periodic-table pages lie beside "
+                     "each summary."))
+    rows, figures = [], []
+    for label, path in found:
+        s = json.loads(path.read_text())
+
+        def milli(key: str) -> str:
+            return "—" if s.get(key) is None else f"{1000 * s[key]:.1f}"
+
+        rows.append([label, Path(s.get("data", path.name)).name, _fmt(s.get("n_structures")),
+                     milli("energy_per_atom_mae"), milli("forces_mae"), milli("zero_forces_mae"),
+                     f"{milli('relaxed_forces_mae')} / {milli('relaxed_zero_forces_mae')} ({_fmt(s.get('n_relaxed'))})",
+                     " ".join(s.get("elements_worse_than_zero") or []) or "none"])
+        parity = path.with_name(path.name.replace(".summary.json", ".parity.png"))
+        if parity.exists():
+            figures.append(("fig", parity, f"eval — {label}: {parity.name}"))
+    doc.append(("table", ["model", "data", "frames", "E MAE (meV/atom)", "F MAE (meV/Å)", "zero F (meV/Å)",
+                          "relaxed F / zero (meV/Å) (frames)", "elements (≥ 100 atoms) worse than zero forces"],
+                rows, None))
+    return doc + figures
 
 
 def provenance_section(label: str, results_dir: Path, prov: dict | None, info: dict) -> list[Block]:

@@ -258,3 +258,23 @@ def test_several_models_side_by_side(tmp_path):
     assert len(check_images(sections["kappa"])) == 1
     ours = [cells[0] for cells, cls in sections["headline"]["tables"][0] if cls == "ours"]
     assert ours == ["geodite", "emt"]
+
+
+def test_eval_section_lists_each_evaluation_with_its_parity_figure(tmp_path):
+    """`geodite eval` results of a model get a row (forces beside zero forces, relaxed frames, elements worse
+    than zero) and its parity figure; a model without eval results gets no row, a report without any no section."""
+    _fake_results(tmp_path, "emt", ("discovery",), 0.5)
+    assert "eval" not in parse(Path(rep.write_report("emt", tmp_path)["html"]))
+    out = tmp_path / "eval" / "geodite"
+    out.mkdir(parents=True)
+    summary = {"data": "/x/mptrj-random-1k.xyz", "n_structures": 1000, "energy_per_atom_mae": 0.05,
+               "forces_mae": 0.1204, "zero_forces_mae": 0.1987, "n_relaxed": 309, "relaxed_forces_mae": 0.03,
+               "relaxed_zero_forces_mae": 0.011, "elements_worse_than_zero": ["O", "Si"]}
+    (out / "mptrj-random-1k-abc.summary.json").write_text(json.dumps(summary))
+    (out / "mptrj-random-1k-abc.parity.png").write_bytes(PNG_1x1)
+    _fake_results(tmp_path, "geodite", ("discovery",), 0.04)
+    section = parse(Path(rep.write_report("geodite,emt", tmp_path)["html"]))["eval"]
+    header, *rows = section["tables"][0]
+    assert [cells for cells, _ in rows] == [["geodite", "mptrj-random-1k.xyz", "1000", "50.0", "120.4", "198.7",
+                                             "30.0 / 11.0 (309)", "O Si"]]
+    assert check_images(section) == ["mptrj-random-1k-abc.parity.png"]
