@@ -332,7 +332,7 @@ def summary_row(summary: dict, label: str) -> dict:
         "force MAE (meV/Å)": milli("forces_mae"),
         "stress MAE (meV/Å³)": milli("stress_mae"),
         "zero-force MAE (meV/Å)": milli("zero_forces_mae"),
-        "relaxed frames": summary.get("n_relaxed", 0),
+        "relaxed frames": summary.get("n_relaxed", np.nan),
         "relaxed force MAE (meV/Å)": milli("relaxed_forces_mae"),
         "elements worse than zero forces": " ".join(summary.get("elements_worse_than_zero") or []),
         "s/structure": summary["wall_s"] / max(1, summary["n_structures"]),
