@@ -7,6 +7,8 @@ Layout of a store directory (all little-endian raw arrays, shapes in ``meta.json
     positions.bin f64    [A, 3]     Å
     forces.bin   f32     [A, 3]     eV/Å (NaN where unknown)
     magmoms.bin  f32     [A]        μB   (NaN where unknown)
+    atomic_energies.bin f64 [A]     eV, per-atom energies summing to the frame's energy (a teacher's
+                                    decomposition, e.g. SevenNet-0's; NaN where unknown); since format v2
     offsets.bin  int64   [F + 1]    frame k's atoms are offsets[k]:offsets[k+1]
     energy.bin   f64     [F]        eV, total energy in Geodite's convention (MPtrj: uncorrected)
     corrected_energy.bin f64 [F]    eV, MP2020-corrected total energy (NaN where unknown)
@@ -14,6 +16,9 @@ Layout of a store directory (all little-endian raw arrays, shapes in ``meta.json
     cell.bin     f64     [F, 3, 3]  Å, rows are lattice vectors
     pbc.bin      bool    [F, 3]
     material.bin int32   [F]        index into meta["material_ids"] (e.g. mp-1234, the trajectory)
+
+Formats: ``geodite-framestore-v2`` (written now) added ``atomic_energies.bin``; a ``geodite-framestore-v1``
+store (without it) stays readable, its frames without per-atom energies (``Frame.atomic_energies`` None).
 
 Frames are appended one at a time (``FrameStoreWriter``), so converting the 1.58 M MPtrj frames never
 holds them as Python objects; reading maps the files lazily (``FrameStore``). Graphs (neighbour lists) are
@@ -33,17 +38,22 @@ import torch
 from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 
-STORE_FORMAT = "geodite-framestore-v1"
+STORE_FORMAT = "geodite-framestore-v2"
+#: the formats FrameStore reads, oldest first; a v1 store has no atomic_energies.bin
+READABLE_FORMATS = ("geodite-framestore-v1", STORE_FORMAT)
+#: the per-atom arrays a v1 store lacks (read as unknown)
+_SINCE_V2 = ("atomic_energies",)
 
 _PER_ATOM = {"numbers": (np.int16, ()), "positions": (np.float64, (3,)), "forces": (np.float32, (3,)),
-             "magmoms": (np.float32, ())}
+             "magmoms": (np.float32, ()), "atomic_energies": (np.float64, ())}
 _PER_FRAME = {"energy": (np.float64, ()), "corrected_energy": (np.float64, ()), "stress": (np.float64, (3, 3)),
               "cell": (np.float64, (3, 3)), "pbc": (np.bool_, (3,)), "material": (np.int32, ())}
 
 
 @dataclass
 class Frame:
-    """One labelled structure, plain numpy. ``stress`` eV/Å³ ASE sign, ``energy`` eV."""
+    """One labelled structure, plain numpy. ``stress`` eV/Å³ ASE sign, ``energy`` eV, ``atomic_energies`` [N] eV
+    (per-atom energies summing to ``energy``, e.g. a teacher's; None or NaN where unknown)."""
 
     numbers: np.ndarray
     positions: np.ndarray
@@ -55,6 +65,7 @@ class Frame:
     material_id: str = ""
     corrected_energy: float = float("nan")
     magmoms: np.ndarray | None = None
+    atomic_energies: np.ndarray | None = None
 
     def to_atoms(self) -> Atoms:
         atoms = Atoms(self.numbers, positions=self.positions, cell=self.cell, pbc=self.pbc)
@@ -63,13 +74,16 @@ class Frame:
             results["forces"] = self.forces
         if self.stress is not None and np.isfinite(self.stress).all():
             results["stress"] = self.stress
+        if self.atomic_energies is not None and np.isfinite(self.atomic_energies).all():
+            results["energies"] = self.atomic_energies  # ASE's name for per-atom energies
         atoms.calc = SinglePointCalculator(atoms, **results)
         atoms.info["material_id"] = self.material_id
         return atoms
 
 
 def frame_from_atoms(atoms: Atoms, material_id: str = "", energy_key: str | None = None) -> Frame:
-    """Frame from labelled ASE atoms (calculator results or ``info``/``arrays`` keys energy/forces/stress)."""
+    """Frame from labelled ASE atoms (calculator results or ``info``/``arrays`` keys energy/forces/stress, and
+    the per-atom energies ASE calls ``energies``)."""
     info, arrays = atoms.info, atoms.arrays
     results = dict(getattr(atoms.calc, "results", {}) or {}) if atoms.calc is not None else {}
     if energy_key and energy_key in info:
@@ -90,6 +104,7 @@ def frame_from_atoms(atoms: Atoms, material_id: str = "", energy_key: str | None
             stress = voigt_6_to_full_3x3_stress(stress)
         stress = stress.reshape(3, 3)
     magmoms = arrays.get("magmoms", arrays.get("initial_magmoms"))
+    atomic_energies = results.get("energies", arrays.get("energies"))
     return Frame(
         numbers=np.asarray(atoms.numbers),
         positions=np.asarray(atoms.positions, dtype=np.float64),
@@ -101,6 +116,7 @@ def frame_from_atoms(atoms: Atoms, material_id: str = "", energy_key: str | None
         material_id=str(material_id),
         corrected_energy=float(info.get("corrected_total_energy", np.nan)),
         magmoms=None if magmoms is None else np.asarray(magmoms, dtype=np.float64).reshape(-1)[: len(atoms)],
+        atomic_energies=None if atomic_energies is None else np.asarray(atomic_energies, dtype=np.float64),
     )
 
 
@@ -135,6 +151,7 @@ class FrameStoreWriter:
         put("positions", frame.positions, None)
         put("forces", frame.forces, (n, 3))
         put("magmoms", frame.magmoms, (n,))
+        put("atomic_energies", frame.atomic_energies, (n,))
         put("energy", frame.energy, None)
         put("corrected_energy", frame.corrected_energy, None)
         put("stress", frame.stress, (3, 3))
@@ -154,7 +171,8 @@ class FrameStoreWriter:
             "num_frames": self.num_frames,
             "num_atoms": self.num_atoms,
             "source": self.source,
-            "units": {"energy": "eV", "forces": "eV/Å", "stress": "eV/Å³ (ASE sign)", "positions": "Å"},
+            "units": {"energy": "eV", "forces": "eV/Å", "stress": "eV/Å³ (ASE sign)", "positions": "Å",
+                      "atomic_energies": "eV"},
             "material_ids": list(self._materials),
         }
         tmp = self.path / "meta.json.tmp"
@@ -185,8 +203,8 @@ class FrameStore:
         if not meta_path.exists():
             raise FileNotFoundError(f"no frame store at {self.path} (meta.json missing)")
         self.meta = json.loads(meta_path.read_text())
-        if self.meta.get("format") != STORE_FORMAT:
-            raise ValueError(f"{self.path} is not a {STORE_FORMAT} store")
+        if self.meta.get("format") not in READABLE_FORMATS:
+            raise ValueError(f"{self.path} is not a frame store of a known format ({', '.join(READABLE_FORMATS)})")
         self.material_ids: list[str] = self.meta["material_ids"]
         self._arrays: dict[str, np.ndarray] | None = None
 
@@ -199,6 +217,8 @@ class FrameStore:
             A, F = self.meta["num_atoms"], self.meta["num_frames"]
             arrays = {}
             for name, (dtype, shape) in _PER_ATOM.items():
+                if self.meta["format"] != STORE_FORMAT and name in _SINCE_V2:
+                    continue  # an older store: unknown, read as None
                 arrays[name] = self._map(name, dtype, (A, *shape))
             for name, (dtype, shape) in _PER_FRAME.items():
                 arrays[name] = self._map(name, dtype, (F, *shape))
@@ -217,6 +237,17 @@ class FrameStore:
     @property
     def num_atoms_per_frame(self) -> np.ndarray:
         return np.diff(self.arrays["offsets"])
+
+    def has_atomic_energies(self, indices: Sequence[int] | None = None) -> np.ndarray:
+        """[F] (or [len(indices)]) bool: whether each frame has per-atom energies for all its atoms."""
+        a = self.arrays
+        frames = np.arange(len(self)) if indices is None else np.asarray(indices, dtype=np.int64)
+        if "atomic_energies" not in a:
+            return np.zeros(len(frames), dtype=bool)
+        offsets = np.asarray(a["offsets"])
+        known = np.isfinite(np.asarray(a["atomic_energies"]))
+        unknown_before = np.concatenate([[0], np.cumsum(~known)])  # unknown atoms before each atom index
+        return unknown_before[offsets[frames + 1]] == unknown_before[offsets[frames]]
 
     def material_of(self, indices: Sequence[int] | None = None) -> np.ndarray:
         material = np.asarray(self.arrays["material"])
@@ -239,6 +270,7 @@ class FrameStore:
             material_id=self.material_ids[int(a["material"][index])],
             corrected_energy=float(a["corrected_energy"][index]),
             magmoms=np.asarray(a["magmoms"][lo:hi], dtype=np.float64),
+            atomic_energies=np.array(a["atomic_energies"][lo:hi]) if "atomic_energies" in a else None,
         )
 
 
@@ -287,11 +319,13 @@ class Batch:
     stress: torch.Tensor  # [B, 3, 3] eV/Å³
     has_forces: torch.Tensor  # [B] bool
     has_stress: torch.Tensor  # [B] bool
+    atomic_energies: torch.Tensor  # [N] eV, float64 (0 where unknown)
+    has_atomic_energies: torch.Tensor  # [B] bool: every atom of the frame has a per-atom energy
 
     def to(self, device) -> "Batch":
-        return Batch(self.graph.to(device), *(t.to(device) for t in
-                                              (self.energy, self.forces, self.stress, self.has_forces,
-                                               self.has_stress)))
+        tensors = (self.energy, self.forces, self.stress, self.has_forces, self.has_stress, self.atomic_energies,
+                   self.has_atomic_energies)
+        return Batch(self.graph.to(device), *(t.to(device) for t in tensors))
 
 
 class GraphCollate:
@@ -313,4 +347,8 @@ class GraphCollate:
         forces_t = torch.as_tensor(np.nan_to_num(np.concatenate(forces)), dtype=self.dtype)
         stress_t = torch.as_tensor(np.nan_to_num(np.stack(stress)), dtype=self.dtype)
         energy = torch.as_tensor([f.energy for f in frames], dtype=torch.float64)
-        return Batch(graph, energy, forces_t, stress_t, has_forces, has_stress)
+        atomic = [f.atomic_energies if f.atomic_energies is not None else np.full(len(f.numbers), np.nan)
+                  for f in frames]
+        has_atomic = torch.tensor([bool(np.isfinite(x).all()) for x in atomic])
+        atomic_t = torch.as_tensor(np.nan_to_num(np.concatenate(atomic)), dtype=torch.float64)
+        return Batch(graph, energy, forces_t, stress_t, has_forces, has_stress, atomic_t, has_atomic)

@@ -12,7 +12,8 @@ Readers (all yield ``Frame`` objects one at a time):
   convention); the MP2020-corrected energy is kept alongside.
 * Matbench Discovery's MPtrj extxyz zip (``2024-09-03-mp-trj.extxyz.zip``: one extxyz member per material,
   energies eV, forces eV/Å, stress eV/Å³ ASE sign).
-* any extxyz file and any ASE database (energy/forces/stress from the stored calculator results).
+* any extxyz file and any ASE database (energy/forces/stress from the stored calculator results; per-atom
+  energies from the calculator results, ASE's ``energies``, or a database row's data, :func:`write_row`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
+from ase import Atoms
 
 from geodite.data.dataset import Frame, FrameStore, FrameStoreWriter, frame_from_atoms
 from geodite.data.downloads import cache_dir, download_file
@@ -123,6 +125,22 @@ def _material_from_info(info: dict, fallback: str) -> str:
     return fallback
 
 
+def write_row(db, frame: Atoms, **keys) -> None:
+    """Write a labelled frame to an ASE database; the per-atom energies (which ASE's SQLite rows do not keep)
+    go into the row's data as ``energies``."""
+    energies = frame.calc.results.get("energies") if frame.calc is not None else None
+    db.write(frame, data={"energies": np.asarray(energies)} if energies is not None else {}, **keys)
+
+
+def row_atoms(row) -> Atoms:
+    """The labelled Atoms of a database row, per-atom energies (:func:`write_row`) included."""
+    atoms = row.toatoms()
+    energies = row.data.get("energies")
+    if energies is not None and atoms.calc is not None:
+        atoms.calc.results["energies"] = np.asarray(energies, dtype=np.float64)
+    return atoms
+
+
 def iter_ase_file(path: str | Path, limit: int | None = None, energy_key: str | None = None) -> Iterator[Frame]:
     """Frames of an extxyz (or any ASE-readable trajectory) file or an ASE database."""
     import ase.io
@@ -133,7 +151,7 @@ def iter_ase_file(path: str | Path, limit: int | None = None, energy_key: str | 
         from ase.db import connect
 
         for row in connect(str(path)).select():
-            atoms = row.toatoms()
+            atoms = row_atoms(row)
             atoms.info.update(row.key_value_pairs)
             yield frame_from_atoms(atoms, _material_from_info(atoms.info, f"{path.stem}-{row.id}"), energy_key)
             count += 1

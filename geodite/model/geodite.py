@@ -152,7 +152,9 @@ class Geodite(nn.Module):
         mode (inference) treats the edge layers' weights as constants and differentiates once.
         ``vacuum``: see ``atomic_energies``. ``local`` [N] (0/1, float): only these atoms' energies count;
         the others are ghost copies (LAMMPS domains) that still receive forces. ``atomic_energies`` [N] eV
-        are the per-atom terms of the energy (zero for ghosts).
+        are the per-atom terms of the energy (zero for ghosts; e0, scale and shift included, so they sum to
+        ``energy``), differentiable in training mode (a loss on them, :class:`geodite.train.optim.TrainingLoss`)
+        and detached otherwise.
         """
         positions, cell = graph.positions, graph.cell
         strain = torch.zeros_like(cell, requires_grad=compute_stress)
@@ -172,7 +174,7 @@ class Geodite(nn.Module):
             energy.sum(), inputs, create_graph=self.training, retain_graph=self.training, allow_unused=True
         )
         forces = -grads[0] if grads[0] is not None else torch.zeros_like(positions)
-        out = {"energy": energy, "forces": forces, "atomic_energies": atomic.detach()}
+        out = {"energy": energy, "forces": forces, "atomic_energies": atomic if self.training else atomic.detach()}
         if compute_stress:
             volume = torch.linalg.det(graph.cell).abs()
             periodic = graph.pbc.all(dim=-1) & (volume > 0)

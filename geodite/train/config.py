@@ -104,6 +104,9 @@ class LossSection(_Section):
     force_std: float | None = None
     stress_mean: float | None = None
     stress_std: float | None = None
+    # weight of the per-atom energy term (a teacher's per-atom energies, TrainingLoss); 0: off, frames without
+    # per-atom energies never contribute to it
+    atomic_energy_weight: float = 0.0
 
 
 @dataclass
@@ -256,7 +259,8 @@ RANGES: dict[str, _Rule] = {key: rule for rule, keys in (
                      "run.num_threads", "run.max_steps", "run.valid_every")),
     (_POSITIVE, ("model.cutoff", "loss.huber_delta", "loss.energy_std", "loss.force_std", "loss.stress_std",
                  "loss.e0_tolerance", "optim.lr", "optim.zclip_z", "run.max_minutes")),
-    (_NON_NEGATIVE, ("data.split_seed", "data.num_workers", "loss.weights", "optim.lr_start",
+    (_NON_NEGATIVE, ("data.split_seed", "data.num_workers", "loss.weights", "loss.atomic_energy_weight",
+                     "optim.lr_start",
                      "optim.warmup_steps", "optim.lr_end", "optim.plateau_patience", "optim.weight_decay",
                      "optim.zclip_warmup", "run.seed", "run.checkpoint_every", "run.log_every",
                      "run.train_subset")),

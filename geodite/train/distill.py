@@ -18,6 +18,7 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 
+from geodite.data.mptrj import row_atoms, write_row
 from geodite.train.pools import RELAX_SUFFIX, START_SUFFIX, min_distance_ok
 
 #: labelling drops single-point frames whose largest teacher force exceeds this (eV/Å; dimers are kept)
@@ -298,22 +299,6 @@ def _label_trajectories(todo, db, calculator, teacher, seed, steps, keep, pertur
     return db.count()
 
 
-def write_row(db, frame: Atoms, **keys) -> None:
-    """Write a labelled frame to an ASE database; the per-atom energies (which ASE's SQLite rows do not keep)
-    go into the row's data as ``energies``."""
-    energies = frame.calc.results.get("energies") if frame.calc is not None else None
-    db.write(frame, data={"energies": np.asarray(energies)} if energies is not None else {}, **keys)
-
-
-def row_atoms(row) -> Atoms:
-    """The labelled Atoms of a database row, per-atom energies (:func:`write_row`) included."""
-    atoms = row.toatoms()
-    energies = row.data.get("energies")
-    if energies is not None and atoms.calc is not None:
-        atoms.calc.results["energies"] = np.asarray(energies, dtype=np.float64)
-    return atoms
-
-
 def is_exported(path: str | Path) -> bool:
     """Whether ``path`` is an exported label shard (extended XYZ, optionally xz/gz-compressed), not a database."""
     return ".extxyz" in Path(path).name
@@ -392,8 +377,9 @@ def split_labels(sources: list[str | Path], train_db: str | Path, valid_db: str 
                  seed: int = 0, previous: str | Path | None = None, previous_fraction: float = 0.05,
                  previous_seed: int = 0, previous_split: tuple[str | Path, str | Path] | None = None,
                  log: Callable[[str], None] = print) -> tuple[int, int]:
-    """Split labelled rows by material (the uid before "/") into a training and a validation ASE database;
-    a uid present in several sources is written once (first source wins). Returns (train, valid) rows.
+    """Split labelled rows by material (the uid before "/") into a training and a validation ASE database,
+    per-atom energies kept (:func:`write_row`); a uid present in several sources is written once (first source
+    wins). Returns (train, valid) rows.
 
     With ``previous`` (the label database an earlier model was trained on with the trainer's own
     ``valid_fraction=previous_fraction, split_seed=previous_seed`` split), that split is kept: its validation
@@ -436,7 +422,7 @@ def split_labels(sources: list[str | Path], train_db: str | Path, valid_db: str 
         for row in rows:
             is_valid = _material(row.uid) in held_out
             keys = {key: row.get(key) for key in ("group", "teacher") if row.get(key) is not None}
-            (valid if is_valid else train).write(row.toatoms(), uid=row.uid, **keys)
+            write_row(valid if is_valid else train, row_atoms(row), uid=row.uid, **keys)
             counts[is_valid] += 1
     log(f"split {len(rows)} labelled frames: {counts[0]} training, {counts[1]} validation "
         f"({len(held_out & {_material(r.uid) for r in rows})} validation materials, {len(new)} new materials)")

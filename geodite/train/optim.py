@@ -50,13 +50,29 @@ def elementwise_loss(pred: Tensor, target: Tensor, function: str, delta: float) 
     raise ValueError(f"unknown loss function {function!r} (one of {', '.join(LOSS_FUNCTIONS)})")
 
 
+def normalised_atomic_energies(atomic: Tensor, z: Tensor, e0: Tensor, norm: Normalisation) -> Tensor:
+    """(ε_i − e0(Z_i) − μ_E)/σ_E of per-atom energies ε_i [N] eV (float64): the per-atom counterpart of the
+    energy target ((E − Σ e0)/N − μ_E)/σ_E, which is its mean over a frame's atoms. ``e0`` eV by Z; μ_E, σ_E
+    (``norm``) eV/atom, so a per-atom energy error is measured in units of the per-atom energy spread σ_E."""
+    return (atomic.to(torch.float64) - e0.to(device=z.device, dtype=torch.float64)[z] - norm.energy_mean) \
+        / norm.energy_std
+
+
 @dataclass
 class TrainingLoss:
     """The training loss of one rank's shard of a global batch: the elementwise loss (``function``, Huber with
     ``huber_delta`` or MSE) of normalised targets — per-atom energies after e0 (``e0``: eV by Z), forces,
     stresses — each summed and divided by its *global* count [frames, force components, stress components],
     weighted E:F:S (``weights``) and multiplied by ``world`` (DDP averages the ranks' gradients, which gives
-    the gradient of the whole global batch's loss)."""
+    the gradient of the whole global batch's loss).
+
+    With ``atomic_weight`` > 0 a fourth term: the elementwise loss of the model's per-atom energies
+    (``out["atomic_energies"]``, e0 and shift included, the terms its energy sums) against per-atom labels
+    (a teacher's, ``batch.atomic_energies``), both normalised by :func:`normalised_atomic_energies` (e0
+    subtracted, divided by σ_E, the energy term's scale: an error of δ eV on every atom of a frame costs in
+    this term what δ eV/atom costs in the energy term), summed over the atoms of frames with labels and
+    divided by their *global* count (``counts[3]``). Frames without per-atom labels contribute nothing. At 0
+    (the default) the term is not computed and the loss is the E/F/S loss alone."""
 
     weights: list[float]
     function: str
@@ -65,10 +81,12 @@ class TrainingLoss:
     norm: Normalisation
     dtype: torch.dtype
     world: int = 1
+    atomic_weight: float = 0.0
 
     def __call__(self, batch: Batch, out: dict[str, Tensor], counts: Tensor) -> tuple[Tensor, dict[str, float]]:
-        """The loss of ``batch`` for the model's output ``out`` and the global ``counts``, and its energy,
-        forces and stress terms (floats, unweighted)."""
+        """The loss of ``batch`` for the model's output ``out`` and the global ``counts`` [frames, force
+        components, stress components, atoms with per-atom energy labels], and its energy, forces, stress and
+        per-atom energy (``atomic``) terms (floats, unweighted)."""
         w_e, w_f, w_s = self.weights
         norm = self.norm
         pred_e = self._targets_per_atom(batch, out["energy"]).to(self.dtype)
@@ -84,9 +102,21 @@ class TrainingLoss:
             true_s = (batch.stress - norm.stress_mean) / norm.stress_std
             loss_s = (self._elementwise(pred_s, true_s) * batch.has_stress[:, None, None]).sum() / counts[2].clamp(min=1)
             total = total + w_s * loss_s
+        loss_a = torch.zeros((), dtype=self.dtype, device=total.device)
+        if self.atomic_weight > 0:
+            loss_a = self._atomic_term(batch, out["atomic_energies"], counts[3])
+            total = total + self.atomic_weight * loss_a
         parts = {"energy": float(loss_e.detach()) * self.world, "forces": float(loss_f.detach()) * self.world,
-                 "stress": float(loss_s.detach()) * self.world}
+                 "stress": float(loss_s.detach()) * self.world, "atomic": float(loss_a.detach()) * self.world}
         return total * self.world, parts
+
+    def _atomic_term(self, batch: Batch, atomic: Tensor, count: Tensor) -> Tensor:
+        """The per-atom energy term (unweighted): summed over the labelled frames' atoms, divided by ``count``."""
+        z = batch.graph.z
+        pred = normalised_atomic_energies(atomic, z, self.e0, self.norm).to(self.dtype)
+        true = normalised_atomic_energies(batch.atomic_energies, z, self.e0, self.norm).to(self.dtype)
+        mask = batch.has_atomic_energies[batch.graph.batch]
+        return (self._elementwise(pred, true) * mask).sum() / count.clamp(min=1)
 
     def _elementwise(self, pred: Tensor, true: Tensor) -> Tensor:
         return elementwise_loss(pred, true, self.function, self.huber_delta)
@@ -99,6 +129,16 @@ class TrainingLoss:
         e0_sum = torch.zeros(graph.num_graphs, dtype=torch.float64, device=graph.z.device).index_add_(
             0, graph.batch, e0)
         return ((energy.to(torch.float64) - e0_sum) / n - self.norm.energy_mean) / self.norm.energy_std
+
+
+def loss_counts(batch: Batch) -> Tensor:
+    """[frames, force components, stress components, atoms with per-atom energy labels] of one batch (float64),
+    the denominators of :class:`TrainingLoss`'s terms (summed over the ranks for a distributed batch)."""
+    graph = batch.graph
+    atoms_with_forces = int(batch.has_forces[graph.batch].sum())
+    atoms_with_energies = int(batch.has_atomic_energies[graph.batch].sum())
+    return torch.tensor([graph.num_graphs, 3 * atoms_with_forces, 9 * int(batch.has_stress.sum()),
+                         atoms_with_energies], dtype=torch.float64)
 
 
 def validation_errors(model: nn.Module, batches: Iterable[Batch], loss: TrainingLoss, device: torch.device,
@@ -114,7 +154,7 @@ def validation_errors(model: nn.Module, batches: Iterable[Batch], loss: Training
         e_err = ((out["energy"].double() - batch.energy) / n).abs()
         f_err = (out["forces"] - batch.forces).abs().double()[batch.has_forces[batch.graph.batch]]
         s_err = (out["stress"] - batch.stress).abs().double()[batch.has_stress]
-        counts = torch.tensor([batch.graph.num_graphs, f_err.numel(), s_err.numel()], dtype=torch.float64)
+        counts = loss_counts(batch)
         value, _ = loss(batch, {k: v.detach() for k, v in out.items()}, counts.to(device))
         sums += torch.tensor([e_err.sum().item(), f_err.sum().item(), s_err.sum().item(),
                               counts[0], counts[1], counts[2], float(value) / loss.world * counts[0]])

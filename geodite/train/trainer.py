@@ -42,7 +42,7 @@ from geodite.train import distributed
 from geodite.train.config import TrainConfig
 from geodite.train.initial import initial_model, optimiser, training_frames
 from geodite.train.metrics_log import MetricsLog, metrics_table
-from geodite.train.optim import Normalisation, TrainingLoss, validation_errors
+from geodite.train.optim import Normalisation, TrainingLoss, loss_counts, validation_errors
 from geodite.train.state import (
     BEST_FILE,
     STATE_FILE,
@@ -102,7 +102,7 @@ class Trainer:
         self._resume()
         loss = config.loss  # built after _resume: a resumed run's loss has its checkpoint's normalisation
         self.loss = TrainingLoss(loss.weights, loss.function, loss.huber_delta, self.e0, self.norm, self.dtype,
-                                 self.world)
+                                 self.world, loss.atomic_energy_weight)
         self.metrics_log = MetricsLog(self.out_dir, run.tensorboard and self.rank == 0, self.log)
 
     # ---------------------------------------------------------------- set-up
@@ -123,6 +123,13 @@ class Trainer:
         self.valid_store, self.valid_idx, self.train_subset = frames.valid_store, frames.valid_idx, frames.train_subset
         self.log(f"data: {len(self.train_idx)} training frames, {len(self.valid_idx)} validation frames "
                  f"({len(np.unique(self.store.material_of(self.train_idx)))} training materials)")
+        if config.loss.atomic_energy_weight > 0:
+            labelled = int(self.store.has_atomic_energies(self.train_idx).sum())
+            if not labelled:
+                raise ValueError(f"config loss.atomic_energy_weight: none of the {len(self.train_idx)} training "
+                                 f"frames has per-atom energies (a store converted before format v2 keeps "
+                                 f"none: remove {self.store.path} to convert the sources again)")
+            self.log(f"per-atom energy labels: {labelled} of {len(self.train_idx)} training frames")
         model, e0, self.norm = initial_model(config, frames, self.log)
         self.collate = GraphCollate(model.cutoff, self.dtype)
         self.e0 = torch.as_tensor(e0)
@@ -200,11 +207,8 @@ class Trainer:
         return loss, parts
 
     def _counts(self, batch: Batch) -> Tensor:
-        """[frames, force components, stress components] of the global batch (summed over the ranks)."""
-        atoms_with_forces = batch.has_forces[batch.graph.batch].sum()
-        counts = torch.tensor([batch.graph.num_graphs, 3 * int(atoms_with_forces), 9 * int(batch.has_stress.sum())],
-                              dtype=torch.float64)
-        return distributed.sum_over_ranks(counts, self.device).to(self.device)
+        """:func:`loss_counts` of the global batch (summed over the ranks)."""
+        return distributed.sum_over_ranks(loss_counts(batch), self.device).to(self.device)
 
     def _optimiser_step(self) -> float:
         """One optimiser step on the accumulated gradients: ZClip, AdamW, EMA update, LR schedule (every step,
@@ -225,8 +229,9 @@ class Trainer:
         if not every or self.step % every:
             return
         lr = self.optimizer.param_groups[0]["lr"]
+        atomic = f" A {parts['atomic']:.4f}" if self.loss.atomic_weight > 0 else ""
         self.log(f"epoch {self.epoch} step {self.step} loss {np.mean(self.epoch_losses[-every:]):.4f} "
-                 f"(E {parts['energy']:.4f} F {parts['forces']:.4f} S {parts['stress']:.4f}) "
+                 f"(E {parts['energy']:.4f} F {parts['forces']:.4f} S {parts['stress']:.4f}{atomic}) "
                  f"|g| {grad_norm:.3g} lr {lr:.3g}")
         self.metrics_log.scalars({"train/loss": float(loss) / self.world, "train/lr": lr}, self.step)
 
