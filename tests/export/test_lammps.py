@@ -14,10 +14,12 @@ from ase import Atoms
 from ase.build import bulk
 
 from geodite.calculator import Evaluator, GeoditeCalculator
+from geodite.domains import split_domains
 from geodite.export import ExportableGeodite, graph_inputs
 from geodite.graph import build_graph
 from geodite.lammps import EV_PER_A3_IN_BAR, LammpsDriverError, open_lammps, run_pair_style, run_script, write_structure
 from tests.conftest import DATA
+from tests.export.conftest import missing
 
 RELATIVE = 1e-8
 TOL = 1e-10  # eV, eV/Å: LAMMPS against the eager model (float64)
@@ -132,6 +134,22 @@ def test_per_atom_virials_differ_between_atoms(lmp_geodite, exported_small, tmp_
 
 
 @pytest.mark.slow
+def test_graph_rows_are_the_owned_atoms_and_the_ghosts_within_the_cutoff(lmp_geodite, exported_small, small_model,
+                                                                          tmp_path, monkeypatch):
+    """LAMMPS's ghost shell is cutoff + skin; the graph the stages run on holds only the ghosts that send to an
+    owned atom within the cutoff (as many rows as the Python domain of one rank), so the stages' per-atom work
+    skips the rest of the shell (GEODITE_PROFILE reports the last step's graph)."""
+    monkeypatch.setenv("GEODITE_PROFILE", str(tmp_path / "profile"))
+    atoms = run_pair_style(lmp_geodite, exported_small, rattled_salt(), ["Cl", "Na"], tmp_path, md="run 1").atoms
+    atoms.wrap()  # as LAMMPS owns them: which images are within the cutoff of an owned atom depends on it
+    profile = dict(line.split() for line in (tmp_path / "profile.0").read_text().splitlines())
+    domain = split_domains(atoms, small_model.cutoff, 1)[0]
+    assert int(profile["calls"]) == 1 and int(profile["graph_edges"]) == domain.vectors.shape[0]
+    assert int(profile["graph_rows"]) == domain.owner.shape[0]
+    assert int(profile["lammps_atoms"]) > int(profile["graph_rows"]) > len(atoms)
+
+
+@pytest.mark.slow
 def test_old_package_format_is_refused(lmp_geodite, exported_small, tmp_path):
     """A package of another format (here: the metadata of a format-4 one, whose products recompute their stage
     and take no saved tensors) stops LAMMPS with one line naming geodite export."""
@@ -182,7 +200,7 @@ def test_fix_external_driver_equals_ase(small_model, tmp_path):
     try:
         lmp = open_lammps()
     except LammpsDriverError as error:
-        pytest.skip(str(error))
+        missing(str(error))
     atoms = write_structure(rattled_salt(), tmp_path, ["Na", "Cl"])
     script = f"""units metal
 atom_style atomic
@@ -211,7 +229,7 @@ def test_fix_external_driver_stops_on_model_errors(small_model, tmp_path):
     try:
         lmp = open_lammps()
     except LammpsDriverError as error:
-        pytest.skip(str(error))
+        missing(str(error))
     write_structure(rattled_salt(), tmp_path, ["Na", "Cl"])
     script = f"units metal\natom_style atomic\nread_data {tmp_path / 'structure.data'}\n" \
              "fix g all external pf/callback 1 1\nrun 0\n"
