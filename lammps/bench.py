@@ -43,6 +43,7 @@ from geodite.tasks.speed import crystal
 MD = "velocity all create 300 12345 mom yes rot no\nfix nve all nve\ntimestep 0.001\nrun 1\nrun {steps}"
 PER_ATOM_VIRIAL = "compute virial all stress/atom NULL pair\nfix virial all ave/atom 1 1 1 c_virial[*]\n"
 PHASES = ["edges", "inputs", "stages", "copies", "forward_comm", "vjps", "reverse_comm", "forces"]  # pair_geodite.h
+GRAPH = ["graph_rows", "lammps_atoms"]  # the last step's graph rows and LAMMPS's owned + ghost atoms (per rank)
 
 
 class Timed:
@@ -97,16 +98,19 @@ def lammps_seconds_per_step(executable: Path, package: Path, n_atoms: int, steps
         peaks = [int(path.read_text().split()[-1]) for path in run.glob("rss.*")]
         phases: Counter[str] = Counter()
         for path in run.glob("profile.*"):  # one per rank: "name seconds" lines summed over the run's steps
-            phases.update({name: float(value) / (steps * ranks) for name, value in
-                           (line.split() for line in path.read_text().splitlines()) if name in PHASES})
+            lines = dict(line.split() for line in path.read_text().splitlines())
+            phases.update({name: float(lines[name]) / (steps * ranks) for name in PHASES})
+            phases.update({name: int(lines[name]) / ranks for name in GRAPH})
     return result.loop_seconds[-1] / steps, max(peaks) / 1e6, dict(phases)
 
 
 def fractions(seconds: float, phases: dict[str, float]) -> str:
-    """The phases as fractions of the step, and the rest."""
-    parts = [f"{name} {value / seconds:.3f}" for name, value in phases.items()]
-    return "|  | phases (fraction of the step): " + ", ".join(parts + [
-        f"rest {1 - sum(phases.values()) / seconds:.3f}"]) + " | | | | |"
+    """The phases (seconds per step) as fractions of the step, and the rest; the graph's size (rank mean)."""
+    timed = {name: value for name, value in phases.items() if name not in GRAPH}
+    parts = [f"{name} {value / seconds:.3f}" for name, value in timed.items()]
+    parts.append(f"rest {1 - sum(timed.values()) / seconds:.3f}")
+    parts += [f"{name} {phases[name]:.0f}" for name in GRAPH if name in phases]
+    return "|  | phases (fraction of the step): " + ", ".join(parts) + " | | | | |"
 
 
 def main() -> None:

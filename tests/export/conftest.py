@@ -25,6 +25,15 @@ def exported_small() -> Path:
 
 
 @pytest.fixture(scope="session")
+def exported_shipped() -> Path:
+    """The shipped model (registry name ``geodite``) as a float64 package of the geodite:: kernels (cached in
+    build/; minutes to compile)."""
+    from geodite.registry import resolve
+
+    return cached_export(resolve("geodite").load_model(), CACHE, "geodite", dtype="float64").path
+
+
+@pytest.fixture(scope="session")
 def exported_small_plain() -> Path:
     """The same as a plain-autograd package (``--kernels plain``)."""
     return cached_export(load_checkpoint(SMALL_CHECKPOINT), CACHE, "geodite_small", dtype="float64",
