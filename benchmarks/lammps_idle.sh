@@ -10,8 +10,10 @@
 # Run from the checkout that built build/lammps/lmp_geodite (make lammps), on an idle machine: pause background
 # jobs by pid (kill -STOP PID ... kill -CONT PID). Expected wall time on the 2 idle cores: about 6 minutes
 # (1: ~1 min, 2: ~3 min, 3: ~2 min; from the idle figures of 2026-12-06 and the loaded runs of 2026-12-07).
-# Environment: PYTHON (default /work/main/.venv/bin/python), LMP, PACKAGE (the shipped model, float32),
-# PUBLISHED (geodite export geodite-published --dtype float32; skipped if absent).
+# Environment: PYTHON (default /work/main/.venv/bin/python), LMP, PACKAGE (the shipped model, float32: geodite
+# export geodite --dtype float32), PUBLISHED (geodite export geodite-published --dtype float32; skipped if absent).
+# The 2026-12-07 checkout of branch s6-lammps has both in build/bench (geodite-f32.pt2 exported 2026-12-06 21:41,
+# published-f32.pt2 2026-12-07 00:16) and lmp_geodite in build/lammps.
 set -euo pipefail
 RESULTS=${1:?usage: benchmarks/lammps_idle.sh RESULTS_DIR}
 cd "$(dirname "$0")/.."

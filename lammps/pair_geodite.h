@@ -1,9 +1,9 @@
 /* Geodite as a LAMMPS pair style: runs an exported AOTInductor package (geodite export) on each rank, one
    stage at a time, exchanging node features between ranks after every message-passing step.
 
-   Each rank's graph has its owned atoms and its ghost atoms (one cutoff + skin, LAMMPS's usual shell) as
-   nodes and the edges of its owned atoms (full neighbour list) as edges, so only owned atoms have complete
-   neighbourhoods. The package's stages (geodite/model/stages.py: embedding, each layer's messages, the last
+   Each rank's graph has its owned atoms and the ghost atoms within the cutoff of one of them as nodes (LAMMPS's
+   shell is cutoff + skin: the other ghosts only relay the exchanges) and the edges of its owned atoms (full
+   neighbour list) as edges, so only owned atoms have complete neighbourhoods. The package's stages (geodite/model/stages.py: embedding, each layer's messages, the last
    readout) each end where a sum over neighbours was taken; after each one the owners' node features
    (h [F], X [8, F] per atom) are copied to their ghost rows by forward communication (pack/unpack_forward_comm),
    so the next stage sees exact features everywhere. Each stage also returns the tensors its vector-Jacobian
