@@ -109,7 +109,8 @@ clean:
 lammps: install
 	lammps/build.sh $(BIN)/python build/lammps
 
-## test-lammps (slow): pair_style geodite serial/MPI/NVE/small cell and the fix external driver against ASE
+## test-lammps (slow): pair_style geodite = the eager model at 1/2/4 ranks (golden cases, 1,000 atoms), NVE of the
+## shipped model, the fix external driver against ASE; a missing prerequisite fails (GEODITE_REQUIRE_LAMMPS=1)
 test-lammps: lammps
 	$(BIN)/pip install --quiet -e '.[test,lammps]'
 	GEODITE_REQUIRE_LAMMPS=1 $(BIN)/python -m pytest tests/export -q -p no:xdist -m 'slow or not slow'

