@@ -198,10 +198,11 @@ def error_row(index: int, atoms: Atoms, prediction: Prediction) -> dict:
 def element_force_sums(symbols: Sequence[str], abs_error: np.ndarray, abs_reference: np.ndarray) -> dict:
     """Per element of one frame: (Σ|F_pred − F_ref|, Σ|F_ref|, atoms), sums over the atoms' three components
     (eV/Å); ``abs_error`` and ``abs_reference`` are [N, 3]."""
+    symbols = np.asarray(symbols)
     sums: dict[str, tuple[float, float, int]] = {}
-    for symbol in set(symbols):
-        mask = np.asarray(symbols) == symbol
-        sums[symbol] = (float(abs_error[mask].sum()), float(abs_reference[mask].sum()), int(mask.sum()))
+    for symbol in np.unique(symbols):
+        mask = symbols == symbol
+        sums[str(symbol)] = (float(abs_error[mask].sum()), float(abs_reference[mask].sum()), int(mask.sum()))
     return sums
 
 

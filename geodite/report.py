@@ -70,6 +70,8 @@ OUR_COMPLIANCE = {
     "mace-mp-0": "yes (OSOD, MPtrj only)",
     "emt": "not an ML model",
 }
+
+
 def compliance_of(label: str) -> str:
     """The compliant column of one of our rows: the shipped model's from the pool its checkpoint names
     (:func:`geodite.train.compliance.pool_compliance`), a peer's from :data:`OUR_COMPLIANCE`."""
@@ -345,11 +347,13 @@ def eval_section(labels: Sequence[str], results_dir: Path) -> list[Block]:
              for path in sorted(Path(results_dir, "eval", label).glob("*.summary.json"))]
     if not found:
         return []
+    from geodite.evaluate import MIN_ELEMENT_ATOMS, RELAXED_MAX_FORCE
+
     doc: list[Block] = [("h", 2, "Errors vs DFT (geodite eval)", "eval")]
     doc.append(("p", "Energies per atom, force and stress components against a data file's references; zero "
                      "forces = the force MAE of predicting no force at all; relaxed frames = those whose largest "
-                     "reference force is below 0.1 eV/Å. Per-element tables and periodic-table pages lie beside "
-                     "each summary."))
+                     f"reference force is below {RELAXED_MAX_FORCE} eV/Å. Per-element tables and periodic-table "
+                     "pages lie beside each summary."))
     rows, figures = [], []
     for label, path in found:
         s = json.loads(path.read_text())
@@ -365,7 +369,7 @@ def eval_section(labels: Sequence[str], results_dir: Path) -> list[Block]:
         if parity.exists():
             figures.append(("fig", parity, f"eval — {label}: {parity.name}"))
     doc.append(("table", ["model", "data", "frames", "E MAE (meV/atom)", "F MAE (meV/Å)", "zero F (meV/Å)",
-                          "relaxed F / zero (meV/Å) (frames)", "elements (≥ 100 atoms) worse than zero forces"],
+                          "relaxed F / zero (meV/Å) (frames)", f"elements (≥ {MIN_ELEMENT_ATOMS} atoms) worse than zero forces"],
                 rows, None))
     return doc + figures
 
