@@ -13,8 +13,8 @@ import os
 # it). Only where geodite is imported before torch (the `geodite` command, its workers); =0 turns it off.
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
-from geodite.calculator import Evaluator, GeoditeCalculator
-from geodite.checkpoints import load_model
+from geodite.calculator import Evaluator, GeoditeCalculator  # noqa: E402 (after the variable)
+from geodite.checkpoints import load_model  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = ["Evaluator", "GeoditeCalculator", "load_model"]
