@@ -50,10 +50,12 @@ KERNEL_CHOICES = ("auto", "ops", "python")
 #: the kernels chosen by compiled_kernels() / python_kernels() in this context (None: $GEODITE_KERNELS)
 KERNELS: contextvars.ContextVar[str | None] = contextvars.ContextVar("geodite_kernels", default=None)
 
-#: -fopenmp-simd: `#pragma omp simd` loops (vectorised reductions) without an OpenMP runtime (the threads are
-#: torch's, at::parallel_for); no -march: the source compiles AVX-512, AVX2 and baseline clones of its loops
-#: and the CPU picks one at load time, so a library built on one x86-64 machine runs on any other
-COMPILER_FLAGS = ("-O3", "-fopenmp-simd", "-std=c++17", "-shared", "-fPIC")
+#: -fopenmp: at::parallel_for is a header template whose parallel region is an `omp parallel` pragma, so without
+#: it every operator ran on one thread whatever torch.set_num_threads said; the team is torch's own (the library
+#: links libgomp.so.1, the soname torch's wheel ships and has loaded: one OpenMP runtime, one thread count). No
+#: -march: the source compiles AVX-512, AVX2 and baseline clones of its loops and the CPU picks one at load
+#: time, so a library built on one x86-64 machine runs on any other
+COMPILER_FLAGS = ("-O3", "-fopenmp", "-std=c++17", "-shared", "-fPIC")
 
 _loaded: Path | None = None
 _unavailable: str | None = None  # why the library could not be built (auto mode then runs fused.py)

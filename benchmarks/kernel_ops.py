@@ -1,0 +1,76 @@
+"""The geodite:: operators alone on a real graph (issue 32): median milliseconds per call of the interaction's
+forward and backward operators and the rejected inner products', at each thread count, on the edges of
+rattled diamond Si (6 Å) with random features (published size: F = 192, 8 heads, float32).
+
+    python benchmarks/kernel_ops.py --atoms 216 --threads 1 2 [--order receiver sender random]
+
+``--order``: the edge list as the model gets it (``given``: vesin's cell-list order, atoms partly grouped), sorted
+by receiver, sorted by sender, or shuffled — the same work with the per-edge rows read in another order (the
+forward pass visits edges by receiver, the backward operator's main pass by sender). Timing needs an idle
+machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from geodite.custom_ops import load_library
+from geodite.graph import neighbour_list
+from geodite.tasks.speed import crystal
+
+
+def median_ms(call, repeats: int) -> float:
+    call()
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        samples.append(time.perf_counter() - start)
+    return 1e3 * statistics.median(samples)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--atoms", type=int, default=216)
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--order", nargs="+", default=["given"], choices=("given", "receiver", "sender", "random"))
+    parser.add_argument("--channels", type=int, default=192)
+    parser.add_argument("--heads", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=9)
+    args = parser.parse_args()
+    load_library()
+    atoms = crystal("si", args.atoms)
+    receiver, sender = (torch.from_numpy(x) for x in neighbour_list(atoms, 6.0)[:2])
+    N, E, F, H = len(atoms), len(receiver), args.channels, args.heads
+    generator = torch.Generator().manual_seed(0)
+
+    def rand(*shape):
+        return torch.randn(*shape, generator=generator)
+
+    a, fi, Y = rand(E, F), rand(E, 3 * F), rand(E, 8)
+    q, k, v, f, X = rand(N, F), rand(N, F), rand(N, 3 * F), rand(N, 3 * F), rand(N, 8, F)
+    gh, gX, gw, Q, K = rand(N, F), rand(N, 8, F), rand(E, F), rand(N, 8, F), rand(N, 8, F)
+    ops = torch.ops.geodite
+    print(f"{N} atoms, {E} edges, F = {F}, {H} heads, float32; median ms per call")
+    for order in args.order:
+        permutation = {"given": torch.arange(E), "receiver": torch.argsort(receiver, stable=True), "sender": torch.argsort(sender, stable=True),
+                       "random": torch.randperm(E, generator=generator)}[order]
+        snd, rcv = sender[permutation].contiguous(), receiver[permutation].contiguous()
+        calls = {
+            "interaction": lambda: ops.interaction_messages(a, fi, Y, q, k, v, f, X, snd, rcv, H),
+            "interaction backward": lambda: ops.interaction_messages_backward(gh, gX, a, fi, Y, q, k, v, f, X, snd,
+                                                                              rcv, H),
+            "rejected": lambda: ops.rejected_inner_product(Q, K, Y, snd, rcv),
+            "rejected backward": lambda: ops.rejected_inner_product_backward(gw, Q, K, Y, snd, rcv),
+        }
+        for threads in args.threads:
+            torch.set_num_threads(threads)
+            times = ", ".join(f"{name} {median_ms(call, args.repeats):.1f}" for name, call in calls.items())
+            print(f"edges by {order}, {threads} thread(s): {times}")
+
+
+if __name__ == "__main__":
+    main()
