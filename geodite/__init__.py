@@ -7,9 +7,9 @@
 
 import os
 
-# Before torch's first allocation (c10/core/alloc_cpu.cpp reads it once): CPU tensors of 2 MB and more get 2 MB
-# aligned memory advised for transparent huge pages, so the per-edge tensors every call allocates and frees are
-# faulted in 512 times less often (docs/speed.md: 216-atom calls after another model's were ~20 % slower without
+# Before torch's first allocation (c10/core/alloc_cpu.cpp reads it once): CPU tensors of 2 MB and more get whole
+# pages advised MADV_HUGEPAGE (transparent huge pages), so the per-edge tensors every call allocates and frees are
+# faulted in up to 512 times less often (docs/speed.md: 216-atom calls after another model's were ~20 % slower without
 # it). Only where geodite is imported before torch (the `geodite` command, its workers); =0 turns it off.
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 

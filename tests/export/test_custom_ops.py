@@ -234,7 +234,7 @@ def test_ops_run_on_torchs_threads():
     own = after[caller] - before[caller]
     # the split is ~1:1 with the team at work; without it the other thread only spin-waits after ATen's fills
     # (~1:6 measured), and both spin at barriers while the other works, so the share is a bound, not an equality
-    assert others >= 0.3 * (others + own), f"another thread did {others} of {others + own} clock ticks"
+    assert others >= 0.25 * (others + own), f"another thread did {others} of {others + own} clock ticks"
 
 
 def test_float32_ops_follow_the_float64_reference():
