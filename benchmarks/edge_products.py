@@ -11,20 +11,16 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
+import timeit
 
 import torch
 from torch.nn import functional as F
 
 
 def median_s(call, repeats: int = 15) -> float:
+    """Median seconds of ``repeats`` calls after a warm-up call (timeit, one call per sample)."""
     call()
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
+    return statistics.median(timeit.repeat(call, repeat=repeats, number=1))
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
+import timeit
 
 import torch
 from geodite.custom_ops import load_library
@@ -23,13 +23,9 @@ from geodite.tasks.speed import crystal
 
 
 def median_ms(call, repeats: int) -> float:
+    """Median milliseconds of ``repeats`` calls after a warm-up call (timeit, one call per sample)."""
     call()
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        samples.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(samples)
+    return 1e3 * statistics.median(timeit.repeat(call, repeat=repeats, number=1))
 
 
 def main() -> None:
