@@ -261,7 +261,9 @@ def label_trajectories(
     (:func:`perturbed_frames`, generator :func:`material_seed`: ``<material>/end-<k>``), with the teacher's
     per-atom energies. Frames with a force above ``max_force`` eV/Å or atoms closer than half their
     covalent-radius sum are dropped. A material's frames are written in one transaction, so a killed run
-    resumes at the first material without frames. Returns the number of rows in the database."""
+    resumes at the first material without frames. A material that gives no frame (the teacher fails, or every
+    frame is dropped: a start the teacher blows up) is listed with the reason in :func:`unlabelled_path` and
+    not relabelled by a later run (delete the file to retry). Returns the number of rows in the database."""
     from ase.db import connect
 
     from geodite.threads import limit_blas_threads
@@ -269,12 +271,39 @@ def label_trajectories(
     db = connect(str(db_path))
     done = {_material(row.uid) for row in db.select(columns=["key_value_pairs"])
             if "uid" in row.key_value_pairs} if Path(db_path).exists() else set()
+    failed = read_unlabelled(db_path)
     todo = [(_material(uid), atoms) for uid, atoms in structures if _material(uid) not in done]
+    skipped = sum(material in failed for material, _ in todo)
+    if skipped:
+        log(f"not relabelling {skipped} materials that gave no frame before ({unlabelled_path(db_path)})")
+        todo = [(material, atoms) for material, atoms in todo if material not in failed]
     with limit_blas_threads(1):  # the cell filter's 3×3 matrix functions: BLAS threads only contend
-        return _label_trajectories(todo, db, calculator, teacher, seed, steps, keep, perturbations, max_force, log)
+        return _label_trajectories(todo, db, unlabelled_path(db_path), calculator, teacher, seed, steps, keep,
+                                   perturbations, max_force, log)
 
 
-def _label_trajectories(todo, db, calculator, teacher, seed, steps, keep, perturbations, max_force, log) -> int:
+def unlabelled_path(db_path: str | Path) -> Path:
+    """The list of materials that gave no frame beside a label database (``labels-0.db.unlabelled``): one
+    ``material<TAB>reason`` line each."""
+    return Path(f"{db_path}.unlabelled")
+
+
+def read_unlabelled(db_path: str | Path) -> dict[str, str]:
+    """{material: reason} of :func:`unlabelled_path` (empty when there is none)."""
+    path = unlabelled_path(db_path)
+    if not path.exists():
+        return {}
+    lines = (line.split("\t", 1) for line in path.read_text().splitlines() if line.strip())
+    return {parts[0]: parts[1] if len(parts) > 1 else "" for parts in lines}
+
+
+def _label_trajectories(todo, db, unlabelled: Path, calculator, teacher, seed, steps, keep, perturbations,
+                        max_force, log) -> int:
+    def give_up(material: str, reason: str) -> None:
+        log(f"skip {material}: {reason}")
+        with unlabelled.open("a") as out:
+            out.write(f"{material}\t{' '.join(reason.split())}\n")
+
     start, frames_done, atoms_done = time.perf_counter(), 0, 0
     for count, (material, atoms) in enumerate(todo, 1):
         try:
@@ -283,10 +312,14 @@ def _label_trajectories(todo, db, calculator, teacher, seed, steps, keep, pertur
             rng = np.random.default_rng(material_seed(material, seed))
             frames += [(f"{material}/end-{k}", frame) for k, frame in perturbed_frames(end, calculator, rng, perturbations)]
         except Exception as error:  # a teacher or optimiser failure on one structure: skip it, say so
-            log(f"skip {material}: {error}")
+            give_up(material, f"{type(error).__name__}: {error}")
             continue
-        frames = [(uid, f) for uid, f in frames if min_distance_ok(f)
-                  and (max_force is None or np.linalg.norm(f.get_forces(), axis=1).max() <= max_force)]
+        kept = [(uid, f) for uid, f in frames if min_distance_ok(f)
+                and (max_force is None or np.linalg.norm(f.get_forces(), axis=1).max() <= max_force)]
+        if not kept:
+            give_up(material, f"all {len(frames)} frames dropped (a force above {max_force} eV/Å or atoms "
+                              f"overlapping)")
+        frames = kept
         with db:
             for uid, frame in frames:
                 write_row(db, frame, uid=uid, group=material.split("-")[0], teacher=teacher)

@@ -82,6 +82,45 @@ def test_relabelling_resumes_and_exported_shards_restore_everything(tmp_path):
     assert {uid for uid, *_ in read_label_rows(resumed)} == set(original)
 
 
+def test_a_material_without_frames_is_listed_and_not_relabelled(tmp_path):
+    """A start the teacher fails on, or whose every frame is dropped, is relaxed once: a later run skips it
+    (the v8 labeller re-ran ~23 such starts, ~40 s each, on every restart)."""
+    from geodite.train.distill import read_unlabelled, unlabelled_path
+
+    starts = _starts()
+    bad = starts[0][0].split("/")[0]
+
+    class FailsOnAl(EMT):  # a teacher that fails on the first start (Cu with Al)
+        def calculate(self, atoms=None, *args, **kwargs):
+            if "Al" in atoms.get_chemical_symbols():
+                raise RuntimeError("cannot evaluate\nthis structure")
+            super().calculate(atoms, *args, **kwargs)
+
+    db_path = tmp_path / "labels.db"
+    log: list[str] = []
+    label_trajectories(starts, db_path, FailsOnAl(), "emt", steps=4, keep=(0,), log=log.append)
+    assert read_unlabelled(db_path) == {bad: "RuntimeError: cannot evaluate this structure"}
+    assert any(line.startswith(f"skip {bad}") for line in log)
+    labelled = {uid.split("/")[0] for uid, *_ in read_label_rows(db_path)}
+    assert labelled == {starts[1][0].split("/")[0]}
+
+    class Refuses(EMT):
+        def calculate(self, *args, **kwargs):
+            raise AssertionError("a listed material was evaluated again")
+
+    log.clear()
+    label_trajectories(starts, db_path, Refuses(), "emt", steps=4, keep=(0,), log=log.append)
+    assert log == [f"not relabelling 1 materials that gave no frame before ({unlabelled_path(db_path)})"]
+    # every frame above max_force: listed too; deleting the list retries
+    unlabelled_path(db_path).unlink()
+    other = tmp_path / "other.db"
+    label_trajectories(starts[:1], other, EMT(), "emt", steps=4, keep=(0,), max_force=1e-6)
+    assert list(read_unlabelled(other)) == [bad]
+    assert not other.exists() or connect(str(other)).count() == 0
+    label_trajectories(starts, db_path, EMT(), "emt", steps=4, keep=(0,))
+    assert {uid.split("/")[0] for uid, *_ in read_label_rows(db_path)} == {s.split("/")[0] for s, _ in starts}
+
+
 def test_perturbations_do_not_depend_on_order_or_shard(tmp_path):
     starts = _starts()
     a, b = tmp_path / "a.db", tmp_path / "b.db"
