@@ -409,7 +409,7 @@ def _material(uid: str) -> str:
 def split_labels(sources: list[str | Path], train_db: str | Path, valid_db: str | Path, fraction: float = 0.05,
                  seed: int = 0, previous: str | Path | None = None, previous_fraction: float = 0.05,
                  previous_seed: int = 0, previous_split: tuple[str | Path, str | Path] | None = None,
-                 log: Callable[[str], None] = print) -> tuple[int, int]:
+                 valid_list: list[str] | None = None, log: Callable[[str], None] = print) -> tuple[int, int]:
     """Split labelled rows by material (the uid before "/") into a training and a validation ASE database,
     per-atom energies kept (:func:`write_row`); a uid present in several sources is written once (first source
     wins). Returns (train, valid) rows.
@@ -420,7 +420,8 @@ def split_labels(sources: list[str | Path], train_db: str | Path, valid_db: str 
     earlier one is still validated only on materials it never saw. Of the materials not in ``previous``
     (sorted by id), ``round(fraction × count)`` drawn with ``numpy.random.default_rng(seed)`` go to
     validation. ``previous_split`` (the (training, validation) databases of an earlier ``split_labels``) keeps
-    that split the same way."""
+    that split the same way. ``valid_list`` (material names, :func:`read_valid_materials`) decides the whole
+    split instead: the materials it names are held out, every other one trains."""
     from ase.db import connect
 
     from geodite.data.dataset import valid_materials
@@ -447,6 +448,8 @@ def split_labels(sources: list[str | Path], train_db: str | Path, valid_db: str 
     # single atoms are the isolated-atom reference (e0), not a material to validate on: always trained on
     references = {_material(row.uid) for row in rows if row.natoms == 1}
     new = sorted({_material(row.uid) for row in rows} - known - references)
+    if valid_list is not None:
+        held_out, new = set(valid_list), []
     if new and fraction > 0:
         count = min(max(int(round(fraction * len(new))), 1), len(new))
         held_out |= set(np.random.default_rng(seed).choice(new, count, replace=False))
@@ -547,6 +550,9 @@ class DistillSection:
     max_force: float | None = MAX_FORCE  # eV/Å; None: keep every frame (the v1 pool)
     valid_fraction: float = 0.05
     split_seed: int = 0
+    # a text file naming the validation materials (one per line): it decides the split instead of
+    # valid_fraction/split_seed, so that a split made from growing labels can be made again from the export
+    valid_materials: str | None = None
 
     def shard_db(self, shard: int) -> Path:
         return Path(self.labels_dir) / f"labels-{shard}.db"
@@ -611,4 +617,23 @@ def split_shards(section: DistillSection, log: Callable[[str], None] = print) ->
     shards = sorted(Path(section.labels_dir).glob("labels-*.db"))
     if not shards:
         raise FileNotFoundError(f"no labels-*.db in {section.labels_dir}: label first")
-    return split_labels(shards, train_db, valid_db, fraction=section.valid_fraction, seed=section.split_seed, log=log)
+    listed = None if section.valid_materials is None else read_valid_materials(section.valid_materials)
+    return split_labels(shards, train_db, valid_db, fraction=section.valid_fraction, seed=section.split_seed,
+                        valid_list=listed, log=log)
+
+
+def read_valid_materials(path: str | Path) -> list[str]:
+    """The material names of a validation list (one per line; blank lines and ``#`` comments ignored)."""
+    names = [line.split("#", 1)[0].strip() for line in Path(path).read_text().splitlines()]
+    return [name for name in names if name]
+
+
+def write_valid_materials(valid_db: str | Path, path: str | Path, header: str = "") -> int:
+    """Write the materials of a validation database (sorted) as a list for ``valid_materials``; returns how
+    many."""
+    from ase.db import connect
+
+    names = sorted({_material(row.uid) for row in connect(str(valid_db)).select()})
+    comment = "".join(f"# {line}\n" for line in header.splitlines())
+    Path(path).write_text(comment + "".join(f"{name}\n" for name in names))
+    return len(names)
