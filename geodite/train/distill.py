@@ -278,8 +278,8 @@ def label_trajectories(
         log(f"not relabelling {skipped} materials that gave no frame before ({unlabelled_path(db_path)})")
         todo = [(material, atoms) for material, atoms in todo if material not in failed]
     with limit_blas_threads(1):  # the cell filter's 3×3 matrix functions: BLAS threads only contend
-        return _label_trajectories(todo, db, unlabelled_path(db_path), calculator, teacher, seed, steps, keep,
-                                   perturbations, max_force, log)
+        return _label_trajectories(todo, db, db_path, calculator, teacher, seed, steps, keep, perturbations,
+                                   max_force, log)
 
 
 def unlabelled_path(db_path: str | Path) -> Path:
@@ -288,21 +288,32 @@ def unlabelled_path(db_path: str | Path) -> Path:
     return Path(f"{db_path}.unlabelled")
 
 
-def read_unlabelled(db_path: str | Path) -> dict[str, str]:
-    """{material: reason} of :func:`unlabelled_path` (empty when there is none)."""
-    path = unlabelled_path(db_path)
+def read_unlabelled(source: str | Path) -> dict[str, str]:
+    """{material: reason} of the materials that gave no frame, listed beside a label database
+    (:func:`unlabelled_path`) or beside exported shards (``<prefix>.unlabelled`` in their folder, written by
+    :func:`export_labels`); empty when there is no list."""
+    source = Path(source)
+    path = source.parent / f"{source.name.rsplit('-', 1)[0]}.unlabelled" if is_exported(source) \
+        else unlabelled_path(source)
     if not path.exists():
         return {}
     lines = (line.split("\t", 1) for line in path.read_text().splitlines() if line.strip())
     return {parts[0]: parts[1] if len(parts) > 1 else "" for parts in lines}
 
 
-def _label_trajectories(todo, db, unlabelled: Path, calculator, teacher, seed, steps, keep, perturbations,
-                        max_force, log) -> int:
+def _add_unlabelled(db_path: str | Path, materials: dict[str, str]) -> None:
+    """Append ``materials`` ({material: reason}) not listed yet to the list beside ``db_path``."""
+    new = {m: why for m, why in materials.items() if m not in read_unlabelled(db_path)}
+    if new:
+        with unlabelled_path(db_path).open("a") as out:
+            out.writelines(f"{m}\t{why}\n" for m, why in new.items())
+
+
+def _label_trajectories(todo, db, db_path, calculator, teacher, seed, steps, keep, perturbations, max_force,
+                        log) -> int:
     def give_up(material: str, reason: str) -> None:
         log(f"skip {material}: {reason}")
-        with unlabelled.open("a") as out:
-            out.write(f"{material}\t{' '.join(reason.split())}\n")
+        _add_unlabelled(db_path, {material: " ".join(reason.split())})
 
     start, frames_done, atoms_done = time.perf_counter(), 0, 0
     for count, (material, atoms) in enumerate(todo, 1):
@@ -379,15 +390,20 @@ def export_labels(sources: list[str | Path], out_dir: str | Path, pool: str, see
     """Write the rows of the label databases ``sources`` (in order, each by row id) as xz-compressed extended
     XYZ shards ``<prefix>-NNN.extxyz.xz`` of ``frames_per_file`` frames in ``out_dir``: positions, cell, the
     teacher's energy, forces, stress and per-atom energies, and ``uid``/``group``/``teacher``/``pool``/
-    ``pool_seed`` in each frame's info. Earlier shards of that prefix are replaced. Returns the files."""
+    ``pool_seed`` in each frame's info, and the sources' lists of materials that gave no frame as
+    ``<prefix>.unlabelled`` (:func:`read_unlabelled`). Earlier shards of that prefix are replaced. Returns the
+    shards."""
     import lzma
 
     from ase.io import write
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for old in out_dir.glob(f"{prefix}-*.extxyz.xz"):
-        old.unlink()
+    for old in [*out_dir.glob(f"{prefix}-*.extxyz.xz"), out_dir / f"{prefix}.unlabelled"]:
+        old.unlink(missing_ok=True)
+    unlabelled = {m: why for source in sources for m, why in read_unlabelled(source).items()}
+    if unlabelled:
+        (out_dir / f"{prefix}.unlabelled").write_text("".join(f"{m}\t{why}\n" for m, why in unlabelled.items()))
     frames = []
     for source in sources:
         for uid, group, teacher, atoms in read_label_rows(source):
@@ -525,6 +541,7 @@ def label_pool(pool: list[tuple[str, Atoms]], db_path: str | Path, teacher: str,
         copy_labels(source, db_path, {uid for uid, _ in single}, max_force, log)
         copy_labels(source, db_path, {uid for uid, _ in dimers}, None, log)
         copy_labels(source, db_path, relaxed_frames | trajectory_frames, None, log)  # whole relaxations
+        _add_unlabelled(db_path, read_unlabelled(source))  # starts that gave no frame are not tried again
     calculator = calculator if calculator is not None else make_teacher(teacher)
     label_structures(dimers, db_path, calculator, teacher, log=log)
     count = label_structures(single, db_path, calculator, teacher, limit=limit, log=log, max_force=max_force)
