@@ -261,7 +261,9 @@ def label_trajectories(
     (:func:`perturbed_frames`, generator :func:`material_seed`: ``<material>/end-<k>``), with the teacher's
     per-atom energies. Frames with a force above ``max_force`` eV/Å or atoms closer than half their
     covalent-radius sum are dropped. A material's frames are written in one transaction, so a killed run
-    resumes at the first material without frames. Returns the number of rows in the database."""
+    resumes at the first material without frames. A material that gives no frame (the teacher fails, or every
+    frame is dropped: a start the teacher blows up) is listed with the reason in :func:`unlabelled_path` and
+    not relabelled by a later run (delete the file to retry). Returns the number of rows in the database."""
     from ase.db import connect
 
     from geodite.threads import limit_blas_threads
@@ -269,12 +271,50 @@ def label_trajectories(
     db = connect(str(db_path))
     done = {_material(row.uid) for row in db.select(columns=["key_value_pairs"])
             if "uid" in row.key_value_pairs} if Path(db_path).exists() else set()
+    failed = read_unlabelled(db_path)
     todo = [(_material(uid), atoms) for uid, atoms in structures if _material(uid) not in done]
+    skipped = sum(material in failed for material, _ in todo)
+    if skipped:
+        log(f"not relabelling {skipped} materials that gave no frame before ({unlabelled_path(db_path)})")
+        todo = [(material, atoms) for material, atoms in todo if material not in failed]
     with limit_blas_threads(1):  # the cell filter's 3×3 matrix functions: BLAS threads only contend
-        return _label_trajectories(todo, db, calculator, teacher, seed, steps, keep, perturbations, max_force, log)
+        return _label_trajectories(todo, db, db_path, calculator, teacher, seed, steps, keep, perturbations,
+                                   max_force, log)
 
 
-def _label_trajectories(todo, db, calculator, teacher, seed, steps, keep, perturbations, max_force, log) -> int:
+def unlabelled_path(db_path: str | Path) -> Path:
+    """The list of materials that gave no frame beside a label database (``labels-0.db.unlabelled``): one
+    ``material<TAB>reason`` line each."""
+    return Path(f"{db_path}.unlabelled")
+
+
+def read_unlabelled(source: str | Path) -> dict[str, str]:
+    """{material: reason} of the materials that gave no frame, listed beside a label database
+    (:func:`unlabelled_path`) or beside exported shards (``<prefix>.unlabelled`` in their folder, written by
+    :func:`export_labels`); empty when there is no list."""
+    source = Path(source)
+    path = source.parent / f"{source.name.rsplit('-', 1)[0]}.unlabelled" if is_exported(source) \
+        else unlabelled_path(source)
+    if not path.exists():
+        return {}
+    lines = (line.split("\t", 1) for line in path.read_text().splitlines() if line.strip())
+    return {parts[0]: parts[1] if len(parts) > 1 else "" for parts in lines}
+
+
+def _add_unlabelled(db_path: str | Path, materials: dict[str, str]) -> None:
+    """Append ``materials`` ({material: reason}) not listed yet to the list beside ``db_path``."""
+    new = {m: why for m, why in materials.items() if m not in read_unlabelled(db_path)}
+    if new:
+        with unlabelled_path(db_path).open("a") as out:
+            out.writelines(f"{m}\t{why}\n" for m, why in new.items())
+
+
+def _label_trajectories(todo, db, db_path, calculator, teacher, seed, steps, keep, perturbations, max_force,
+                        log) -> int:
+    def give_up(material: str, reason: str) -> None:
+        log(f"skip {material}: {reason}")
+        _add_unlabelled(db_path, {material: " ".join(reason.split())})
+
     start, frames_done, atoms_done = time.perf_counter(), 0, 0
     for count, (material, atoms) in enumerate(todo, 1):
         try:
@@ -283,10 +323,14 @@ def _label_trajectories(todo, db, calculator, teacher, seed, steps, keep, pertur
             rng = np.random.default_rng(material_seed(material, seed))
             frames += [(f"{material}/end-{k}", frame) for k, frame in perturbed_frames(end, calculator, rng, perturbations)]
         except Exception as error:  # a teacher or optimiser failure on one structure: skip it, say so
-            log(f"skip {material}: {error}")
+            give_up(material, f"{type(error).__name__}: {error}")
             continue
-        frames = [(uid, f) for uid, f in frames if min_distance_ok(f)
-                  and (max_force is None or np.linalg.norm(f.get_forces(), axis=1).max() <= max_force)]
+        kept = [(uid, f) for uid, f in frames if min_distance_ok(f)
+                and (max_force is None or np.linalg.norm(f.get_forces(), axis=1).max() <= max_force)]
+        if not kept:
+            give_up(material, f"all {len(frames)} frames dropped (a force above {max_force} eV/Å or atoms "
+                              f"overlapping)")
+        frames = kept
         with db:
             for uid, frame in frames:
                 write_row(db, frame, uid=uid, group=material.split("-")[0], teacher=teacher)
@@ -346,15 +390,20 @@ def export_labels(sources: list[str | Path], out_dir: str | Path, pool: str, see
     """Write the rows of the label databases ``sources`` (in order, each by row id) as xz-compressed extended
     XYZ shards ``<prefix>-NNN.extxyz.xz`` of ``frames_per_file`` frames in ``out_dir``: positions, cell, the
     teacher's energy, forces, stress and per-atom energies, and ``uid``/``group``/``teacher``/``pool``/
-    ``pool_seed`` in each frame's info. Earlier shards of that prefix are replaced. Returns the files."""
+    ``pool_seed`` in each frame's info, and the sources' lists of materials that gave no frame as
+    ``<prefix>.unlabelled`` (:func:`read_unlabelled`). Earlier shards of that prefix are replaced. Returns the
+    shards."""
     import lzma
 
     from ase.io import write
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for old in out_dir.glob(f"{prefix}-*.extxyz.xz"):
-        old.unlink()
+    for old in [*out_dir.glob(f"{prefix}-*.extxyz.xz"), out_dir / f"{prefix}.unlabelled"]:
+        old.unlink(missing_ok=True)
+    unlabelled = {m: why for source in sources for m, why in read_unlabelled(source).items()}
+    if unlabelled:
+        (out_dir / f"{prefix}.unlabelled").write_text("".join(f"{m}\t{why}\n" for m, why in unlabelled.items()))
     frames = []
     for source in sources:
         for uid, group, teacher, atoms in read_label_rows(source):
@@ -376,7 +425,7 @@ def _material(uid: str) -> str:
 def split_labels(sources: list[str | Path], train_db: str | Path, valid_db: str | Path, fraction: float = 0.05,
                  seed: int = 0, previous: str | Path | None = None, previous_fraction: float = 0.05,
                  previous_seed: int = 0, previous_split: tuple[str | Path, str | Path] | None = None,
-                 log: Callable[[str], None] = print) -> tuple[int, int]:
+                 valid_list: list[str] | None = None, log: Callable[[str], None] = print) -> tuple[int, int]:
     """Split labelled rows by material (the uid before "/") into a training and a validation ASE database,
     per-atom energies kept (:func:`write_row`); a uid present in several sources is written once (first source
     wins). Returns (train, valid) rows.
@@ -387,7 +436,8 @@ def split_labels(sources: list[str | Path], train_db: str | Path, valid_db: str 
     earlier one is still validated only on materials it never saw. Of the materials not in ``previous``
     (sorted by id), ``round(fraction × count)`` drawn with ``numpy.random.default_rng(seed)`` go to
     validation. ``previous_split`` (the (training, validation) databases of an earlier ``split_labels``) keeps
-    that split the same way."""
+    that split the same way. ``valid_list`` (material names, :func:`read_valid_materials`) decides the whole
+    split instead: the materials it names are held out, every other one trains."""
     from ase.db import connect
 
     from geodite.data.dataset import valid_materials
@@ -414,6 +464,8 @@ def split_labels(sources: list[str | Path], train_db: str | Path, valid_db: str 
     # single atoms are the isolated-atom reference (e0), not a material to validate on: always trained on
     references = {_material(row.uid) for row in rows if row.natoms == 1}
     new = sorted({_material(row.uid) for row in rows} - known - references)
+    if valid_list is not None:
+        held_out, new = set(valid_list), []
     if new and fraction > 0:
         count = min(max(int(round(fraction * len(new))), 1), len(new))
         held_out |= set(np.random.default_rng(seed).choice(new, count, replace=False))
@@ -489,6 +541,7 @@ def label_pool(pool: list[tuple[str, Atoms]], db_path: str | Path, teacher: str,
         copy_labels(source, db_path, {uid for uid, _ in single}, max_force, log)
         copy_labels(source, db_path, {uid for uid, _ in dimers}, None, log)
         copy_labels(source, db_path, relaxed_frames | trajectory_frames, None, log)  # whole relaxations
+        _add_unlabelled(db_path, read_unlabelled(source))  # starts that gave no frame are not tried again
     calculator = calculator if calculator is not None else make_teacher(teacher)
     label_structures(dimers, db_path, calculator, teacher, log=log)
     count = label_structures(single, db_path, calculator, teacher, limit=limit, log=log, max_force=max_force)
@@ -514,6 +567,9 @@ class DistillSection:
     max_force: float | None = MAX_FORCE  # eV/Å; None: keep every frame (the v1 pool)
     valid_fraction: float = 0.05
     split_seed: int = 0
+    # a text file naming the validation materials (one per line): it decides the split instead of
+    # valid_fraction/split_seed, so that a split made from growing labels can be made again from the export
+    valid_materials: str | None = None
 
     def shard_db(self, shard: int) -> Path:
         return Path(self.labels_dir) / f"labels-{shard}.db"
@@ -578,4 +634,23 @@ def split_shards(section: DistillSection, log: Callable[[str], None] = print) ->
     shards = sorted(Path(section.labels_dir).glob("labels-*.db"))
     if not shards:
         raise FileNotFoundError(f"no labels-*.db in {section.labels_dir}: label first")
-    return split_labels(shards, train_db, valid_db, fraction=section.valid_fraction, seed=section.split_seed, log=log)
+    listed = None if section.valid_materials is None else read_valid_materials(section.valid_materials)
+    return split_labels(shards, train_db, valid_db, fraction=section.valid_fraction, seed=section.split_seed,
+                        valid_list=listed, log=log)
+
+
+def read_valid_materials(path: str | Path) -> list[str]:
+    """The material names of a validation list (one per line; blank lines and ``#`` comments ignored)."""
+    names = [line.split("#", 1)[0].strip() for line in Path(path).read_text().splitlines()]
+    return [name for name in names if name]
+
+
+def write_valid_materials(valid_db: str | Path, path: str | Path, header: str = "") -> int:
+    """Write the materials of a validation database (sorted) as a list for ``valid_materials``; returns how
+    many."""
+    from ase.db import connect
+
+    names = sorted({_material(row.uid) for row in connect(str(valid_db)).select()})
+    comment = "".join(f"# {line}\n" for line in header.splitlines())
+    Path(path).write_text(comment + "".join(f"{name}\n" for name in names))
+    return len(names)

@@ -137,6 +137,32 @@ def test_isolated_limit_part_and_the_split_keeps_single_atoms_in_training(tmp_pa
     assert len(valid) == 5 and all(u.startswith("dimer-") for u in valid)
 
 
+def test_split_stage_follows_a_committed_list_of_validation_materials(tmp_path):
+    """`distill.valid_materials` (a committed list) decides `--stage split`, not the fraction: the split of
+    labels grown over several sessions is made again from their export."""
+    from ase import Atoms
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.db import connect
+
+    from geodite.train.distill import read_distill_config, split_shards
+
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    with connect(str(labels / "labels-0.db")) as db:
+        for m in range(6):
+            for k in range(2):
+                atoms = Atoms("H2", positions=[[0, 0, 0], [0.7 + 0.01 * k, 0, 0]], cell=np.eye(3) * 8, pbc=True)
+                atoms.calc = SinglePointCalculator(atoms, energy=-1.0, forces=np.zeros((2, 3)), stress=np.zeros(6))
+                db.write(atoms, uid=f"v8oxide-{m:05d}/relax-{k}")
+    listed = tmp_path / "valid.txt"
+    listed.write_text("# held out\nv8oxide-00001\n\nv8oxide-00004  # and this one\n")
+    section, _ = read_distill_config({"distill": {"labels_dir": str(labels), "valid_fraction": 0.9,
+                                                  "valid_materials": str(listed)}})
+    assert split_shards(section, log=lambda s: None) == (8, 4)
+    valid = {row.uid.split("/")[0] for row in connect(str(labels / "valid.db")).select()}
+    assert valid == {"v8oxide-00001", "v8oxide-00004"}
+
+
 @pytest.mark.slow
 def test_pool_v7_is_v6_plus_the_isolated_atom_limit():
     from geodite.train.pools import build_pool

@@ -30,6 +30,17 @@ def _starts() -> list[tuple[str, Atoms]]:
     return out
 
 
+class CountingEMT(EMT):
+    """EMT that counts its evaluations (a teacher that raised instead would be caught by the labeller and
+    listed as a failed start, and a test of "never called" could not fail)."""
+
+    calls = 0
+
+    def calculate(self, *args, **kwargs):
+        type(self).calls += 1
+        super().calculate(*args, **kwargs)
+
+
 def test_trajectory_frames_end_perturbations_and_per_atom_energies(tmp_path):
     db_path = tmp_path / "labels.db"
     rows = label_trajectories(_starts(), db_path, EMT(), "emt", steps=12, keep=(0, 2, 5))
@@ -57,10 +68,6 @@ def test_relabelling_resumes_and_exported_shards_restore_everything(tmp_path):
     label_trajectories(starts[:1], db_path, EMT(), "emt", steps=8, keep=(0, 4))
     first = {uid: a.positions.copy() for uid, _, _, a in read_label_rows(db_path)}
 
-    class Refuses(EMT):
-        def calculate(self, *args, **kwargs):
-            raise AssertionError("a labelled material was evaluated again")
-
     # the first material is done: a rerun on both only labels the second (skipping the first entirely)
     with_both = label_trajectories(starts, db_path, EMT(), "emt", steps=8, keep=(0, 4))
     assert with_both > len(first)
@@ -77,9 +84,58 @@ def test_relabelling_resumes_and_exported_shards_restore_everything(tmp_path):
         assert np.allclose(again.get_stress(), atoms.get_stress())
     # a fresh database resumes from the shards alone: no teacher call for labelled materials
     resumed = tmp_path / "resumed.db"
-    count = label_pool(starts, resumed, "emt", calculator=Refuses(), reuse=files, seed=0)
-    assert count == len(original)
+
+    class Counts(CountingEMT):
+        calls = 0
+
+    count = label_pool(starts, resumed, "emt", calculator=Counts(), reuse=files, seed=0)
+    assert count == len(original) and Counts.calls == 0
     assert {uid for uid, *_ in read_label_rows(resumed)} == set(original)
+
+
+def test_a_material_without_frames_is_listed_and_not_relabelled(tmp_path):
+    """A start the teacher fails on, or whose every frame is dropped, is relaxed once: a later run skips it
+    (the v8 labeller re-ran ~23 such starts, ~40 s each, on every restart)."""
+    from geodite.train.distill import read_unlabelled, unlabelled_path
+
+    starts = _starts()
+    bad = starts[0][0].split("/")[0]
+
+    class FailsOnAl(EMT):  # a teacher that fails on the first start (Cu with Al)
+        def calculate(self, atoms=None, *args, **kwargs):
+            if "Al" in atoms.get_chemical_symbols():
+                raise RuntimeError("cannot evaluate\nthis structure")
+            super().calculate(atoms, *args, **kwargs)
+
+    db_path = tmp_path / "labels.db"
+    log: list[str] = []
+    label_trajectories(starts, db_path, FailsOnAl(), "emt", steps=4, keep=(0,), log=log.append)
+    assert read_unlabelled(db_path) == {bad: "RuntimeError: cannot evaluate this structure"}
+    assert any(line.startswith(f"skip {bad}") for line in log)
+    labelled = {uid.split("/")[0] for uid, *_ in read_label_rows(db_path)}
+    assert labelled == {starts[1][0].split("/")[0]}
+
+    class Counts(CountingEMT):
+        calls = 0
+
+    log.clear()
+    label_trajectories(starts, db_path, Counts(), "emt", steps=4, keep=(0,), log=log.append)
+    assert log == [f"not relabelling 1 materials that gave no frame before ({unlabelled_path(db_path)})"]
+    assert Counts.calls == 0
+    # the export carries the list, and a fresh database resuming from the shards does not try it again
+    files = export_labels([db_path], tmp_path / "export", pool="v8", seed=0)
+    assert read_unlabelled(files[0]) == read_unlabelled(db_path)
+    fresh = tmp_path / "fresh.db"
+    label_pool(starts, fresh, "emt", calculator=Counts(), reuse=files, seed=0, log=lambda s: None)
+    assert Counts.calls == 0 and read_unlabelled(fresh) == read_unlabelled(db_path)
+    # every frame above max_force: listed too; deleting the list retries
+    unlabelled_path(db_path).unlink()
+    other = tmp_path / "other.db"
+    label_trajectories(starts[:1], other, EMT(), "emt", steps=4, keep=(0,), max_force=1e-6)
+    assert list(read_unlabelled(other)) == [bad]
+    assert not other.exists() or connect(str(other)).count() == 0
+    label_trajectories(starts, db_path, EMT(), "emt", steps=4, keep=(0,))
+    assert {uid.split("/")[0] for uid, *_ in read_label_rows(db_path)} == {s.split("/")[0] for s, _ in starts}
 
 
 def test_perturbations_do_not_depend_on_order_or_shard(tmp_path):

@@ -193,3 +193,18 @@ def test_split_labels_keeps_the_previous_split_and_holds_out_new_materials(tmp_p
     train2 = {row.uid.split("/")[0] for row in connect(str(tmp_path / "t2.db")).select()}
     assert valid <= valid2 and train <= train2 and not valid2 & train2
     assert len(valid2 - valid) == 3 and all(m.startswith("newer-") for m in valid2 - valid)
+
+    # the split written as a list of validation materials is made again from the labels alone (as `--stage
+    # split` does with `distill.valid_materials`), whatever the fraction and seed say
+    from geodite.train.distill import read_valid_materials, write_valid_materials
+
+    listed = tmp_path / "valid-materials.txt"
+    assert write_valid_materials(tmp_path / "v2.db", listed, header="a test split") == len(valid2)
+    assert listed.read_text().startswith("# a test split\n")
+    assert set(read_valid_materials(listed)) == valid2
+    split_labels([tmp_path / "old.db", tmp_path / "new.db", tmp_path / "newer.db"], tmp_path / "t3.db",
+                 tmp_path / "v3.db", fraction=0.5, seed=9, valid_list=read_valid_materials(listed),
+                 log=lambda s: None)
+    for name, expected in (("t3.db", "t2.db"), ("v3.db", "v2.db")):
+        again = sorted(row.uid for row in connect(str(tmp_path / name)).select())
+        assert again == sorted(row.uid for row in connect(str(tmp_path / expected)).select()), name
