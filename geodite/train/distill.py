@@ -263,7 +263,7 @@ def label_trajectories(
     covalent-radius sum are dropped. A material's frames are written in one transaction, so a killed run
     resumes at the first material without frames. A material that gives no frame (the teacher fails, or every
     frame is dropped: a start the teacher blows up) is listed with the reason in :func:`unlabelled_path` and
-    not relabelled by a later run (delete the file to retry). Returns the number of rows in the database."""
+    not relabelled by a later run (delete the list to retry). Returns the number of rows in the database."""
     from ase.db import connect
 
     from geodite.threads import limit_blas_threads
