@@ -8,13 +8,13 @@ relaxation (``relax0``), its first steps (``relax1-6``), later steps and the las
 end-point perturbation (``end-<k>``: k = 0 is the end point rattled by 0.01 Å, the frames nearest to
 equilibrium), heteronuclear pairs (``pair``). Per kind: frames, force MAE (meV/Å), zero-force MAE (meV/Å),
 energy MAE (meV/atom). A model worse than zero forces on ``end-0`` predicts spurious forces near equilibrium,
-which MPtrj's relaxed frames expose.
+which MPtrj's relaxed frames expose. The errors are `geodite eval`'s (geodite.evaluate: batched predictions,
+the same pooled definitions).
 """
 
 from __future__ import annotations
 
 import argparse
-from collections import defaultdict
 
 import numpy as np
 
@@ -30,19 +30,13 @@ def frame_kind(uid: str) -> str:
     return frame if frame.startswith("end-") else frame or "other"
 
 
-def kind_errors(frames, predict) -> dict[str, dict[str, float]]:
-    """{kind: {frames, force_mae, zero_force_mae (meV/Å), energy_mae (meV/atom)}} over ``frames`` (uid, Atoms
-    with the reference results) for ``predict(atoms) -> (energy eV, forces eV/Å)``; "all" over every frame."""
-    sums: dict[str, np.ndarray] = defaultdict(lambda: np.zeros(5))  # |ΔF|, |F|, components, |ΔE|/N, frames
-    for uid, atoms in frames:
-        energy, forces = predict(atoms)
-        ref_f, ref_e = atoms.get_forces(), atoms.get_potential_energy()
-        row = np.array([np.abs(forces - ref_f).sum(), np.abs(ref_f).sum(), ref_f.size,
-                        abs(energy - ref_e) / len(atoms), 1.0])
-        for kind in (frame_kind(uid), "all"):
-            sums[kind] += row
-    return {kind: {"frames": int(s[4]), "force_mae": 1000 * s[0] / s[2], "zero_force_mae": 1000 * s[1] / s[2],
-                   "energy_mae": 1000 * s[3] / s[4]} for kind, s in sorted(sums.items())}
+def kind_errors(table, uids: list[str]) -> dict[str, dict]:
+    """{kind: geodite.evaluate.summarise of its rows} of a ``geodite.evaluate.evaluate_structures`` table whose
+    row ``index`` is the position in ``uids``; "all" over every row."""
+    from geodite.evaluate import summarise
+
+    kinds = table["index"].map(lambda i: frame_kind(uids[i]))
+    return {"all": summarise(table)} | {kind: summarise(table[kinds == kind]) for kind in sorted(set(kinds))}
 
 
 def main() -> None:
@@ -55,6 +49,7 @@ def main() -> None:
     import torch
 
     from geodite.calculator import GeoditeCalculator
+    from geodite.evaluate import evaluate_structures
     from geodite.train.distill import read_label_rows
 
     torch.set_num_threads(1)
@@ -62,19 +57,14 @@ def main() -> None:
     if args.limit is not None and args.limit < len(frames):
         keep = np.random.default_rng(0).choice(len(frames), args.limit, replace=False)
         frames = [frames[i] for i in sorted(keep)]
+    uids, structures = [uid for uid, _ in frames], [atoms for _, atoms in frames]
     for model in args.models:
-        calc = GeoditeCalculator(model=model, dtype=args.dtype)
-
-        def predict(atoms):
-            work = atoms.copy()
-            work.calc = calc
-            return work.get_potential_energy(), work.get_forces()
-
+        table = evaluate_structures(GeoditeCalculator(model=model, dtype=args.dtype), structures)
         print(f"\n{model} on {args.labels} ({len(frames)} frames)\n")
         print("| kind | frames | F (meV/Å) | zero F | E (meV/atom) |\n|---|---|---|---|---|")
-        for kind, e in kind_errors(frames, predict).items():
-            print(f"| {kind} | {e['frames']} | {e['force_mae']:.1f} | {e['zero_force_mae']:.1f} | "
-                  f"{e['energy_mae']:.1f} |")
+        for kind, e in kind_errors(table, uids).items():
+            print(f"| {kind} | {e['n_structures'] - e['n_failed']} | {1000 * e['forces_mae']:.1f} | "
+                  f"{1000 * e['zero_forces_mae']:.1f} | {1000 * e['energy_per_atom_mae']:.1f} |")
 
 
 if __name__ == "__main__":
