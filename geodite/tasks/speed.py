@@ -120,7 +120,7 @@ def time_models(options: SpeedOptions, log=print) -> pd.DataFrame:
     if options.allocator not in ALLOCATORS:
         raise ValueError(f"allocator must be one of {ALLOCATORS}, not {options.allocator!r}")
     if options.allocator == "retain" and not retain_freed_memory():
-        log("[speed] this C library is not glibc: timing with its own allocator")
+        log("[speed] cannot make this C library keep freed memory (not glibc): timing with its defaults")
     torch.set_num_threads(options.threads)
     calculators, errors = {}, {}
     for name in options.models:
