@@ -2,7 +2,7 @@
 forward and backward operators and the rejected inner products', at each thread count, on the edges of
 rattled diamond Si (6 Å) with random features (published size: F = 192, 8 heads, float32).
 
-    python benchmarks/kernel_ops.py --atoms 216 --threads 1 2 [--order receiver sender random]
+    python benchmarks/kernel_ops.py --atoms 216 --threads 1 2 [--order receiver sender random] [--allocator system]
 
 ``--order``: the edge list as the model gets it (``given``: vesin's cell-list order, atoms partly grouped), sorted
 by receiver, sorted by sender, or shuffled — the same work with the per-edge rows read in another order (the
@@ -19,7 +19,7 @@ import timeit
 import torch
 from geodite.custom_ops import load_library
 from geodite.graph import neighbour_list
-from geodite.tasks.speed import crystal
+from geodite.tasks.speed import ALLOCATORS, crystal, retain_freed_memory
 
 
 def median_ms(call, repeats: int) -> float:
@@ -36,7 +36,12 @@ def main() -> None:
     parser.add_argument("--channels", type=int, default=192)
     parser.add_argument("--heads", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--allocator", choices=ALLOCATORS, default="retain",
+                        help="retain: keep freed memory, as `geodite bench speed` times (default); system: glibc's "
+                        "(the backward operators' fresh [E, F] and [E, 3F] outputs are then faulted in every call)")
     args = parser.parse_args()
+    if args.allocator == "retain":
+        retain_freed_memory()
     load_library()
     atoms = crystal("si", args.atoms)
     receiver, sender = (torch.from_numpy(x) for x in neighbour_list(atoms, 6.0)[:2])

@@ -32,6 +32,7 @@ import contextlib
 import contextvars
 import hashlib
 import os
+import platform
 import shutil
 import subprocess
 import tempfile
@@ -54,8 +55,13 @@ KERNELS: contextvars.ContextVar[str | None] = contextvars.ContextVar("geodite_ke
 #: it every operator ran on one thread whatever torch.set_num_threads said; the team is torch's own (the library
 #: links libgomp.so.1, the soname torch's wheel ships and has loaded: one OpenMP runtime, one thread count). No
 #: -march: the source compiles AVX-512, AVX2 and baseline clones of its loops and the CPU picks one at load
-#: time, so a library built on one x86-64 machine runs on any other
-COMPILER_FLAGS = ("-O3", "-fopenmp", "-std=c++17", "-shared", "-fPIC")
+#: time, so a library built on one x86-64 machine runs on any other. -mprefer-vector-width=256 (x86-64): 256-bit
+#: vectors in the AVX-512 clone too, since a head's C = F/H channels (24 at the published size) fill 8-wide float
+#: vectors but leave a scalar remainder of 16-wide ones, and Zen 4 runs a 512-bit operation as two 256-bit halves
+#: anyway: the interaction's operators 8.8–9.0 against 9.6–10.0 ms (backward) and 3.3–3.6 against 3.5–3.9 ms
+#: (forward) on the 216-atom graph, 2 threads (`python benchmarks/kernel_ops.py --threads 1 2`, alternated 3 times)
+COMPILER_FLAGS = ("-O3", "-fopenmp", "-std=c++17", "-shared", "-fPIC",
+                  *(("-mprefer-vector-width=256",) if platform.machine() in ("x86_64", "AMD64") else ()))
 
 _loaded: Path | None = None
 _unavailable: str | None = None  # why the library could not be built (auto mode then runs fused.py)

@@ -60,6 +60,14 @@ def hardware() -> dict:
             "os": platform.platform()}
 
 
+def shown_path(path: Path) -> str:
+    """``path`` as records show it: a file shipped inside the geodite package relative to the package's parent
+    (``geodite/weights/geodite-distilled.pt``, wherever the checkout or installation lies), others absolute."""
+    path = Path(path).resolve()
+    package_parent = Path(__file__).resolve().parent.parent
+    return str(path.relative_to(package_parent)) if path.is_relative_to(package_parent / "geodite") else str(path)
+
+
 def model_provenance(model: str) -> dict:
     """Checkpoint path, sha256 and parameter count of a Geodite model; the description of a peer."""
     from geodite.registry import resolve
@@ -89,7 +97,7 @@ def model_provenance(model: str) -> dict:
         return out
     from geodite.registry import weights_sha256
 
-    out |= {"checkpoint": str(path), "sha256": weights_sha256(path)}  # the store's hash, read once per process
+    out |= {"checkpoint": shown_path(path), "sha256": weights_sha256(path)}  # the store's hash, read once per process
     try:
         from geodite.checkpoints import load_checkpoint
 

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from geodite import report as rep
 from geodite.tasks import suite
-from geodite.provenance import data_files
+from geodite.provenance import data_files, model_provenance, shown_path
 from geodite.cli.main import app
 from geodite.registry import model_label
 
@@ -278,3 +278,11 @@ def test_eval_section_lists_each_evaluation_with_its_parity_figure(tmp_path):
     assert [cells for cells, _ in rows] == [["geodite", "mptrj-random-1k.xyz", "1000", "50.0", "120.4", "198.7",
                                              "30.0 / 11.0 (309)", "O Si"]]
     assert check_images(section) == ["mptrj-random-1k-abc.parity.png"]
+
+
+def test_shipped_checkpoint_is_recorded_by_its_place_in_the_package(tmp_path):
+    """Reports name the shipped weights as geodite/weights/…, not by where this checkout lies (reference-results
+    once recorded /work/wt-s8/geodite/weights/geodite-distilled.pt); other files keep their absolute path."""
+    info = model_provenance("geodite")
+    assert info["checkpoint"] == "geodite/weights/geodite-distilled.pt" and len(info["sha256"]) == 64
+    assert shown_path(tmp_path / "mine.pt") == str((tmp_path / "mine.pt").resolve())

@@ -262,6 +262,9 @@ def speed_command(
         min=1, help="interleaved repetitions (min and median reported)")] = SPEED.repeats,
     threads: Annotated[int, typer.Option(min=1, help="torch threads (fixed for all models)")] = SPEED.threads,
     memory: Annotated[bool, typer.Option(help="measure peak memory in child processes")] = SPEED.memory,
+    allocator: Annotated[str, typer.Option(
+        callback=one_of(*speed.ALLOCATORS), help="retain: the timing process keeps freed memory (no page faults "
+        "that depend on which model ran before); system: glibc's defaults")] = SPEED.allocator,
     device: Device = SPEED.device, dtype: Dtype = SPEED.dtype,
     results_dir: WritableResultsDir = RUN_DEFAULTS["results_dir"], as_json: Json = False,
 ) -> None:
@@ -270,6 +273,7 @@ def speed_command(
         models=tuple(split_names(models)),
         sizes=tuple(parse_ints(sizes, "--sizes", None, high=speed.MAX_ATOMS) or ()),
         structure=structure, repeats=repeats, threads=threads, device=device, dtype=dtype, memory=memory,
+        allocator=allocator,
     )
     try:
         summary = speed.run_speed(options, results_dir / "speed" / f"{structure}-{device}", log=stderr.print)
@@ -285,7 +289,8 @@ def print_speed(summary: dict, as_json: bool) -> None:
     --json, the summary {"rows": [...], ...} on stdout. Exit code 1 when no model could be timed."""
     if as_json:
         sys.stdout.write(json.dumps(jsonable(summary)) + "\n")
-    table = Table(title=f"speed — {summary['threads']} threads, {summary['dtype']}", box=box.SIMPLE_HEAD,
+    allocator = f", {summary['allocator']} allocator" if summary.get("allocator") else ""
+    table = Table(title=f"speed — {summary['threads']} threads, {summary['dtype']}{allocator}", box=box.SIMPLE_HEAD,
                   caption=summary["machine"])
     name_width = min(24, max((len(row["model"]) for row in summary["rows"]), default=5))  # unfolded up to 24
     for column in ("model", "atoms", "μs/atom-\nstep", "min", "atom-\nsteps/s", "peak\nMB", "×\nGeodite"):

@@ -462,23 +462,33 @@ GEODITE_INLINE void rejected_backward_rows(const RejectedArgs &g, bool receivers
       for (int64_t m = 0; m < M; ++m) {
         const T y_m = y[m];
         const T *__restrict P_m = P + m * p_m, *__restrict O_m = O + m * o_m;
+        if (receivers) {
 #pragma omp simd
-        for (int64_t c = 0; c < C; ++c) {
-          py[c] += y_m * P_m[c];
-          oy[c] += y_m * O_m[c];
+          for (int64_t c = 0; c < C; ++c) {
+            py[c] += y_m * P_m[c];
+            oy[c] += y_m * O_m[c];
+          }
+        } else {  // py only serves grad_y, which the receivers' pass writes
+#pragma omp simd
+          for (int64_t c = 0; c < C; ++c) oy[c] += y_m * O_m[c];
         }
       }
       for (int64_t m = 0; m < M; ++m) {
         const T y_m = y[m];
         const T *__restrict P_m = P + m * p_m, *__restrict O_m = O + m * o_m;
         T *__restrict out_m = out_row + m * C;
-        T dot = 0;
+        if (receivers) {
+          T dot = 0;
 #pragma omp simd reduction(+ : dot)
-        for (int64_t c = 0; c < C; ++c) {
-          out_m[c] += ge[c] * (O_m[c] - y_m * oy[c]);
-          dot += ge[c] * (P_m[c] * oy[c] + O_m[c] * py[c]);
+          for (int64_t c = 0; c < C; ++c) {
+            out_m[c] += ge[c] * (O_m[c] - y_m * oy[c]);
+            dot += ge[c] * (P_m[c] * oy[c] + O_m[c] * py[c]);
+          }
+          grad_y[e * M + m] = -dot;
+        } else {
+#pragma omp simd
+          for (int64_t c = 0; c < C; ++c) out_m[c] += ge[c] * (O_m[c] - y_m * oy[c]);
         }
-        if (receivers) grad_y[e * M + m] = -dot;
       }
     }
   }

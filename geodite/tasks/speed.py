@@ -5,6 +5,13 @@ that a machine whose speed drifts affects all of them alike; the minimum and med
 reported. Peak memory is measured separately, one child process per (model, size), as the peak resident
 set during one call above the resident set before it (CPU; Linux /proc) or the CUDA allocator's peak (GPU).
 
+The timing process keeps the memory it frees (``allocator="retain"``, the default; :func:`retain_freed_memory`):
+with glibc's defaults, a tensor beyond the (adaptive) mmap threshold is returned to the kernel when freed and
+faulted in page by page on the next call, and whether that happens to a model depends on which models and sizes
+ran before it in the same process: MACE-MP-0 medium at 1,000 atoms ran at 107–155 atom-steps/s in runs that
+alternated it with Geodite, 212–213 with freed memory kept (docs/speed.md). ``allocator="system"`` times with
+glibc's defaults. Peak memory is always measured with the defaults (the child processes do not retain).
+
 Timed models: any name :func:`geodite.registry.resolve` takes: the trained models (the shipped ``geodite``,
 ``sevennet-0``, ``chgnet``, …, a checkpoint or package path) and the registry's untrained architectures at
 their published sizes, which time the same as trained ones: ``geodite-published`` (F = 192, 4 layers, 8 heads,
@@ -17,6 +24,8 @@ as a plain-autograd graph; compiled once and cached) and ``mace-mp-0-medium`` (1
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import json
 import subprocess
 import sys
@@ -37,6 +46,9 @@ DEFAULT_MODELS = ("geodite-published", "geodite", "sevennet-0", "chgnet", "mace-
 DEFAULT_SIZES = (64, 216, 1000)
 MAX_ATOMS = 10_000  # the largest structure a speed run builds (`--sizes`, `--speed-sizes` refuse more)
 STRUCTURES = ("si", "oxide")
+ALLOCATORS = ("retain", "system")
+# glibc's mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
 
 
 def crystal(kind: str, n_atoms: int) -> Atoms:
@@ -83,12 +95,32 @@ class SpeedOptions:
     device: str = "cpu"
     dtype: str = "float32"
     memory: bool = True
+    allocator: str = "retain"
+
+
+def retain_freed_memory() -> bool:
+    """Make this process keep the memory it frees for its next allocations (glibc: every block from the heap, never
+    mmap; the heap top trimmed only beyond 2 GiB), so that a call's large tensors reuse the pages of the previous
+    call's instead of being faulted in again. Process-wide and permanent; the resident set then stays near its
+    peak. False where the C library is not glibc (nothing changed)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    except OSError:
+        return False
+    if not hasattr(libc, "gnu_get_libc_version"):  # mallopt's parameters below are glibc's
+        return False
+    mallopt = libc.mallopt
+    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
 
 
 def time_models(options: SpeedOptions, log=print) -> pd.DataFrame:
     """Interleaved timings: one row per (model, size) with min/median seconds per call; failures recorded."""
     import torch
 
+    if options.allocator not in ALLOCATORS:
+        raise ValueError(f"allocator must be one of {ALLOCATORS}, not {options.allocator!r}")
+    if options.allocator == "retain" and not retain_freed_memory():
+        log("[speed] cannot make this C library keep freed memory (not glibc): timing with its defaults")
     torch.set_num_threads(options.threads)
     calculators, errors = {}, {}
     for name in options.models:
@@ -204,6 +236,7 @@ def run_speed(options: SpeedOptions, out_dir: Path, log=print) -> dict:
     rows = [{k: row.get(k) for k in keys if k in row} for row in table.to_dict("records")]
     summary = {"task": "speed", "model": ",".join(options.models), "device": options.device,
                "dtype": options.dtype, "threads": options.threads, "structure": options.structure,
+               "allocator": options.allocator,
                "repeats": options.repeats, "machine": machine_description(options.device),
                "wall_s": round(time.perf_counter() - start, 1), "rows": jsonable(rows), "results_dir": str(out_dir)}
     write_metrics({k: v for k, v in summary.items() if k != "rows"}, out_dir, title="speed")

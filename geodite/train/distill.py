@@ -386,13 +386,14 @@ def copy_labels(source_db: str | Path, target_db: str | Path, uids: set[str], ma
 
 
 def export_labels(sources: list[str | Path], out_dir: str | Path, pool: str, seed: int,
-                  frames_per_file: int = 8000, prefix: str = "labels") -> list[Path]:
+                  frames_per_file: int = 8000, prefix: str = "labels",
+                  log: Callable[[str], None] = print) -> list[Path]:
     """Write the rows of the label databases ``sources`` (in order, each by row id) as xz-compressed extended
     XYZ shards ``<prefix>-NNN.extxyz.xz`` of ``frames_per_file`` frames in ``out_dir``: positions, cell, the
     teacher's energy, forces, stress and per-atom energies, and ``uid``/``group``/``teacher``/``pool``/
     ``pool_seed`` in each frame's info, and the sources' lists of materials that gave no frame as
-    ``<prefix>.unlabelled`` (:func:`read_unlabelled`). Earlier shards of that prefix are replaced. Returns the
-    shards."""
+    ``<prefix>.unlabelled`` (:func:`read_unlabelled`). Earlier shards of that prefix are replaced. Logs how many
+    frames it wrote (a labeller may still be adding rows to the sources) and returns the shards."""
     import lzma
 
     from ase.io import write
@@ -415,6 +416,7 @@ def export_labels(sources: list[str | Path], out_dir: str | Path, pool: str, see
         with lzma.open(path, "wt", preset=9) as handle:
             write(handle, frames[first:first + frames_per_file], format="extxyz")
         files.append(path)
+    log(f"exported {len(frames)} frames of {len(sources)} databases into {len(files)} shards in {out_dir}")
     return files
 
 
@@ -617,12 +619,7 @@ def export_shards(section: DistillSection, out_dir: str | Path, log: Callable[[s
     shards = sorted(Path(section.labels_dir).glob("labels-*.db"))
     if not shards:
         raise FileNotFoundError(f"no labels-*.db in {section.labels_dir}: label first")
-    from ase.db import connect
-
-    files = export_labels(shards, out_dir, pool=section.pool, seed=section.seed)
-    frames = sum(connect(str(shard)).count() for shard in shards)  # not by parsing the shards again (minutes)
-    log(f"exported {frames} frames of {len(shards)} databases into {len(files)} shards in {out_dir}")
-    return files
+    return export_labels(shards, out_dir, pool=section.pool, seed=section.seed, log=log)
 
 
 def split_shards(section: DistillSection, log: Callable[[str], None] = print) -> tuple[int, int]:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
+import pytest
 from typer.testing import CliRunner
 
 from geodite.cli.main import app
-from geodite.tasks.speed import crystal
+from geodite.tasks.speed import ALLOCATORS, crystal
 from tests.conftest import DATA
 
 
@@ -24,8 +27,41 @@ def test_speed_command_json_rows(tmp_path):
                                       "--repeats", "2", "--threads", "1", "--results-dir", str(tmp_path), "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[0])
+    assert summary["allocator"] == "retain"
     rows = {(r["model"], r["n_atoms"]): r for r in summary["rows"]}
     geodite = rows[(str(DATA / "geodite_small_checkpoint.pt"), 8)]
     assert geodite["us_per_atom_step"] > 0 and geodite["atom_steps_per_s"] > 0 and geodite["peak_mem_mb"] >= 0
     assert rows[("no-such-model", 8)]["error"]
     assert (tmp_path / "speed" / "si-cpu" / "speed-scaling.png").exists()
+
+
+RELOAD_FAULTS = """
+import ctypes, ctypes.util, resource, sys
+from geodite.tasks.speed import retain_freed_memory
+if sys.argv[1] == "retain":
+    assert retain_freed_memory()
+libc = ctypes.CDLL(ctypes.util.find_library("c"))
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+SIZE = 64 << 20
+
+def written_block():
+    block = libc.malloc(SIZE)
+    ctypes.memset(block, 1, SIZE)
+    return block
+
+libc.free(written_block())
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+libc.free(written_block())  # the same size again
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+def test_retained_memory_is_reused_without_page_faults():
+    """A freed 64 MB block, allocated again: with glibc's defaults (beyond the mmap threshold) its pages are faulted
+    in again; after retain_freed_memory (what `bench speed` does by default) they are reused."""
+    faults = {mode: int(subprocess.run([sys.executable, "-c", RELOAD_FAULTS, mode], capture_output=True, text=True,
+                                       check=True).stdout) for mode in ALLOCATORS}
+    if faults["system"] < 1000:
+        pytest.skip(f"this system's allocator faulted only {faults['system']} pages for 64 MB (huge pages?)")
+    assert faults["retain"] < faults["system"] / 20, faults

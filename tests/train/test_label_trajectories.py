@@ -71,7 +71,7 @@ def test_relabelling_resumes_and_exported_shards_restore_everything(tmp_path):
     # the first material is done: a rerun on both only labels the second (skipping the first entirely)
     with_both = label_trajectories(starts, db_path, EMT(), "emt", steps=8, keep=(0, 4))
     assert with_both > len(first)
-    files = export_labels([db_path], tmp_path / "export", pool="v8", seed=0, frames_per_file=5)
+    files = export_labels([db_path], tmp_path / "export", pool="v8", seed=0, frames_per_file=5, log=lambda s: None)
     assert len(files) > 1 and all(f.name.endswith(".extxyz.xz") for f in files)
     exported = {uid: atoms for f in files for uid, _, _, atoms in read_label_rows(f)}
     original = {uid: atoms for uid, _, _, atoms in read_label_rows(db_path)}
@@ -123,7 +123,7 @@ def test_a_material_without_frames_is_listed_and_not_relabelled(tmp_path):
     assert log == [f"not relabelling 1 materials that gave no frame before ({unlabelled_path(db_path)})"]
     assert Counts.calls == 0
     # the export carries the list, and a fresh database resuming from the shards does not try it again
-    files = export_labels([db_path], tmp_path / "export", pool="v8", seed=0)
+    files = export_labels([db_path], tmp_path / "export", pool="v8", seed=0, log=lambda s: None)
     assert read_unlabelled(files[0]) == read_unlabelled(db_path)
     fresh = tmp_path / "fresh.db"
     label_pool(starts, fresh, "emt", calculator=Counts(), reuse=files, seed=0, log=lambda s: None)
@@ -175,3 +175,26 @@ def test_cli_export_stage_writes_shards_a_relabelling_resumes_from(tmp_path):
     # shards of seed 3 are refused as a source for a seed-0 labelling (their uids name other structures)
     with pytest.raises(PoolSeedError):
         check_pool_seed(tmp_path / "new.db", files, 0)
+
+
+def test_export_reports_the_frames_it_wrote_while_a_labeller_adds_more(tmp_path, monkeypatch):
+    """The export logged the databases' row count after writing, so a labeller running beside it inflated the
+    figure (32,354 reported, 32,140 written in session 9)."""
+    import ase.io
+    from ase.db import connect
+
+    db_path = tmp_path / "labels.db"
+    label_trajectories(_starts()[:1], db_path, EMT(), "emt", steps=4, keep=(0,))
+    labelled = connect(str(db_path)).count()
+    write = ase.io.write
+
+    def write_while_labelling(*args, **kwargs):  # another process appends a row meanwhile
+        row = next(connect(str(db_path)).select(limit=1))
+        connect(str(db_path)).write(row.toatoms(), uid="late/relax-0", group="late", teacher="emt")
+        return write(*args, **kwargs)
+
+    monkeypatch.setattr(ase.io, "write", write_while_labelling)
+    log: list[str] = []
+    files = export_labels([db_path], tmp_path / "export", pool="v8", seed=0, log=log.append)
+    written = sum(1 for f in files for _ in read_label_rows(f))
+    assert written == labelled and log[-1].startswith(f"exported {labelled} frames")
