@@ -38,6 +38,52 @@ BLOCK_BYTES = {"cpu": 2 << 20, "cuda": 512 << 20}
 KEEP_EDGE_BYTES = 64 << 20
 
 
+#: whether float32 products of per-edge tensors with constant weights (``edge_linear``, ``edge_product``) run
+#: oneDNN's matrix product instead of ATen's (MKL's) where torch has oneDNN: on this project's AVX-512 CPU
+#: ~190-210 GFLOP/s against ~145-180 for [~10⁴, 192] × [192, 192 or 576] (docs/speed.md, session 10). False
+#: runs ATen's everywhere (an A/B switch for benchmarks).
+ONEDNN_EDGE_PRODUCTS = True
+
+
+def _onednn(x: Tensor) -> bool:
+    """Whether ``edge_product`` of ``x`` runs oneDNN: float32 on the CPU, eager with concrete sizes (a trace,
+    torch.compile or export, records ATen's product) and torch built with oneDNN."""
+    return (ONEDNN_EDGE_PRODUCTS and x.dtype == torch.float32 and x.device.type == "cpu" and x.dim() == 2
+            and not isinstance(x.shape[0], torch.SymInt) and not torch.compiler.is_compiling()
+            and torch.backends.mkldnn.is_available())
+
+
+def edge_product(x: Tensor, weight: Tensor) -> Tensor:
+    """x Wᵀ without autograd: x [E, K], W [M, K] -> [E, M] (oneDNN's product where ``_onednn`` says so, the same
+    sums up to float32 rounding)."""
+    if _onednn(x):
+        return torch.ops.mkldnn._linear_pointwise(x.contiguous(), weight.contiguous(), None, "none", [], "")
+    return torch.nn.functional.linear(x, weight)
+
+
+class EdgeLinear(torch.autograd.Function):
+    """x Wᵀ with ``edge_product`` forward and backward (∂/∂x = grad W); W is a constant (inference)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor) -> Tensor:
+        ctx.save_for_backward(weight)
+        return edge_product(x, weight)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor):
+        (weight,) = ctx.saved_tensors
+        return edge_product(grad, weight.t()), None
+
+
+def edge_linear(x: Tensor, weight: Tensor) -> Tensor:
+    """x Wᵀ for a per-edge tensor x [E, K] and a constant W [M, K] in inference (forces and stress differentiate
+    it once): ``EdgeLinear`` where ``_onednn`` says so, else ``F.linear``. Pass W detached."""
+    if _onednn(x):
+        return EdgeLinear.apply(x, weight)
+    return torch.nn.functional.linear(x, weight)
+
+
 def recompute_edges(num_edges: int, like: Tensor) -> bool:
     """Whether inference recomputes per-edge intermediates in the backward pass: [num_edges, F] tensors of the
     width and dtype of ``like`` [·, F] beyond KEEP_EDGE_BYTES. Never while tracing with symbolic sizes
@@ -223,10 +269,10 @@ class EdgeGateUpdate(torch.autograd.Function):
         ctx.eps = eps
         out = torch.empty_like(t)
         for block in edge_blocks(t.shape[0], t.shape[1] * t.element_size(), t.device):
-            gate = torch.nn.functional.silu(torch.nn.functional.linear(
-                torch.nn.functional.silu(torch.nn.functional.linear(t[block], weight_in)), weight_out))
+            gate = torch.nn.functional.silu(edge_product(
+                torch.nn.functional.silu(edge_product(t[block], weight_in)), weight_out))
             normed = torch.nn.functional.layer_norm(w[block], (w.shape[1],), norm_weight, norm_bias, eps)
-            out[block] = torch.addcmul(t[block], gate, torch.nn.functional.linear(normed, weight_e))
+            out[block] = torch.addcmul(t[block], gate, edge_product(normed, weight_e))
         return out
 
     @staticmethod
@@ -236,15 +282,15 @@ class EdgeGateUpdate(torch.autograd.Function):
         grad_t, grad_w = torch.empty_like(t), torch.empty_like(w)
         for block in edge_blocks(t.shape[0], t.shape[1] * t.element_size(), t.device):
             g = grad[block]
-            pre_hidden = torch.nn.functional.linear(t[block], weight_in)
-            pre_gate = torch.nn.functional.linear(torch.nn.functional.silu(pre_hidden), weight_out)
+            pre_hidden = edge_product(t[block], weight_in)
+            pre_gate = edge_product(torch.nn.functional.silu(pre_hidden), weight_out)
             normed, mean, rstd = torch.native_layer_norm(w[block], [w.shape[1]], norm_weight, norm_bias, ctx.eps)
-            update = torch.nn.functional.linear(normed, weight_e)
-            grad_normed = (g * torch.nn.functional.silu(pre_gate)) @ weight_e
+            update = edge_product(normed, weight_e)
+            grad_normed = edge_product(g * torch.nn.functional.silu(pre_gate), weight_e.t())
             grad_w[block] = torch.ops.aten.native_layer_norm_backward(
                 grad_normed, w[block], [w.shape[1]], mean, rstd, norm_weight, norm_bias, [True, False, False])[0]
-            grad_hidden = ((g * update * _silu_grad(pre_gate)) @ weight_out) * _silu_grad(pre_hidden)
-            grad_t[block] = torch.addmm(g, grad_hidden, weight_in)
+            grad_hidden = edge_product(g * update * _silu_grad(pre_gate), weight_out.t()) * _silu_grad(pre_hidden)
+            grad_t[block] = g + edge_product(grad_hidden, weight_in.t())
         return grad_t, grad_w, None, None, None, None, None, None
 
 
@@ -308,14 +354,14 @@ def interaction_messages_t(t: Tensor, weight_r: Tensor, weight_s: Tensor, Y: Ten
     For inference: the weights are detached (gradients reach t, Y and the node tensors). Where
     ``recompute_edges`` and ``use_operators`` say so, the C++ operator makes the two per chunk of edges, in the
     forward pass and again in the backward pass, so that autograd keeps t [E, F] instead of [E, F] and [E, 3F]
-    tensors; otherwise the two linear maps and ``interaction_messages``.
+    tensors; otherwise the two linear maps (``edge_linear``) and ``interaction_messages``.
     """
     weight_r, weight_s = weight_r.detach(), weight_s.detach()
     if recompute_edges(t.shape[0], t) and use_operators(X.device):
         return torch.ops.geodite.interaction_messages_t(t, weight_r, weight_s, Y, q, k, values, filters, X, sender,
                                                         receiver, num_heads)
-    return interaction_messages(torch.nn.functional.linear(t, weight_r), torch.nn.functional.linear(t, weight_s), Y,
-                                q, k, values, filters, X, sender, receiver, num_heads)
+    return interaction_messages(edge_linear(t, weight_r), edge_linear(t, weight_s), Y, q, k, values, filters, X,
+                                sender, receiver, num_heads)
 
 
 def edge_gate_update(t: Tensor, w: Tensor, weight_in: Tensor, weight_out: Tensor, weight_e: Tensor,
@@ -325,10 +371,10 @@ def edge_gate_update(t: Tensor, w: Tensor, weight_in: Tensor, weight_out: Tensor
     weights = [x.detach() for x in (weight_in, weight_out, weight_e, norm_weight, norm_bias)]
     if not recompute_edges(t.shape[0], t):
         weight_in, weight_out, weight_e, norm_weight, norm_bias = weights
-        silu, linear = torch.nn.functional.silu, torch.nn.functional.linear
-        gate = silu(linear(silu(linear(t, weight_in)), weight_out))
-        return t + gate * linear(torch.nn.functional.layer_norm(w, (w.shape[1],), norm_weight, norm_bias, eps),
-                                 weight_e)
+        silu = torch.nn.functional.silu
+        gate = silu(edge_linear(silu(edge_linear(t, weight_in)), weight_out))
+        return t + gate * edge_linear(torch.nn.functional.layer_norm(w, (w.shape[1],), norm_weight, norm_bias, eps),
+                                      weight_e)
     return EdgeGateUpdate.apply(t, w, *weights, eps)
 
 

@@ -126,3 +126,50 @@ def test_inference_beyond_the_budget_keeps_t_and_w_per_layer(monkeypatch):
     assert len(recompute) <= 2 * 3 + 1 + 2, recompute
     assert all(shape[1:] == (16,) for shape in recompute), recompute
     assert len(keep) > 2 * len(recompute)
+
+
+def _ops_run(call) -> set[str]:
+    """Names of the operators ``call()`` runs (torch.profiler)."""
+    with torch.profiler.profile() as profile:
+        call()
+    return {event.key for event in profile.key_averages()}
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch without oneDNN")
+def test_edge_products_run_onednn_in_float32_and_aten_in_float64():
+    """float32 per-edge products (and their input gradient) run oneDNN's product and equal ATen's to float32
+    rounding; float64 runs ATen's exactly (the float64 equalities of the kernels' tests are untouched)."""
+    torch.manual_seed(0)
+    x, weight = torch.randn(300, 48), torch.randn(96, 48)
+    x.requires_grad_(True)
+    grad = torch.randn(300, 96)
+    names = _ops_run(lambda: fused.edge_linear(x, weight).backward(grad))
+    assert "mkldnn::_linear_pointwise" in names
+    out = fused.edge_linear(x, weight)
+    (grad_x,) = torch.autograd.grad(out, x, grad)
+    assert torch.allclose(out, x.detach() @ weight.T, rtol=1e-5, atol=1e-5)
+    assert torch.allclose(grad_x, grad @ weight, rtol=1e-5, atol=1e-5)
+    x64, weight64 = x.detach().double(), weight.double()
+    assert "mkldnn::_linear_pointwise" not in _ops_run(lambda: fused.edge_linear(x64, weight64))
+    assert torch.equal(fused.edge_linear(x64, weight64), torch.nn.functional.linear(x64, weight64))
+    assert torch.equal(fused.edge_product(x64, weight64), torch.nn.functional.linear(x64, weight64))
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch without oneDNN")
+def test_float32_inference_with_onednn_products_equals_aten_products(edge_memory, monkeypatch):
+    """The model's float32 energy, forces and stress with the per-edge products on oneDNN equal those with ATen's
+    products to float32 rounding, keeping or recomputing the per-edge intermediates."""
+    torch.manual_seed(0)
+    model = Geodite(GeoditeConfig(num_channels=32, num_layers=3, num_heads=4, cutoff=4.0, num_rbf=6)).float().eval()
+    atoms = bulk("NaCl", "rocksalt", a=5.6).repeat((2, 2, 1))
+    atoms.rattle(0.1, seed=1)
+    graph = build_graph([atoms], model.cutoff, torch.float32)
+    names = _ops_run(lambda: model(graph))
+    assert "mkldnn::_linear_pointwise" in names
+    onednn = model(graph)
+    monkeypatch.setattr(fused, "ONEDNN_EDGE_PRODUCTS", False)
+    assert "mkldnn::_linear_pointwise" not in _ops_run(lambda: model(graph))
+    aten = model(graph)
+    for key in ("energy", "forces", "stress"):
+        scale = aten[key].detach().abs().max()
+        assert torch.allclose(onednn[key].detach(), aten[key].detach(), rtol=0, atol=1e-5 * float(scale)), key
