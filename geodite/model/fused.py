@@ -44,20 +44,24 @@ KEEP_EDGE_BYTES = 64 << 20
 #: runs ATen's everywhere (an A/B switch for benchmarks).
 ONEDNN_EDGE_PRODUCTS = True
 
+#: fewest rows (edges) for which ``edge_product`` runs oneDNN: below, its per-call cost outweighs the faster
+#: product (8-atom Si, ~370 edges: 2 % slower per call; 64 atoms, ~2,900 edges: 5 % faster; docs/speed.md).
+ONEDNN_MIN_ROWS = 1024
+
 
 def _onednn(x: Tensor) -> bool:
-    """Whether ``edge_product`` of ``x`` runs oneDNN: float32 on the CPU, eager with concrete sizes (a trace,
-    torch.compile or export, records ATen's product) and torch built with oneDNN."""
+    """Whether ``edge_product`` of ``x`` runs oneDNN: float32 on the CPU, at least ONEDNN_MIN_ROWS rows, eager
+    with concrete sizes (a trace, torch.compile or export, records ATen's product), torch built with oneDNN."""
     return (ONEDNN_EDGE_PRODUCTS and x.dtype == torch.float32 and x.device.type == "cpu" and x.dim() == 2
-            and not isinstance(x.shape[0], torch.SymInt) and not torch.compiler.is_compiling()
-            and torch.backends.mkldnn.is_available())
+            and not isinstance(x.shape[0], torch.SymInt) and x.shape[0] >= ONEDNN_MIN_ROWS
+            and not torch.compiler.is_compiling() and torch.backends.mkldnn.is_available())
 
 
 def edge_product(x: Tensor, weight: Tensor) -> Tensor:
     """x Wᵀ without autograd: x [E, K], W [M, K] -> [E, M] (oneDNN's product where ``_onednn`` says so, the same
     sums up to float32 rounding)."""
-    if _onednn(x):
-        return torch.ops.mkldnn._linear_pointwise(x.contiguous(), weight.contiguous(), None, "none", [], "")
+    if _onednn(x):  # W as it is: a transposed view costs no copy (oneDNN reads its strides)
+        return torch.ops.mkldnn._linear_pointwise(x.contiguous(), weight, None, "none", [], "")
     return torch.nn.functional.linear(x, weight)
 
 

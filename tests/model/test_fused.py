@@ -137,12 +137,13 @@ def _ops_run(call) -> set[str]:
 
 @pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch without oneDNN")
 def test_edge_products_run_onednn_in_float32_and_aten_in_float64():
-    """float32 per-edge products (and their input gradient) run oneDNN's product and equal ATen's to float32
-    rounding; float64 runs ATen's exactly (the float64 equalities of the kernels' tests are untouched)."""
+    """float32 per-edge products (and their input gradient) with ONEDNN_MIN_ROWS rows or more run oneDNN's product
+    and equal ATen's to float32 rounding; fewer rows, and float64, run ATen's exactly (the float64 equalities of the
+    kernels' tests are untouched)."""
     torch.manual_seed(0)
-    x, weight = torch.randn(300, 48), torch.randn(96, 48)
+    x, weight = torch.randn(fused.ONEDNN_MIN_ROWS, 48), torch.randn(96, 48)
     x.requires_grad_(True)
-    grad = torch.randn(300, 96)
+    grad = torch.randn(fused.ONEDNN_MIN_ROWS, 96)
     names = _ops_run(lambda: fused.edge_linear(x, weight).backward(grad))
     assert "mkldnn::_linear_pointwise" in names
     out = fused.edge_linear(x, weight)
@@ -153,12 +154,17 @@ def test_edge_products_run_onednn_in_float32_and_aten_in_float64():
     assert "mkldnn::_linear_pointwise" not in _ops_run(lambda: fused.edge_linear(x64, weight64))
     assert torch.equal(fused.edge_linear(x64, weight64), torch.nn.functional.linear(x64, weight64))
     assert torch.equal(fused.edge_product(x64, weight64), torch.nn.functional.linear(x64, weight64))
+    few = x.detach()[: fused.ONEDNN_MIN_ROWS - 1]
+    assert "mkldnn::_linear_pointwise" not in _ops_run(lambda: fused.edge_linear(few, weight))
+    assert torch.equal(fused.edge_linear(few, weight), torch.nn.functional.linear(few, weight))
 
 
 @pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch without oneDNN")
 def test_float32_inference_with_onednn_products_equals_aten_products(edge_memory, monkeypatch):
     """The model's float32 energy, forces and stress with the per-edge products on oneDNN equal those with ATen's
-    products to float32 rounding, keeping or recomputing the per-edge intermediates."""
+    products to float32 rounding, keeping or recomputing the per-edge intermediates (every product on oneDNN: the
+    structure has fewer edges than ONEDNN_MIN_ROWS)."""
+    monkeypatch.setattr(fused, "ONEDNN_MIN_ROWS", 1)
     torch.manual_seed(0)
     model = Geodite(GeoditeConfig(num_channels=32, num_layers=3, num_heads=4, cutoff=4.0, num_rbf=6)).float().eval()
     atoms = bulk("NaCl", "rocksalt", a=5.6).repeat((2, 2, 1))
