@@ -1,87 +1,57 @@
-"""The per-edge products on oneDNN against ATen's (MKL's) (issue 32, session 10): the products alone at the shapes of
-the published size, then whole energy + forces + stress calls with ``fused.ONEDNN_EDGE_PRODUCTS`` switched off and on
-alternately in one process (the same model, the same structure).
+"""How fast the published model's dense per-edge products run here (issue 32): GFLOP/s of F.linear on
+[E, F] edge rows for each output width, and the interaction's two edge maps (W_r: F → F, W_s: F → 3F) as two
+products or one concatenated product, forward (t Wᵀ) and backward (input gradient, g W).
 
-    python benchmarks/edge_products.py --atoms 216 1000 --pairs 20 8 --threads 2
+    python benchmarks/edge_products.py --edges 9936 --channels 192 --threads 2 [--dtype bfloat16]
 
-Prints GFLOP/s (median of 30 products) per shape, then per size the min / median seconds per call of each position
-and the median over pairs of the ratio off/on (> 1: oneDNN faster). Timing needs an idle machine; the timing
-process keeps freed memory, as ``geodite bench speed`` does.
+9,936 edges are the 216-atom Si graph at 6 Å. Median of 15 calls each; timing needs an idle machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import time
+import timeit
 
 import torch
-from ase.calculators.calculator import all_changes
-
-from geodite.graph import neighbour_list
-from geodite.model import fused
-from geodite.registry import resolve
-from geodite.tasks.speed import crystal, retain_freed_memory
-
-PROPERTIES = ["energy", "forces", "stress"]
-CHANNELS = 192  # published size
+from torch.nn import functional as F
 
 
-def median_seconds(call, repeats: int = 30) -> float:
+def median_s(call, repeats: int = 15) -> float:
+    """Median seconds of ``repeats`` calls after a warm-up call (timeit, one call per sample)."""
     call()
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
-
-
-def products(num_edges: int) -> None:
-    """GFLOP/s of x Wᵀ for the model's edge maps: F → F, F → 3F (forward) and 3F → F (the filter's ∂/∂t)."""
-    for width_in, width_out in [(CHANNELS, CHANNELS), (CHANNELS, 3 * CHANNELS), (3 * CHANNELS, CHANNELS)]:
-        x, weight = torch.randn(num_edges, width_in), torch.randn(width_out, width_in)
-        out = torch.empty(num_edges, width_out)
-        flop = 2 * num_edges * width_in * width_out
-        row = []
-        for on in (False, True):
-            fused.ONEDNN_EDGE_PRODUCTS = on
-            call = (lambda: fused.edge_product(x, weight)) if on else (lambda: torch.mm(x, weight.t(), out=out))
-            row.append(f"{'oneDNN' if on else 'ATen'} {flop / median_seconds(call) / 1e9:.0f}")
-        print(f"[{num_edges} x {width_in}] x [{width_in} x {width_out}]: GFLOP/s " + ", ".join(row))
-
-
-def calls(calculator, atoms, pairs: int) -> None:
-    """Whole calls with the switch alternated (order flipped every pair), after one warm-up call each."""
-    for on in (False, True):
-        fused.ONEDNN_EDGE_PRODUCTS = on
-        calculator.calculate(atoms, PROPERTIES, all_changes)
-    seconds = {False: [], True: []}
-    for pair in range(pairs):
-        for on in (True, False) if pair % 2 else (False, True):
-            fused.ONEDNN_EDGE_PRODUCTS = on
-            start = time.perf_counter()
-            calculator.calculate(atoms, PROPERTIES, all_changes)
-            seconds[on].append(time.perf_counter() - start)
-    ratio = statistics.median(a / b for a, b in zip(seconds[False], seconds[True]))
-    print(f"{len(atoms)} atoms, {pairs} pairs: ATen {min(seconds[False]):.3f} / {statistics.median(seconds[False]):.3f} s, "
-          f"oneDNN {min(seconds[True]):.3f} / {statistics.median(seconds[True]):.3f} s (min / median); "
-          f"per-pair ratio ATen/oneDNN {ratio:.3f}", flush=True)
+    return statistics.median(timeit.repeat(call, repeat=repeats, number=1))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--atoms", type=int, nargs="+", default=[216, 1000])
-    parser.add_argument("--pairs", type=int, nargs="+", default=[20, 8], help="alternated pairs per size")
+    parser.add_argument("--edges", type=int, default=9936)
+    parser.add_argument("--channels", type=int, default=192)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
+                        help="bfloat16: what an opt-in lower-precision path would gain (oneDNN, AVX-512 BF16)")
     args = parser.parse_args()
-    retain_freed_memory()
+    dtype = getattr(torch, args.dtype)
     torch.set_num_threads(args.threads)
-    calculator = resolve("geodite-published").load("cpu", "float32")
-    for size, pairs in zip(args.atoms, args.pairs):
-        atoms = crystal("si", size)
-        products(len(neighbour_list(atoms, calculator.evaluator.cutoff)[0]))
-        calls(calculator, atoms, pairs)
+    E, C = args.edges, args.channels
+    t = torch.randn(E, C, dtype=dtype)
+    for width in (C, 3 * C, 4 * C, 5 * C):
+        weight = torch.randn(width, C, dtype=dtype)
+        transposed = weight.t().contiguous()
+        flop = 2 * E * C * width
+        print(f"F.linear {C} -> {width}: {flop / median_s(lambda: F.linear(t, weight)) / 1e9:.0f} GFLOP/s; "
+              f"t @ contiguous Wᵀ {flop / median_s(lambda: t @ transposed) / 1e9:.0f} GFLOP/s")
+    w_r, w_s = torch.randn(C, C, dtype=dtype), torch.randn(3 * C, C, dtype=dtype)
+    w_rs = torch.cat([w_r, w_s])
+    g_r, g_s, g_rs = (torch.randn(E, n * C, dtype=dtype) for n in (1, 3, 4))
+    rows = {
+        "forward, W_r and W_s apart": lambda: (F.linear(t, w_r), F.linear(t, w_s)),
+        "forward, [W_r; W_s] at once": lambda: F.linear(t, w_rs),
+        "backward, apart": lambda: torch.addmm(g_r @ w_r, g_s, w_s),
+        "backward, at once": lambda: g_rs @ w_rs,
+    }
+    for name, call in rows.items():
+        print(f"{name}: {1e3 * median_s(call):.2f} ms")
 
 
 if __name__ == "__main__":
