@@ -19,6 +19,7 @@
 // library runs on any x86-64 CPU whatever machine built it.
 
 #include <ATen/ATen.h>
+#include <ATen/Config.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
@@ -30,6 +31,15 @@
 #include <tuple>
 #include <type_traits>
 #include <vector>
+
+#if AT_MKLDNN_ENABLED() && defined(__x86_64__)
+#define GEODITE_ONEDNN 1
+namespace at::native {
+// result = beta result + alpha mat1 mat2 on oneDNN: ATen/native/mkldnn/Matmul.h, which torch's wheel does not ship
+// (libtorch_cpu exports it; ATen's bf16/fp16 matrix products call it)
+TORCH_API void mkldnn_matmul(const Tensor &mat1, const Tensor &mat2, const Tensor &result, float beta, float alpha);
+}  // namespace at::native
+#endif
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__APPLE__) && !defined(__INTEL_COMPILER)
 #define GEODITE_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
@@ -700,10 +710,29 @@ Gradients8 interaction_messages_backward(const Tensor &grad_h_, const Tensor &gr
 
 // ---------------------------------------------------------------------------------------------------------------
 // geodite::interaction_messages_t: the same messages from the edge scalars t [E, F] and the two edge maps
-// (attention_in = t W_rᵀ, filter_in = t W_sᵀ; W_r [F, F], W_s [3F, F]), computed chunk by chunk of edges (at::mm into
+// (attention_in = t W_rᵀ, filter_in = t W_sᵀ; W_r [F, F], W_s [3F, F]), computed chunk by chunk of edges (edge_matmul into
 // per-thread buffers kept across calls) and never for all edges at once: the backward pass recomputes them from
 // t, so autograd keeps t [E, F] instead of [E, 4F], and no [E, 4F] tensor is allocated in either pass. Chunks
 // visit the edges in order and every row sums its edges in edge order, so chunking changes no sum.
+
+// out = x mat2 (or out += x mat2 with `accumulate`) for one chunk's per-edge rows: x [rows, K], mat2 [K, M] (a
+// weight or a transposed view of one), out [rows, M] contiguous. In float32, oneDNN's matrix product where torch
+// has oneDNN and it is switched on (torch.backends.mkldnn), as inference's float32 products in fused.py
+// (`edge_product`): on 2,730-row chunks of the published size ~190-210 GFLOP/s against MKL's ~130-190 on this
+// project's AVX-512 CPU (docs/speed.md, session 11); the same sums up to float32 rounding. float64: at::mm, unchanged.
+void edge_matmul(Tensor &out, const Tensor &x, const Tensor &mat2, bool accumulate)
+{
+#ifdef GEODITE_ONEDNN
+  if (x.scalar_type() == at::kFloat && at::globalContext().userEnabledMkldnn()) {
+    at::native::mkldnn_matmul(x, mat2, out, accumulate ? 1.0f : 0.0f, 1.0f);
+    return;
+  }
+#endif
+  if (accumulate)
+    out.addmm_(x, mat2);
+  else
+    at::mm_out(out, x, mat2);
+}
 
 //: bytes of one chunk's [edges, 4F] rows (attention_in and filter_in, or their gradients): cache-sized
 constexpr int64_t CHUNK_BYTES = 8 << 20;
@@ -748,8 +777,8 @@ std::tuple<Tensor, Tensor> interaction_messages_t(const Tensor &t_, const Tensor
       const int64_t count = std::min(chunk, E - start);
       const Tensor t_c = t.narrow(0, start, count);
       Tensor attention_in = chunk_buffer(0, count, F, X.options()), filter_in = chunk_buffer(1, count, 3 * F, X.options());
-      at::mm_out(attention_in, t_c, weight_r.t());
-      at::mm_out(filter_in, t_c, weight_s.t());
+      edge_matmul(attention_in, t_c, weight_r.t(), false);
+      edge_matmul(filter_in, t_c, weight_s.t(), false);
       op.forward<scalar_t>(start, count, attention_in.data_ptr<scalar_t>(), filter_in.data_ptr<scalar_t>(),
                            Y.data_ptr<scalar_t>(), dh.data_ptr<scalar_t>(), dX.data_ptr<scalar_t>());
     }
@@ -781,8 +810,8 @@ Gradients7 interaction_messages_t_backward(const Tensor &grad_h_, const Tensor &
       Tensor attention_in = chunk_buffer(0, count, F, X.options()), filter_in = chunk_buffer(1, count, 3 * F, X.options());
       Tensor grad_attention = chunk_buffer(2, count, F, X.options());
       Tensor grad_filter_in = chunk_buffer(3, count, 3 * F, X.options());
-      at::mm_out(attention_in, t_c, weight_r.t());
-      at::mm_out(filter_in, t_c, weight_s.t());
+      edge_matmul(attention_in, t_c, weight_r.t(), false);
+      edge_matmul(filter_in, t_c, weight_s.t(), false);
       op.backward<scalar_t>(start, count, grad_h.data_ptr<scalar_t>(), grad_X.data_ptr<scalar_t>(),
                             attention_in.data_ptr<scalar_t>(), filter_in.data_ptr<scalar_t>(), Y.data_ptr<scalar_t>(),
                             grad_attention.data_ptr<scalar_t>(), grad_filter_in.data_ptr<scalar_t>(),
@@ -790,8 +819,8 @@ Gradients7 interaction_messages_t_backward(const Tensor &grad_h_, const Tensor &
                             grad_values.data_ptr<scalar_t>(), grad_filters.data_ptr<scalar_t>(),
                             grad_x.data_ptr<scalar_t>());
       Tensor grad_t_c = grad_t.narrow(0, start, count);
-      at::mm_out(grad_t_c, grad_attention, weight_r);
-      grad_t_c.addmm_(grad_filter_in, weight_s);
+      edge_matmul(grad_t_c, grad_attention, weight_r, false);
+      edge_matmul(grad_t_c, grad_filter_in, weight_s, true);
     }
   });
   return {grad_t, grad_y, grad_q, grad_k, grad_values, grad_filters, grad_x};

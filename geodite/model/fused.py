@@ -276,7 +276,7 @@ class EdgeGateUpdate(torch.autograd.Function):
             gate = torch.nn.functional.silu(edge_product(
                 torch.nn.functional.silu(edge_product(t[block], weight_in)), weight_out))
             normed = torch.nn.functional.layer_norm(w[block], (w.shape[1],), norm_weight, norm_bias, eps)
-            out[block] = torch.addcmul(t[block], gate, edge_product(normed, weight_e))
+            torch.addcmul(t[block], gate, edge_product(normed, weight_e), out=out[block])  # in place: no copy
         return out
 
     @staticmethod
@@ -294,7 +294,7 @@ class EdgeGateUpdate(torch.autograd.Function):
             grad_w[block] = torch.ops.aten.native_layer_norm_backward(
                 grad_normed, w[block], [w.shape[1]], mean, rstd, norm_weight, norm_bias, [True, False, False])[0]
             grad_hidden = edge_product(g * update * _silu_grad(pre_gate), weight_out.t()) * _silu_grad(pre_hidden)
-            grad_t[block] = g + edge_product(grad_hidden, weight_in.t())
+            torch.add(g, edge_product(grad_hidden, weight_in.t()), out=grad_t[block])
         return grad_t, grad_w, None, None, None, None, None, None
 
 
