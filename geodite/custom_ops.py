@@ -1,7 +1,7 @@
 """Geodite's inference kernels as compiled custom operators (``torch.ops.geodite``), and which kernels run.
 
 ``geodite/csrc/fused_ops.cpp`` holds hand-written CPU loops (per destination atom, vectorised, threaded) for
-the sums that ``geodite/model/fused.py`` writes as readable edge-block Python, and defines six operators:
+the sums that ``geodite/model/fused.py`` writes as readable edge-block Python, and defines eight operators:
 
     geodite::interaction_messages(attention_in, filter_in, Y, q, k, values, filters, X, sender, receiver, num_heads)
         -> (Δh [N, F], ΔX [N, 8, F])
@@ -10,6 +10,12 @@ the sums that ``geodite/model/fused.py`` writes as readable edge-block Python, a
         -> (Δh, ΔX): the same with attention_in = t W_rᵀ, filter_in = t W_sᵀ made chunk by chunk of edges (the
         backward pass recomputes them: autograd keeps t [E, F], not [E, 4F]); no gradient for the weights
     geodite::interaction_messages_t_backward(grad_h, grad_X, <the 11 tensors above>, num_heads) -> 7 gradients
+    geodite::edge_gate_update(t, w, weight_in, weight_out, weight_e, norm_weight, norm_bias, eps, keep)
+        -> (t' [E, F], pre_hidden, pre_gate, update, stats): the edge update's gate and residual, chunk by chunk of
+        edges; with ``keep`` the last four are its intermediates for the backward pass, else they have no rows
+        (the backward pass recomputes them); no gradient for the weights
+    geodite::edge_gate_update_backward(grad, <the 8 inputs but keep>, pre_hidden, pre_gate, update, stats)
+        -> (grad_t, grad_w)
     geodite::rejected_inner_product(Q, K, Y, sender, receiver) -> w [E, C]
     geodite::rejected_inner_product_backward(grad_w, Q, K, Y, sender, receiver) -> (grad_Q, grad_K, grad_Y)
 
@@ -20,9 +26,10 @@ libtorch; the one recipe, which ``lammps/build.sh`` uses too), loads it, and reg
 operator its fake (shape) kernel and its autograd formula (the backward operator; differentiable once, like
 fused.py's Functions, which is what energy → forces and stress needs).
 
-Which kernels an evaluation-mode model runs (``fused.interaction_messages``, ``fused.rejected_inner_product_edges``):
-the operators on CPU tensors, building the library on first use (``auto``, the default); fused.py's Python
-Functions where it cannot be built (no compiler: a warning, once) and on other devices. ``$GEODITE_KERNELS``
+Which kernels an evaluation-mode model runs (fused.py's entry points: ``interaction_messages``,
+``interaction_messages_t``, ``edge_gate_update``, ``rejected_inner_product_edges``): the operators on CPU
+tensors, building the library on first use (``auto``, the default); fused.py's Python Functions where it cannot
+be built (no compiler: a warning, once) and on other devices. ``$GEODITE_KERNELS``
 (``auto``, ``ops``, ``python``) or the ``compiled_kernels()`` / ``python_kernels()`` contexts choose instead.
 """
 
@@ -129,8 +136,7 @@ def load_library(path: Path | None = None) -> Path:
 
 @contextlib.contextmanager
 def compiled_kernels() -> Iterator[None]:
-    """Within: the model's kernels (fused.interaction_messages, fused.rejected_inner_product_edges) run the
-    ``geodite::`` operators, loaded on entry (an error if the library cannot be built)."""
+    """Within: the model's kernels (fused.py's entry points) run the ``geodite::`` operators, loaded on entry (an error if the library cannot be built)."""
     load_library()
     token = KERNELS.set("ops")
     try:
@@ -177,7 +183,7 @@ def use_operators(device: torch.device) -> bool:
 
 
 def _register() -> None:
-    """Fake kernels (output shapes for tracing) and autograd formulas of the three forward operators."""
+    """Fake kernels (output shapes for tracing) and autograd formulas of the four forward operators."""
     ops = torch.ops.geodite
 
     @torch.library.register_fake("geodite::interaction_messages")
@@ -195,6 +201,17 @@ def _register() -> None:
     @torch.library.register_fake("geodite::interaction_messages_t_backward")
     def _(grad_h, grad_X, t, weight_r, weight_s, Y, q, k, values, filters, X, sender, receiver, num_heads):
         return tuple(torch.empty_like(x) for x in (t, Y, q, k, values, filters, X))
+
+    @torch.library.register_fake("geodite::edge_gate_update")
+    def _(t, w, weight_in, weight_out, weight_e, norm_weight, norm_bias, eps, keep):
+        kept = t.shape[0] if keep else 0
+        return (torch.empty_like(t), t.new_empty((kept, weight_in.shape[0])), t.new_empty((kept, t.shape[1])),
+                t.new_empty((kept, t.shape[1])), t.new_empty((kept, 2)))
+
+    @torch.library.register_fake("geodite::edge_gate_update_backward")
+    def _(grad, t, w, weight_in, weight_out, weight_e, norm_weight, norm_bias, eps, pre_hidden, pre_gate, update,
+          stats):
+        return torch.empty_like(t), torch.empty_like(w)
 
     @torch.library.register_fake("geodite::rejected_inner_product")
     def _(Q, K, Y, sender, receiver):
@@ -222,6 +239,23 @@ def _register() -> None:
         grad_t, *rest = ops.interaction_messages_t_backward(grad_h, grad_X, *ctx.saved_tensors, ctx.num_heads)
         return (grad_t, None, None, *rest, None, None, None)
 
+    def save_gate(ctx, inputs, output) -> None:
+        ctx.save_for_backward(*inputs[:7], *output[1:])  # t, w, the weights; what the forward pass kept
+        ctx.eps = inputs[7]
+        ctx.mark_non_differentiable(*output[1:])
+        ctx.set_materialize_grads(False)  # no zero [E, F] gradients for the kept tensors
+
+    def gate_backward(ctx, grad: Tensor | None, *kept):
+        if any(ctx.needs_input_grad[2:7]):
+            raise RuntimeError("geodite::edge_gate_update has no gradient for its weights (inference only): pass "
+                               "them detached")
+        if grad is None:
+            return (None,) * 9
+        t, w, *weights, pre_hidden, pre_gate, update, stats = ctx.saved_tensors
+        grad_t, grad_w = ops.edge_gate_update_backward(grad, t, w, *weights, ctx.eps, pre_hidden, pre_gate, update,
+                                                       stats)
+        return grad_t, grad_w, None, None, None, None, None, None, None
+
     def rejected_backward(ctx, grad: Tensor):
         return (*ops.rejected_inner_product_backward(grad, *ctx.saved_tensors), None, None)
 
@@ -230,4 +264,5 @@ def _register() -> None:
     torch.library.register_autograd("geodite::interaction_messages_t", interaction_t_backward,
                                     setup_context=save_interaction)
     torch.library.register_autograd("geodite::rejected_inner_product", rejected_backward, setup_context=save_rejected)
+    torch.library.register_autograd("geodite::edge_gate_update", gate_backward, setup_context=save_gate)
 

@@ -1,6 +1,6 @@
 // Geodite's inference kernels as custom operators geodite::* (CPU): the interaction's attention messages and
-// steerable aggregation, and the edge update's rejected inner products, forward and backward (energy -> forces,
-// stress). One source for eager inference (geodite/model/kernels.py), exported packages (AOTInductor calls the
+// steerable aggregation, the edge update's rejected inner products and its gate, forward and backward (energy ->
+// forces, stress). One source for eager inference (geodite/model/kernels.py), exported packages (AOTInductor calls the
 // operators by name) and C++ programs without Python (LAMMPS's pair_style geodite links this library).
 // geodite/model/fused.py is the readable reference: same sums (up to the order of float additions), tested
 // against it in float64; geodite/custom_ops.py builds this file, loads it and registers the autograd formulas
@@ -505,6 +505,107 @@ GEODITE_INLINE void rejected_backward_rows(const RejectedArgs &g, bool receivers
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// geodite::edge_gate_update (fused.py EdgeGateUpdate): t' = t + silu(p_g) ⊙ u with p_h = t W_inᵀ [E, Fh],
+// p_g = silu(p_h) W_outᵀ [E, F], u = LayerNorm(w) W_eᵀ [E, F], w [E, Fe]. The products run on a chunk of edges at
+// a time (edge_matmul); these passes do the element-wise steps between them on the chunk's rows [begin, end),
+// which the products have just written and the next product reads: in cache, where ATen's operators would each
+// make a pass over [E, ·] tensors in memory.
+
+struct GateArgs {
+  int64_t F, Fh, Fe;  // channels of t, of the gate's hidden layer, of w
+  double eps;         // the layer norm's
+};
+
+// hidden = silu(p_h); normed = LayerNorm(w) with its weight and bias; stats = (mean, 1/√(var + eps)) of each row
+template <typename T>
+GEODITE_INLINE void gate_inputs_rows(const GateArgs &g, const T *p_h, const T *w, const T *norm_weight,
+                                     const T *norm_bias, T *hidden, T *normed, T *stats, int64_t begin, int64_t end)
+{
+  const int64_t Fh = g.Fh, Fe = g.Fe;
+  const T *__restrict gamma = norm_weight, *__restrict beta = norm_bias;
+  for (int64_t r = begin; r < end; ++r) {
+    const T *__restrict p = p_h + r * Fh, *__restrict x = w + r * Fe;
+    T *__restrict hidden_r = hidden + r * Fh, *__restrict normed_r = normed + r * Fe;
+#pragma omp simd
+    for (int64_t c = 0; c < Fh; ++c) hidden_r[c] = p[c] * sigmoid(p[c]);
+    T sum = 0;
+#pragma omp simd reduction(+ : sum)
+    for (int64_t c = 0; c < Fe; ++c) sum += x[c];
+    const T mean = sum / T(Fe);
+    T squares = 0;
+#pragma omp simd reduction(+ : squares)
+    for (int64_t c = 0; c < Fe; ++c) squares += (x[c] - mean) * (x[c] - mean);
+    const T rstd = T(1) / std::sqrt(squares / T(Fe) + T(g.eps));
+#pragma omp simd
+    for (int64_t c = 0; c < Fe; ++c) normed_r[c] = (x[c] - mean) * rstd * gamma[c] + beta[c];
+    stats[2 * r] = mean;
+    stats[2 * r + 1] = rstd;
+  }
+}
+
+// out = t + silu(p_g) u
+template <typename T>
+GEODITE_INLINE void gate_output_rows(const GateArgs &g, const T *t, const T *p_g, const T *u, T *out, int64_t begin,
+                                     int64_t end)
+{
+  const int64_t F = g.F;
+  for (int64_t r = begin; r < end; ++r) {
+    const T *__restrict t_r = t + r * F, *__restrict p = p_g + r * F, *__restrict u_r = u + r * F;
+    T *__restrict out_r = out + r * F;
+#pragma omp simd
+    for (int64_t c = 0; c < F; ++c) out_r[c] = t_r[c] + p[c] * sigmoid(p[c]) * u_r[c];
+  }
+}
+
+// From gt = ∂/∂t': grad_u = gt silu(p_g), grad_pg = gt u silu'(p_g), and grad_t = gt (the residual's part; the
+// gate's is added by a product after)
+template <typename T>
+GEODITE_INLINE void gate_backward_rows(const GateArgs &g, const T *grad, const T *p_g, const T *u, T *grad_u,
+                                       T *grad_pg, T *grad_t, int64_t begin, int64_t end)
+{
+  const int64_t F = g.F;
+  for (int64_t r = begin; r < end; ++r) {
+    const T *__restrict gt = grad + r * F, *__restrict p = p_g + r * F, *__restrict u_r = u + r * F;
+    T *__restrict gu = grad_u + r * F, *__restrict gp = grad_pg + r * F, *__restrict gt_out = grad_t + r * F;
+#pragma omp simd
+    for (int64_t c = 0; c < F; ++c) {
+      const T s = sigmoid(p[c]);
+      gu[c] = gt[c] * p[c] * s;
+      gp[c] = gt[c] * u_r[c] * silu_grad(p[c], s);
+      gt_out[c] = gt[c];
+    }
+  }
+}
+
+// grad_w = the layer norm's backward pass of grad_normed (from w and its stats): rstd (d − mean(d) − x̂ mean(d x̂))
+// with d = grad_normed ⊙ weight, x̂ = (w − mean) rstd; and grad_hidden ⊙= silu'(p_h) in place (then ∂/∂p_h)
+template <typename T>
+GEODITE_INLINE void gate_inputs_backward_rows(const GateArgs &g, const T *w, const T *stats, const T *norm_weight,
+                                              const T *grad_normed, const T *p_h, T *grad_hidden, T *grad_w,
+                                              int64_t begin, int64_t end)
+{
+  const int64_t Fh = g.Fh, Fe = g.Fe;
+  const T *__restrict gamma = norm_weight;
+  for (int64_t r = begin; r < end; ++r) {
+    const T *__restrict x = w + r * Fe, *__restrict gn = grad_normed + r * Fe, *__restrict p = p_h + r * Fh;
+    T *__restrict gw = grad_w + r * Fe, *__restrict gh = grad_hidden + r * Fh;
+    const T mean = stats[2 * r], rstd = stats[2 * r + 1];
+    T sum = 0, sum_xhat = 0;
+#pragma omp simd reduction(+ : sum, sum_xhat)
+    for (int64_t c = 0; c < Fe; ++c) {
+      const T d = gn[c] * gamma[c];
+      sum += d;
+      sum_xhat += d * (x[c] - mean) * rstd;
+    }
+    const T a = sum / T(Fe), b = sum_xhat / T(Fe);
+#pragma omp simd
+    for (int64_t c = 0; c < Fe; ++c) gw[c] = rstd * (gn[c] * gamma[c] - a - (x[c] - mean) * rstd * b);
+#pragma omp simd
+    for (int64_t c = 0; c < Fh; ++c) gh[c] *= silu_grad(p[c], sigmoid(p[c]));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 // The row-range functions that threads run, one per dtype, each compiled for three CPU levels (GEODITE_CLONES).
 
 #define GEODITE_INSTANTIATE(T)                                                                                       \
@@ -537,6 +638,27 @@ GEODITE_INLINE void rejected_backward_rows(const RejectedArgs &g, bool receivers
                                                  const T *Y, T *out, T *grad_y, int64_t begin, int64_t end)          \
   {                                                                                                                  \
     rejected_backward_rows<T>(g, receivers, offsets, order, grad, Q, K, Y, out, grad_y, begin, end);                 \
+  }                                                                                                                  \
+  GEODITE_CLONES void gate_inputs_rows_##T(const GateArgs &g, const T *p_h, const T *w, const T *nw, const T *nb,    \
+                                           T *hidden, T *normed, T *stats, int64_t begin, int64_t end)               \
+  {                                                                                                                  \
+    gate_inputs_rows<T>(g, p_h, w, nw, nb, hidden, normed, stats, begin, end);                                       \
+  }                                                                                                                  \
+  GEODITE_CLONES void gate_output_rows_##T(const GateArgs &g, const T *t, const T *p_g, const T *u, T *out,          \
+                                           int64_t begin, int64_t end)                                               \
+  {                                                                                                                  \
+    gate_output_rows<T>(g, t, p_g, u, out, begin, end);                                                              \
+  }                                                                                                                  \
+  GEODITE_CLONES void gate_backward_rows_##T(const GateArgs &g, const T *grad, const T *p_g, const T *u, T *gu,      \
+                                             T *gp, T *gt, int64_t begin, int64_t end)                               \
+  {                                                                                                                  \
+    gate_backward_rows<T>(g, grad, p_g, u, gu, gp, gt, begin, end);                                                  \
+  }                                                                                                                  \
+  GEODITE_CLONES void gate_inputs_backward_rows_##T(const GateArgs &g, const T *w, const T *stats, const T *nw,      \
+                                                    const T *gn, const T *p_h, T *gh, T *gw, int64_t begin,          \
+                                                    int64_t end)                                                     \
+  {                                                                                                                  \
+    gate_inputs_backward_rows<T>(g, w, stats, nw, gn, p_h, gh, gw, begin, end);                                      \
   }
 
 GEODITE_INSTANTIATE(float)
@@ -559,6 +681,10 @@ GEODITE_OVERLOAD(interaction_backward_senders)
 GEODITE_OVERLOAD(interaction_backward_receivers)
 GEODITE_OVERLOAD(rejected_forward_edges)
 GEODITE_OVERLOAD(rejected_backward_rows)
+GEODITE_OVERLOAD(gate_inputs_rows)
+GEODITE_OVERLOAD(gate_output_rows)
+GEODITE_OVERLOAD(gate_backward_rows)
+GEODITE_OVERLOAD(gate_inputs_backward_rows)
 }  // namespace dispatch
 #undef GEODITE_OVERLOAD
 
@@ -742,11 +868,11 @@ int64_t chunk_edges(int64_t F, size_t element_size)
   return std::max<int64_t>(64, CHUNK_BYTES / static_cast<int64_t>(4 * F * element_size));
 }
 
-// a [rows, cols] tensor over per-thread storage kept across calls (grown, never shrunk); `slot` tells apart the
-// buffers one call uses at once
+// a [rows, cols] tensor over per-thread storage kept across calls (grown, never shrunk); `slot` (0-7) tells apart
+// the buffers one call uses at once
 Tensor chunk_buffer(int slot, int64_t rows, int64_t cols, const at::TensorOptions &options)
 {
-  thread_local std::array<Tensor, 8> buffers;
+  thread_local std::array<Tensor, 16> buffers;
   Tensor &buffer = buffers[2 * slot + (options.dtype() == at::kDouble ? 1 : 0)];
   if (!buffer.defined() || buffer.numel() < rows * cols) buffer = at::empty({rows * cols}, options);
   return buffer.narrow(0, 0, rows * cols).view({rows, cols});
@@ -824,6 +950,145 @@ Gradients7 interaction_messages_t_backward(const Tensor &grad_h_, const Tensor &
     }
   });
   return {grad_t, grad_y, grad_q, grad_k, grad_values, grad_filters, grad_x};
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// geodite::edge_gate_update: the edge update's gate and residual t' = t + silu(p_g) ⊙ u (the passes above), chunk
+// by chunk of edges. With `keep` it also returns p_h [E, Fh], p_g [E, F], u [E, F] and the layer norm's stats
+// [E, 2] for the backward pass (autograd through the plain expression keeps those and the gate silu(p_g) too);
+// without, these come back with no rows and the backward pass recomputes them per chunk from t and w (three more
+// products: fused.KEEP_EDGE_BYTES decides). No gradient for the weights (inference).
+
+// rows of a chunk per task of the element-wise passes
+constexpr int64_t GATE_GRAIN = 64;
+
+struct Gate {
+  Tensor t, w, weight_in, weight_out, weight_e, norm_weight, norm_bias;
+  GateArgs args;
+
+  Gate(const Tensor &t_, const Tensor &w_, const Tensor &weight_in_, const Tensor &weight_out_,
+       const Tensor &weight_e_, const Tensor &norm_weight_, const Tensor &norm_bias_, double eps)
+      : t(t_.contiguous()), w(w_.contiguous()), weight_in(weight_in_), weight_out(weight_out_), weight_e(weight_e_),
+        norm_weight(norm_weight_.contiguous()), norm_bias(norm_bias_.contiguous())
+  {
+    check_inputs(t_, {&w_, &weight_in_, &weight_out_, &weight_e_, &norm_weight_, &norm_bias_});
+    TORCH_CHECK(t.dim() == 2 && w.dim() == 2 && w.size(0) == t.size(0),
+                "geodite: edge_gate_update takes t [E, F] and w [E, Fe]");
+    const int64_t F = t.size(1), Fe = w.size(1), Fh = weight_in.size(0);
+    TORCH_CHECK(weight_in.dim() == 2 && weight_in.size(1) == F, "geodite: weight_in must be [Fh, F]");
+    TORCH_CHECK(weight_out.dim() == 2 && weight_out.size(0) == F && weight_out.size(1) == Fh,
+                "geodite: weight_out must be [F, Fh]");
+    TORCH_CHECK(weight_e.dim() == 2 && weight_e.size(0) == F && weight_e.size(1) == Fe,
+                "geodite: weight_e must be [F, Fe]");
+    TORCH_CHECK(norm_weight.numel() == Fe && norm_bias.numel() == Fe, "geodite: the norm's weight and bias must be [Fe]");
+    args = {F, Fh, Fe, eps};
+  }
+
+  int64_t edges() const { return t.size(0); }
+
+  // p_h, hidden = silu(p_h), p_g, normed = LayerNorm(w), u and stats of edges [start, start + count) into the
+  // [count, ·] tensors given (contiguous)
+  template <typename T>
+  void inputs(int64_t start, int64_t count, Tensor &p_h, Tensor &hidden, Tensor &p_g, Tensor &normed, Tensor &u,
+              Tensor &stats) const
+  {
+    edge_matmul(p_h, t.narrow(0, start, count), weight_in.t(), false);
+    at::parallel_for(0, count, GATE_GRAIN, [&](int64_t begin, int64_t end) {
+      dispatch::gate_inputs_rows<T>(args, p_h.data_ptr<T>(), w.data_ptr<T>() + start * args.Fe,
+                                    norm_weight.data_ptr<T>(), norm_bias.data_ptr<T>(), hidden.data_ptr<T>(),
+                                    normed.data_ptr<T>(), stats.data_ptr<T>(), begin, end);
+    });
+    edge_matmul(p_g, hidden, weight_out.t(), false);
+    edge_matmul(u, normed, weight_e.t(), false);
+  }
+};
+
+using GateOutputs = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor>;
+
+GateOutputs edge_gate_update(const Tensor &t, const Tensor &w, const Tensor &weight_in, const Tensor &weight_out,
+                             const Tensor &weight_e, const Tensor &norm_weight, const Tensor &norm_bias, double eps,
+                             bool keep)
+{
+  const Gate op(t, w, weight_in, weight_out, weight_e, norm_weight, norm_bias, eps);
+  const GateArgs &a = op.args;
+  const int64_t E = op.edges(), kept = keep ? E : 0, chunk = chunk_edges(a.F, t.element_size());
+  const at::TensorOptions options = op.t.options();
+  Tensor out = at::empty_like(op.t);
+  Tensor p_h = at::empty({kept, a.Fh}, options), p_g = at::empty({kept, a.F}, options);
+  Tensor u = at::empty({kept, a.F}, options), stats = at::empty({kept, 2}, options);
+  AT_DISPATCH_FLOATING_TYPES(op.t.scalar_type(), "geodite::edge_gate_update", [&] {
+    for (int64_t start = 0; start < E; start += chunk) {
+      const int64_t count = std::min(chunk, E - start);
+      Tensor p_h_c = keep ? p_h.narrow(0, start, count) : chunk_buffer(0, count, a.Fh, options);
+      Tensor p_g_c = keep ? p_g.narrow(0, start, count) : chunk_buffer(2, count, a.F, options);
+      Tensor u_c = keep ? u.narrow(0, start, count) : chunk_buffer(4, count, a.F, options);
+      Tensor stats_c = keep ? stats.narrow(0, start, count) : chunk_buffer(5, count, 2, options);
+      Tensor hidden = chunk_buffer(1, count, a.Fh, options), normed = chunk_buffer(3, count, a.Fe, options);
+      op.inputs<scalar_t>(start, count, p_h_c, hidden, p_g_c, normed, u_c, stats_c);
+      at::parallel_for(0, count, GATE_GRAIN, [&](int64_t begin, int64_t end) {
+        dispatch::gate_output_rows<scalar_t>(a, op.t.data_ptr<scalar_t>() + start * a.F, p_g_c.data_ptr<scalar_t>(),
+                                             u_c.data_ptr<scalar_t>(), out.data_ptr<scalar_t>() + start * a.F,
+                                             begin, end);
+      });
+    }
+  });
+  return {out, p_h, p_g, u, stats};
+}
+
+// gradients of (t, w) from that of t'; p_h, p_g, u, stats: edge_gate_update's (with or without rows)
+std::tuple<Tensor, Tensor> edge_gate_update_backward(const Tensor &grad_, const Tensor &t, const Tensor &w,
+                                                     const Tensor &weight_in, const Tensor &weight_out,
+                                                     const Tensor &weight_e, const Tensor &norm_weight,
+                                                     const Tensor &norm_bias, double eps, const Tensor &p_h_,
+                                                     const Tensor &p_g_, const Tensor &u_, const Tensor &stats_)
+{
+  const Gate op(t, w, weight_in, weight_out, weight_e, norm_weight, norm_bias, eps);
+  const GateArgs &a = op.args;
+  const int64_t E = op.edges(), chunk = chunk_edges(a.F, t.element_size());
+  check_inputs(op.t, {&grad_, &p_h_, &p_g_, &u_, &stats_});
+  TORCH_CHECK(grad_.sizes() == op.t.sizes(), "geodite: edge_gate_update's gradient must be shaped like t");
+  const bool kept = p_h_.size(0) == E;
+  TORCH_CHECK(!kept || (p_h_.size(1) == a.Fh && p_g_.size(0) == E && u_.size(0) == E && stats_.size(0) == E),
+              "geodite: edge_gate_update_backward takes the forward operator's saved tensors");
+  const Tensor grad = grad_.contiguous(), p_h = p_h_.contiguous(), p_g = p_g_.contiguous(), u = u_.contiguous();
+  const Tensor stats = stats_.contiguous();
+  const at::TensorOptions options = op.t.options();
+  Tensor grad_t = at::empty_like(op.t), grad_w = at::empty_like(op.w);
+  AT_DISPATCH_FLOATING_TYPES(op.t.scalar_type(), "geodite::edge_gate_update_backward", [&] {
+    for (int64_t start = 0; start < E; start += chunk) {
+      const int64_t count = std::min(chunk, E - start);
+      Tensor p_h_c, p_g_c, u_c, stats_c;
+      if (kept) {
+        p_h_c = p_h.narrow(0, start, count), p_g_c = p_g.narrow(0, start, count), u_c = u.narrow(0, start, count);
+        stats_c = stats.narrow(0, start, count);
+      } else {
+        p_h_c = chunk_buffer(0, count, a.Fh, options), p_g_c = chunk_buffer(2, count, a.F, options);
+        u_c = chunk_buffer(4, count, a.F, options), stats_c = chunk_buffer(5, count, 2, options);
+        Tensor hidden = chunk_buffer(1, count, a.Fh, options), normed = chunk_buffer(3, count, a.Fe, options);
+        op.inputs<scalar_t>(start, count, p_h_c, hidden, p_g_c, normed, u_c, stats_c);
+      }
+      Tensor grad_u = chunk_buffer(6, count, a.F, options), grad_pg = chunk_buffer(7, count, a.F, options);
+      Tensor grad_t_c = grad_t.narrow(0, start, count);
+      at::parallel_for(0, count, GATE_GRAIN, [&](int64_t begin, int64_t end) {
+        dispatch::gate_backward_rows<scalar_t>(a, grad.data_ptr<scalar_t>() + start * a.F, p_g_c.data_ptr<scalar_t>(),
+                                               u_c.data_ptr<scalar_t>(), grad_u.data_ptr<scalar_t>(),
+                                               grad_pg.data_ptr<scalar_t>(), grad_t_c.data_ptr<scalar_t>(), begin,
+                                               end);
+      });
+      Tensor grad_normed = chunk_buffer(3, count, a.Fe, options), grad_hidden = chunk_buffer(1, count, a.Fh, options);
+      edge_matmul(grad_normed, grad_u, op.weight_e, false);
+      edge_matmul(grad_hidden, grad_pg, op.weight_out, false);
+      at::parallel_for(0, count, GATE_GRAIN, [&](int64_t begin, int64_t end) {
+        dispatch::gate_inputs_backward_rows<scalar_t>(a, op.w.data_ptr<scalar_t>() + start * a.Fe,
+                                                      stats_c.data_ptr<scalar_t>(), op.norm_weight.data_ptr<scalar_t>(),
+                                                      grad_normed.data_ptr<scalar_t>(), p_h_c.data_ptr<scalar_t>(),
+                                                      grad_hidden.data_ptr<scalar_t>(),
+                                                      grad_w.data_ptr<scalar_t>() + start * a.Fe, begin, end);
+      });
+      edge_matmul(grad_t_c, grad_hidden, op.weight_in, true);
+    }
+  });
+  return {grad_t, grad_w};
 }
 
 // Q, K with unit channel stride (any other strides), Y with unit m stride
@@ -904,6 +1169,11 @@ TORCH_LIBRARY(geodite, m)
   m.def("interaction_messages_t_backward(Tensor grad_h, Tensor grad_X, Tensor t, Tensor weight_r, Tensor weight_s, "
         "Tensor Y, Tensor q, Tensor k, Tensor values, Tensor filters, Tensor X, Tensor sender, Tensor receiver, "
         "int num_heads) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+  m.def("edge_gate_update(Tensor t, Tensor w, Tensor weight_in, Tensor weight_out, Tensor weight_e, "
+        "Tensor norm_weight, Tensor norm_bias, float eps, bool keep) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+  m.def("edge_gate_update_backward(Tensor grad, Tensor t, Tensor w, Tensor weight_in, Tensor weight_out, "
+        "Tensor weight_e, Tensor norm_weight, Tensor norm_bias, float eps, Tensor pre_hidden, Tensor pre_gate, "
+        "Tensor update, Tensor stats) -> (Tensor, Tensor)");
   m.def("rejected_inner_product(Tensor Q, Tensor K, Tensor Y, Tensor sender, Tensor receiver) -> Tensor");
   m.def("rejected_inner_product_backward(Tensor grad, Tensor Q, Tensor K, Tensor Y, Tensor sender, "
         "Tensor receiver) -> (Tensor, Tensor, Tensor)");
@@ -915,6 +1185,8 @@ TORCH_LIBRARY_IMPL(geodite, CPU, m)
   m.impl("interaction_messages_backward", &interaction_messages_backward);
   m.impl("interaction_messages_t", &interaction_messages_t);
   m.impl("interaction_messages_t_backward", &interaction_messages_t_backward);
+  m.impl("edge_gate_update", &edge_gate_update);
+  m.impl("edge_gate_update_backward", &edge_gate_update_backward);
   m.impl("rejected_inner_product", &rejected_inner_product_edges);
   m.impl("rejected_inner_product_backward", &rejected_inner_product_edges_backward);
 }

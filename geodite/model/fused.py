@@ -9,9 +9,9 @@ cache, in the forward and the backward pass, and keep only their [N, ·] and [E,
 They are differentiable once (forces and stress); training, which differentiates the forces again, uses
 the plain path (``Geodite.train()`` switches it). Both paths give the same numbers up to float rounding.
 
-This file is the readable reference. The two entry points (``interaction_messages``,
-``rejected_inner_product_edges``) run, where ``geodite.custom_ops.use_operators`` says so (by default on the
-CPU), the hand-written C++ kernels of ``geodite/csrc/fused_ops.cpp`` instead (``torch.ops.geodite``: the same
+This file is the readable reference. The entry points (``interaction_messages``, ``interaction_messages_t``,
+``edge_gate_update``, ``rejected_inner_product_edges``) run, where ``geodite.custom_ops.use_operators`` says so
+(by default on the CPU), the hand-written C++ kernels of ``geodite/csrc/fused_ops.cpp`` instead (``torch.ops.geodite``: the same
 sums, per destination atom, vectorised and threaded), which ``geodite export`` and LAMMPS run too; the tests
 hold them equal to the Functions below in float64.
 """
@@ -370,9 +370,12 @@ def interaction_messages_t(t: Tensor, weight_r: Tensor, weight_s: Tensor, Y: Ten
 
 def edge_gate_update(t: Tensor, w: Tensor, weight_in: Tensor, weight_out: Tensor, weight_e: Tensor,
                      norm_weight: Tensor, norm_bias: Tensor, eps: float) -> Tensor:
-    """t + SiLU(W_out SiLU(W_in t)) ⊙ W_e LayerNorm(w) for inference (the weights detached): EdgeGateUpdate where
-    ``recompute_edges``, else the plain expression."""
+    """t + SiLU(W_out SiLU(W_in t)) ⊙ W_e LayerNorm(w) for inference (the weights detached): the C++ operator where
+    ``use_operators`` says so (keeping its intermediates for the backward pass unless ``recompute_edges``);
+    otherwise EdgeGateUpdate where ``recompute_edges``, else the plain expression."""
     weights = [x.detach() for x in (weight_in, weight_out, weight_e, norm_weight, norm_bias)]
+    if use_operators(t.device):
+        return torch.ops.geodite.edge_gate_update(t, w, *weights, eps, not recompute_edges(t.shape[0], t))[0]
     if not recompute_edges(t.shape[0], t):
         weight_in, weight_out, weight_e, norm_weight, norm_bias = weights
         silu = torch.nn.functional.silu

@@ -44,14 +44,16 @@ def test_vacuum_table_equals_vacuum_atoms(small_model, small_cases):
 def test_traced_graph_equals_eager(small_model, small_cases, kernels):
     """make_fx's symbolic graph (force autograd unrolled) on sizes it was not traced with: single structures
     (an isolated atom: 0 edges; a molecule; a crystal) and all fixture cases together. With ``ops`` the graph
-    calls the geodite:: operators, forward and backward, once per layer each (2 layers, 2 edge updates)."""
+    calls the geodite:: operators, forward and backward: per layer the interaction's (2 layers), per edge update
+    the rejected inner products of l = 1 and 2 and the gate (1 edge update)."""
     traced = trace(small_model, "float64", kernels=kernels)
     assert "autograd" not in traced.code
     calls = Counter(str(node.target) for node in traced.graph.nodes if str(node.target).startswith("geodite."))
     if kernels == "ops":
-        assert calls == {f"geodite.{name}.default": 2 for name in ("interaction_messages", "rejected_inner_product",
-                                                                   "interaction_messages_backward",
-                                                                   "rejected_inner_product_backward")}
+        assert calls == {**{f"geodite.{name}.default": 2 for name in ("interaction_messages", "rejected_inner_product",
+                                                                      "interaction_messages_backward",
+                                                                      "rejected_inner_product_backward")},
+                         "geodite.edge_gate_update.default": 1, "geodite.edge_gate_update_backward.default": 1}
     else:
         assert not calls
     singles = [[case] for case in small_cases if case.info["case"] in ("f_Cu_isolated", "e_H2_molecule", "h_Mg_triclinic")]

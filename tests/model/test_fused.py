@@ -163,8 +163,10 @@ def test_edge_products_run_onednn_in_float32_and_aten_in_float64():
 def test_float32_inference_with_onednn_products_equals_aten_products(edge_memory, monkeypatch):
     """The model's float32 energy, forces and stress with the per-edge products on oneDNN equal those with ATen's
     products to float32 rounding, keeping or recomputing the per-edge intermediates (every product on oneDNN: the
-    structure has fewer edges than ONEDNN_MIN_ROWS)."""
+    structure has fewer edges than ONEDNN_MIN_ROWS). fused.py's Python kernels: the C++ operators make their
+    products themselves (oneDNN's where ``torch.backends.mkldnn``, tests/export/test_custom_ops.py)."""
     monkeypatch.setattr(fused, "ONEDNN_MIN_ROWS", 1)
+    monkeypatch.setenv("GEODITE_KERNELS", "python")
     torch.manual_seed(0)
     model = Geodite(GeoditeConfig(num_channels=32, num_layers=3, num_heads=4, cutoff=4.0, num_rbf=6)).float().eval()
     atoms = bulk("NaCl", "rocksalt", a=5.6).repeat((2, 2, 1))
