@@ -417,30 +417,89 @@ struct RejectedArgs {
   const int64_t *sender, *receiver;
 };
 
+// one edge, M components known at compile time: per channel the sums over m run unrolled in registers (a vector
+// of channels at a time), and w, Q·ŷ, K·ŷ are not read and written back for every m
+template <typename T, int M>
+GEODITE_INLINE void rejected_forward_edge(const T *__restrict Q_i, const T *__restrict K_j, const T *__restrict y,
+                                          int64_t q_m, int64_t k_m, int64_t C, T *__restrict w_e)
+{
+#pragma omp simd
+  for (int64_t c = 0; c < C; ++c) {
+    T dot = 0, qy = 0, ky = 0;
+#pragma GCC unroll 8
+    for (int m = 0; m < M; ++m) {
+      const T q = Q_i[m * q_m + c], k = K_j[m * k_m + c];
+      dot += q * k;
+      qy += y[m] * q;
+      ky += y[m] * k;
+    }
+    w_e[c] = dot - qy * ky;
+  }
+}
+
+// `body` with the number of components M = 1..MAX_COMPONENTS (rejected_args checks it) as the constant kM. A switch,
+// not a generic lambda: a lambda is a function of its own, which target_clones would not compile for AVX-512/AVX2.
+constexpr int64_t MAX_COMPONENTS = 8;
+#define GEODITE_WITH_COMPONENTS(M, body)           \
+  switch (M) {                                      \
+    case 1: { constexpr int kM = 1; body; } break;  \
+    case 2: { constexpr int kM = 2; body; } break;  \
+    case 3: { constexpr int kM = 3; body; } break;  \
+    case 4: { constexpr int kM = 4; body; } break;  \
+    case 5: { constexpr int kM = 5; body; } break;  \
+    case 6: { constexpr int kM = 6; body; } break;  \
+    case 7: { constexpr int kM = 7; body; } break;  \
+    default: { constexpr int kM = 8; body; } break; \
+  }
+
 template <typename T>
 GEODITE_INLINE void rejected_forward_edges(const RejectedArgs &g, const T *Q, const T *K, const T *Y, T *w,
                                            int64_t begin, int64_t end)
 {
-  const int64_t C = g.C;
-  T *buffer = scratch<T>(2 * C);
-  T *__restrict qy = buffer, *__restrict ky = buffer + C;
   for (int64_t e = begin; e < end; ++e) {
     const T *Q_i = Q + g.receiver[e] * g.q_node, *K_j = K + g.sender[e] * g.k_node, *y = Y + e * g.y_edge;
-    T *__restrict w_e = w + e * C;
-    std::fill(w_e, w_e + C, T(0));
-    std::fill(qy, qy + 2 * C, T(0));
-    for (int64_t m = 0; m < g.M; ++m) {
-      const T y_m = y[m];
-      const T *__restrict Q_m = Q_i + m * g.q_m, *__restrict K_m = K_j + m * g.k_m;
+    GEODITE_WITH_COMPONENTS(g.M, (rejected_forward_edge<T, kM>(Q_i, K_j, y, g.q_m, g.k_m, g.C, w + e * g.C)))
+  }
+}
+
+// One edge of the backward pass, M components known at compile time (as rejected_forward_edge): per channel P·ŷ
+// and O·ŷ in registers, the row's gradient out_row [M, C] updated; `receivers`: also py, oy (kept for) grad_y_e [M].
+template <typename T, int M>
+GEODITE_INLINE void rejected_backward_edge(bool receivers, const T *__restrict P, const T *__restrict O, int64_t p_m,
+                                           int64_t o_m, const T *__restrict y, const T *__restrict ge, int64_t C,
+                                           T *__restrict out_row, T *__restrict py, T *__restrict oy,
+                                           T *__restrict grad_y_e)
+{
+  if (receivers) {
 #pragma omp simd
-      for (int64_t c = 0; c < C; ++c) {
-        w_e[c] += Q_m[c] * K_m[c];
-        qy[c] += y_m * Q_m[c];
-        ky[c] += y_m * K_m[c];
+    for (int64_t c = 0; c < C; ++c) {
+      T p = 0, o = 0;
+#pragma GCC unroll 8
+      for (int m = 0; m < M; ++m) {
+        p += y[m] * P[m * p_m + c];
+        o += y[m] * O[m * o_m + c];
       }
+      py[c] = p;
+      oy[c] = o;
+#pragma GCC unroll 8
+      for (int m = 0; m < M; ++m) out_row[m * C + c] += ge[c] * (O[m * o_m + c] - y[m] * o);
     }
+    for (int m = 0; m < M; ++m) {
+      const T *__restrict P_m = P + m * p_m, *__restrict O_m = O + m * o_m;
+      T dot = 0;
+#pragma omp simd reduction(+ : dot)
+      for (int64_t c = 0; c < C; ++c) dot += ge[c] * (P_m[c] * oy[c] + O_m[c] * py[c]);
+      grad_y_e[m] = -dot;
+    }
+  } else {  // P·ŷ only serves grad_y, which the receivers' pass writes
 #pragma omp simd
-    for (int64_t c = 0; c < C; ++c) w_e[c] -= qy[c] * ky[c];
+    for (int64_t c = 0; c < C; ++c) {
+      T o = 0;
+#pragma GCC unroll 8
+      for (int m = 0; m < M; ++m) o += y[m] * O[m * o_m + c];
+#pragma GCC unroll 8
+      for (int m = 0; m < M; ++m) out_row[m * C + c] += ge[c] * (O[m * o_m + c] - y[m] * o);
+    }
   }
 }
 
@@ -467,39 +526,10 @@ GEODITE_INLINE void rejected_backward_rows(const RejectedArgs &g, bool receivers
       const T *P = receivers ? Q + row * g.q_node : K + row * g.k_node;
       const T *O = receivers ? K + g.sender[e] * g.k_node : Q + g.receiver[e] * g.q_node;
       const int64_t p_m = receivers ? g.q_m : g.k_m, o_m = receivers ? g.k_m : g.q_m;
-      const T *__restrict y = Y + e * g.y_edge, *__restrict ge = grad + e * C;
-      std::fill(py, py + 2 * C, T(0));
-      for (int64_t m = 0; m < M; ++m) {
-        const T y_m = y[m];
-        const T *__restrict P_m = P + m * p_m, *__restrict O_m = O + m * o_m;
-        if (receivers) {
-#pragma omp simd
-          for (int64_t c = 0; c < C; ++c) {
-            py[c] += y_m * P_m[c];
-            oy[c] += y_m * O_m[c];
-          }
-        } else {  // py only serves grad_y, which the receivers' pass writes
-#pragma omp simd
-          for (int64_t c = 0; c < C; ++c) oy[c] += y_m * O_m[c];
-        }
-      }
-      for (int64_t m = 0; m < M; ++m) {
-        const T y_m = y[m];
-        const T *__restrict P_m = P + m * p_m, *__restrict O_m = O + m * o_m;
-        T *__restrict out_m = out_row + m * C;
-        if (receivers) {
-          T dot = 0;
-#pragma omp simd reduction(+ : dot)
-          for (int64_t c = 0; c < C; ++c) {
-            out_m[c] += ge[c] * (O_m[c] - y_m * oy[c]);
-            dot += ge[c] * (P_m[c] * oy[c] + O_m[c] * py[c]);
-          }
-          grad_y[e * M + m] = -dot;
-        } else {
-#pragma omp simd
-          for (int64_t c = 0; c < C; ++c) out_m[c] += ge[c] * (O_m[c] - y_m * oy[c]);
-        }
-      }
+      const T *y = Y + e * g.y_edge, *ge = grad + e * C;
+      T *grad_y_e = receivers ? grad_y + e * M : nullptr;
+      GEODITE_WITH_COMPONENTS(M, (rejected_backward_edge<T, kM>(receivers, P, O, p_m, o_m, y, ge, C, out_row, py, oy,
+                                                               grad_y_e)))
     }
   }
 }
@@ -687,6 +717,7 @@ GEODITE_OVERLOAD(gate_backward_rows)
 GEODITE_OVERLOAD(gate_inputs_backward_rows)
 }  // namespace dispatch
 #undef GEODITE_OVERLOAD
+#undef GEODITE_WITH_COMPONENTS
 
 // ---------------------------------------------------------------------------------------------------------------
 // The operators
@@ -1096,6 +1127,8 @@ RejectedArgs rejected_args(Tensor &Q, Tensor &K, Tensor &Y, const Tensor &sender
 {
   TORCH_CHECK(Q.dim() == 3 && K.dim() == 3 && Y.dim() == 2 && Q.size(1) == Y.size(1) && K.sizes() == Q.sizes(),
               "geodite: rejected_inner_product takes Q, K [N, M, C] and Y [E, M]");
+  TORCH_CHECK(Q.size(1) >= 1 && Q.size(1) <= MAX_COMPONENTS, "geodite: rejected_inner_product takes 1 to ",
+              MAX_COMPONENTS, " components M, not ", Q.size(1));
   if (Q.stride(2) != 1) Q = Q.contiguous();
   if (K.stride(2) != 1) K = K.contiguous();
   if (Y.stride(1) != 1) Y = Y.contiguous();

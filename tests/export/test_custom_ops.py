@@ -173,11 +173,13 @@ def test_float32_edge_gate_update_op_follows_the_float64_reference(onednn):
             assert (a - b.double()).abs().max() <= 5e-5 * a.abs().max()
 
 
-@pytest.mark.parametrize("channels", [4096, 7])
-def test_rejected_inner_product_op_equals_function(channels):
+@pytest.mark.parametrize("channels, components", [(4096, 3), (7, 5), (7, 1), (5, 2), (5, 4), (5, 6), (5, 7), (12, 8)])
+def test_rejected_inner_product_op_equals_function(channels, components):
+    """Forward and gradients against fused.py's Function for every number of components M the operator compiles
+    a loop for (1-8; the model's l = 1 and 2 have 3 and 5), odd channel counts (vector remainders)."""
     sender, receiver = _edges(7, 150)
     inputs = [torch.randn(shape, dtype=torch.float64, requires_grad=True)
-              for shape in [(7, 3, channels), (7, 3, channels), (150, 3)]]
+              for shape in [(7, components, channels), (7, components, channels), (150, components)]]
     python = fused.RejectedInnerProduct.apply(*inputs, sender, receiver)
     compiled = torch.ops.geodite.rejected_inner_product(*inputs, sender, receiver)
     weight = torch.randn_like(python)
@@ -192,6 +194,13 @@ def test_interaction_op_gradcheck():
     sender, receiver = _edges(5, 24)
     inputs = interaction_inputs(5, 24, heads=4, head_channels=2)
     assert torch.autograd.gradcheck(lambda *x: torch.ops.geodite.interaction_messages(*x, sender, receiver, 4), inputs)
+
+
+def test_rejected_inner_product_op_refuses_more_than_eight_components():
+    sender, receiver = _edges(3, 10)
+    Q = torch.randn(3, 9, 4, dtype=torch.float64)
+    with pytest.raises(RuntimeError, match="1 to 8 components M, not 9"):
+        torch.ops.geodite.rejected_inner_product(Q, Q, torch.randn(10, 9, dtype=torch.float64), sender, receiver)
 
 
 def test_rejected_inner_product_op_gradcheck():
