@@ -136,7 +136,8 @@ def load_library(path: Path | None = None) -> Path:
 
 @contextlib.contextmanager
 def compiled_kernels() -> Iterator[None]:
-    """Within: the model's kernels (fused.py's entry points) run the ``geodite::`` operators, loaded on entry (an error if the library cannot be built)."""
+    """Within: the model's kernels (fused.py's entry points) run the ``geodite::`` operators, loaded on entry (an
+    error if the library cannot be built)."""
     load_library()
     token = KERNELS.set("ops")
     try:

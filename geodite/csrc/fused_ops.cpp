@@ -1011,7 +1011,8 @@ struct Gate {
                 "geodite: weight_out must be [F, Fh]");
     TORCH_CHECK(weight_e.dim() == 2 && weight_e.size(0) == F && weight_e.size(1) == Fe,
                 "geodite: weight_e must be [F, Fe]");
-    TORCH_CHECK(norm_weight.numel() == Fe && norm_bias.numel() == Fe, "geodite: the norm's weight and bias must be [Fe]");
+    TORCH_CHECK(norm_weight.numel() == Fe && norm_bias.numel() == Fe,
+                "geodite: the norm's weight and bias must be [Fe]");
     args = {F, Fh, Fe, eps};
   }
 

@@ -11,9 +11,9 @@ the plain path (``Geodite.train()`` switches it). Both paths give the same numbe
 
 This file is the readable reference. The entry points (``interaction_messages``, ``interaction_messages_t``,
 ``edge_gate_update``, ``rejected_inner_product_edges``) run, where ``geodite.custom_ops.use_operators`` says so
-(by default on the CPU), the hand-written C++ kernels of ``geodite/csrc/fused_ops.cpp`` instead (``torch.ops.geodite``: the same
-sums, per destination atom, vectorised and threaded), which ``geodite export`` and LAMMPS run too; the tests
-hold them equal to the Functions below in float64.
+(by default on the CPU), the hand-written C++ kernels of ``geodite/csrc/fused_ops.cpp`` instead
+(``torch.ops.geodite``: the same sums, per destination atom, vectorised and threaded), which ``geodite export``
+and LAMMPS run too; the tests hold them equal to the Functions below in float64.
 """
 
 from __future__ import annotations
