@@ -1,7 +1,8 @@
 // Geodite's inference kernels as custom operators geodite::* (CPU): the interaction's attention messages and
 // steerable aggregation, the edge update's rejected inner products and its gate, forward and backward (energy ->
-// forces, stress). One source for eager inference (geodite/model/kernels.py), exported packages (AOTInductor calls the
-// operators by name) and C++ programs without Python (LAMMPS's pair_style geodite links this library).
+// forces, stress). One source for eager inference (geodite/model/fused.py's entry points call them), exported
+// packages (AOTInductor calls the operators by name) and C++ programs without Python (LAMMPS's pair_style geodite
+// links this library).
 // geodite/model/fused.py is the readable reference: same sums (up to the order of float additions), tested
 // against it in float64; geodite/custom_ops.py builds this file, loads it and registers the autograd formulas
 // (forward op -> backward op) and the fake (shape) kernels.
